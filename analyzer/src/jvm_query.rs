@@ -1,0 +1,78 @@
+//! Reading an instance's JVM health back: metric series, GC pause events and
+//! other JVM events (heap dumps, stuck transactions) over a time range.
+
+use std::collections::BTreeMap;
+use std::io;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::store::Store;
+use crate::xlog::GC_PAUSE;
+
+#[derive(Debug, Default, Serialize)]
+pub struct JvmView {
+    /// `NAME{attr=value,...}` → `[t_ms, value]` in time order.
+    pub series: BTreeMap<String, Vec<(u64, f64)>>,
+    pub gc_pauses: Vec<GcPause>,
+    pub events: Vec<Value>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct GcPause {
+    pub start_ms: u64,
+    pub duration_ms: f64,
+    pub gc_name: String,
+    pub action: String,
+}
+
+/// The JVM data of `instance` in `[from_ms, to_ms]`.
+pub fn read(store: &Store, instance: &str, from_ms: u64, to_ms: u64) -> io::Result<JvmView> {
+    let mut view = JvmView::default();
+    let instance_ids: Vec<u32> = store
+        .strings
+        .snapshot()
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| &***s == instance)
+        .map(|(i, _)| i as u32)
+        .collect();
+    let in_range = |t: u64| (from_ms..=to_ms).contains(&t);
+    for seg in store.segments_in(from_ms, to_ms) {
+        if let Some(&id) = instance_ids.first() {
+            for s in seg.read_samples()? {
+                if s.instance == id && in_range(s.t_ms) {
+                    view.series
+                        .entry(store.strings.get(s.series).to_string())
+                        .or_default()
+                        .push((s.t_ms, s.value));
+                }
+            }
+        }
+        for payload in seg.read_events()? {
+            let Ok(event) = serde_json::from_slice::<Value>(&payload) else {
+                continue;
+            };
+            let start = event["start_ms"].as_u64().unwrap_or(0);
+            if event["instance"] != instance || !in_range(start) {
+                continue;
+            }
+            if event["kind"] == GC_PAUSE {
+                let attr = |k: &str| event["attributes"][k].as_str().unwrap_or("").to_string();
+                view.gc_pauses.push(GcPause {
+                    start_ms: start,
+                    duration_ms: event["duration_ms"].as_f64().unwrap_or(0.0),
+                    gc_name: attr("jvm.gc.name"),
+                    action: attr("jvm.gc.action"),
+                });
+            } else {
+                view.events.push(event);
+            }
+        }
+    }
+    for points in view.series.values_mut() {
+        points.sort_by_key(|&(t, _)| t);
+    }
+    view.gc_pauses.sort_by_key(|p| p.start_ms);
+    Ok(view)
+}

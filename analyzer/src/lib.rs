@@ -1,0 +1,31 @@
+//! The jvmapm analyzer: receives OTLP from the jvmapm agent or any OpenTelemetry
+//! SDK, turns transactions into XLog points, keeps them (and JVM metrics and
+//! events) durably in a data directory, meters them, and answers queries.
+//!
+//! Data flow: `receiver` (gRPC, HTTP) → `xlog` / `jvm_metrics` (build) →
+//! `store::writer` (durable group commit) → `meter` (live statistics);
+//! `api` and `export` read back through `query`, `transaction` and `jvm_query`.
+
+pub mod api;
+pub mod duration;
+pub mod export;
+pub mod glob;
+pub mod instances;
+pub mod jvm_metrics;
+pub mod jvm_query;
+pub mod meter;
+mod otlp_values;
+pub mod point;
+pub mod query;
+pub mod receiver;
+pub mod server;
+pub mod store;
+pub mod transaction;
+pub mod xlog;
+
+/// Now, in Unix milliseconds.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

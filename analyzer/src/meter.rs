@@ -1,0 +1,279 @@
+//! Live statistics: every stored point is metered here, into per-second TPS
+//! and per service+endpoint HDR histograms (one-minute windows for the recent
+//! past and one since the analyzer started), with error counts.
+//!
+//! Minute windows are kept for [`MINUTE_HORIZON`] minutes; older ranges are
+//! answered from the store instead (see `query`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::store::Strings;
+
+/// Minutes of per-endpoint windows kept in memory.
+pub const MINUTE_HORIZON: u64 = 15;
+/// Seconds of TPS kept in memory.
+pub const TPS_HORIZON: u64 = 3600;
+/// Largest elapsed time told apart, in microseconds (one day); longer ones count as this.
+const HIGHEST_US: u64 = 86_400_000_000;
+
+/// (service id, endpoint id) in the store's string table.
+pub type EndpointKey = (u32, u32);
+
+/// A new histogram of elapsed microseconds with `digits` significant digits.
+pub fn histogram(digits: u8) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIGHEST_US, digits).expect("bounds are valid")
+}
+
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub count: u64,
+    pub errors: u64,
+}
+
+impl Counts {
+    fn add(&mut self, error: bool) {
+        self.count += 1;
+        self.errors += u64::from(error);
+    }
+}
+
+struct MinuteWindow {
+    counts: Counts,
+    elapsed: Histogram<u32>,
+}
+
+struct EndpointMeter {
+    since_start: Histogram<u64>,
+    counts: Counts,
+    minutes: BTreeMap<u64, MinuteWindow>,
+}
+
+pub struct Meter {
+    started_ms: u64,
+    seconds: BTreeMap<u64, Counts>,
+    endpoints: HashMap<EndpointKey, EndpointMeter>,
+}
+
+impl Meter {
+    pub fn new(started_ms: u64) -> Self {
+        Meter {
+            started_ms,
+            seconds: BTreeMap::new(),
+            endpoints: HashMap::new(),
+        }
+    }
+
+    pub fn started_ms(&self) -> u64 {
+        self.started_ms
+    }
+
+    /// Counts one finished transaction. `now_ms` bounds what windows are kept.
+    pub fn record(
+        &mut self,
+        key: EndpointKey,
+        end_ms: u64,
+        elapsed_us: u64,
+        error: bool,
+        now_ms: u64,
+    ) {
+        let second = end_ms / 1000;
+        if second + TPS_HORIZON >= now_ms / 1000 {
+            self.seconds.entry(second).or_default().add(error);
+        }
+        let meter = self.endpoints.entry(key).or_insert_with(|| EndpointMeter {
+            since_start: histogram(3),
+            counts: Counts::default(),
+            minutes: BTreeMap::new(),
+        });
+        let value = elapsed_us.clamp(1, HIGHEST_US);
+        meter.since_start.saturating_record(value);
+        meter.counts.add(error);
+        let minute = end_ms / 60_000;
+        if minute + MINUTE_HORIZON >= now_ms / 60_000 {
+            let window = meter.minutes.entry(minute).or_insert_with(|| MinuteWindow {
+                counts: Counts::default(),
+                elapsed: Histogram::new_with_bounds(1, HIGHEST_US, 2).expect("bounds are valid"),
+            });
+            window.counts.add(error);
+            window.elapsed.saturating_record(value);
+        }
+    }
+
+    /// Drops windows that fell out of the horizons.
+    pub fn prune(&mut self, now_ms: u64) {
+        let first_second = (now_ms / 1000).saturating_sub(TPS_HORIZON);
+        self.seconds = self.seconds.split_off(&first_second);
+        let first_minute = (now_ms / 60_000).saturating_sub(MINUTE_HORIZON);
+        for meter in self.endpoints.values_mut() {
+            meter.minutes = meter.minutes.split_off(&first_minute);
+        }
+    }
+
+    /// Whether every point ending in `[from_ms, ..]` was metered by this process
+    /// and its minute windows are still held.
+    pub fn covers(&self, from_ms: u64, now_ms: u64) -> bool {
+        from_ms >= self.started_ms && from_ms / 60_000 + MINUTE_HORIZON > now_ms / 60_000
+    }
+
+    /// Statistics since the analyzer started.
+    pub fn since_start(&self) -> Accumulator {
+        let mut acc = Accumulator::default();
+        for (key, meter) in &self.endpoints {
+            acc.merge(*key, meter.counts, &meter.since_start);
+        }
+        acc
+    }
+
+    /// Statistics from the minute windows overlapping `[from_ms, to_ms]`.
+    pub fn window(&self, from_ms: u64, to_ms: u64) -> Accumulator {
+        let mut acc = Accumulator::default();
+        for (key, meter) in &self.endpoints {
+            for window in meter
+                .minutes
+                .range(from_ms / 60_000..=to_ms / 60_000)
+                .map(|(_, w)| w)
+            {
+                acc.merge(*key, window.counts, &window.elapsed);
+            }
+        }
+        acc
+    }
+
+    /// Transactions per second, by end second, within `[from_ms, to_ms]`.
+    pub fn tps(&self, from_ms: u64, to_ms: u64) -> Vec<(u64, Counts)> {
+        self.seconds
+            .range(from_ms / 1000..=to_ms / 1000)
+            .map(|(s, c)| (*s, *c))
+            .collect()
+    }
+}
+
+/// Histograms and counts per endpoint, being summed up for one answer.
+#[derive(Default)]
+pub struct Accumulator {
+    endpoints: HashMap<EndpointKey, (Counts, Histogram<u64>)>,
+}
+
+impl Accumulator {
+    fn entry(&mut self, key: EndpointKey) -> &mut (Counts, Histogram<u64>) {
+        self.endpoints
+            .entry(key)
+            .or_insert_with(|| (Counts::default(), histogram(3)))
+    }
+
+    /// Adds one point (used when statistics are computed from the store).
+    pub fn record(&mut self, key: EndpointKey, elapsed_us: u64, error: bool) {
+        let (counts, hist) = self.entry(key);
+        counts.add(error);
+        hist.saturating_record(elapsed_us.clamp(1, HIGHEST_US));
+    }
+
+    fn merge<C: hdrhistogram::Counter>(
+        &mut self,
+        key: EndpointKey,
+        add: Counts,
+        elapsed: &Histogram<C>,
+    ) {
+        let (counts, hist) = self.entry(key);
+        counts.count += add.count;
+        counts.errors += add.errors;
+        for v in elapsed.iter_recorded() {
+            hist.saturating_record_n(v.value_iterated_to(), v.count_at_value().as_u64());
+        }
+    }
+
+    /// One row per endpoint, busiest first; `seconds` is the length of the
+    /// range, for TPS.
+    pub fn finish(self, strings: &Strings, seconds: f64) -> Vec<EndpointStats> {
+        let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        let mut rows: Vec<EndpointStats> = self
+            .endpoints
+            .into_iter()
+            .map(|((service, endpoint), (counts, h))| EndpointStats {
+                service: strings.get(service).to_string(),
+                endpoint: strings.get(endpoint).to_string(),
+                count: counts.count,
+                errors: counts.errors,
+                tps: if seconds > 0.0 {
+                    counts.count as f64 / seconds
+                } else {
+                    0.0
+                },
+                p50_ms: ms(&h, 0.50),
+                p90_ms: ms(&h, 0.90),
+                p95_ms: ms(&h, 0.95),
+                p99_ms: ms(&h, 0.99),
+                max_ms: h.max() as f64 / 1000.0,
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| (&a.service, &a.endpoint).cmp(&(&b.service, &b.endpoint)))
+        });
+        rows
+    }
+}
+
+/// One row of `/api/v1/stats`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EndpointStats {
+    pub service: String,
+    pub endpoint: String,
+    pub count: u64,
+    pub errors: u64,
+    pub tps: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_and_since_start_agree_on_recent_points() {
+        let now = 10 * 60_000;
+        let mut m = Meter::new(0);
+        for i in 1..=1000u64 {
+            m.record((0, 1), now - (i % 120) * 1000, i * 1000, i % 10 == 0, now);
+        }
+        let strings = Strings::default();
+        let total = m.since_start().finish(&strings, 1.0);
+        let window = m.window(now - 5 * 60_000, now).finish(&strings, 1.0);
+        assert_eq!(total[0].count, 1000);
+        assert_eq!(total[0].errors, 100);
+        assert_eq!(window[0].count, 1000);
+        assert!(
+            (total[0].p50_ms - 500.0).abs() <= 500.0 * 0.01,
+            "{}",
+            total[0].p50_ms
+        );
+        assert!(
+            (window[0].p99_ms - 990.0).abs() <= 990.0 * 0.01,
+            "{}",
+            window[0].p99_ms
+        );
+        let tps: u64 = m.tps(0, now).iter().map(|(_, c)| c.count).sum();
+        assert_eq!(tps, 1000);
+    }
+
+    #[test]
+    fn old_windows_are_pruned_but_totals_stay() {
+        let mut m = Meter::new(0);
+        m.record((0, 1), 0, 5_000, false, 60_000);
+        m.prune(MINUTE_HORIZON * 60_000 + 120_000);
+        assert!(m
+            .window(0, 60_000)
+            .finish(&Strings::default(), 1.0)
+            .is_empty());
+        assert_eq!(m.since_start().finish(&Strings::default(), 1.0)[0].count, 1);
+        assert!(!m.covers(0, MINUTE_HORIZON * 60_000 + 120_000));
+    }
+}

@@ -1,0 +1,267 @@
+//! Reading XLog points back: range scans with filters, cursor pages for the
+//! live tail, per-endpoint statistics over a range, and the row shape that the
+//! query API and the offline exporter print.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::glob::Glob;
+use crate::meter::{Accumulator, EndpointStats, Meter};
+use crate::point::{hex, Point};
+use crate::store::{Segment, Store};
+
+/// Points read from a segment at a time.
+const CHUNK: u64 = 8192;
+
+/// Which points a query wants. Times are end times in Unix milliseconds, inclusive.
+#[derive(Clone, Debug)]
+pub struct XlogFilter {
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub service: Option<Glob>,
+    pub endpoint: Option<Glob>,
+    pub errors_only: bool,
+    pub min_us: Option<u64>,
+    pub max_us: Option<u64>,
+}
+
+impl XlogFilter {
+    /// Every point ending in `[from_ms, to_ms]`.
+    pub fn range(from_ms: u64, to_ms: u64) -> Self {
+        XlogFilter {
+            from_ms,
+            to_ms,
+            service: None,
+            endpoint: None,
+            errors_only: false,
+            min_us: None,
+            max_us: None,
+        }
+    }
+}
+
+/// Applies a filter, caching glob results per string id.
+struct Matcher<'a> {
+    filter: &'a XlogFilter,
+    store: &'a Store,
+    services: HashMap<u32, bool>,
+    endpoints: HashMap<u32, bool>,
+}
+
+impl<'a> Matcher<'a> {
+    fn new(filter: &'a XlogFilter, store: &'a Store) -> Self {
+        Matcher {
+            filter,
+            store,
+            services: HashMap::new(),
+            endpoints: HashMap::new(),
+        }
+    }
+
+    fn matches(&mut self, p: &Point) -> bool {
+        let f = self.filter;
+        if p.end_ms < f.from_ms || p.end_ms > f.to_ms || (f.errors_only && !p.error) {
+            return false;
+        }
+        if f.min_us.is_some_and(|min| p.elapsed_us < min)
+            || f.max_us.is_some_and(|max| p.elapsed_us > max)
+        {
+            return false;
+        }
+        let store = self.store;
+        let glob_ok = |cache: &mut HashMap<u32, bool>, glob: &Option<Glob>, id: u32| match glob {
+            None => true,
+            Some(g) => *cache
+                .entry(id)
+                .or_insert_with(|| g.matches(&store.strings.get(id))),
+        };
+        glob_ok(&mut self.services, &f.service, p.service)
+            && glob_ok(&mut self.endpoints, &f.endpoint, p.endpoint)
+    }
+}
+
+/// Calls `each` for the committed points of `seg` from index `start` on, in
+/// seq order, until it returns false.
+fn walk(
+    seg: &Segment,
+    start: u64,
+    committed_seq: u64,
+    mut each: impl FnMut(Point) -> bool,
+) -> io::Result<()> {
+    let count = seg.point_count();
+    let mut from = start;
+    while from < count {
+        let to = (from + CHUNK).min(count);
+        for p in seg.read_points(from, to)? {
+            if p.seq > committed_seq || !each(p) {
+                return Ok(());
+            }
+        }
+        from = to;
+    }
+    Ok(())
+}
+
+/// One page of a live tail.
+pub struct Page {
+    pub points: Vec<Point>,
+    /// Pass back as `after` to get only newer points.
+    pub cursor: u64,
+}
+
+/// The first `limit` matching points stored after `after`, in the order they
+/// were stored.
+pub fn page(store: &Store, filter: &XlogFilter, after: u64, limit: usize) -> io::Result<Page> {
+    let committed = store.committed_seq();
+    let mut matcher = Matcher::new(filter, store);
+    let mut points = Vec::new();
+    for seg in store.segments_in(filter.from_ms, filter.to_ms) {
+        let mut found = 0;
+        walk(&seg, seg.first_after(after)?, committed, |p| {
+            if matcher.matches(&p) {
+                points.push(p);
+                found += 1;
+            }
+            found < limit
+        })?;
+    }
+    points.sort_unstable_by_key(|p| p.seq);
+    let cursor = if points.len() >= limit {
+        points.truncate(limit);
+        points.last().map_or(after, |p| p.seq)
+    } else {
+        committed.max(after)
+    };
+    Ok(Page { points, cursor })
+}
+
+/// Calls `each` for every committed point matching `filter`, hour by hour.
+pub fn for_each(
+    store: &Store,
+    filter: &XlogFilter,
+    mut each: impl FnMut(&Point),
+) -> io::Result<()> {
+    let committed = store.committed_seq();
+    let mut matcher = Matcher::new(filter, store);
+    for seg in store.segments_in(filter.from_ms, filter.to_ms) {
+        walk(&seg, 0, committed, |p| {
+            if matcher.matches(&p) {
+                each(&p);
+            }
+            true
+        })?;
+    }
+    Ok(())
+}
+
+/// Per-endpoint statistics of `[from_ms, to_ms]`: from the live meters when
+/// they hold the whole range, else computed from the stored points.
+pub fn stats(
+    store: &Store,
+    meter: &std::sync::Mutex<Meter>,
+    from_ms: u64,
+    to_ms: u64,
+    now_ms: u64,
+) -> io::Result<Vec<EndpointStats>> {
+    let seconds = (to_ms.min(now_ms).saturating_sub(from_ms) as f64 / 1000.0).max(0.001);
+    let from_meter = {
+        let meter = meter.lock().unwrap();
+        meter
+            .covers(from_ms, now_ms)
+            .then(|| meter.window(from_ms, to_ms))
+    };
+    let acc = match from_meter {
+        Some(acc) => acc,
+        None => {
+            let mut acc = Accumulator::default();
+            for_each(store, &XlogFilter::range(from_ms, to_ms), |p| {
+                acc.record((p.service, p.endpoint), p.elapsed_us, p.error)
+            })?;
+            acc
+        }
+    };
+    Ok(acc.finish(&store.strings, seconds))
+}
+
+/// A point as the query API and `jvmapm export` print it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PointRow {
+    pub end_ms: u64,
+    pub elapsed_us: u64,
+    pub service: Arc<str>,
+    pub instance: Arc<str>,
+    pub endpoint: Arc<str>,
+    pub status_code: u16,
+    pub error: bool,
+    pub trace_id: String,
+    pub span_id: String,
+    pub cpu_us: Option<u64>,
+    pub sql_count: Option<u32>,
+    pub sql_us: Option<u64>,
+}
+
+impl PointRow {
+    pub fn new(p: &Point, store: &Store) -> Self {
+        PointRow {
+            end_ms: p.end_ms,
+            elapsed_us: p.elapsed_us,
+            service: store.strings.get(p.service),
+            instance: store.strings.get(p.instance),
+            endpoint: store.strings.get(p.endpoint),
+            status_code: p.status_code,
+            error: p.error,
+            trace_id: hex(&p.trace_id),
+            span_id: hex(&p.span_id),
+            cpu_us: p.cpu_us,
+            sql_count: p.sql.map(|s| s.count),
+            sql_us: p.sql.map(|s| s.time_us),
+        }
+    }
+
+    /// Field names in order, for a CSV header.
+    pub const FIELDS: [&'static str; 12] = [
+        "end_ms",
+        "elapsed_us",
+        "service",
+        "instance",
+        "endpoint",
+        "status_code",
+        "error",
+        "trace_id",
+        "span_id",
+        "cpu_us",
+        "sql_count",
+        "sql_us",
+    ];
+
+    /// The row as CSV fields (quoted where needed), in [`Self::FIELDS`] order.
+    pub fn csv(&self) -> String {
+        let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let fields = [
+            self.end_ms.to_string(),
+            self.elapsed_us.to_string(),
+            csv_quote(&self.service),
+            csv_quote(&self.instance),
+            csv_quote(&self.endpoint),
+            self.status_code.to_string(),
+            self.error.to_string(),
+            self.trace_id.clone(),
+            self.span_id.clone(),
+            opt(self.cpu_us),
+            opt(self.sql_count.map(u64::from)),
+            opt(self.sql_us),
+        ];
+        fields.join(",")
+    }
+}
+
+fn csv_quote(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}

@@ -1,0 +1,369 @@
+//! The single writer of a data directory: takes batches from the receivers
+//! through a bounded queue, interns their strings, appends them to the hour
+//! segments, syncs, and only then meters the points and acknowledges, so an
+//! acknowledged export is on disk. Batches that queue up while a sync runs are
+//! committed together (group commit), which is what makes durability cheap.
+//!
+//! A full queue is refused at once (the receiver answers 429/503 with
+//! Retry-After); receivers never wait for room.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::detail::{self, FrameRef};
+use super::partition::hour_of;
+use super::segment::{Log, Sample, Segment};
+use super::strings::Interner;
+use super::Store;
+use crate::instances::Instances;
+use crate::jvm_metrics::MetricsBatch;
+use crate::meter::Meter;
+use crate::point::{DetailRef, Point, RECORD_SIZE};
+use crate::unix_ms;
+use crate::xlog::TraceBatch;
+
+/// Most jobs committed together.
+const MAX_GROUP: usize = 256;
+/// How often the instance registry is saved and meters pruned.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
+
+/// What a receiver hands to the writer.
+pub enum Work {
+    Traces(TraceBatch),
+    Metrics(MetricsBatch),
+}
+
+struct Job {
+    work: Work,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// Why a submission was not stored.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The queue is full: the client should retry later.
+    Busy,
+    /// The server is shutting down.
+    Closed,
+    /// Writing failed (disk full, I/O error); nothing of the batch was kept.
+    Store(String),
+}
+
+/// The receivers' side of the writer.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<Job>,
+}
+
+impl WriterHandle {
+    /// Queues `work` and waits until it is durable.
+    pub async fn submit(&self, work: Work) -> Result<(), SubmitError> {
+        let (done, rx) = oneshot::channel();
+        self.tx.try_send(Job { work, done }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SubmitError::Busy,
+            mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+        })?;
+        rx.await
+            .map_err(|_| SubmitError::Closed)?
+            .map_err(SubmitError::Store)
+    }
+}
+
+/// What the writer updates besides the files.
+pub struct Shared {
+    pub store: Arc<Store>,
+    pub meter: Arc<Mutex<Meter>>,
+    pub instances: Arc<Instances>,
+}
+
+/// Starts the writer thread. It ends once every handle is dropped and the
+/// queue is drained; join it to know everything acknowledged is flushed.
+pub fn spawn(
+    shared: Shared,
+    queue_capacity: usize,
+) -> std::io::Result<(WriterHandle, thread::JoinHandle<()>)> {
+    let strings_path = shared.store.dir().join("strings.log");
+    let interner = Interner::open(&strings_path, &shared.store.strings)?;
+    let (tx, rx) = mpsc::channel(queue_capacity);
+    let writer = Writer {
+        next_seq: shared.store.committed_seq() + 1,
+        shared,
+        interner,
+        strings_path,
+        failing: false,
+    };
+    let thread = thread::Builder::new()
+        .name("jvmapm-store-writer".into())
+        .spawn(move || writer.run(rx))?;
+    Ok((WriterHandle { tx }, thread))
+}
+
+struct Writer {
+    shared: Shared,
+    interner: Interner,
+    strings_path: PathBuf,
+    next_seq: u64,
+    /// A commit failed and no commit has succeeded since (logs once per outage).
+    failing: bool,
+}
+
+/// What one commit appends to one segment.
+struct Pending {
+    seg: Arc<Segment>,
+    points: Vec<u8>,
+    details: Vec<u8>,
+    metrics: Vec<u8>,
+    events: Vec<u8>,
+}
+
+impl Pending {
+    fn logs(&self) -> [(&Log, &Vec<u8>); 4] {
+        [
+            (&self.seg.details, &self.details),
+            (&self.seg.events, &self.events),
+            (&self.seg.points, &self.points),
+            (&self.seg.metrics, &self.metrics),
+        ]
+    }
+}
+
+/// A point to meter once its batch is durable.
+struct Metered {
+    key: (u32, u32),
+    end_ms: u64,
+    elapsed_us: u64,
+    error: bool,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        let mut jobs = Vec::new();
+        let mut last_housekeeping = Instant::now();
+        while let Some(job) = rx.blocking_recv() {
+            jobs.push(job);
+            while jobs.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.commit(&mut jobs);
+            if last_housekeeping.elapsed() >= HOUSEKEEPING_EVERY {
+                self.housekeeping();
+                last_housekeeping = Instant::now();
+            }
+        }
+        self.housekeeping();
+        tracing::debug!("store writer stopped; everything acknowledged is on disk");
+    }
+
+    fn housekeeping(&self) {
+        self.shared.meter.lock().unwrap().prune(unix_ms());
+        if let Err(e) = self.shared.instances.save_if_dirty() {
+            tracing::warn!(error = %e, "could not save the instance registry");
+        }
+    }
+
+    fn commit(&mut self, jobs: &mut Vec<Job>) {
+        let now = unix_ms();
+        let first_seq = self.next_seq;
+        let mut pending = BTreeMap::new();
+        let mut metered = Vec::new();
+        let result = jobs
+            .iter()
+            .try_for_each(|job| self.stage(&job.work, &mut pending, &mut metered))
+            .and_then(|()| self.write(&pending));
+        match result {
+            Ok(()) => {
+                for p in pending.values() {
+                    for (log, bytes) in p.logs() {
+                        if !bytes.is_empty() {
+                            log.publish(log.committed() + bytes.len() as u64);
+                        }
+                    }
+                }
+                self.shared.store.publish_seq(self.next_seq - 1);
+                let mut meter = self.shared.meter.lock().unwrap();
+                for m in &metered {
+                    meter.record(m.key, m.end_ms, m.elapsed_us, m.error, now);
+                }
+                drop(meter);
+                for job in jobs.iter() {
+                    for identity in work_identities(&job.work) {
+                        self.shared.instances.seen(identity, now);
+                    }
+                }
+                if self.failing {
+                    tracing::info!("store writes succeed again");
+                    self.failing = false;
+                }
+                for job in jobs.drain(..) {
+                    let _ = job.done.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                if !self.failing {
+                    tracing::error!(error = %e, dir = %self.shared.store.dir().display(), "store write failed; exports are refused until writes succeed");
+                    self.failing = true;
+                }
+                self.rollback(&pending);
+                self.next_seq = first_seq;
+                let message = format!("store write failed: {e}");
+                for job in jobs.drain(..) {
+                    let _ = job.done.send(Err(message.clone()));
+                }
+            }
+        }
+    }
+
+    fn pending_for<'a>(
+        &self,
+        pending: &'a mut BTreeMap<u64, Pending>,
+        t_ms: u64,
+    ) -> std::io::Result<&'a mut Pending> {
+        let hour = hour_of(t_ms);
+        if !pending.contains_key(&hour) {
+            let seg = self.shared.store.segment_for_write(hour)?;
+            pending.insert(
+                hour,
+                Pending {
+                    seg,
+                    points: Vec::new(),
+                    details: Vec::new(),
+                    metrics: Vec::new(),
+                    events: Vec::new(),
+                },
+            );
+        }
+        Ok(pending.get_mut(&hour).expect("inserted above"))
+    }
+
+    fn stage(
+        &mut self,
+        work: &Work,
+        pending: &mut BTreeMap<u64, Pending>,
+        metered: &mut Vec<Metered>,
+    ) -> std::io::Result<()> {
+        let strings = &self.shared.store.strings;
+        match work {
+            Work::Traces(batch) => {
+                for group in &batch.groups {
+                    let service = self.interner.intern(strings, &group.identity.service);
+                    let instance = self.interner.intern(strings, &group.identity.instance);
+                    // The group's resource record, written once into each segment it touches.
+                    let mut resource_at: HashMap<u64, FrameRef> = HashMap::new();
+                    for span in &group.spans {
+                        let endpoint = self.interner.intern(strings, &span.endpoint);
+                        let p = self.pending_for(pending, span.end_ms)?;
+                        let base = p.seg.details.committed();
+                        let resource = *resource_at.entry(p.seg.hour).or_insert_with(|| {
+                            detail::push_resource(&mut p.details, base, &group.resource_record)
+                        });
+                        let at = detail::push_span(
+                            &mut p.details,
+                            base,
+                            resource,
+                            &group.span_bytes[span.detail.clone()],
+                        );
+                        let point = Point {
+                            seq: self.next_seq,
+                            end_ms: span.end_ms,
+                            elapsed_us: span.elapsed_us,
+                            trace_id: span.trace_id,
+                            span_id: span.span_id,
+                            service,
+                            instance,
+                            endpoint,
+                            status_code: span.status_code,
+                            error: span.error,
+                            cpu_us: span.cpu_us,
+                            sql: span.sql,
+                            detail: DetailRef {
+                                offset: at.offset,
+                                len: at.len,
+                            },
+                        };
+                        self.next_seq += 1;
+                        let mut rec = [0u8; RECORD_SIZE];
+                        point.encode(&mut rec);
+                        p.points.extend_from_slice(&rec);
+                        metered.push(Metered {
+                            key: (service, endpoint),
+                            end_ms: span.end_ms,
+                            elapsed_us: span.elapsed_us,
+                            error: span.error,
+                        });
+                    }
+                }
+                for event in &batch.events {
+                    let p = self.pending_for(pending, event.t_ms)?;
+                    super::frame::push(&mut p.events, &event.json);
+                }
+            }
+            Work::Metrics(batch) => {
+                for inst in &batch.instances {
+                    let instance = self.interner.intern(strings, &inst.identity.instance);
+                    for s in &inst.samples {
+                        let series = self.interner.intern(strings, &s.series);
+                        let p = self.pending_for(pending, s.t_ms)?;
+                        Sample {
+                            t_ms: s.t_ms,
+                            value: s.value,
+                            instance,
+                            series,
+                        }
+                        .encode(&mut p.metrics);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends and syncs: strings first, so nothing on disk refers to a missing name.
+    fn write(&mut self, pending: &BTreeMap<u64, Pending>) -> std::io::Result<()> {
+        self.interner.flush()?;
+        for p in pending.values() {
+            for (log, bytes) in p.logs() {
+                if !bytes.is_empty() {
+                    log.append(bytes)?;
+                }
+            }
+        }
+        for p in pending.values() {
+            for (log, bytes) in p.logs() {
+                if !bytes.is_empty() {
+                    log.sync()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn rollback(&mut self, pending: &BTreeMap<u64, Pending>) {
+        let mut result = self
+            .interner
+            .rollback(&self.shared.store.strings, &self.strings_path);
+        for p in pending.values() {
+            for (log, _) in p.logs() {
+                result = result.and(log.rollback());
+            }
+        }
+        if let Err(e) = result {
+            tracing::error!(error = %e, "could not cut a failed batch from the store files; a restart will");
+        }
+    }
+}
+
+fn work_identities(work: &Work) -> Vec<&crate::xlog::Identity> {
+    match work {
+        Work::Traces(b) => b.groups.iter().map(|g| &g.identity).collect(),
+        Work::Metrics(b) => b.instances.iter().map(|i| &i.identity).collect(),
+    }
+}

@@ -1,0 +1,178 @@
+//! The `jvmapm` command line: parses arguments and hands each subcommand to
+//! the library that does the work. Nothing else lives here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use jvmapm_analyzer::export::{self, ExportFormat};
+use jvmapm_analyzer::receiver::DEFAULT_MAX_BODY;
+use jvmapm_analyzer::server::{ServeConfig, Server};
+
+#[derive(Parser)]
+#[command(
+    name = "jvmapm",
+    version,
+    about = "JVM performance monitor: collect transactions and JVM health over OTLP, keep them, query them",
+    long_about = "jvmapm collects transactions (spans) and JVM metrics over OTLP from the jvmapm agent \
+                  or any OpenTelemetry SDK, turns every transaction into a point of a Scouter-style XLog \
+                  (end time x response time), keeps them durably and answers queries."
+)]
+struct Cli {
+    /// Log detail on stderr: error, warn, info or debug.
+    #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
+    log_level: tracing::Level,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Receive OTLP (gRPC and HTTP), keep XLog points and JVM metrics, serve the query API.
+    #[command(after_help = "Point an OpenTelemetry exporter at it, e.g.\n  \
+        OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 (gRPC) or http://127.0.0.1:4318 (HTTP).\n\
+        Query API: GET http://127.0.0.1:4318/api/v1/xlog, /stats, /tps, /instances, /jvm, /transactions/TRACE/SPAN.\n\
+        Stops cleanly on Ctrl-C or SIGTERM; every acknowledged export is on disk.")]
+    Serve {
+        /// Data directory (created if missing).
+        #[arg(long, value_name = "DIR", default_value_os_t = default_data_dir())]
+        data: PathBuf,
+        /// Address of the OTLP/gRPC listener.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4317")]
+        grpc: SocketAddr,
+        /// Address of the OTLP/HTTP and query API listener.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4318")]
+        http: SocketAddr,
+        /// Require `Authorization: Bearer TOKEN` on every request (gRPC and HTTP).
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "JVMAPM_TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
+        /// How long data is kept: e.g. 7d, 12h, 30m.
+        #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = jvmapm_analyzer::duration::parse)]
+        retention: Duration,
+        /// Largest request accepted, in bytes, measured after decompression.
+        #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY)]
+        max_body: usize,
+    },
+    /// Print stored XLog points offline (works beside a running server).
+    Export {
+        /// Data directory written by `jvmapm serve`.
+        #[arg(long, value_name = "DIR", default_value_os_t = default_data_dir())]
+        data: PathBuf,
+        /// First end time to include, Unix milliseconds (default: everything).
+        #[arg(long, value_name = "MS", default_value_t = 0)]
+        from: u64,
+        /// Last end time to include, Unix milliseconds (default: everything).
+        #[arg(long, value_name = "MS", default_value_t = u64::MAX / 2)]
+        to: u64,
+        /// Output format: one JSON object per line, or CSV with a header.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Jsonl,
+    Csv,
+}
+
+/// `$XDG_DATA_HOME/jvmapm`, else `~/.local/share/jvmapm`, else `./jvmapm-data`.
+fn default_data_dir() -> PathBuf {
+    let from_env = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    from_env("XDG_DATA_HOME")
+        .or_else(|| from_env("HOME").map(|h| h.join(".local/share")))
+        .map(|d| d.join("jvmapm"))
+        .unwrap_or_else(|| PathBuf::from("jvmapm-data"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_max_level(cli.log_level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let result = match cli.command {
+        Command::Serve {
+            data,
+            grpc,
+            http,
+            token,
+            retention,
+            max_body,
+        } => serve(ServeConfig {
+            data_dir: data,
+            grpc,
+            http,
+            token,
+            retention,
+            max_body,
+        }),
+        Command::Export {
+            data,
+            from,
+            to,
+            format,
+        } => {
+            let format = match format {
+                Format::Jsonl => ExportFormat::Jsonl,
+                Format::Csv => ExportFormat::Csv,
+            };
+            let stdout = std::io::stdout();
+            export::export(&data, from, to, format, &mut stdout.lock())
+                .map(|n| tracing::debug!(points = n, "exported"))
+                .map_err(|e| e.to_string())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("jvmapm: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: ServeConfig) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async {
+        let data = config.data_dir.clone();
+        let retention = config.retention;
+        let server = Server::bind(config).await.map_err(|e| e.to_string())?;
+        println!("jvmapm serve: OTLP/gRPC on {}", server.grpc_addr());
+        println!(
+            "jvmapm serve: OTLP/HTTP and query API on http://{}",
+            server.http_addr()
+        );
+        println!(
+            "jvmapm serve: data in {} (retention {})",
+            data.display(),
+            jvmapm_analyzer::duration::format(retention)
+        );
+        server.run(stop_signal()).await.map_err(|e| e.to_string())
+    })
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler can be installed");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
