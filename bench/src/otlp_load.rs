@@ -1,1 +1,699 @@
-fn main() {}
+//! `otlp-load`: an OTLP/gRPC trace load generator for measuring how many spans
+//! per second the analyzer (`jvmapm serve`) ingests and acknowledges.
+//!
+//! It exists because the analyzer's ingest target (>= 1M spans/s per core, see
+//! DESIGN.md "Performance targets") has to be checked against spans that look
+//! like what the jvmapm agent or an OpenTelemetry Java agent sends: HTTP SERVER
+//! spans with the stable semantic-convention attributes and our `jvmapm.`
+//! extras, from a realistic resource, with varied routes, log-normal durations
+//! and about 2% 5xx errors. A pool of distinct requests is built before the
+//! timed run so span generation is not measured; the run then keeps
+//! `--concurrency` exports in flight for `--duration` seconds through the
+//! standard tonic `TraceServiceClient`, stops by itself, and prints one summary
+//! line (or one JSON object with `--json`).
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{
+    span, status, ResourceSpans, ScopeSpans, Span, Status,
+};
+use prost::Message;
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "otlp-load",
+    about = "Send realistic OTLP HTTP SERVER spans over gRPC as fast as the receiver acknowledges them"
+)]
+struct Args {
+    /// OTLP/gRPC endpoint of the receiver.
+    #[arg(long, default_value = "http://127.0.0.1:4317")]
+    endpoint: String,
+    /// Export requests kept in flight at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Length of the run in seconds (requests in flight at the end are awaited).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Spans per export request.
+    #[arg(long, default_value_t = 512)]
+    batch: usize,
+    /// Distinct requests generated before the run and sent in turn.
+    #[arg(long, default_value_t = 48)]
+    pool: usize,
+    /// HTTP/2 connections the in-flight requests are spread over.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// Give up on one request after this many seconds (counts as DeadlineExceeded).
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    /// Tokio worker threads (default: the CPUs this process may run on).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.concurrency == 0 || args.batch == 0 || args.pool == 0 || args.connections == 0 {
+        eprintln!("otlp-load: --concurrency, --batch, --pool and --connections must be at least 1");
+        return ExitCode::FAILURE;
+    }
+    if !(args.duration > 0.0 && args.duration.is_finite() && args.timeout > 0.0) {
+        eprintln!("otlp-load: --duration and --timeout must be positive numbers of seconds");
+        return ExitCode::FAILURE;
+    }
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        runtime.worker_threads(n.max(1));
+    }
+    let runtime = match runtime.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("otlp-load: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&args)) {
+        Ok(summary) => {
+            if args.json {
+                println!("{}", summary.json(&args));
+            } else {
+                println!("{}", summary.line(&args));
+            }
+            if summary.acked == 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(message) => {
+            eprintln!("otlp-load: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What one sender task saw.
+#[derive(Default)]
+struct Tally {
+    requests: u64,
+    sent: u64,
+    acked: u64,
+    rejected: u64,
+    /// Failed requests by gRPC code name, with the first message seen.
+    errors: BTreeMap<String, (u64, String)>,
+    /// Latency of each successful request, microseconds.
+    latencies_us: Vec<u32>,
+}
+
+impl Tally {
+    fn merge(&mut self, other: Tally) {
+        self.requests += other.requests;
+        self.sent += other.sent;
+        self.acked += other.acked;
+        self.rejected += other.rejected;
+        for (code, (n, message)) in other.errors {
+            self.errors.entry(code).or_insert((0, message)).0 += n;
+        }
+        self.latencies_us.extend(other.latencies_us);
+    }
+}
+
+struct Summary {
+    wall: Duration,
+    requests: u64,
+    sent: u64,
+    acked: u64,
+    rejected: u64,
+    errors: BTreeMap<String, (u64, String)>,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+impl Summary {
+    fn rate(&self) -> f64 {
+        self.acked as f64 / self.wall.as_secs_f64()
+    }
+
+    fn line(&self, args: &Args) -> String {
+        let errors = if self.errors.is_empty() {
+            "none".to_string()
+        } else {
+            self.errors
+                .iter()
+                .map(|(code, (n, message))| format!("{code} x{n} ({message})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "otlp-load: {} spans/s acknowledged; sent {} spans in {} requests, acknowledged {}, rejected {}; errors: {errors}; wall {:.2} s; latency p50 {:.1} ms p99 {:.1} ms; concurrency {} x batch {} over {} connection(s) to {}",
+            self.rate().round() as u64,
+            self.sent,
+            self.requests,
+            self.acked,
+            self.rejected,
+            self.wall.as_secs_f64(),
+            self.p50_ms,
+            self.p99_ms,
+            args.concurrency,
+            args.batch,
+            args.connections,
+            args.endpoint,
+        )
+    }
+
+    fn json(&self, args: &Args) -> String {
+        let errors = self
+            .errors
+            .iter()
+            .map(|(code, (n, _))| format!("{}:{n}", json_string(code)))
+            .collect::<Vec<_>>()
+            .join(",");
+        format!(
+            "{{\"endpoint\":{},\"concurrency\":{},\"batch\":{},\"connections\":{},\"duration_s\":{},\"wall_s\":{:.3},\"requests\":{},\"spans_sent\":{},\"spans_acked\":{},\"spans_rejected\":{},\"spans_per_s\":{:.0},\"latency_p50_ms\":{:.2},\"latency_p99_ms\":{:.2},\"errors\":{{{errors}}}}}",
+            json_string(&args.endpoint),
+            args.concurrency,
+            args.batch,
+            args.connections,
+            args.duration,
+            self.wall.as_secs_f64(),
+            self.requests,
+            self.sent,
+            self.acked,
+            self.rejected,
+            self.rate(),
+            self.p50_ms,
+            self.p99_ms,
+        )
+    }
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+async fn run(args: &Args) -> Result<Summary, String> {
+    let pool = Arc::new(build_pool(args.pool, args.batch));
+    let encoded: usize = pool.iter().map(Message::encoded_len).sum();
+    if !args.json {
+        eprintln!(
+            "otlp-load: {} requests of {} spans ready ({} bytes per request on average)",
+            pool.len(),
+            args.batch,
+            encoded / pool.len()
+        );
+    }
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let endpoint = Endpoint::from_shared(args.endpoint.clone())
+        .map_err(|e| format!("bad --endpoint {}: {e}", args.endpoint))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    let mut channels: Vec<Channel> = Vec::with_capacity(args.connections);
+    for _ in 0..args.connections {
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", args.endpoint))?;
+        channels.push(channel);
+    }
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(args.duration);
+    let mut tasks = Vec::with_capacity(args.concurrency);
+    for i in 0..args.concurrency {
+        let client = TraceServiceClient::new(channels[i % channels.len()].clone())
+            .max_decoding_message_size(64 << 20);
+        tasks.push(tokio::spawn(sender(
+            client,
+            pool.clone(),
+            next.clone(),
+            deadline,
+            timeout,
+        )));
+    }
+    let mut total = Tally::default();
+    for task in tasks {
+        total.merge(
+            task.await
+                .map_err(|e| format!("a sender task failed: {e}"))?,
+        );
+    }
+    let wall = started.elapsed();
+    total.latencies_us.sort_unstable();
+    let quantile = |q: f64| {
+        let l = &total.latencies_us;
+        if l.is_empty() {
+            return 0.0;
+        }
+        let i = ((l.len() - 1) as f64 * q).round() as usize;
+        f64::from(l[i]) / 1000.0
+    };
+    Ok(Summary {
+        wall,
+        requests: total.requests,
+        sent: total.sent,
+        acked: total.acked,
+        rejected: total.rejected,
+        p50_ms: quantile(0.5),
+        p99_ms: quantile(0.99),
+        errors: total.errors,
+    })
+}
+
+/// Sends requests from the pool one after another until `deadline`.
+async fn sender(
+    mut client: TraceServiceClient<Channel>,
+    pool: Arc<Vec<ExportTraceServiceRequest>>,
+    next: Arc<AtomicUsize>,
+    deadline: Instant,
+    timeout: Duration,
+) -> Tally {
+    let mut tally = Tally::default();
+    while Instant::now() < deadline {
+        let request = pool[next.fetch_add(1, Ordering::Relaxed) % pool.len()].clone();
+        let spans = span_count(&request);
+        let began = Instant::now();
+        let outcome = tokio::time::timeout(timeout, client.export(request)).await;
+        tally.requests += 1;
+        tally.sent += spans;
+        let error = match outcome {
+            Ok(Ok(response)) => {
+                let rejected = response
+                    .into_inner()
+                    .partial_success
+                    .map_or(0, |p| p.rejected_spans.max(0) as u64);
+                tally.acked += spans.saturating_sub(rejected);
+                tally.rejected += rejected;
+                let us = began.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                tally.latencies_us.push(us);
+                None
+            }
+            Ok(Err(status)) => Some((format!("{:?}", status.code()), status.message().to_string())),
+            Err(_) => Some((
+                "DeadlineExceeded".to_string(),
+                format!("no answer within {timeout:?}"),
+            )),
+        };
+        if let Some((code, message)) = error {
+            tally.errors.entry(code).or_insert((0, message)).0 += 1;
+            // Do not spin on a server that refuses (busy, down): back off a little.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    tally
+}
+
+fn span_count(request: &ExportTraceServiceRequest) -> u64 {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len() as u64)
+        .sum()
+}
+
+// ---------------------------------------------------------------------------
+// Span generation
+
+/// A small, fast, seedable generator (SplitMix64); good enough for test data.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// A standard normal deviate (Box-Muller).
+    fn normal(&mut self) -> f64 {
+        let u1 = self.unit().max(f64::MIN_POSITIVE);
+        let u2 = self.unit();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+
+    fn nonzero_id<const N: usize>(&mut self) -> Vec<u8> {
+        let mut id = vec![0u8; N];
+        for chunk in id.chunks_mut(8) {
+            let bytes = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        id[0] |= 1;
+        id
+    }
+}
+
+/// One HTTP route of the simulated services.
+struct Route {
+    method: &'static str,
+    route: &'static str,
+    /// `url.path` with `{}` standing for a generated id.
+    path: &'static str,
+    /// Median response time, milliseconds.
+    median_ms: f64,
+    /// Spread of the log-normal response time.
+    sigma: f64,
+    /// Relative frequency.
+    weight: u32,
+    /// Typical SQL statements per request (0: no database).
+    sql: u32,
+}
+
+const ROUTES: &[Route] = &[
+    Route {
+        method: "GET",
+        route: "/api/orders/{id}",
+        path: "/api/orders/{}",
+        median_ms: 12.0,
+        sigma: 0.6,
+        weight: 30,
+        sql: 2,
+    },
+    Route {
+        method: "GET",
+        route: "/api/orders",
+        path: "/api/orders",
+        median_ms: 35.0,
+        sigma: 0.7,
+        weight: 12,
+        sql: 3,
+    },
+    Route {
+        method: "POST",
+        route: "/api/orders",
+        path: "/api/orders",
+        median_ms: 80.0,
+        sigma: 0.8,
+        weight: 8,
+        sql: 6,
+    },
+    Route {
+        method: "GET",
+        route: "/api/customers/{id}",
+        path: "/api/customers/{}",
+        median_ms: 9.0,
+        sigma: 0.5,
+        weight: 15,
+        sql: 1,
+    },
+    Route {
+        method: "PUT",
+        route: "/api/customers/{id}",
+        path: "/api/customers/{}",
+        median_ms: 45.0,
+        sigma: 0.7,
+        weight: 3,
+        sql: 4,
+    },
+    Route {
+        method: "GET",
+        route: "/api/products/search",
+        path: "/api/products/search",
+        median_ms: 120.0,
+        sigma: 1.0,
+        weight: 10,
+        sql: 8,
+    },
+    Route {
+        method: "GET",
+        route: "/api/products/{sku}",
+        path: "/api/products/SKU-{}",
+        median_ms: 6.0,
+        sigma: 0.5,
+        weight: 12,
+        sql: 1,
+    },
+    Route {
+        method: "POST",
+        route: "/api/payments",
+        path: "/api/payments",
+        median_ms: 250.0,
+        sigma: 0.9,
+        weight: 4,
+        sql: 5,
+    },
+    Route {
+        method: "DELETE",
+        route: "/api/carts/{id}/items/{item}",
+        path: "/api/carts/{}/items/3",
+        median_ms: 18.0,
+        sigma: 0.6,
+        weight: 3,
+        sql: 2,
+    },
+    Route {
+        method: "GET",
+        route: "/actuator/health",
+        path: "/actuator/health",
+        median_ms: 1.5,
+        sigma: 0.4,
+        weight: 3,
+        sql: 0,
+    },
+];
+
+/// A JVM instance the spans come from.
+struct Instance {
+    service: &'static str,
+    instance_id: String,
+    host: String,
+    pid: i64,
+    port: i64,
+}
+
+const USER_AGENTS: &[&str] = &[
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
+    "okhttp/4.12.0",
+    "Apache-HttpClient/5.3.1 (Java/17.0.11)",
+    "Java-http-client/17.0.12",
+    "curl/8.5.0",
+];
+
+fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue { value: Some(value) }),
+    }
+}
+
+fn s(key: &str, value: impl Into<String>) -> KeyValue {
+    kv(key, any_value::Value::StringValue(value.into()))
+}
+
+fn i(key: &str, value: i64) -> KeyValue {
+    kv(key, any_value::Value::IntValue(value))
+}
+
+fn instances(rng: &mut Rng) -> Vec<Instance> {
+    let mut out = Vec::new();
+    for (service, count) in [("orders", 3), ("catalog", 2)] {
+        for n in 0..count {
+            out.push(Instance {
+                service,
+                instance_id: format!(
+                    "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+                    rng.next_u64() as u32,
+                    rng.below(1 << 16),
+                    rng.below(1 << 12),
+                    rng.below(1 << 12),
+                    rng.below(1 << 48)
+                ),
+                host: format!("{service}-{n}.prod.internal.example.com"),
+                pid: 1000 + rng.below(60_000) as i64,
+                port: 8080,
+            });
+        }
+    }
+    out
+}
+
+fn resource(inst: &Instance) -> Resource {
+    Resource {
+        attributes: vec![
+            s("service.name", inst.service),
+            s("service.namespace", "shop"),
+            s("service.version", "2.14.3"),
+            s("service.instance.id", inst.instance_id.clone()),
+            s("deployment.environment.name", "production"),
+            s("host.name", inst.host.clone()),
+            s("host.arch", "amd64"),
+            s("os.type", "linux"),
+            i("process.pid", inst.pid),
+            s("process.runtime.name", "OpenJDK Runtime Environment"),
+            s("process.runtime.version", "17.0.12+7"),
+            s("telemetry.sdk.name", "jvmapm"),
+            s("telemetry.sdk.language", "java"),
+            s("telemetry.sdk.version", "0.1.0"),
+        ],
+        ..Default::default()
+    }
+}
+
+/// Picks a route by weight.
+fn pick_route(rng: &mut Rng) -> &'static Route {
+    let total: u32 = ROUTES.iter().map(|r| r.weight).sum();
+    let mut x = rng.below(u64::from(total)) as u32;
+    for route in ROUTES {
+        if x < route.weight {
+            return route;
+        }
+        x -= route.weight;
+    }
+    &ROUTES[0]
+}
+
+fn http_span(rng: &mut Rng, inst: &Instance, now_ns: u64) -> Span {
+    let route = pick_route(rng);
+    let elapsed_ms = (route.median_ms.ln() + route.sigma * rng.normal())
+        .exp()
+        .min(60_000.0);
+    let elapsed_ns = (elapsed_ms * 1e6) as u64 + 1_000;
+    // Ends within the last two seconds.
+    let end_ns = now_ns - rng.below(2_000_000_000);
+    let roll = rng.unit();
+    let status_code: i64 = if roll < 0.02 {
+        [500, 502, 503][rng.below(3) as usize]
+    } else if roll < 0.05 {
+        [400, 404, 409][rng.below(3) as usize]
+    } else if route.method == "POST" {
+        201
+    } else {
+        200
+    };
+    let error = status_code >= 500;
+    let worker = 1 + rng.below(200);
+    let cpu_us = (elapsed_ms * 1000.0 * (0.05 + 0.4 * rng.unit())) as i64;
+    let mut attributes = vec![
+        s("http.request.method", route.method),
+        s(
+            "url.path",
+            route
+                .path
+                .replace("{}", &(1 + rng.below(999_999)).to_string()),
+        ),
+        s("url.scheme", "http"),
+        s("http.route", route.route),
+        i("http.response.status_code", status_code),
+        s("server.address", inst.host.clone()),
+        i("server.port", inst.port),
+        s("network.protocol.version", "1.1"),
+        s(
+            "network.peer.address",
+            format!("10.0.{}.{}", rng.below(4), 2 + rng.below(250)),
+        ),
+        s(
+            "client.address",
+            format!("203.0.113.{}", 1 + rng.below(254)),
+        ),
+        s(
+            "user_agent.original",
+            USER_AGENTS[rng.below(USER_AGENTS.len() as u64) as usize],
+        ),
+        s(
+            "thread.name",
+            format!("http-nio-{}-exec-{worker}", inst.port),
+        ),
+        i("thread.id", 40 + worker as i64),
+        i("jvmapm.cpu.time", cpu_us.max(1)),
+    ];
+    if route.sql > 0 {
+        let count = i64::from(route.sql) + rng.below(3) as i64;
+        let sql_us = (elapsed_ms * 1000.0 * (0.2 + 0.5 * rng.unit())) as i64;
+        attributes.push(i("jvmapm.sql.count", count));
+        attributes.push(i("jvmapm.sql.time", sql_us));
+    }
+    if error {
+        attributes.push(s("error.type", status_code.to_string()));
+    }
+    // A third of the requests come through a traced gateway (remote parent).
+    let parent_span_id = if rng.below(3) == 0 {
+        rng.nonzero_id::<8>()
+    } else {
+        Vec::new()
+    };
+    Span {
+        trace_id: rng.nonzero_id::<16>(),
+        span_id: rng.nonzero_id::<8>(),
+        parent_span_id,
+        flags: 0x301,
+        name: format!("{} {}", route.method, route.route),
+        kind: span::SpanKind::Server as i32,
+        start_time_unix_nano: end_ns - elapsed_ns,
+        end_time_unix_nano: end_ns,
+        attributes,
+        status: error.then(|| Status {
+            message: format!("HTTP {status_code}"),
+            code: status::StatusCode::Error as i32,
+        }),
+        ..Default::default()
+    }
+}
+
+/// Builds `count` export requests of `batch` spans each, every one from a
+/// single JVM instance (as an agent sends them), instances taken in turn.
+fn build_pool(count: usize, batch: usize) -> Vec<ExportTraceServiceRequest> {
+    let now_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut rng = Rng(0x6A76_6D61_706D_2021);
+    let instances = instances(&mut rng);
+    (0..count)
+        .map(|n| {
+            let inst = &instances[n % instances.len()];
+            let spans = (0..batch)
+                .map(|_| http_span(&mut rng, inst, now_ns))
+                .collect();
+            ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    resource: Some(resource(inst)),
+                    scope_spans: vec![ScopeSpans {
+                        scope: Some(InstrumentationScope {
+                            name: "io.opentelemetry.tomcat-10.0".to_string(),
+                            version: "2.6.0-alpha".to_string(),
+                            ..Default::default()
+                        }),
+                        spans,
+                        schema_url: "https://opentelemetry.io/schemas/1.26.0".to_string(),
+                    }],
+                    schema_url: "https://opentelemetry.io/schemas/1.26.0".to_string(),
+                }],
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Analyzer ingest benchmark: OTLP/gRPC spans per second per server core.
+#
+# Builds release binaries, starts `jvmapm serve` on a fresh data directory and
+# free ports pinned to one core, drives it with `otlp-load` pinned to another,
+# and reports acknowledged spans/s, the server CPU used during the measured run,
+# spans/s per server core, peak RSS and bytes written. With UNPINNED=1 it
+# repeats the run with the server allowed on every core.
+#
+# Usage: bench/ingest.sh            (from the workspace root or anywhere)
+# Knobs (environment): DURATION=10 WARMUP=2 CONCURRENCY=8 BATCH=512
+#   CONNECTIONS=1 SERVER_CPUS=0 LOAD_CPUS=1 UNPINNED=0 NO_BUILD=0
+#   EXTRA_SERVE_ARGS=... CARGO_TARGET_DIR=...
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+CONCURRENCY=${CONCURRENCY:-8}
+BATCH=${BATCH:-512}
+CONNECTIONS=${CONNECTIONS:-1}
+SERVER_CPUS=${SERVER_CPUS:-0}
+LOAD_CPUS=${LOAD_CPUS:-1}
+UNPINNED=${UNPINNED:-0}
+TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+
+if [[ ${NO_BUILD:-0} != 1 ]]; then
+    # Bounded: a cold build of the dependencies takes minutes; build first, then time.
+    cargo build --release --quiet -p jvmapm -p jvmapm-bench
+fi
+JVMAPM=$TARGET/release/jvmapm
+LOAD=$TARGET/release/otlp-load
+TICKS=$(getconf CLK_TCK)
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/jvmapm-ingest.XXXXXX")
+SERVER_PID=
+cleanup() {
+    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# utime+stime of a process in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# One benchmark: $1 = label, $2 = taskset CPU list for the server ("" = unpinned).
+bench() {
+    local label=$1 cpus=$2 data=$WORK/data-$label out=$WORK/serve-$label.out
+    local pin=()
+    [[ -n $cpus ]] && pin=(taskset -c "$cpus")
+    "${pin[@]}" "$JVMAPM" --log-level warn serve --data "$data" \
+        --grpc 127.0.0.1:0 --http 127.0.0.1:0 ${EXTRA_SERVE_ARGS:-} >"$out" 2>"$WORK/serve-$label.err" &
+    SERVER_PID=$!
+    local grpc=
+    for _ in $(seq 1 100); do
+        grpc=$(sed -n 's/^jvmapm serve: OTLP\/gRPC on //p' "$out")
+        [[ -n $grpc ]] && grep -q '^jvmapm serve: OTLP/HTTP' "$out" && break
+        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/serve-$label.err" >&2; echo "ingest.sh: the server exited" >&2; exit 1; }
+        sleep 0.1
+    done
+    [[ -n $grpc ]] || { echo "ingest.sh: the server did not report its ports within 10 s" >&2; exit 1; }
+
+    local load=(taskset -c "$LOAD_CPUS" "$LOAD" --endpoint "http://$grpc"
+        --concurrency "$CONCURRENCY" --batch "$BATCH" --connections "$CONNECTIONS" --json)
+    local warm
+    warm=$("${load[@]}" --duration "$WARMUP")
+    local before after t0 t1
+    before=$(cpu_ticks "$SERVER_PID")
+    t0=$(date +%s.%N)
+    local result
+    result=$("${load[@]}" --duration "$DURATION")
+    t1=$(date +%s.%N)
+    after=$(cpu_ticks "$SERVER_PID")
+    local hwm
+    hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status")
+
+    kill -TERM "$SERVER_PID"
+    for _ in $(seq 1 150); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+    local written
+    written=$(du -sk "$data" | cut -f1)
+
+    local rate acked errors
+    rate=$(sed -n 's/.*"spans_per_s":\([0-9.]*\).*/\1/p' <<<"$result")
+    # Everything stored: warm-up and measured run.
+    acked=$(printf '%s\n%s\n' "$warm" "$result" | sed -n 's/.*"spans_acked":\([0-9]*\).*/\1/p' | awk '{ n += $1 } END { print n + 0 }')
+    errors=$(sed -n 's/.*"errors":\({[^}]*}\).*/\1/p' <<<"$result")
+    awk -v label="$label" -v rate="$rate" -v acked="$acked" -v ticks=$((after - before)) \
+        -v hz="$TICKS" -v t0="$t0" -v t1="$t1" -v hwm="$hwm" -v kb="$written" -v errors="$errors" 'BEGIN {
+        wall = t1 - t0; cores = ticks / hz / wall
+        per_core = cores > 0 ? rate / cores : 0
+        printf "%-9s %10.0f spans/s acked | server %.2f cores | %9.0f spans/s per core | peak RSS %.1f MiB | data %.1f MiB (%.0f B/span) | errors %s\n",
+            label, rate, cores, per_core, hwm / 1024, kb / 1024, acked > 0 ? kb * 1024 / acked : 0, errors
+    }'
+    echo "          load: $result"
+}
+
+echo "ingest.sh: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'); ${DURATION}s runs after ${WARMUP}s warm-up; concurrency $CONCURRENCY, batch $BATCH, $CONNECTIONS connection(s)"
+bench pinned "$SERVER_CPUS"
+if [[ $UNPINNED == 1 ]]; then
+    bench unpinned ""
+fi

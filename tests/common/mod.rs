@@ -1,0 +1,271 @@
+//! Test harness shared by the end-to-end tests: starts the real `jvmapm serve`
+//! binary on ephemeral ports with its own data directory, talks to it over real
+//! sockets, and compiles and runs the Java fixtures.
+
+#![allow(dead_code)] // each test file uses its own part of the harness
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// A running `jvmapm serve`.
+pub struct Analyzer {
+    child: Option<Child>,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub data: PathBuf,
+    stderr: mpsc::Receiver<String>,
+    pub token: Option<String>,
+}
+
+impl Analyzer {
+    /// Starts a server on `data` with extra flags, and waits until it listens.
+    pub fn start(data: &Path, extra: &[&str]) -> Analyzer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jvmapm"))
+            .args([
+                "serve",
+                "--grpc",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--data",
+            ])
+            .arg(data)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("jvmapm starts");
+        let (tx, stderr) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let (tx_ready, ready) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(out).lines();
+            let mut grpc = None;
+            let mut http = None;
+            while let Some(Ok(line)) = lines.next() {
+                if let Some(a) = line.strip_prefix("jvmapm serve: OTLP/gRPC on ") {
+                    grpc = a.parse::<SocketAddr>().ok();
+                }
+                if let Some(a) =
+                    line.strip_prefix("jvmapm serve: OTLP/HTTP and query API on http://")
+                {
+                    http = a.parse::<SocketAddr>().ok();
+                }
+                if let (Some(g), Some(h)) = (grpc, http) {
+                    let _ = tx_ready.send((g, h));
+                    grpc = None;
+                }
+            }
+        });
+        let token = extra
+            .windows(2)
+            .find(|w| w[0] == "--token")
+            .map(|w| w[1].to_string());
+        match ready.recv_timeout(Duration::from_secs(30)) {
+            Ok((grpc, http)) => Analyzer {
+                child: Some(child),
+                grpc,
+                http,
+                data: data.to_path_buf(),
+                stderr,
+                token,
+            },
+            Err(_) => {
+                let _ = child.kill();
+                let logs: Vec<String> = stderr.try_iter().collect();
+                panic!("jvmapm serve did not start:\n{}", logs.join("\n"));
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    /// GET a query API path and parse the JSON answer (asserting 200).
+    pub fn get(&self, path: &str) -> Value {
+        let (status, body) = self.request("GET", path, &[], Vec::new());
+        assert_eq!(
+            status,
+            200,
+            "GET {path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        serde_json::from_slice(&body).expect("JSON answer")
+    }
+
+    /// Any HTTP request; returns status and body. Runs on its own thread so it
+    /// works from inside async tests too.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (u16, Vec<u8>) {
+        let url = self.url(path);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        if let Some(t) = &self.token {
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            {
+                headers.push(("authorization".into(), format!("Bearer {t}")));
+            }
+        }
+        std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap();
+            let mut req = client.request(method, url).body(body);
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            let resp = req.send().expect("the server answers");
+            let status = resp.status().as_u16();
+            (status, resp.bytes().unwrap().to_vec())
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// All points ending in `[from, to]` ms (everything by default).
+    pub fn points(&self) -> Vec<Value> {
+        let page = self.get("/api/v1/xlog?from=0&limit=100000");
+        page["points"].as_array().unwrap().clone()
+    }
+
+    /// Waits until the server logged a line containing `needle`.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("the server never logged {needle:?}");
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = child.wait().unwrap();
+        assert!(exit.success(), "jvmapm serve exited with {exit}");
+    }
+}
+
+impl Drop for Analyzer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `jvmapm` with arguments; returns (exit success, stdout, stderr).
+pub fn jvmapm(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_jvmapm"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Compiles the Java fixtures once per test process into `target/java-fixtures`
+/// and returns that class path.
+pub fn java_fixtures() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let out = root.join("target/java-fixtures");
+            std::fs::create_dir_all(&out).unwrap();
+            let sources: Vec<PathBuf> = std::fs::read_dir(root.join("java-fixtures"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "java"))
+                .collect();
+            let status = Command::new("javac")
+                .args(["--release", "17", "-d"])
+                .arg(&out)
+                .args(&sources)
+                .status()
+                .expect("javac runs (scripts/test.sh installs a JDK)");
+            assert!(status.success(), "the Java fixtures compile");
+            out
+        })
+        .clone()
+}
+
+/// Runs a Java fixture class with arguments; returns its stdout (asserting success).
+pub fn run_java(class: &str, args: &[&str]) -> String {
+    let mut child = Command::new("java")
+        .arg("-cp")
+        .arg(java_fixtures())
+        .arg(class)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("java runs");
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "java {class} failed: {err}");
+    out
+}

@@ -1,0 +1,241 @@
+//! Spans sent by the official Rust OpenTelemetry SDK (opentelemetry-otlp) over
+//! gRPC and over HTTP/protobuf become exactly the expected XLog points.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime};
+
+use common::Analyzer;
+use opentelemetry::trace::{
+    Span, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState,
+    Tracer, TracerProvider,
+};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+use serde_json::Value;
+
+/// What a test expects of one point.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Expected {
+    endpoint: String,
+    elapsed_us: u64,
+    status_code: u64,
+    error: bool,
+    trace_id: String,
+    span_id: String,
+    cpu_us: Option<u64>,
+    sql_count: Option<u64>,
+}
+
+fn got(points: &[Value]) -> BTreeSet<Expected> {
+    points
+        .iter()
+        .map(|p| Expected {
+            endpoint: p["endpoint"].as_str().unwrap().to_string(),
+            elapsed_us: p["elapsed_us"].as_u64().unwrap(),
+            status_code: p["status_code"].as_u64().unwrap(),
+            error: p["error"].as_bool().unwrap(),
+            trace_id: p["trace_id"].as_str().unwrap().to_string(),
+            span_id: p["span_id"].as_str().unwrap().to_string(),
+            cpu_us: p["cpu_us"].as_u64(),
+            sql_count: p["sql_count"].as_u64(),
+        })
+        .collect()
+}
+
+/// Sends a mix of spans through `provider` and returns the points they must make:
+/// SERVER spans (ok, 500, a thrown error), a root INTERNAL span (a batch job),
+/// a CONSUMER child; CLIENT and INTERNAL children make no point.
+fn send_scenario(provider: &SdkTracerProvider) -> BTreeSet<Expected> {
+    let tracer = provider.tracer("jvmapm-test");
+    let base = SystemTime::now() - Duration::from_secs(5);
+    let mut expected = BTreeSet::new();
+    let mut expect = |span: &opentelemetry_sdk::trace::Span,
+                      endpoint: &str,
+                      elapsed_ms: u64,
+                      status: u64,
+                      error: bool,
+                      cpu: Option<u64>,
+                      sql: Option<u64>| {
+        let sc = span.span_context();
+        expected.insert(Expected {
+            endpoint: endpoint.into(),
+            elapsed_us: elapsed_ms * 1000,
+            status_code: status,
+            error,
+            trace_id: sc.trace_id().to_string(),
+            span_id: sc.span_id().to_string(),
+            cpu_us: cpu,
+            sql_count: sql,
+        });
+    };
+    for (i, (status, elapsed_ms)) in [(200, 12u64), (200, 40), (500, 7), (404, 3)]
+        .into_iter()
+        .enumerate()
+    {
+        let start = base + Duration::from_millis(i as u64 * 100);
+        let mut span = tracer
+            .span_builder(format!("GET /orders/{{id}}"))
+            .with_kind(SpanKind::Server)
+            .with_start_time(start)
+            .with_attributes([
+                KeyValue::new("http.request.method", "GET"),
+                KeyValue::new("http.route", "/orders/{id}"),
+                KeyValue::new("url.path", format!("/orders/{i}")),
+                KeyValue::new("http.response.status_code", status as i64),
+                KeyValue::new("jvmapm.cpu.time", 900_i64),
+                KeyValue::new("jvmapm.sql.count", 2_i64),
+                KeyValue::new("jvmapm.sql.time", 0.0015),
+            ])
+            .start(&tracer);
+        expect(
+            &span,
+            "/orders/{id}",
+            elapsed_ms,
+            status,
+            status >= 500,
+            Some(900),
+            Some(2),
+        );
+        // Children inside the transaction make no points.
+        let cx = Context::current().with_remote_span_context(span.span_context().clone());
+        for kind in [SpanKind::Client, SpanKind::Internal] {
+            let mut child = tracer
+                .span_builder("SELECT orders")
+                .with_kind(kind)
+                .with_start_time(start)
+                .start_with_context(&tracer, &cx);
+            child.end_with_timestamp(start + Duration::from_millis(1));
+        }
+        span.end_with_timestamp(start + Duration::from_millis(elapsed_ms));
+    }
+    // A handler that threw: status Error without an HTTP status.
+    let start = base + Duration::from_millis(600);
+    let mut thrown = tracer
+        .span_builder("POST /pay")
+        .with_kind(SpanKind::Server)
+        .with_start_time(start)
+        .start(&tracer);
+    thrown.set_status(Status::error("java.lang.IllegalStateException"));
+    expect(&thrown, "POST /pay", 25, 0, true, None, None);
+    thrown.end_with_timestamp(start + Duration::from_millis(25));
+    // A batch job: a root span of kind INTERNAL, named by its method.
+    let mut job = tracer
+        .span_builder("com.acme.Batch#run")
+        .with_start_time(start)
+        .start(&tracer);
+    expect(&job, "com.acme.Batch#run", 1500, 0, false, None, None);
+    job.end_with_timestamp(start + Duration::from_millis(1500));
+    // A message consumer continuing a producer's trace: a point although it has a parent.
+    let producer = SpanContext::new(
+        TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+        SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    );
+    let cx = Context::current().with_remote_span_context(producer);
+    let mut consumer = tracer
+        .span_builder("orders process")
+        .with_kind(SpanKind::Consumer)
+        .with_start_time(start)
+        .start_with_context(&tracer, &cx);
+    expect(&consumer, "orders process", 30, 0, false, None, None);
+    consumer.end_with_timestamp(start + Duration::from_millis(30));
+    expected
+}
+
+fn resource(instance: &str) -> Resource {
+    Resource::builder()
+        .with_service_name("orders")
+        .with_attribute(KeyValue::new("service.instance.id", instance.to_string()))
+        .with_attribute(KeyValue::new("host.name", "test-host"))
+        .build()
+}
+
+fn check(analyzer: &Analyzer, expected: BTreeSet<Expected>, instance: &str) {
+    let points = analyzer.points();
+    assert_eq!(
+        points.len(),
+        expected.len(),
+        "one point per transaction, no more"
+    );
+    assert_eq!(got(&points), expected);
+    for p in &points {
+        assert_eq!(p["service"], "orders");
+        assert_eq!(p["instance"], instance);
+    }
+    // The transaction detail has every attribute.
+    let server = points.iter().find(|p| p["status_code"] == 500).unwrap();
+    let detail = analyzer.get(&format!(
+        "/api/v1/transactions/{}/{}",
+        server["trace_id"].as_str().unwrap(),
+        server["span_id"].as_str().unwrap()
+    ));
+    assert_eq!(detail["attributes"]["url.path"], "/orders/2");
+    assert_eq!(detail["attributes"]["http.request.method"], "GET");
+    assert_eq!(detail["resource"]["host.name"], "test-host");
+    assert_eq!(detail["kind"], "SPAN_KIND_SERVER");
+    assert_eq!(detail["sql_us"], 1500);
+    let instances = analyzer.get("/api/v1/instances");
+    assert_eq!(instances["instances"][0]["instance"], instance);
+    assert_eq!(
+        instances["instances"][0]["attributes"]["host.name"],
+        "test-host"
+    );
+}
+
+#[test]
+fn sdk_spans_over_grpc_become_exactly_the_expected_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &[]);
+    let endpoint = format!("http://{}", analyzer.grpc);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let expected = runtime.block_on(async move {
+        tokio::task::spawn_blocking(move || {
+            let exporter = SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .build()
+                .unwrap();
+            let provider = SdkTracerProvider::builder()
+                .with_resource(resource("grpc-1"))
+                .with_simple_exporter(exporter)
+                .build();
+            let expected = send_scenario(&provider);
+            provider.force_flush().unwrap();
+            provider.shutdown().unwrap();
+            expected
+        })
+        .await
+        .unwrap()
+    });
+    check(&analyzer, expected, "grpc-1");
+}
+
+#[test]
+fn sdk_spans_over_http_protobuf_become_exactly_the_expected_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &[]);
+    let endpoint = analyzer.url("/v1/traces");
+    let exporter = SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(endpoint)
+        .build()
+        .unwrap();
+    let provider = SdkTracerProvider::builder()
+        .with_resource(resource("http-1"))
+        .with_simple_exporter(exporter)
+        .build();
+    let expected = send_scenario(&provider);
+    provider.force_flush().unwrap();
+    provider.shutdown().unwrap();
+    check(&analyzer, expected, "http-1");
+}
