@@ -50,7 +50,8 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # One benchmark: $1 = label, $2 = taskset CPU list for the server ("" = unpinned).
 bench() {
-    local label=$1 cpus=$2 data=$WORK/data-$label out=$WORK/serve-$label.out
+    local label=$1 cpus=$2
+    local data=$WORK/data-$label out=$WORK/serve-$label.out
     local pin=()
     [[ -n $cpus ]] && pin=(taskset -c "$cpus")
     "${pin[@]}" "$JVMAPM" --log-level warn serve --data "$data" \

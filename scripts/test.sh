@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every test of jvmapm on a fresh machine: makes sure a JDK is there (the
+# end-to-end tests compile and run the Java fixtures in java-fixtures/), then
+# runs the Rust unit and end-to-end tests of the whole workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ensure_jdk() {
+    if command -v javac >/dev/null 2>&1 && command -v java >/dev/null 2>&1; then
+        return
+    fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "test.sh: no JDK found; installing openjdk-17-jdk-headless with apt-get" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless >/dev/null
+    else
+        echo "test.sh: the tests need a JDK 17 or newer (javac and java on PATH)." >&2
+        echo "         On Debian or Ubuntu: sudo apt-get install openjdk-17-jdk-headless" >&2
+        exit 1
+    fi
+}
+
+ensure_jdk
+echo "test.sh: $(javac -version 2>&1), $(rustc --version)"
+cargo test --workspace --all-targets

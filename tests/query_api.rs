@@ -1,0 +1,155 @@
+//! The query API as a viewer uses it: a live tail that follows the cursor,
+//! filters by service and endpoint glob, errors and elapsed range, pages by
+//! limit; and OTLP/JSON sent by a real JVM (a Java fixture) arriving as points.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{now_ns, run_java, Analyzer};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use serde_json::Value;
+
+fn kv(k: &str, v: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    }
+}
+
+/// One export from `service` with spans `(n, route, elapsed_ms, status)`.
+fn export(service: &str, spans: &[(u64, &str, u64, i64)]) -> Vec<u8> {
+    let end = now_ns();
+    let spans = spans
+        .iter()
+        .map(|&(n, route, elapsed_ms, status)| Span {
+            trace_id: [&[0x42; 8][..], &n.to_be_bytes()].concat(),
+            span_id: (n + 1).to_be_bytes().to_vec(),
+            name: format!("GET {route}"),
+            kind: SpanKind::Server as i32,
+            start_time_unix_nano: end - elapsed_ms * 1_000_000,
+            end_time_unix_nano: end,
+            attributes: vec![
+                kv("http.route", any_value::Value::StringValue(route.into())),
+                kv("http.response.status_code", any_value::Value::IntValue(status)),
+            ],
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", any_value::Value::StringValue(service.into()))],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn post(analyzer: &Analyzer, body: Vec<u8>) {
+    let (status, _) = analyzer.request("POST", "/v1/traces", &[("content-type", "application/x-protobuf")], body);
+    assert_eq!(status, 200);
+}
+
+fn ids(page: &Value) -> Vec<u64> {
+    page["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| u64::from_str_radix(p["span_id"].as_str().unwrap(), 16).unwrap() - 1)
+        .collect()
+}
+
+#[test]
+fn the_cursor_returns_only_newer_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &[]);
+    post(&analyzer, export("web", &[(0, "/a", 5, 200), (1, "/b", 6, 200)]));
+    let first = analyzer.get("/api/v1/xlog");
+    assert_eq!(ids(&first), [0, 1]);
+    let cursor = first["cursor"].as_str().unwrap().to_string();
+    // Nothing new yet: an empty page, the same cursor.
+    let idle = analyzer.get(&format!("/api/v1/xlog?after={cursor}"));
+    assert_eq!(ids(&idle), Vec::<u64>::new());
+    assert_eq!(idle["cursor"], cursor.as_str());
+    post(&analyzer, export("web", &[(2, "/a", 7, 200)]));
+    post(&analyzer, export("web", &[(3, "/c", 8, 200)]));
+    let next = analyzer.get(&format!("/api/v1/xlog?after={cursor}"));
+    assert_eq!(ids(&next), [2, 3]);
+
+    // Pages by limit walk through everything exactly once.
+    let mut seen = Vec::new();
+    let mut after = String::from("0");
+    loop {
+        let page = analyzer.get(&format!("/api/v1/xlog?from=0&limit=3&after={after}"));
+        let got = ids(&page);
+        if got.is_empty() {
+            break;
+        }
+        seen.extend(got);
+        after = page["cursor"].as_str().unwrap().to_string();
+    }
+    assert_eq!(seen, [0, 1, 2, 3]);
+}
+
+#[test]
+fn filters_select_by_glob_errors_and_elapsed() {
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &[]);
+    post(
+        &analyzer,
+        export("orders-api", &[(0, "/orders/{id}", 5, 200), (1, "/orders/{id}", 900, 503), (2, "/health", 1, 200)]),
+    );
+    post(&analyzer, export("billing", &[(3, "/invoices", 40, 500), (4, "/orders/export", 2500, 200)]));
+    let query = |q: &str| -> BTreeSet<u64> { ids(&analyzer.get(&format!("/api/v1/xlog?from=0&{q}"))).into_iter().collect() };
+    assert_eq!(query("service=orders-*"), BTreeSet::from([0, 1, 2]));
+    assert_eq!(query("endpoint=/orders/*"), BTreeSet::from([0, 1, 4]));
+    assert_eq!(query("errors=true"), BTreeSet::from([1, 3]));
+    assert_eq!(query("min_ms=30&max_ms=1000"), BTreeSet::from([1, 3]));
+    assert_eq!(query("service=billing&errors=true"), BTreeSet::from([3]));
+    assert_eq!(query("to=1000"), BTreeSet::new());
+
+    let (status, body) = analyzer.request("GET", "/api/v1/xlog?min_ms=fast", &[], Vec::new());
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("min_ms"), "the error names the parameter");
+}
+
+#[test]
+fn otlp_json_from_a_real_jvm_becomes_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &[]);
+    let out = run_java("OtlpJsonSender", &[&analyzer.url("/v1/traces"), "8"]);
+    let sent: Vec<(String, u64, u64)> = out
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[1].to_string(), f[2].parse().unwrap(), f[3].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(sent.len(), 8);
+    let points = analyzer.points();
+    assert_eq!(points.len(), 8);
+    for (span_id, elapsed_us, status) in sent {
+        let p = points.iter().find(|p| p["span_id"] == span_id.as_str()).unwrap();
+        assert_eq!(p["service"], "java-json");
+        assert_eq!(p["endpoint"], "/java/{n}");
+        assert_eq!(p["elapsed_us"], elapsed_us);
+        assert_eq!(p["status_code"], status);
+        assert_eq!(p["error"], status >= 500);
+        assert_eq!(p["instance"].as_str().unwrap().split(':').next(), Some("fixture-host"));
+    }
+    let instances = analyzer.get("/api/v1/instances");
+    let runtime = &instances["instances"][0]["attributes"]["process.runtime.version"];
+    assert!(runtime.as_str().unwrap().starts_with(|c: char| c.is_ascii_digit()), "{instances}");
+}
