@@ -97,7 +97,7 @@ bench() {
         wall = t1 - t0; cores = ticks / hz / wall
         per_core = cores > 0 ? rate / cores : 0
         printf "%-9s %10.0f spans/s acked | server %.2f cores | %9.0f spans/s per core | peak RSS %.1f MiB | data %.1f MiB (%.0f B/span) | errors %s\n",
-            label, rate, cores, per_core, hwm / 1024, kb / 1024, acked > 0 ? kb * 1024 / acked : 0, errors
+            label, rate, cores, per_core, hwm / 1024, kb / 1024, (acked > 0 ? kb * 1024 / acked : 0), errors
     }'
     echo "          load: $result"
 }

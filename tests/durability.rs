@@ -25,9 +25,12 @@ fn kv(k: &str, v: &str) -> KeyValue {
     }
 }
 
-/// `count` SERVER spans numbered from `first`; span ids are the numbers.
+/// `count` SERVER spans numbered from `first`, ending now; span ids are the numbers.
 fn export(first: u64, count: u64) -> Vec<u8> {
-    let end = now_ns();
+    export_ending(first, count, now_ns())
+}
+
+fn export_ending(first: u64, count: u64, end: u64) -> Vec<u8> {
     let spans = (first..first + count)
         .map(|n| Span {
             trace_id: [&[0xab; 8][..], &n.to_be_bytes()].concat(),
@@ -56,12 +59,21 @@ fn export(first: u64, count: u64) -> Vec<u8> {
 }
 
 fn post(analyzer: &Analyzer, body: Vec<u8>) {
-    let (status, _) = analyzer.request("POST", "/v1/traces", &[("content-type", "application/x-protobuf")], body);
+    let (status, _) = analyzer.request(
+        "POST",
+        "/v1/traces",
+        &[("content-type", "application/x-protobuf")],
+        body,
+    );
     assert_eq!(status, 200);
 }
 
 fn span_ids(analyzer: &Analyzer) -> BTreeSet<String> {
-    analyzer.points().iter().map(|p| p["span_id"].as_str().unwrap().to_string()).collect()
+    analyzer
+        .points()
+        .iter()
+        .map(|p| p["span_id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn expected_ids(range: std::ops::Range<u64>) -> BTreeSet<String> {
@@ -115,10 +127,42 @@ fn a_record_cut_in_the_middle_is_recovered_on_restart() {
 }
 
 #[test]
+fn data_older_than_the_retention_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &["--retention", "1h"]);
+    post(
+        &analyzer,
+        export_ending(0, 5, now_ns() - 3 * 3_600_000_000_000),
+    );
+    post(&analyzer, export(5, 5));
+    assert_eq!(span_ids(&analyzer).len(), 10);
+    let segments = || {
+        std::fs::read_dir(dir.path().join("segments"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(segments(), 8, "two hours of four files");
+    analyzer.stop();
+    // Expiry runs at start and every minute after.
+    let analyzer = Analyzer::start(dir.path(), &["--retention", "1h"]);
+    analyzer.wait_for_log("removed segment past retention");
+    assert_eq!(span_ids(&analyzer), expected_ids(5..10));
+    assert_eq!(segments(), 4);
+}
+
+#[test]
 fn a_second_server_on_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _first = Analyzer::start(dir.path(), &[]);
-    let (ok, _, err) = jvmapm(&["serve", "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data", dir.path().to_str().unwrap()]);
+    let (ok, _, err) = jvmapm(&[
+        "serve",
+        "--grpc",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--data",
+        dir.path().to_str().unwrap(),
+    ]);
     assert!(!ok);
     assert!(err.contains("in use by another jvmapm serve"), "{err}");
 }
@@ -133,10 +177,16 @@ fn export_prints_stored_points_as_jsonl_and_csv() {
     // Beside the running server, without disturbing it.
     let (ok, out, err) = jvmapm(&["export", "--data", data, "--format", "jsonl"]);
     assert!(ok, "{err}");
-    let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(rows.len(), 25);
     assert_eq!(rows[0]["service"], "ledger");
-    let ids: BTreeSet<String> = rows.iter().map(|r| r["span_id"].as_str().unwrap().to_string()).collect();
+    let ids: BTreeSet<String> = rows
+        .iter()
+        .map(|r| r["span_id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(ids, expected_ids(0..25));
 
     let (ok, out, _) = jvmapm(&["export", "--data", data, "--format", "csv"]);

@@ -78,7 +78,7 @@ fn send_scenario(provider: &SdkTracerProvider) -> BTreeSet<Expected> {
     {
         let start = base + Duration::from_millis(i as u64 * 100);
         let mut span = tracer
-            .span_builder(format!("GET /orders/{{id}}"))
+            .span_builder("GET /orders/{id}")
             .with_kind(SpanKind::Server)
             .with_start_time(start)
             .with_attributes([

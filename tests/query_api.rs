@@ -36,7 +36,10 @@ fn export(service: &str, spans: &[(u64, &str, u64, i64)]) -> Vec<u8> {
             end_time_unix_nano: end,
             attributes: vec![
                 kv("http.route", any_value::Value::StringValue(route.into())),
-                kv("http.response.status_code", any_value::Value::IntValue(status)),
+                kv(
+                    "http.response.status_code",
+                    any_value::Value::IntValue(status),
+                ),
             ],
             ..Default::default()
         })
@@ -44,7 +47,10 @@ fn export(service: &str, spans: &[(u64, &str, u64, i64)]) -> Vec<u8> {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
-                attributes: vec![kv("service.name", any_value::Value::StringValue(service.into()))],
+                attributes: vec![kv(
+                    "service.name",
+                    any_value::Value::StringValue(service.into()),
+                )],
                 ..Default::default()
             }),
             scope_spans: vec![ScopeSpans {
@@ -58,7 +64,12 @@ fn export(service: &str, spans: &[(u64, &str, u64, i64)]) -> Vec<u8> {
 }
 
 fn post(analyzer: &Analyzer, body: Vec<u8>) {
-    let (status, _) = analyzer.request("POST", "/v1/traces", &[("content-type", "application/x-protobuf")], body);
+    let (status, _) = analyzer.request(
+        "POST",
+        "/v1/traces",
+        &[("content-type", "application/x-protobuf")],
+        body,
+    );
     assert_eq!(status, 200);
 }
 
@@ -75,7 +86,10 @@ fn ids(page: &Value) -> Vec<u64> {
 fn the_cursor_returns_only_newer_points() {
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
-    post(&analyzer, export("web", &[(0, "/a", 5, 200), (1, "/b", 6, 200)]));
+    post(
+        &analyzer,
+        export("web", &[(0, "/a", 5, 200), (1, "/b", 6, 200)]),
+    );
     let first = analyzer.get("/api/v1/xlog");
     assert_eq!(ids(&first), [0, 1]);
     let cursor = first["cursor"].as_str().unwrap().to_string();
@@ -109,10 +123,27 @@ fn filters_select_by_glob_errors_and_elapsed() {
     let analyzer = Analyzer::start(dir.path(), &[]);
     post(
         &analyzer,
-        export("orders-api", &[(0, "/orders/{id}", 5, 200), (1, "/orders/{id}", 900, 503), (2, "/health", 1, 200)]),
+        export(
+            "orders-api",
+            &[
+                (0, "/orders/{id}", 5, 200),
+                (1, "/orders/{id}", 900, 503),
+                (2, "/health", 1, 200),
+            ],
+        ),
     );
-    post(&analyzer, export("billing", &[(3, "/invoices", 40, 500), (4, "/orders/export", 2500, 200)]));
-    let query = |q: &str| -> BTreeSet<u64> { ids(&analyzer.get(&format!("/api/v1/xlog?from=0&{q}"))).into_iter().collect() };
+    post(
+        &analyzer,
+        export(
+            "billing",
+            &[(3, "/invoices", 40, 500), (4, "/orders/export", 2500, 200)],
+        ),
+    );
+    let query = |q: &str| -> BTreeSet<u64> {
+        ids(&analyzer.get(&format!("/api/v1/xlog?from=0&{q}")))
+            .into_iter()
+            .collect()
+    };
     assert_eq!(query("service=orders-*"), BTreeSet::from([0, 1, 2]));
     assert_eq!(query("endpoint=/orders/*"), BTreeSet::from([0, 1, 4]));
     assert_eq!(query("errors=true"), BTreeSet::from([1, 3]));
@@ -122,7 +153,10 @@ fn filters_select_by_glob_errors_and_elapsed() {
 
     let (status, body) = analyzer.request("GET", "/api/v1/xlog?min_ms=fast", &[], Vec::new());
     assert_eq!(status, 400);
-    assert!(String::from_utf8_lossy(&body).contains("min_ms"), "the error names the parameter");
+    assert!(
+        String::from_utf8_lossy(&body).contains("min_ms"),
+        "the error names the parameter"
+    );
 }
 
 #[test]
@@ -134,22 +168,38 @@ fn otlp_json_from_a_real_jvm_becomes_points() {
         .lines()
         .map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
-            (f[1].to_string(), f[2].parse().unwrap(), f[3].parse().unwrap())
+            (
+                f[1].to_string(),
+                f[2].parse().unwrap(),
+                f[3].parse().unwrap(),
+            )
         })
         .collect();
     assert_eq!(sent.len(), 8);
     let points = analyzer.points();
     assert_eq!(points.len(), 8);
     for (span_id, elapsed_us, status) in sent {
-        let p = points.iter().find(|p| p["span_id"] == span_id.as_str()).unwrap();
+        let p = points
+            .iter()
+            .find(|p| p["span_id"] == span_id.as_str())
+            .unwrap();
         assert_eq!(p["service"], "java-json");
         assert_eq!(p["endpoint"], "/java/{n}");
         assert_eq!(p["elapsed_us"], elapsed_us);
         assert_eq!(p["status_code"], status);
         assert_eq!(p["error"], status >= 500);
-        assert_eq!(p["instance"].as_str().unwrap().split(':').next(), Some("fixture-host"));
+        assert_eq!(
+            p["instance"].as_str().unwrap().split(':').next(),
+            Some("fixture-host")
+        );
     }
     let instances = analyzer.get("/api/v1/instances");
     let runtime = &instances["instances"][0]["attributes"]["process.runtime.version"];
-    assert!(runtime.as_str().unwrap().starts_with(|c: char| c.is_ascii_digit()), "{instances}");
+    assert!(
+        runtime
+            .as_str()
+            .unwrap()
+            .starts_with(|c: char| c.is_ascii_digit()),
+        "{instances}"
+    );
 }

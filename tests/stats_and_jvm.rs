@@ -10,8 +10,8 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric::Data, number_data_point, AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
-    ResourceMetrics, ScopeMetrics, Sum,
+    metric::Data, number_data_point, AggregationTemporality, Gauge, Histogram, HistogramDataPoint,
+    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, ScopeSpans, Span};
@@ -32,7 +32,10 @@ fn kv(k: &str, v: &str) -> KeyValue {
 
 fn resource() -> Option<Resource> {
     Some(Resource {
-        attributes: vec![kv("service.name", "billing"), kv("service.instance.id", "billing-7")],
+        attributes: vec![
+            kv("service.name", "billing"),
+            kv("service.instance.id", "billing-7"),
+        ],
         ..Default::default()
     })
 }
@@ -82,15 +85,31 @@ fn check_rows(stats: &Value, durations: &[(String, Vec<u64>)]) {
     let rows = stats["endpoints"].as_array().unwrap();
     assert_eq!(rows.len(), durations.len(), "{stats}");
     for (route, values) in durations {
-        let row = rows.iter().find(|r| r["endpoint"] == route.as_str()).unwrap();
+        let row = rows
+            .iter()
+            .find(|r| r["endpoint"] == route.as_str())
+            .unwrap();
         let mut sorted = values.clone();
         sorted.sort_unstable();
         assert_eq!(row["count"], sorted.len() as u64);
         assert_eq!(row["service"], "billing");
-        for (field, q) in [("p50_ms", 0.5), ("p90_ms", 0.9), ("p95_ms", 0.95), ("p99_ms", 0.99)] {
-            assert_close(row[field].as_f64().unwrap(), percentile(&sorted, q), &format!("{route} {field}"));
+        for (field, q) in [
+            ("p50_ms", 0.5),
+            ("p90_ms", 0.9),
+            ("p95_ms", 0.95),
+            ("p99_ms", 0.99),
+        ] {
+            assert_close(
+                row[field].as_f64().unwrap(),
+                percentile(&sorted, q),
+                &format!("{route} {field}"),
+            );
         }
-        assert_close(row["max_ms"].as_f64().unwrap(), *sorted.last().unwrap() as f64, "max");
+        assert_close(
+            row["max_ms"].as_f64().unwrap(),
+            *sorted.last().unwrap() as f64,
+            "max",
+        );
     }
 }
 
@@ -107,7 +126,10 @@ fn percentiles_match_the_sent_durations_within_hdr_precision() {
         state ^= state << 17;
         state
     };
-    let mut durations = vec![("/invoices".to_string(), Vec::new()), ("/refunds".to_string(), Vec::new())];
+    let mut durations = vec![
+        ("/invoices".to_string(), Vec::new()),
+        ("/refunds".to_string(), Vec::new()),
+    ];
     let mut n = 0;
     for _ in 0..4 {
         let mut spans = Vec::new();
@@ -149,7 +171,10 @@ fn jvm_metrics_and_gc_pauses_come_back_per_instance() {
     let analyzer = Analyzer::start(dir.path(), &[]);
     let start = now_ns();
     let t = |i: u64| start + i * 1_000_000_000;
-    let eden = vec![kv("jvm.memory.pool.name", "G1 Eden Space"), kv("jvm.memory.type", "heap")];
+    let eden = vec![
+        kv("jvm.memory.pool.name", "G1 Eden Space"),
+        kv("jvm.memory.type", "heap"),
+    ];
     let metric = |name: &str, data: Data| Metric {
         name: name.into(),
         data: Some(data),
@@ -159,7 +184,12 @@ fn jvm_metrics_and_gc_pauses_come_back_per_instance() {
         let pending = [10.0, 50.0, 200.0][i as usize];
         let cpu = [1.0, 1.5, 2.5][i as usize];
         let metrics = vec![
-            metric("jvm.finalizer.pending", Data::Gauge(Gauge { data_points: vec![number(t(i), pending)] })),
+            metric(
+                "jvm.finalizer.pending",
+                Data::Gauge(Gauge {
+                    data_points: vec![number(t(i), pending)],
+                }),
+            ),
             metric(
                 "jvm.memory.used",
                 Data::Sum(Sum {
@@ -196,7 +226,12 @@ fn jvm_metrics_and_gc_pauses_come_back_per_instance() {
                     aggregation_temporality: AggregationTemporality::Cumulative as i32,
                 }),
             ),
-            metric("http.server.active_requests", Data::Gauge(Gauge { data_points: vec![number(t(i), 4.0)] })),
+            metric(
+                "http.server.active_requests",
+                Data::Gauge(Gauge {
+                    data_points: vec![number(t(i), 4.0)],
+                }),
+            ),
         ];
         let body = ExportMetricsServiceRequest {
             resource_metrics: vec![ResourceMetrics {
@@ -214,7 +249,17 @@ fn jvm_metrics_and_gc_pauses_come_back_per_instance() {
     }
     // Two GC pauses and a heap dump, sent as spans marked as JVM events, and one transaction.
     let event = |n: u64, kind: &str, gc: &str, ms: u64| {
-        let mut s = span(n, "GC pause", t(1), ms * 1000, vec![kv("jvmapm.event", kind), kv("jvm.gc.name", gc), kv("jvm.gc.action", "end of minor GC")]);
+        let mut s = span(
+            n,
+            "GC pause",
+            t(1),
+            ms * 1000,
+            vec![
+                kv("jvmapm.event", kind),
+                kv("jvm.gc.name", gc),
+                kv("jvm.gc.action", "end of minor GC"),
+            ],
+        );
         s.kind = SpanKind::Internal as i32;
         s
     };
@@ -242,9 +287,19 @@ fn jvm_metrics_and_gc_pauses_come_back_per_instance() {
         values("jvm.memory.used{jvm.memory.pool.name=G1 Eden Space,jvm.memory.type=heap}"),
         [1e6, 2e6, 3e6]
     );
-    assert_eq!(values("jvm.cpu.time"), [1.0, 0.5, 1.0], "cumulative turned into deltas");
-    assert_eq!(values("jvm.gc.duration.count{jvm.gc.name=G1 Young Generation}"), [3.0, 2.0, 0.0]);
-    assert!(series.get("http.server.active_requests").is_none(), "only JVM series are kept");
+    assert_eq!(
+        values("jvm.cpu.time"),
+        [1.0, 0.5, 1.0],
+        "cumulative turned into deltas"
+    );
+    assert_eq!(
+        values("jvm.gc.duration.count{jvm.gc.name=G1 Young Generation}"),
+        [3.0, 2.0, 0.0]
+    );
+    assert!(
+        series.get("http.server.active_requests").is_none(),
+        "only JVM series are kept"
+    );
     assert_eq!(series["jvm.finalizer.pending"][2][0], t(2) / 1_000_000);
 
     let pauses = jvm["gc_pauses"].as_array().unwrap();

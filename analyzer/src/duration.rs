@@ -50,7 +50,7 @@ pub fn format(d: Duration) -> String {
     ];
     units
         .iter()
-        .find(|(unit, _)| ms > 0 && ms % unit == 0)
+        .find(|(unit, _)| ms > 0 && ms.is_multiple_of(*unit))
         .map_or_else(
             || format!("{ms}ms"),
             |(unit, name)| format!("{}{name}", ms / unit),

@@ -62,7 +62,7 @@ async fn traces(
 ) -> Response {
     match decode(&headers, &body, receiver.max_body) {
         Ok((format, request)) => reply(format, receiver.traces(request).await),
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }
 
@@ -73,7 +73,7 @@ async fn metrics(
 ) -> Response {
     match decode(&headers, &body, receiver.max_body) {
         Ok((format, request)) => reply(format, receiver.metrics(request).await),
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }
 
@@ -81,7 +81,7 @@ fn decode<T: Message + Default + DeserializeOwned>(
     headers: &HeaderMap,
     body: &[u8],
     limit: usize,
-) -> Result<(Format, T), Response> {
+) -> Result<(Format, T), Box<Response>> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -90,11 +90,11 @@ fn decode<T: Message + Default + DeserializeOwned>(
         "application/x-protobuf" | "application/protobuf" => Format::Protobuf,
         "application/json" => Format::Json,
         other => {
-            return Err(error(
+            return Err(Box::new(error(
                 Format::Json,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!("unsupported Content-Type {other:?}: send application/x-protobuf or application/json"),
-            ))
+            )))
         }
     };
     let encoding = headers
@@ -107,15 +107,16 @@ fn decode<T: Message + Default + DeserializeOwned>(
     let bytes = match encoding.as_str() {
         "identity" | "" => body,
         "gzip" => {
-            inflated = inflate(body, limit).map_err(|(code, why)| error(format, code, why))?;
+            inflated =
+                inflate(body, limit).map_err(|(code, why)| Box::new(error(format, code, why)))?;
             &inflated[..]
         }
         other => {
-            return Err(error(
+            return Err(Box::new(error(
                 format,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!("unsupported Content-Encoding {other:?}: send gzip or no encoding"),
-            ))
+            )))
         }
     };
     let decoded = match format {
@@ -123,11 +124,11 @@ fn decode<T: Message + Default + DeserializeOwned>(
         Format::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
     };
     decoded.map(|request| (format, request)).map_err(|why| {
-        error(
+        Box::new(error(
             format,
             StatusCode::BAD_REQUEST,
             format!("cannot decode the body: {why}"),
-        )
+        ))
     })
 }
 
@@ -219,5 +220,15 @@ mod tests {
             inflate(b"not gzip", 100).unwrap_err().0,
             StatusCode::BAD_REQUEST
         );
+    }
+
+    #[test]
+    fn refusals_ask_the_client_to_retry_later() {
+        let busy = reply::<RpcStatus>(Format::Protobuf, Err(Refusal::Busy));
+        assert_eq!(busy.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(busy.headers()[header::RETRY_AFTER], "1");
+        let down = reply::<RpcStatus>(Format::Json, Err(Refusal::Unavailable("disk full".into())));
+        assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(down.headers()[header::RETRY_AFTER], "5");
     }
 }

@@ -136,7 +136,7 @@ impl Store {
             else {
                 continue;
             };
-            let seg = Segment::recover(&segments_dir, hour, strings.len(), repair).map_err(
+            let seg = Segment::recover(&segments_dir, hour, strings.count(), repair).map_err(
                 StoreError::at(format!("cannot recover segment {}", partition::label(hour))),
             )?;
             let count = seg.point_count();

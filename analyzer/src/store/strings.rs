@@ -26,7 +26,8 @@ impl Strings {
             .unwrap_or_else(|| Arc::from(""))
     }
 
-    pub fn len(&self) -> usize {
+    /// How many strings the table holds (ids are `0..count`).
+    pub fn count(&self) -> usize {
         self.names.read().unwrap().len()
     }
 

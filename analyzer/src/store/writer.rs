@@ -7,6 +7,7 @@
 //! A full queue is refused at once (the receiver answers 429/503 with
 //! Retry-After); receivers never wait for room.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -227,21 +228,19 @@ impl Writer {
         pending: &'a mut BTreeMap<u64, Pending>,
         t_ms: u64,
     ) -> std::io::Result<&'a mut Pending> {
-        let hour = hour_of(t_ms);
-        if !pending.contains_key(&hour) {
-            let seg = self.shared.store.segment_for_write(hour)?;
-            pending.insert(
-                hour,
-                Pending {
+        match pending.entry(hour_of(t_ms)) {
+            Entry::Occupied(e) => Ok(e.into_mut()),
+            Entry::Vacant(e) => {
+                let seg = self.shared.store.segment_for_write(*e.key())?;
+                Ok(e.insert(Pending {
                     seg,
                     points: Vec::new(),
                     details: Vec::new(),
                     metrics: Vec::new(),
                     events: Vec::new(),
-                },
-            );
+                }))
+            }
         }
-        Ok(pending.get_mut(&hour).expect("inserted above"))
     }
 
     fn stage(
@@ -365,5 +364,29 @@ fn work_identities(work: &Work) -> Vec<&crate::xlog::Identity> {
     match work {
         Work::Traces(b) => b.groups.iter().map(|g| &g.identity).collect(),
         Work::Metrics(b) => b.instances.iter().map(|i| &i.identity).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_at_once_and_a_stopped_writer_says_so() {
+        let (tx, rx) = mpsc::channel(1);
+        let handle = WriterHandle { tx };
+        let waiting = tokio::spawn({
+            let handle = handle.clone();
+            async move { handle.submit(Work::Metrics(MetricsBatch::default())).await }
+        });
+        while handle.tx.capacity() > 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            handle.submit(Work::Metrics(MetricsBatch::default())).await,
+            Err(SubmitError::Busy)
+        );
+        drop(rx);
+        assert_eq!(waiting.await.unwrap(), Err(SubmitError::Closed));
     }
 }

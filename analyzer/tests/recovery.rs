@@ -1,0 +1,200 @@
+//! Crash recovery of the store as a property: whatever prefix of its files a
+//! crash leaves (a cut at any byte, or a damaged last record), opening the data
+//! directory succeeds and yields exactly the whole, intact points before the
+//! damage, each with a readable transaction detail.
+
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use jvmapm_analyzer::instances::Instances;
+use jvmapm_analyzer::meter::Meter;
+use jvmapm_analyzer::point::RECORD_SIZE;
+use jvmapm_analyzer::query::{self, XlogFilter};
+use jvmapm_analyzer::store::writer::{self, Shared, Work};
+use jvmapm_analyzer::store::{Mode, Store};
+use jvmapm_analyzer::{transaction, unix_ms, xlog};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, ScopeSpans, Span};
+
+fn kv(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn request(first: u64, count: u64) -> ExportTraceServiceRequest {
+    let end = unix_ms() * 1_000_000;
+    let spans = (first..first + count)
+        .map(|n| Span {
+            trace_id: [&[0x5a; 8][..], &n.to_be_bytes()].concat(),
+            span_id: (n + 1).to_be_bytes().to_vec(),
+            // A new endpoint name now and then, so the string table grows too.
+            name: format!("GET /r{}", n / 3),
+            kind: SpanKind::Server as i32,
+            start_time_unix_nano: end - 1_000_000,
+            end_time_unix_nano: end,
+            attributes: vec![kv("url.path", &"p".repeat((n % 40) as usize))],
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", &format!("svc{}", first % 2))],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// Writes 6 batches of 5 points through the real writer; returns the data dir.
+fn write_store(dir: &Path) {
+    let store = Arc::new(Store::open(dir, Mode::Write).unwrap());
+    let (handle, thread) = writer::spawn(
+        Shared {
+            store: store.clone(),
+            meter: Arc::new(Mutex::new(Meter::new(unix_ms()))),
+            instances: Arc::new(Instances::load(dir.join("instances.json"))),
+        },
+        16,
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for batch in 0..6 {
+        let work = Work::Traces(xlog::build(request(batch * 5, 5)));
+        runtime.block_on(handle.submit(work)).unwrap();
+    }
+    drop(handle);
+    thread.join().unwrap();
+}
+
+fn segment_file(dir: &Path, ext: &str) -> PathBuf {
+    fs::read_dir(dir.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == ext))
+        .unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to.join("segments")).unwrap();
+    for name in ["strings.log"] {
+        fs::copy(from.join(name), to.join(name)).unwrap();
+    }
+    for entry in fs::read_dir(from.join("segments")).unwrap() {
+        let path = entry.unwrap().path();
+        fs::copy(&path, to.join("segments").join(path.file_name().unwrap())).unwrap();
+    }
+}
+
+/// Opens a damaged copy and returns the seqs it holds, checking every detail.
+fn recovered_seqs(dir: &Path) -> Vec<u64> {
+    let store = Store::open(dir, Mode::Write).expect("a damaged store still opens");
+    let mut points = Vec::new();
+    query::for_each(&store, &XlogFilter::range(0, u64::MAX / 2), |p| {
+        points.push(p.clone())
+    })
+    .unwrap();
+    for p in &points {
+        let detail = transaction::find(&store, &p.trace_id, &p.span_id, Some(p.end_ms)).unwrap();
+        assert!(detail.is_some(), "point {} has its detail", p.seq);
+    }
+    points.iter().map(|p| p.seq).collect()
+}
+
+#[test]
+fn any_cut_of_the_points_file_keeps_exactly_the_whole_records_before_it() {
+    let original = tempfile::tempdir().unwrap();
+    write_store(original.path());
+    let len = fs::metadata(segment_file(original.path(), "points"))
+        .unwrap()
+        .len();
+    assert_eq!(len, 30 * RECORD_SIZE as u64);
+    for cut in (0..=len).step_by(37) {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(original.path(), copy.path());
+        OpenOptions::new()
+            .write(true)
+            .open(segment_file(copy.path(), "points"))
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+        let whole = cut / RECORD_SIZE as u64;
+        assert_eq!(
+            recovered_seqs(copy.path()),
+            (1..=whole).collect::<Vec<_>>(),
+            "cut at {cut}"
+        );
+    }
+}
+
+#[test]
+fn any_cut_of_the_details_or_strings_drops_only_points_that_lost_what_they_refer_to() {
+    let original = tempfile::tempdir().unwrap();
+    write_store(original.path());
+    for ext in ["details", "strings"] {
+        let path_of = |dir: &Path| {
+            if ext == "strings" {
+                dir.join("strings.log")
+            } else {
+                segment_file(dir, ext)
+            }
+        };
+        let len = fs::metadata(path_of(original.path())).unwrap().len();
+        let mut previous = 0;
+        for cut in (0..=len).step_by(23).chain([len]) {
+            let copy = tempfile::tempdir().unwrap();
+            copy_dir(original.path(), copy.path());
+            OpenOptions::new()
+                .write(true)
+                .open(path_of(copy.path()))
+                .unwrap()
+                .set_len(cut)
+                .unwrap();
+            let seqs = recovered_seqs(copy.path());
+            assert_eq!(
+                seqs,
+                (1..=seqs.len() as u64).collect::<Vec<_>>(),
+                "a prefix, {ext} cut at {cut}"
+            );
+            assert!(
+                seqs.len() >= previous,
+                "a longer file keeps at least as much"
+            );
+            previous = seqs.len();
+        }
+        assert_eq!(previous, 30, "the whole {ext} file keeps everything");
+    }
+}
+
+#[test]
+fn a_damaged_record_ends_the_recovered_prefix() {
+    let original = tempfile::tempdir().unwrap();
+    write_store(original.path());
+    for damaged in [0u64, 7, 29] {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(original.path(), copy.path());
+        let path = segment_file(copy.path(), "points");
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[(damaged as usize) * RECORD_SIZE + 20] ^= 0xff;
+        fs::write(&path, bytes).unwrap();
+        assert_eq!(
+            recovered_seqs(copy.path()),
+            (1..=damaged).collect::<Vec<_>>()
+        );
+    }
+}
