@@ -47,6 +47,8 @@ trap 'exit 130' INT TERM
 
 # utime+stime of a process in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# Busy clock ticks of the whole machine (all CPUs; idle and iowait excluded).
+system_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 
 # One benchmark: $1 = label, $2 = taskset CPU list for the server ("" = unpinned).
 bench() {
@@ -70,13 +72,15 @@ bench() {
         --concurrency "$CONCURRENCY" --batch "$BATCH" --connections "$CONNECTIONS" --json)
     local warm
     warm=$("${load[@]}" --duration "$WARMUP")
-    local before after t0 t1
+    local before after t0 t1 sys0 sys1
     before=$(cpu_ticks "$SERVER_PID")
+    sys0=$(system_ticks)
     t0=$(date +%s.%N)
     local result
     result=$("${load[@]}" --duration "$DURATION")
     t1=$(date +%s.%N)
     after=$(cpu_ticks "$SERVER_PID")
+    sys1=$(system_ticks)
     local hwm
     hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status")
 
@@ -87,17 +91,22 @@ bench() {
     local written
     written=$(du -sk "$data" | cut -f1)
 
-    local rate acked errors
+    local rate acked errors client
+    client=$(sed -n 's/.*"client_cpu_s":\([0-9.]*\).*/\1/p' <<<"$result")
     rate=$(sed -n 's/.*"spans_per_s":\([0-9.]*\).*/\1/p' <<<"$result")
     # Everything stored: warm-up and measured run.
     acked=$(printf '%s\n%s\n' "$warm" "$result" | sed -n 's/.*"spans_acked":\([0-9]*\).*/\1/p' | awk '{ n += $1 } END { print n + 0 }')
     errors=$(sed -n 's/.*"errors":\({[^}]*}\).*/\1/p' <<<"$result")
     awk -v label="$label" -v rate="$rate" -v acked="$acked" -v ticks=$((after - before)) \
-        -v hz="$TICKS" -v t0="$t0" -v t1="$t1" -v hwm="$hwm" -v kb="$written" -v errors="$errors" 'BEGIN {
+        -v hz="$TICKS" -v t0="$t0" -v t1="$t1" -v hwm="$hwm" -v kb="$written" -v errors="$errors" \
+        -v sys=$((sys1 - sys0)) -v client="${client:-0}" 'BEGIN {
         wall = t1 - t0; cores = ticks / hz / wall
         per_core = cores > 0 ? rate / cores : 0
         printf "%-9s %10.0f spans/s acked | server %.2f cores | %9.0f spans/s per core | peak RSS %.1f MiB | data %.1f MiB (%.0f B/span) | errors %s\n",
             label, rate, cores, per_core, hwm / 1024, kb / 1024, (acked > 0 ? kb * 1024 / acked : 0), errors
+        # Other processes busy during the run disturb the figures: say so.
+        printf "          load generator %.2f cores | rest of the machine %.2f cores\n",
+            client / wall, (sys / hz - ticks / hz - client) / wall
     }'
     echo "          load: $result"
 }

@@ -92,9 +92,7 @@ fn segment_file(dir: &Path, ext: &str) -> PathBuf {
 
 fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to.join("segments")).unwrap();
-    for name in ["strings.log"] {
-        fs::copy(from.join(name), to.join(name)).unwrap();
-    }
+    fs::copy(from.join("strings.log"), to.join("strings.log")).unwrap();
     for entry in fs::read_dir(from.join("segments")).unwrap() {
         let path = entry.unwrap().path();
         fs::copy(&path, to.join("segments").join(path.file_name().unwrap())).unwrap();

@@ -140,6 +140,8 @@ struct Summary {
     errors: BTreeMap<String, (u64, String)>,
     p50_ms: f64,
     p99_ms: f64,
+    /// CPU time this process used during the run, if /proc tells.
+    client_cpu_s: Option<f64>,
 }
 
 impl Summary {
@@ -158,7 +160,7 @@ impl Summary {
                 .join(", ")
         };
         format!(
-            "otlp-load: {} spans/s acknowledged; sent {} spans in {} requests, acknowledged {}, rejected {}; errors: {errors}; wall {:.2} s; latency p50 {:.1} ms p99 {:.1} ms; concurrency {} x batch {} over {} connection(s) to {}",
+            "otlp-load: {} spans/s acknowledged; sent {} spans in {} requests, acknowledged {}, rejected {}; errors: {errors}; wall {:.2} s; latency p50 {:.1} ms p99 {:.1} ms; load generator CPU {}; concurrency {} x batch {} over {} connection(s) to {}",
             self.rate().round() as u64,
             self.sent,
             self.requests,
@@ -167,6 +169,8 @@ impl Summary {
             self.wall.as_secs_f64(),
             self.p50_ms,
             self.p99_ms,
+            self.client_cpu_s
+                .map_or("unknown".to_string(), |s| format!("{s:.2} s")),
             args.concurrency,
             args.batch,
             args.connections,
@@ -182,7 +186,7 @@ impl Summary {
             .collect::<Vec<_>>()
             .join(",");
         format!(
-            "{{\"endpoint\":{},\"concurrency\":{},\"batch\":{},\"connections\":{},\"duration_s\":{},\"wall_s\":{:.3},\"requests\":{},\"spans_sent\":{},\"spans_acked\":{},\"spans_rejected\":{},\"spans_per_s\":{:.0},\"latency_p50_ms\":{:.2},\"latency_p99_ms\":{:.2},\"errors\":{{{errors}}}}}",
+            "{{\"endpoint\":{},\"concurrency\":{},\"batch\":{},\"connections\":{},\"duration_s\":{},\"wall_s\":{:.3},\"requests\":{},\"spans_sent\":{},\"spans_acked\":{},\"spans_rejected\":{},\"spans_per_s\":{:.0},\"latency_p50_ms\":{:.2},\"latency_p99_ms\":{:.2},\"client_cpu_s\":{},\"errors\":{{{errors}}}}}",
             json_string(&args.endpoint),
             args.concurrency,
             args.batch,
@@ -196,6 +200,8 @@ impl Summary {
             self.rate(),
             self.p50_ms,
             self.p99_ms,
+            self.client_cpu_s
+                .map_or("null".to_string(), |s| format!("{s:.3}")),
         )
     }
 }
@@ -241,6 +247,7 @@ async fn run(args: &Args) -> Result<Summary, String> {
     }
 
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu_before = process_cpu_s();
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.duration);
     let mut tasks = Vec::with_capacity(args.concurrency);
@@ -263,6 +270,9 @@ async fn run(args: &Args) -> Result<Summary, String> {
         );
     }
     let wall = started.elapsed();
+    let client_cpu_s = process_cpu_s()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     total.latencies_us.sort_unstable();
     let quantile = |q: f64| {
         let l = &total.latencies_us;
@@ -274,6 +284,7 @@ async fn run(args: &Args) -> Result<Summary, String> {
     };
     Ok(Summary {
         wall,
+        client_cpu_s,
         requests: total.requests,
         sent: total.sent,
         acked: total.acked,
@@ -325,6 +336,18 @@ async fn sender(
         }
     }
     tally
+}
+
+/// User plus system CPU seconds of this process so far, from `/proc/self/stat`
+/// (in USER_HZ ticks, 100 per second on Linux).
+fn process_cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which ends with the last ')'; utime and
+    // stime are fields 14 and 15 of the whole line.
+    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split_ascii_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 fn span_count(request: &ExportTraceServiceRequest) -> u64 {
