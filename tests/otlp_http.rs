@@ -178,17 +178,19 @@ fn invalid_spans_are_rejected_as_partial_success() {
     short_span.span_id = vec![1, 2, 3];
     let mut backwards = server_span(3, 5);
     backwards.end_time_unix_nano = backwards.start_time_unix_nano - 1;
+    let mut far_future = server_span(5, 5);
+    far_future.end_time_unix_nano += 3 * 86_400 * 1_000_000_000;
     let good = server_span(4, 5);
     let (status, reply) = analyzer.request(
         "POST",
         "/v1/traces",
         &[PROTOBUF],
-        request(vec![zero_trace, short_span, backwards, good]).encode_to_vec(),
+        request(vec![zero_trace, short_span, backwards, far_future, good]).encode_to_vec(),
     );
     assert_eq!(status, 200);
     let reply = ExportTraceServiceResponse::decode(&reply[..]).unwrap();
     let partial = reply.partial_success.expect("partial success");
-    assert_eq!(partial.rejected_spans, 3);
+    assert_eq!(partial.rejected_spans, 4);
     assert!(
         partial.error_message.contains("invalid trace id"),
         "{}",
@@ -200,7 +202,9 @@ fn invalid_spans_are_rejected_as_partial_success() {
         partial.error_message
     );
     assert!(
-        partial.error_message.contains("before the start"),
+        partial.error_message.contains(
+            "2 span(s) with an end time missing, before the start time, or more than a day ahead"
+        ),
         "{}",
         partial.error_message
     );

@@ -151,7 +151,7 @@ impl Rejections {
             ),
             (
                 self.bad_times,
-                "an end time missing or before the start time",
+                "an end time missing, before the start time, or more than a day ahead",
             ),
         ];
         reasons
@@ -163,9 +163,14 @@ impl Rejections {
     }
 }
 
+/// Spans ending further ahead of this analyzer's clock are refused: a wrong
+/// clock would otherwise create hour segments that retention never reaches.
+const MAX_CLOCK_AHEAD_NS: u64 = 86_400 * 1_000_000_000;
+
 /// Builds points, events and rejections from one export request.
 pub fn build(request: ExportTraceServiceRequest) -> TraceBatch {
     let mut batch = TraceBatch::default();
+    let latest_end_ns = crate::unix_ms() * 1_000_000 + MAX_CLOCK_AHEAD_NS;
     for resource_spans in request.resource_spans {
         let identity = Identity::of(resource_spans.resource.as_ref());
         for scope_spans in resource_spans.scope_spans {
@@ -185,7 +190,7 @@ pub fn build(request: ExportTraceServiceRequest) -> TraceBatch {
                 span_bytes: Vec::new(),
             };
             for span in scope_spans.spans {
-                add_span(&mut batch, &mut group, span);
+                add_span(&mut batch, &mut group, span, latest_end_ns);
             }
             if !group.spans.is_empty() {
                 batch.groups.push(group);
@@ -199,7 +204,7 @@ fn valid_id(id: &[u8], len: usize) -> bool {
     id.len() == len && id.iter().any(|&b| b != 0)
 }
 
-fn add_span(batch: &mut TraceBatch, group: &mut ResourceGroup, span: Span) {
+fn add_span(batch: &mut TraceBatch, group: &mut ResourceGroup, span: Span, latest_end_ns: u64) {
     if !valid_id(&span.trace_id, 16) {
         batch.rejected.bad_trace_id += 1;
         return;
@@ -208,7 +213,8 @@ fn add_span(batch: &mut TraceBatch, group: &mut ResourceGroup, span: Span) {
         batch.rejected.bad_span_id += 1;
         return;
     }
-    if span.end_time_unix_nano == 0 || span.end_time_unix_nano < span.start_time_unix_nano {
+    let end = span.end_time_unix_nano;
+    if end == 0 || end < span.start_time_unix_nano || end > latest_end_ns {
         batch.rejected.bad_times += 1;
         return;
     }
