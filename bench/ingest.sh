@@ -10,7 +10,8 @@
 # Usage: bench/ingest.sh            (from the workspace root or anywhere)
 # Knobs (environment): DURATION=10 WARMUP=2 CONCURRENCY=8 BATCH=512
 #   CONNECTIONS=1 SERVER_CPUS=0 LOAD_CPUS=1 UNPINNED=0 NO_BUILD=0
-#   EXTRA_SERVE_ARGS=... CARGO_TARGET_DIR=...
+#   LOAD_ARGS=... (extra otlp-load flags, e.g. --typed) EXTRA_SERVE_ARGS=...
+#   CARGO_TARGET_DIR=...
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -56,6 +57,7 @@ bench() {
     local data=$WORK/data-$label out=$WORK/serve-$label.out
     local pin=()
     [[ -n $cpus ]] && pin=(taskset -c "$cpus")
+    : >"$out" # exists before the background job opens it
     "${pin[@]}" "$JVMAPM" --log-level warn serve --data "$data" \
         --grpc 127.0.0.1:0 --http 127.0.0.1:0 ${EXTRA_SERVE_ARGS:-} >"$out" 2>"$WORK/serve-$label.err" &
     SERVER_PID=$!
@@ -69,7 +71,7 @@ bench() {
     [[ -n $grpc ]] || { echo "ingest.sh: the server did not report its ports within 10 s" >&2; exit 1; }
 
     local load=(taskset -c "$LOAD_CPUS" "$LOAD" --endpoint "http://$grpc"
-        --concurrency "$CONCURRENCY" --batch "$BATCH" --connections "$CONNECTIONS" --json)
+        --concurrency "$CONCURRENCY" --batch "$BATCH" --connections "$CONNECTIONS" --json ${LOAD_ARGS:-})
     local warm
     warm=$("${load[@]}" --duration "$WARMUP")
     local before after t0 t1 sys0 sys1

@@ -29,17 +29,10 @@ pub struct GcPause {
 /// The JVM data of `instance` in `[from_ms, to_ms]`.
 pub fn read(store: &Store, instance: &str, from_ms: u64, to_ms: u64) -> io::Result<JvmView> {
     let mut view = JvmView::default();
-    let instance_ids: Vec<u32> = store
-        .strings
-        .snapshot()
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| &***s == instance)
-        .map(|(i, _)| i as u32)
-        .collect();
+    let instance_id = store.strings.id_of(instance);
     let in_range = |t: u64| (from_ms..=to_ms).contains(&t);
     for seg in store.segments_in(from_ms, to_ms) {
-        if let Some(&id) = instance_ids.first() {
+        if let Some(id) = instance_id {
             for s in seg.read_samples()? {
                 if s.instance == id && in_range(s.t_ms) {
                     view.series

@@ -7,10 +7,12 @@
 //! spans with the stable semantic-convention attributes and our `jvmapm.`
 //! extras, from a realistic resource, with varied routes, log-normal durations
 //! and about 2% 5xx errors. A pool of distinct requests is built before the
-//! timed run so span generation is not measured; the run then keeps
-//! `--concurrency` exports in flight for `--duration` seconds through the
-//! standard tonic `TraceServiceClient`, stops by itself, and prints one summary
-//! line (or one JSON object with `--json`).
+//! timed run, and encoded once, so span generation is not measured and one
+//! load-generator core can outrun the server; the run then keeps
+//! `--concurrency` exports in flight for `--duration` seconds over tonic
+//! channels (the same unary call the generated `TraceServiceClient` makes,
+//! which `--typed` uses instead), stops by itself, and prints one summary line
+//! (or one JSON object with `--json`).
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -20,14 +22,22 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{
-    span, status, ResourceSpans, ScopeSpans, Span, Status,
+    span, status, ResourceSpans, ScopeSpans, Span, Status as SpanStatus,
 };
+use prost::bytes::{BufMut, Bytes};
 use prost::Message;
+use tonic::client::Grpc;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::codegen::StdError;
 use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -59,6 +69,11 @@ struct Args {
     /// Tokio worker threads (default: the CPUs this process may run on).
     #[arg(long)]
     threads: Option<usize>,
+    /// Clone and encode every request with the generated `TraceServiceClient`, as an
+    /// SDK exporter does (the load generator then needs far more CPU per span);
+    /// by default each request is encoded once before the run and sent as bytes.
+    #[arg(long)]
+    typed: bool,
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
@@ -221,15 +236,100 @@ fn json_string(s: &str) -> String {
     out
 }
 
+/// One request of the pool, as a message and as the bytes that go on the wire.
+struct Prepared {
+    message: ExportTraceServiceRequest,
+    encoded: Bytes,
+    spans: u64,
+}
+
+/// gRPC method path of the OTLP trace export.
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// How requests are put on the wire.
+enum Client {
+    /// The generated `TraceServiceClient`: clones and encodes every request.
+    Typed(TraceServiceClient<Channel>),
+    /// The same unary call with the request bytes encoded once, up front.
+    PreEncoded(Grpc<Channel>),
+}
+
+impl Client {
+    async fn export(&mut self, request: &Prepared) -> Result<ExportTraceServiceResponse, Status> {
+        let response = match self {
+            Client::Typed(client) => client.export(request.message.clone()).await?,
+            Client::PreEncoded(grpc) => {
+                grpc.ready().await.map_err(|e| {
+                    let e: StdError = e.into();
+                    Status::unknown(format!("the channel is not ready: {e}"))
+                })?;
+                let path = PathAndQuery::from_static(EXPORT_PATH);
+                let request = Request::new(request.encoded.clone());
+                grpc.unary(request, path, PreEncodedCodec).await?
+            }
+        };
+        Ok(response.into_inner())
+    }
+}
+
+/// A codec that sends bytes already holding an encoded `ExportTraceServiceRequest`
+/// and decodes the response with prost, as the generated client does.
+#[derive(Clone, Copy, Default)]
+struct PreEncodedCodec;
+
+impl Codec for PreEncodedCodec {
+    type Encode = Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = PreEncodedCodec;
+    type Decoder = PreEncodedCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        PreEncodedCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        PreEncodedCodec
+    }
+}
+
+impl Encoder for PreEncodedCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for PreEncodedCodec {
+    type Item = ExportTraceServiceResponse;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
+        ExportTraceServiceResponse::decode(src)
+            .map(Some)
+            .map_err(|e| Status::internal(format!("undecodable response: {e}")))
+    }
+}
+
 async fn run(args: &Args) -> Result<Summary, String> {
-    let pool = Arc::new(build_pool(args.pool, args.batch));
-    let encoded: usize = pool.iter().map(Message::encoded_len).sum();
+    let pool: Vec<Prepared> = build_pool(args.pool, args.batch)
+        .into_iter()
+        .map(|message| Prepared {
+            encoded: Bytes::from(message.encode_to_vec()),
+            spans: span_count(&message),
+            message,
+        })
+        .collect();
+    let pool = Arc::new(pool);
     if !args.json {
+        let bytes: usize = pool.iter().map(|p| p.encoded.len()).sum();
         eprintln!(
             "otlp-load: {} requests of {} spans ready ({} bytes per request on average)",
             pool.len(),
             args.batch,
-            encoded / pool.len()
+            bytes / pool.len()
         );
     }
     let timeout = Duration::from_secs_f64(args.timeout);
@@ -252,8 +352,12 @@ async fn run(args: &Args) -> Result<Summary, String> {
     let deadline = started + Duration::from_secs_f64(args.duration);
     let mut tasks = Vec::with_capacity(args.concurrency);
     for i in 0..args.concurrency {
-        let client = TraceServiceClient::new(channels[i % channels.len()].clone())
-            .max_decoding_message_size(64 << 20);
+        let channel = channels[i % channels.len()].clone();
+        let client = if args.typed {
+            Client::Typed(TraceServiceClient::new(channel).max_decoding_message_size(64 << 20))
+        } else {
+            Client::PreEncoded(Grpc::new(channel).max_decoding_message_size(64 << 20))
+        };
         tasks.push(tokio::spawn(sender(
             client,
             pool.clone(),
@@ -297,27 +401,25 @@ async fn run(args: &Args) -> Result<Summary, String> {
 
 /// Sends requests from the pool one after another until `deadline`.
 async fn sender(
-    mut client: TraceServiceClient<Channel>,
-    pool: Arc<Vec<ExportTraceServiceRequest>>,
+    mut client: Client,
+    pool: Arc<Vec<Prepared>>,
     next: Arc<AtomicUsize>,
     deadline: Instant,
     timeout: Duration,
 ) -> Tally {
     let mut tally = Tally::default();
     while Instant::now() < deadline {
-        let request = pool[next.fetch_add(1, Ordering::Relaxed) % pool.len()].clone();
-        let spans = span_count(&request);
+        let request = &pool[next.fetch_add(1, Ordering::Relaxed) % pool.len()];
         let began = Instant::now();
         let outcome = tokio::time::timeout(timeout, client.export(request)).await;
         tally.requests += 1;
-        tally.sent += spans;
+        tally.sent += request.spans;
         let error = match outcome {
             Ok(Ok(response)) => {
                 let rejected = response
-                    .into_inner()
                     .partial_success
                     .map_or(0, |p| p.rejected_spans.max(0) as u64);
-                tally.acked += spans.saturating_sub(rejected);
+                tally.acked += request.spans.saturating_sub(rejected);
                 tally.rejected += rejected;
                 let us = began.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
                 tally.latencies_us.push(us);
@@ -681,7 +783,7 @@ fn http_span(rng: &mut Rng, inst: &Instance, now_ns: u64) -> Span {
         start_time_unix_nano: end_ns - elapsed_ns,
         end_time_unix_nano: end_ns,
         attributes,
-        status: error.then(|| Status {
+        status: error.then(|| SpanStatus {
             message: format!("HTTP {status_code}"),
             code: status::StatusCode::Error as i32,
         }),

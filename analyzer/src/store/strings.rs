@@ -31,9 +31,10 @@ impl Strings {
         self.names.read().unwrap().len()
     }
 
-    /// A snapshot of all strings, index = id.
-    pub fn snapshot(&self) -> Vec<Arc<str>> {
-        self.names.read().unwrap().clone()
+    /// The id of `name`, if the table has it (a scan: for rare lookups by name).
+    pub fn id_of(&self, name: &str) -> Option<u32> {
+        let names = self.names.read().unwrap();
+        names.iter().position(|s| &**s == name).map(|i| i as u32)
     }
 }
 
