@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of jvmapm on a fresh machine: makes sure a JDK is there (the
-# end-to-end tests compile and run the Java fixtures in java-fixtures/), then
-# runs the Rust unit and end-to-end tests of the whole workspace.
+# end-to-end tests compile and run the Java fixtures in java-fixtures/) and a
+# Python that can make a virtual environment (the interop test installs the
+# OpenTelemetry Python SDK from PyPI into target/otel-python), then runs the
+# Rust unit and end-to-end tests of the whole workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +22,22 @@ ensure_jdk() {
     fi
 }
 
+ensure_python_venv() {
+    if python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' >/dev/null 2>&1; then
+        return
+    fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "test.sh: python3 cannot make virtual environments; installing python3-venv with apt-get" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+    else
+        echo "test.sh: the interop test needs python3 with venv and pip." >&2
+        echo "         On Debian or Ubuntu: sudo apt-get install python3-venv" >&2
+        exit 1
+    fi
+}
+
 ensure_jdk
+ensure_python_venv
 echo "test.sh: $(javac -version 2>&1), $(rustc --version)"
 cargo test --workspace --all-targets

@@ -240,6 +240,50 @@ pub fn java_fixtures() -> PathBuf {
         .clone()
 }
 
+/// Versions of the OpenTelemetry Python SDK used by the interop test.
+const PYTHON_SDK: [&str; 3] = [
+    "opentelemetry-sdk==1.45.2",
+    "opentelemetry-exporter-otlp-proto-http==1.45.2",
+    "opentelemetry-exporter-otlp-proto-grpc==1.45.2",
+];
+
+/// A Python with the OpenTelemetry SDK: a virtual environment in
+/// `target/otel-python`, made with `python3 -m venv` and pip on first use.
+pub fn python_with_otel_sdk() -> PathBuf {
+    static READY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    READY
+        .get_or_init(|| {
+            let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/otel-python");
+            let python = venv.join("bin/python");
+            let marker = venv.join("installed.txt");
+            if std::fs::read_to_string(&marker).ok().as_deref() == Some(&PYTHON_SDK.join("\n")) {
+                return python;
+            }
+            let status = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .expect("python3 runs (install python3 and python3-venv)");
+            assert!(
+                status.success(),
+                "python3 -m venv {} failed",
+                venv.display()
+            );
+            let status = Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check"])
+                .args(PYTHON_SDK)
+                .status()
+                .expect("pip runs");
+            assert!(
+                status.success(),
+                "pip install of the OpenTelemetry Python SDK failed (PyPI reachable?)"
+            );
+            std::fs::write(&marker, PYTHON_SDK.join("\n")).unwrap();
+            python
+        })
+        .clone()
+}
+
 /// Runs a Java fixture class with arguments; returns its stdout (asserting success).
 pub fn run_java(class: &str, args: &[&str]) -> String {
     let mut child = Command::new("java")
