@@ -11,6 +11,8 @@
 # Knobs (environment): DURATION=10 WARMUP=2 CONCURRENCY=8 BATCH=512
 #   CONNECTIONS=1 SERVER_CPUS=0 LOAD_CPUS=1 UNPINNED=0 NO_BUILD=0
 #   LOAD_ARGS=... (extra otlp-load flags, e.g. --typed) EXTRA_SERVE_ARGS=...
+#   SERVER_WRAPPER=... (a prefix that execs the server, e.g.
+#   "env LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
 #   CARGO_TARGET_DIR=...
 set -euo pipefail
 
@@ -24,6 +26,10 @@ SERVER_CPUS=${SERVER_CPUS:-0}
 LOAD_CPUS=${LOAD_CPUS:-1}
 UNPINNED=${UNPINNED:-0}
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+if (( $(nproc) < 2 )); then
+    echo "ingest.sh: only one CPU: server and load generator share it; per-core figures are not comparable" >&2
+    SERVER_CPUS=0 LOAD_CPUS=0
+fi
 
 if [[ ${NO_BUILD:-0} != 1 ]]; then
     # Bounded: a cold build of the dependencies takes minutes; build first, then time.
@@ -35,7 +41,9 @@ TICKS=$(getconf CLK_TCK)
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/jvmapm-ingest.XXXXXX")
 SERVER_PID=
+LOAD_PID=
 cleanup() {
+    if [[ -n $LOAD_PID ]]; then kill -TERM "$LOAD_PID" 2>/dev/null || true; fi
     if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill -TERM "$SERVER_PID" 2>/dev/null || true
         for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
@@ -48,8 +56,10 @@ trap 'exit 130' INT TERM
 
 # utime+stime of a process in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-# Busy clock ticks of the whole machine (all CPUs; idle and iowait excluded).
-system_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+# Busy clock ticks of the whole machine (all CPUs; idle, iowait and steal
+# excluded), and ticks stolen by the hypervisor.
+system_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
+steal_ticks() { awk '/^cpu / { print $9 }' /proc/stat; }
 
 # One benchmark: $1 = label, $2 = taskset CPU list for the server ("" = unpinned).
 bench() {
@@ -57,8 +67,10 @@ bench() {
     local data=$WORK/data-$label out=$WORK/serve-$label.out
     local pin=()
     [[ -n $cpus ]] && pin=(taskset -c "$cpus")
+    local wrap=()
+    [[ -n ${SERVER_WRAPPER:-} ]] && read -ra wrap <<<"$SERVER_WRAPPER"
     : >"$out" # exists before the background job opens it
-    "${pin[@]}" "$JVMAPM" --log-level warn serve --data "$data" \
+    "${pin[@]}" "${wrap[@]}" "$JVMAPM" --log-level warn serve --data "$data" \
         --grpc 127.0.0.1:0 --http 127.0.0.1:0 ${EXTRA_SERVE_ARGS:-} >"$out" 2>"$WORK/serve-$label.err" &
     SERVER_PID=$!
     local grpc=
@@ -72,17 +84,25 @@ bench() {
 
     local load=(taskset -c "$LOAD_CPUS" "$LOAD" --endpoint "http://$grpc"
         --concurrency "$CONCURRENCY" --batch "$BATCH" --connections "$CONNECTIONS" --json ${LOAD_ARGS:-})
-    local warm
-    warm=$("${load[@]}" --duration "$WARMUP")
-    local before after t0 t1 sys0 sys1
+    # In the background and awaited, so a signal to this script acts at once.
+    run_load() {
+        "${load[@]}" --duration "$1" >"$2" &
+        LOAD_PID=$!
+        wait "$LOAD_PID"
+        LOAD_PID=
+    }
+    run_load "$WARMUP" "$WORK/warm-$label.json"
+    local before after t0 t1 sys0 sys1 steal0 steal1
     before=$(cpu_ticks "$SERVER_PID")
     sys0=$(system_ticks)
+    steal0=$(steal_ticks)
     t0=$(date +%s.%N)
-    local result
-    result=$("${load[@]}" --duration "$DURATION")
+    local warm result
+    run_load "$DURATION" "$WORK/run-$label.json"
     t1=$(date +%s.%N)
     after=$(cpu_ticks "$SERVER_PID")
     sys1=$(system_ticks)
+    steal1=$(steal_ticks)
     local hwm
     hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status")
 
@@ -93,22 +113,29 @@ bench() {
     local written
     written=$(du -sk "$data" | cut -f1)
 
-    local rate acked errors client
+    warm=$(<"$WORK/warm-$label.json")
+    result=$(<"$WORK/run-$label.json")
+    local rate acked errors client setup wall
     client=$(sed -n 's/.*"client_cpu_s":\([0-9.]*\).*/\1/p' <<<"$result")
+    setup=$(sed -n 's/.*"setup_cpu_s":\([0-9.]*\).*/\1/p' <<<"$result")
+    wall=$(sed -n 's/.*"wall_s":\([0-9.]*\).*/\1/p' <<<"$result")
     rate=$(sed -n 's/.*"spans_per_s":\([0-9.]*\).*/\1/p' <<<"$result")
     # Everything stored: warm-up and measured run.
     acked=$(printf '%s\n%s\n' "$warm" "$result" | sed -n 's/.*"spans_acked":\([0-9]*\).*/\1/p' | awk '{ n += $1 } END { print n + 0 }')
     errors=$(sed -n 's/.*"errors":\({[^}]*}\).*/\1/p' <<<"$result")
     awk -v label="$label" -v rate="$rate" -v acked="$acked" -v ticks=$((after - before)) \
         -v hz="$TICKS" -v t0="$t0" -v t1="$t1" -v hwm="$hwm" -v kb="$written" -v errors="$errors" \
-        -v sys=$((sys1 - sys0)) -v client="${client:-0}" 'BEGIN {
-        wall = t1 - t0; cores = ticks / hz / wall
+        -v sys=$((sys1 - sys0)) -v client="${client:-0}" -v setup="${setup:-0}" -v wall="$wall" \
+        -v steal=$((steal1 - steal0)) 'BEGIN {
+        # The server idles while the load generator starts: its CPU is divided
+        # by the generator'"'"'s own timed run; the machine'"'"'s by the whole window.
+        window = t1 - t0; cores = ticks / hz / wall
         per_core = cores > 0 ? rate / cores : 0
         printf "%-9s %10.0f spans/s acked | server %.2f cores | %9.0f spans/s per core | peak RSS %.1f MiB | data %.1f MiB (%.0f B/span) | errors %s\n",
             label, rate, cores, per_core, hwm / 1024, kb / 1024, (acked > 0 ? kb * 1024 / acked : 0), errors
         # Other processes busy during the run disturb the figures: say so.
-        printf "          load generator %.2f cores | rest of the machine %.2f cores\n",
-            client / wall, (sys / hz - ticks / hz - client) / wall
+        printf "          load generator %.2f cores | rest of the machine %.2f cores | hypervisor steal %.2f cores\n",
+            client / wall, (sys / hz - ticks / hz - client - setup) / window, steal / hz / window
     }'
     echo "          load: $result"
 }

@@ -157,6 +157,8 @@ struct Summary {
     p99_ms: f64,
     /// CPU time this process used during the run, if /proc tells.
     client_cpu_s: Option<f64>,
+    /// CPU time it used before the run (building the pool, connecting).
+    setup_cpu_s: Option<f64>,
 }
 
 impl Summary {
@@ -201,7 +203,7 @@ impl Summary {
             .collect::<Vec<_>>()
             .join(",");
         format!(
-            "{{\"endpoint\":{},\"concurrency\":{},\"batch\":{},\"connections\":{},\"duration_s\":{},\"wall_s\":{:.3},\"requests\":{},\"spans_sent\":{},\"spans_acked\":{},\"spans_rejected\":{},\"spans_per_s\":{:.0},\"latency_p50_ms\":{:.2},\"latency_p99_ms\":{:.2},\"client_cpu_s\":{},\"errors\":{{{errors}}}}}",
+            "{{\"endpoint\":{},\"concurrency\":{},\"batch\":{},\"connections\":{},\"duration_s\":{},\"wall_s\":{:.3},\"requests\":{},\"spans_sent\":{},\"spans_acked\":{},\"spans_rejected\":{},\"spans_per_s\":{:.0},\"latency_p50_ms\":{:.2},\"latency_p99_ms\":{:.2},\"client_cpu_s\":{},\"setup_cpu_s\":{},\"errors\":{{{errors}}}}}",
             json_string(&args.endpoint),
             args.concurrency,
             args.batch,
@@ -216,6 +218,8 @@ impl Summary {
             self.p50_ms,
             self.p99_ms,
             self.client_cpu_s
+                .map_or("null".to_string(), |s| format!("{s:.3}")),
+            self.setup_cpu_s
                 .map_or("null".to_string(), |s| format!("{s:.3}")),
         )
     }
@@ -342,7 +346,7 @@ async fn run(args: &Args) -> Result<Summary, String> {
         let channel = endpoint
             .connect()
             .await
-            .map_err(|e| format!("cannot connect to {}: {e}", args.endpoint))?;
+            .map_err(|e| format!("cannot connect to {}: {}", args.endpoint, chain(&e)))?;
         channels.push(channel);
     }
 
@@ -389,6 +393,7 @@ async fn run(args: &Args) -> Result<Summary, String> {
     Ok(Summary {
         wall,
         client_cpu_s,
+        setup_cpu_s: cpu_before,
         requests: total.requests,
         sent: total.sent,
         acked: total.acked,
@@ -438,6 +443,19 @@ async fn sender(
         }
     }
     tally
+}
+
+/// An error with its causes, `outer: inner: ...` (tonic's transport errors say
+/// little on their own).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// User plus system CPU seconds of this process so far, from `/proc/self/stat`
