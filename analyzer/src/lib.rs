@@ -19,8 +19,10 @@ pub mod point;
 pub mod query;
 pub mod receiver;
 pub mod server;
+mod span_reader;
 pub mod store;
 pub mod transaction;
+pub mod wire;
 pub mod xlog;
 
 /// Now, in Unix milliseconds.

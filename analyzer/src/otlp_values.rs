@@ -33,16 +33,6 @@ pub fn find_i64(attrs: &[KeyValue], key: &str) -> Option<i64> {
     }
 }
 
-/// A duration attribute in microseconds: integers are microseconds, doubles
-/// are seconds (the OpenTelemetry convention for durations).
-pub fn find_micros(attrs: &[KeyValue], key: &str) -> Option<u64> {
-    match find(attrs, key)? {
-        Value::IntValue(i) => u64::try_from(*i).ok(),
-        Value::DoubleValue(d) if *d >= 0.0 => Some((*d * 1e6).round() as u64),
-        _ => None,
-    }
-}
-
 /// A value as plain text, for series keys and instance attributes.
 pub fn to_text(v: &Value) -> String {
     match v {

@@ -6,17 +6,17 @@
 //! transactions), which become JVM events instead. Other spans (clients,
 //! internals inside a transaction) are accepted and not kept as points.
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{
-    span::SpanKind, status::StatusCode, ResourceSpans, ScopeSpans, Span,
-};
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span};
 use prost::Message;
 use serde_json::json;
 
-use crate::otlp_values::{attrs_to_json, find_i64, find_micros, find_str, to_text};
+use crate::otlp_values::{attrs_to_json, find_i64, find_str, to_text};
 use crate::point::{hex, SqlTotals};
+use crate::span_reader::{Attr, Key, RawSpan};
+use crate::wire::{self, Fields, Value, WireError};
 
 /// Attribute that marks a span as a JVM event rather than a transaction; its
 /// value is the event kind (`gc.pause`, `heapdump`, `stuck`, ...).
@@ -51,8 +51,8 @@ pub struct ResourceGroup {
     /// Encoded `ResourceSpans` holding the resource and scope, without spans.
     pub resource_record: Vec<u8>,
     pub spans: Vec<SpanPoint>,
-    /// Encoded spans back to back; each point says where its own lies.
-    pub span_bytes: Vec<u8>,
+    /// The export as received; each point says where its encoded span lies.
+    pub body: Bytes,
 }
 
 /// Which service and instance sent something, as the store and registry name them.
@@ -115,7 +115,7 @@ pub struct SpanPoint {
     pub error: bool,
     pub cpu_us: Option<u64>,
     pub sql: Option<SqlTotals>,
-    /// Where the encoded span lies in the group's `span_bytes`.
+    /// Where the encoded span lies in the group's `body`.
     pub detail: std::ops::Range<usize>,
 }
 
@@ -167,104 +167,196 @@ impl Rejections {
 /// clock would otherwise create hour segments that retention never reaches.
 const MAX_CLOCK_AHEAD_NS: u64 = 86_400 * 1_000_000_000;
 
-/// Builds points, events and rejections from one export request.
-pub fn build(request: ExportTraceServiceRequest) -> TraceBatch {
-    let mut batch = TraceBatch::default();
+/// Builds points, events and rejections from an encoded
+/// `ExportTraceServiceRequest`, reading it in place (see `span_reader`).
+pub fn build(body: Bytes) -> Result<TraceBatch, WireError> {
     let latest_end_ns = crate::unix_ms() * 1_000_000 + MAX_CLOCK_AHEAD_NS;
-    for resource_spans in request.resource_spans {
-        let identity = Identity::of(resource_spans.resource.as_ref());
-        for scope_spans in resource_spans.scope_spans {
-            let header = ResourceSpans {
-                resource: resource_spans.resource.clone(),
-                scope_spans: vec![ScopeSpans {
-                    scope: scope_spans.scope,
-                    spans: Vec::new(),
-                    schema_url: scope_spans.schema_url,
-                }],
-                schema_url: resource_spans.schema_url.clone(),
-            };
-            let mut group = ResourceGroup {
-                identity: identity.clone(),
-                resource_record: header.encode_to_vec(),
-                spans: Vec::new(),
-                span_bytes: Vec::new(),
-            };
-            for span in scope_spans.spans {
-                add_span(&mut batch, &mut group, span, latest_end_ns);
+    let mut batch = TraceBatch::default();
+    let mut request = Fields::new(&body);
+    while let Some(field) = request.next_field() {
+        match field? {
+            (1, Value::Bytes(resource_spans), at) => {
+                add_resource_spans(&mut batch, &body, resource_spans, at, latest_end_ns)?
             }
-            if !group.spans.is_empty() {
-                batch.groups.push(group);
-            }
+            (1, _, at) => return Err(wrong_type(at)),
+            _ => {}
         }
     }
-    batch
+    Ok(batch)
+}
+
+fn wrong_type(offset: usize) -> WireError {
+    WireError {
+        offset,
+        what: "a message field has the wrong wire type",
+    }
+}
+
+/// Where `part` (a slice of `body`) starts in `body`.
+fn offset_in(body: &[u8], part: &[u8]) -> usize {
+    part.as_ptr() as usize - body.as_ptr() as usize
+}
+
+fn add_resource_spans(
+    batch: &mut TraceBatch,
+    body: &Bytes,
+    bytes: &[u8],
+    offset: usize,
+    latest_end_ns: u64,
+) -> Result<(), WireError> {
+    let mut resource = None;
+    let mut schema_url: &[u8] = &[];
+    let mut scopes = Vec::new();
+    let mut fields = Fields::nested(bytes, offset);
+    while let Some(field) = fields.next_field() {
+        match field? {
+            (1, Value::Bytes(b), at) => resource = Some((b, at)),
+            (2, Value::Bytes(b), at) => scopes.push((b, at)),
+            (3, Value::Bytes(b), _) => schema_url = b,
+            (1..=3, _, at) => return Err(wrong_type(at)),
+            _ => {}
+        }
+    }
+    let decoded = match resource {
+        Some((b, at)) => Some(Resource::decode(b).map_err(|_| WireError {
+            offset: at,
+            what: "a resource is malformed",
+        })?),
+        None => None,
+    };
+    let identity = Identity::of(decoded.as_ref());
+    for (scope_spans, at) in scopes {
+        let mut scope: Option<&[u8]> = None;
+        let mut scope_schema_url: &[u8] = &[];
+        let mut spans = Vec::new();
+        let mut fields = Fields::nested(scope_spans, at);
+        while let Some(field) = fields.next_field() {
+            match field? {
+                (1, Value::Bytes(b), _) => scope = Some(b),
+                (2, Value::Bytes(b), at) => spans.push((b, at)),
+                (3, Value::Bytes(b), _) => scope_schema_url = b,
+                (1..=3, _, at) => return Err(wrong_type(at)),
+                _ => {}
+            }
+        }
+        let mut group = ResourceGroup {
+            identity: identity.clone(),
+            resource_record: resource_record(
+                resource.map(|(b, _)| b),
+                schema_url,
+                scope,
+                scope_schema_url,
+            ),
+            spans: Vec::with_capacity(spans.len()),
+            body: body.clone(),
+        };
+        for (span, at) in spans {
+            add_span(batch, &mut group, span, at, latest_end_ns)?;
+        }
+        if !group.spans.is_empty() {
+            batch.groups.push(group);
+        }
+    }
+    Ok(())
+}
+
+/// An encoded `ResourceSpans` holding the resource and one `ScopeSpans` with
+/// its scope and no spans: what a span's detail refers to.
+fn resource_record(
+    resource: Option<&[u8]>,
+    schema_url: &[u8],
+    scope: Option<&[u8]>,
+    scope_schema_url: &[u8],
+) -> Vec<u8> {
+    let mut scope_spans = Vec::new();
+    if let Some(scope) = scope {
+        wire::put_bytes_field(&mut scope_spans, 1, scope);
+    }
+    if !scope_schema_url.is_empty() {
+        wire::put_bytes_field(&mut scope_spans, 3, scope_schema_url);
+    }
+    let mut record = Vec::new();
+    if let Some(resource) = resource {
+        wire::put_bytes_field(&mut record, 1, resource);
+    }
+    wire::put_bytes_field(&mut record, 2, &scope_spans);
+    if !schema_url.is_empty() {
+        wire::put_bytes_field(&mut record, 3, schema_url);
+    }
+    record
 }
 
 fn valid_id(id: &[u8], len: usize) -> bool {
     id.len() == len && id.iter().any(|&b| b != 0)
 }
 
-fn add_span(batch: &mut TraceBatch, group: &mut ResourceGroup, span: Span, latest_end_ns: u64) {
-    if !valid_id(&span.trace_id, 16) {
+fn add_span(
+    batch: &mut TraceBatch,
+    group: &mut ResourceGroup,
+    bytes: &[u8],
+    offset: usize,
+    latest_end_ns: u64,
+) -> Result<(), WireError> {
+    let span = RawSpan::read(bytes, offset)?;
+    if !valid_id(span.trace_id, 16) {
         batch.rejected.bad_trace_id += 1;
-        return;
+        return Ok(());
     }
-    if !valid_id(&span.span_id, 8) {
+    if !valid_id(span.span_id, 8) {
         batch.rejected.bad_span_id += 1;
-        return;
+        return Ok(());
     }
-    let end = span.end_time_unix_nano;
-    if end == 0 || end < span.start_time_unix_nano || end > latest_end_ns {
+    let end = span.end_ns;
+    if end == 0 || end < span.start_ns || end > latest_end_ns {
         batch.rejected.bad_times += 1;
-        return;
+        return Ok(());
     }
-    if let Some(kind) = find_str(&span.attributes, EVENT_ATTRIBUTE) {
-        batch.events.push(event(kind, &group.identity, &span));
-        return;
+    if let Some(Attr::Str(kind)) = span.attr(Key::Event) {
+        let full = Span::decode(bytes).map_err(|_| WireError {
+            offset,
+            what: "an event span is malformed",
+        })?;
+        batch.events.push(event(kind, &group.identity, &full));
+        return Ok(());
     }
-    let kind = SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified);
     let is_root = span.parent_span_id.iter().all(|&b| b == 0);
-    if !(is_root || kind == SpanKind::Server || kind == SpanKind::Consumer) {
-        return;
+    let kind = span.kind;
+    if !(is_root || kind == SpanKind::Server as u64 || kind == SpanKind::Consumer as u64) {
+        return Ok(());
     }
-    let attrs = &span.attributes;
-    let status_code = find_i64(attrs, "http.response.status_code")
-        .or_else(|| find_i64(attrs, "http.status_code"))
+    let status_code = span
+        .attr(Key::StatusCode)
+        .or(span.attr(Key::LegacyStatusCode))
+        .and_then(Attr::as_i64)
         .and_then(|c| u16::try_from(c).ok())
         .unwrap_or(0);
-    let status_error = span
-        .status
-        .as_ref()
-        .is_some_and(|s| s.code == StatusCode::Error as i32);
-    let sql_count = find_i64(attrs, SQL_COUNT).and_then(|c| u32::try_from(c).ok());
-    let sql_time = find_micros(attrs, SQL_TIME);
+    let sql_count = span
+        .attr(Key::SqlCount)
+        .and_then(Attr::as_i64)
+        .and_then(|c| u32::try_from(c).ok());
+    let sql_time = span.attr(Key::SqlTime).and_then(Attr::as_micros);
     let sql = (sql_count.is_some() || sql_time.is_some()).then(|| SqlTotals {
         count: sql_count.unwrap_or(0),
         time_us: sql_time.unwrap_or(0),
     });
-    let endpoint = find_str(attrs, "http.route")
-        .filter(|r| !r.is_empty())
-        .unwrap_or(&span.name)
-        .to_string();
-    let point = SpanPoint {
-        end_ms: span.end_time_unix_nano / 1_000_000,
-        elapsed_us: (span.end_time_unix_nano - span.start_time_unix_nano) / 1_000,
-        trace_id: span.trace_id[..].try_into().unwrap(),
-        span_id: span.span_id[..].try_into().unwrap(),
-        endpoint,
-        status_code,
-        error: status_error || status_code >= 500,
-        cpu_us: find_micros(attrs, CPU_TIME),
-        sql,
-        detail: 0..0,
+    let endpoint = match span.attr(Key::Route) {
+        Some(Attr::Str(route)) if !route.is_empty() => route,
+        _ => span.name,
     };
-    let start = group.span_bytes.len();
-    span.encode(&mut group.span_bytes)
-        .expect("a Vec grows as needed");
+    let start = offset_in(&group.body, bytes);
     group.spans.push(SpanPoint {
-        detail: start..group.span_bytes.len(),
-        ..point
+        end_ms: end / 1_000_000,
+        elapsed_us: (end - span.start_ns) / 1_000,
+        trace_id: span.trace_id.try_into().expect("checked to be 16 bytes"),
+        span_id: span.span_id.try_into().expect("checked to be 8 bytes"),
+        endpoint: endpoint.to_string(),
+        status_code,
+        error: span.status_code == StatusCode::Error as u64 || status_code >= 500,
+        cpu_us: span.attr(Key::CpuTime).and_then(Attr::as_micros),
+        sql,
+        detail: start..start + bytes.len(),
     });
+    Ok(())
 }
 
 fn event(kind: &str, identity: &Identity, span: &Span) -> JvmEvent {

@@ -18,6 +18,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, ScopeSpans, Span};
+use prost::Message;
 
 fn kv(k: &str, v: &str) -> KeyValue {
     KeyValue {
@@ -75,7 +76,7 @@ fn write_store(dir: &Path) {
         .build()
         .unwrap();
     for batch in 0..6 {
-        let work = Work::Traces(xlog::build(request(batch * 5, 5)));
+        let work = Work::Traces(xlog::build(request(batch * 5, 5).encode_to_vec().into()).unwrap());
         runtime.block_on(handle.submit(work)).unwrap();
     }
     drop(handle);

@@ -16,13 +16,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else { return };
     match selector % 4 {
         0 => {
-            if let Ok(request) = ExportTraceServiceRequest::decode(body) {
-                xlog::build(request);
-            }
+            let _ = xlog::build(body.to_vec().into());
         }
         1 => {
             if let Ok(request) = serde_json::from_slice::<ExportTraceServiceRequest>(body) {
-                xlog::build(request);
+                xlog::build(request.encode_to_vec().into()).expect("a request prost encoded is readable");
             }
         }
         2 => {

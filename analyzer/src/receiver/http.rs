@@ -19,6 +19,9 @@ use prost::Message;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
 use super::{Receiver, Refusal};
 
 /// How a body is encoded, from its Content-Type.
@@ -60,10 +63,19 @@ async fn traces(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match decode(&headers, &body, receiver.max_body) {
-        Ok((format, request)) => reply(format, receiver.traces(request).await),
-        Err(refused) => *refused,
-    }
+    let (format, bytes) = match unwrap_body(&headers, body, receiver.max_body) {
+        Ok(unwrapped) => unwrapped,
+        Err(refused) => return *refused,
+    };
+    // The builder reads protobuf in place; JSON is decoded and encoded once.
+    let encoded = match format {
+        Format::Protobuf => bytes,
+        Format::Json => match decode::<ExportTraceServiceRequest>(format, &bytes) {
+            Ok(request) => Bytes::from(request.encode_to_vec()),
+            Err(refused) => return *refused,
+        },
+    };
+    reply(format, receiver.traces(encoded).await)
 }
 
 async fn metrics(
@@ -71,17 +83,24 @@ async fn metrics(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match decode(&headers, &body, receiver.max_body) {
+    let request = unwrap_body(&headers, body, receiver.max_body).and_then(|(format, bytes)| {
+        Ok((
+            format,
+            decode::<ExportMetricsServiceRequest>(format, &bytes)?,
+        ))
+    });
+    match request {
         Ok((format, request)) => reply(format, receiver.metrics(request).await),
         Err(refused) => *refused,
     }
 }
 
-fn decode<T: Message + Default + DeserializeOwned>(
+/// The body's format (from Content-Type) and its bytes, inflated if gzip.
+fn unwrap_body(
     headers: &HeaderMap,
-    body: &[u8],
+    body: Bytes,
     limit: usize,
-) -> Result<(Format, T), Box<Response>> {
+) -> Result<(Format, Bytes), Box<Response>> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -103,33 +122,36 @@ fn decode<T: Message + Default + DeserializeOwned>(
         .unwrap_or("identity")
         .trim()
         .to_ascii_lowercase();
-    let inflated;
-    let bytes = match encoding.as_str() {
-        "identity" | "" => body,
-        "gzip" => {
-            inflated =
-                inflate(body, limit).map_err(|(code, why)| Box::new(error(format, code, why)))?;
-            &inflated[..]
-        }
-        other => {
-            return Err(Box::new(error(
-                format,
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("unsupported Content-Encoding {other:?}: send gzip or no encoding"),
-            )))
-        }
-    };
+    match encoding.as_str() {
+        "identity" | "" => Ok((format, body)),
+        "gzip" => inflate(&body, limit)
+            .map(|inflated| (format, Bytes::from(inflated)))
+            .map_err(|(code, why)| Box::new(error(format, code, why))),
+        other => Err(Box::new(error(
+            format,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported Content-Encoding {other:?}: send gzip or no encoding"),
+        ))),
+    }
+}
+
+fn decode<T: Message + Default + DeserializeOwned>(
+    format: Format,
+    bytes: &[u8],
+) -> Result<T, Box<Response>> {
     let decoded = match format {
         Format::Protobuf => T::decode(bytes).map_err(|e| e.to_string()),
         Format::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
     };
-    decoded.map(|request| (format, request)).map_err(|why| {
-        Box::new(error(
-            format,
-            StatusCode::BAD_REQUEST,
-            format!("cannot decode the body: {why}"),
-        ))
-    })
+    decoded.map_err(|why| Box::new(malformed(format, why)))
+}
+
+fn malformed(format: Format, why: String) -> Response {
+    error(
+        format,
+        StatusCode::BAD_REQUEST,
+        format!("cannot decode the body: {why}"),
+    )
 }
 
 /// Inflates a gzip body, refusing to produce more than `limit` bytes.
@@ -167,6 +189,7 @@ fn reply<T: Message + Serialize>(format: Format, result: Result<T, Refusal>) -> 
             encode(format, &response),
         )
             .into_response(),
+        Err(Refusal::Malformed(why)) => malformed(format, why),
         Err(Refusal::Busy) => {
             let mut r = error(
                 format,

@@ -8,11 +8,12 @@ pub mod http;
 
 use std::sync::Mutex;
 
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 
 use crate::jvm_metrics::{self, DeltaTracker};
@@ -31,9 +32,11 @@ pub struct Receiver {
     pub max_body: usize,
 }
 
-/// Why an export was not accepted; both are worth a retry by the client.
+/// Why an export was not accepted.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refusal {
+    /// The body is not a well-formed export: do not retry.
+    Malformed(String),
     /// The store's queue is full: retry in a moment.
     Busy,
     /// The store cannot write, or the server is stopping.
@@ -76,11 +79,9 @@ impl Receiver {
             .is_some_and(|given| constant_time_eq(given, token.as_bytes()))
     }
 
-    pub async fn traces(
-        &self,
-        request: ExportTraceServiceRequest,
-    ) -> Result<ExportTraceServiceResponse, Refusal> {
-        let mut batch = xlog::build(request);
+    /// Takes an encoded `ExportTraceServiceRequest`.
+    pub async fn traces(&self, body: Bytes) -> Result<ExportTraceServiceResponse, Refusal> {
+        let mut batch = xlog::build(body).map_err(|e| Refusal::Malformed(e.to_string()))?;
         let rejected = std::mem::take(&mut batch.rejected);
         if !batch.groups.is_empty() || !batch.events.is_empty() {
             self.writer.submit(Work::Traces(batch)).await?;

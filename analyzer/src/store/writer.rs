@@ -268,7 +268,7 @@ impl Writer {
                             &mut p.details,
                             base,
                             resource,
-                            &group.span_bytes[span.detail.clone()],
+                            &group.body[span.detail.clone()],
                         );
                         let point = Point {
                             seq: self.next_seq,

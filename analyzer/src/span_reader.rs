@@ -1,0 +1,275 @@
+//! Reads, straight from the protobuf bytes of an OTLP export, what the XLog
+//! needs of each span (ids, times, kind, name, status and a handful of
+//! attributes) without decoding the rest: the span's own bytes are kept as its
+//! detail, so nothing is allocated or encoded again per span.
+//!
+//! Field numbers are those of `opentelemetry/proto/trace/v1/trace.proto` and
+//! `common/v1/common.proto`. Fields the XLog does not need (events, links,
+//! trace state) are skipped, not checked; a wrong wire type on a field that is
+//! read is an error, as it is for a full protobuf decoder.
+
+use crate::wire::{utf8, Fields, Value, WireError};
+
+/// An attribute value, as far as the XLog cares.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Attr<'a> {
+    Str(&'a str),
+    Int(i64),
+    Double(f64),
+    /// Bool, bytes, arrays, maps: kept in the detail, not read here.
+    Other,
+}
+
+impl Attr<'_> {
+    /// An integer; strings holding an integer count too (some SDKs stringify numbers).
+    pub fn as_i64(self) -> Option<i64> {
+        match self {
+            Attr::Int(i) => Some(i),
+            Attr::Double(d) => Some(d as i64),
+            Attr::Str(s) => s.trim().parse().ok(),
+            Attr::Other => None,
+        }
+    }
+
+    /// A duration in microseconds: integers are microseconds, doubles seconds.
+    pub fn as_micros(self) -> Option<u64> {
+        match self {
+            Attr::Int(i) => u64::try_from(i).ok(),
+            Attr::Double(d) if d >= 0.0 && d.is_finite() => Some((d * 1e6).round() as u64),
+            _ => None,
+        }
+    }
+}
+
+/// The attributes the XLog reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key {
+    Route,
+    StatusCode,
+    LegacyStatusCode,
+    CpuTime,
+    SqlCount,
+    SqlTime,
+    Event,
+}
+
+const KEY_COUNT: usize = 7;
+
+impl Key {
+    fn of(name: &str) -> Option<Key> {
+        Some(match name {
+            "http.route" => Key::Route,
+            "http.response.status_code" => Key::StatusCode,
+            "http.status_code" => Key::LegacyStatusCode,
+            crate::xlog::CPU_TIME => Key::CpuTime,
+            crate::xlog::SQL_COUNT => Key::SqlCount,
+            crate::xlog::SQL_TIME => Key::SqlTime,
+            crate::xlog::EVENT_ATTRIBUTE => Key::Event,
+            _ => return None,
+        })
+    }
+}
+
+/// What the XLog needs of one span; slices borrow the export's bytes.
+#[derive(Debug, Default)]
+pub struct RawSpan<'a> {
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub parent_span_id: &'a [u8],
+    pub name: &'a str,
+    pub kind: u64,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// `Status.code`: 0 unset, 1 ok, 2 error.
+    pub status_code: u64,
+    /// Values of the attributes read, indexed by [`Key`].
+    attrs: [Option<Attr<'a>>; KEY_COUNT],
+}
+
+impl<'a> RawSpan<'a> {
+    pub fn attr(&self, key: Key) -> Option<Attr<'a>> {
+        self.attrs[key as usize]
+    }
+
+    /// Reads the span encoded in `bytes`, found at `offset` of the export.
+    pub fn read(bytes: &'a [u8], offset: usize) -> Result<RawSpan<'a>, WireError> {
+        let mut span = RawSpan::default();
+        let mut fields = Fields::nested(bytes, offset);
+        while let Some(field) = fields.next_field() {
+            let (number, value, at) = field?;
+            let bad = |what| WireError { offset: at, what };
+            let bytes_of = |value: Value<'a>| {
+                value
+                    .bytes()
+                    .ok_or_else(|| bad("a span field has the wrong wire type"))
+            };
+            let fixed64 = |value| match value {
+                Value::Fixed64(v) => Ok(v),
+                _ => Err(bad("a span time is not fixed64")),
+            };
+            match number {
+                1 => span.trace_id = bytes_of(value)?,
+                2 => span.span_id = bytes_of(value)?,
+                4 => span.parent_span_id = bytes_of(value)?,
+                5 => span.name = utf8(bytes_of(value)?, at)?,
+                6 => match value {
+                    Value::Varint(v) => span.kind = v,
+                    _ => return Err(bad("a span kind is not a varint")),
+                },
+                7 => span.start_ns = fixed64(value)?,
+                8 => span.end_ns = fixed64(value)?,
+                9 => read_attribute(bytes_of(value)?, at, &mut span.attrs)?,
+                15 => span.status_code = read_status(bytes_of(value)?, at)?,
+                _ => {}
+            }
+        }
+        Ok(span)
+    }
+}
+
+fn read_status(bytes: &[u8], offset: usize) -> Result<u64, WireError> {
+    let mut code = 0;
+    let mut fields = Fields::nested(bytes, offset);
+    while let Some(field) = fields.next_field() {
+        if let (3, Value::Varint(v), _) = field? {
+            code = v;
+        }
+    }
+    Ok(code)
+}
+
+/// Reads one `KeyValue`; stores its value if its key is a [`Key`].
+fn read_attribute<'a>(
+    bytes: &'a [u8],
+    offset: usize,
+    out: &mut [Option<Attr<'a>>; KEY_COUNT],
+) -> Result<(), WireError> {
+    let mut key = "";
+    let mut value = None;
+    let mut fields = Fields::nested(bytes, offset);
+    while let Some(field) = fields.next_field() {
+        match field? {
+            (1, Value::Bytes(b), at) => key = utf8(b, at)?,
+            (2, Value::Bytes(b), at) => value = Some(read_any_value(b, at)?),
+            (1 | 2, _, at) => {
+                return Err(WireError {
+                    offset: at,
+                    what: "an attribute field has the wrong wire type",
+                })
+            }
+            _ => {}
+        }
+    }
+    if let Some(key) = Key::of(key) {
+        out[key as usize] = value;
+    }
+    Ok(())
+}
+
+fn read_any_value(bytes: &[u8], offset: usize) -> Result<Attr<'_>, WireError> {
+    let mut value = Attr::Other;
+    let mut fields = Fields::nested(bytes, offset);
+    while let Some(field) = fields.next_field() {
+        value = match field? {
+            (1, Value::Bytes(b), at) => Attr::Str(utf8(b, at)?),
+            (3, Value::Varint(v), _) => Attr::Int(v as i64),
+            (4, Value::Fixed64(bits), _) => Attr::Double(f64::from_bits(bits)),
+            _ => Attr::Other,
+        };
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::trace::v1::{Span, Status};
+    use prost::Message;
+
+    fn kv(k: &str, v: any_value::Value) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn reads_the_fields_a_full_decoder_reads() {
+        let span = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            parent_span_id: vec![3; 8],
+            name: "GET /orders/{id}".into(),
+            kind: 2,
+            start_time_unix_nano: 1_000,
+            end_time_unix_nano: 5_000,
+            attributes: vec![
+                kv(
+                    "url.path",
+                    any_value::Value::StringValue("/orders/7".into()),
+                ),
+                kv(
+                    "http.route",
+                    any_value::Value::StringValue("/orders/{id}".into()),
+                ),
+                kv("http.response.status_code", any_value::Value::IntValue(503)),
+                kv("jvmapm.sql.time", any_value::Value::DoubleValue(0.002)),
+                kv(
+                    "jvmapm.sql.count",
+                    any_value::Value::StringValue("4".into()),
+                ),
+                kv("jvmapm.cpu.time", any_value::Value::IntValue(-5)),
+            ],
+            status: Some(Status {
+                code: 2,
+                message: "boom".into(),
+            }),
+            ..Default::default()
+        };
+        let bytes = span.encode_to_vec();
+        let raw = RawSpan::read(&bytes, 0).unwrap();
+        assert_eq!(
+            (raw.trace_id, raw.span_id, raw.parent_span_id),
+            (&[1; 16][..], &[2; 8][..], &[3; 8][..])
+        );
+        assert_eq!(
+            (
+                raw.name,
+                raw.kind,
+                raw.start_ns,
+                raw.end_ns,
+                raw.status_code
+            ),
+            ("GET /orders/{id}", 2, 1_000, 5_000, 2)
+        );
+        assert_eq!(raw.attr(Key::Route), Some(Attr::Str("/orders/{id}")));
+        assert_eq!(raw.attr(Key::StatusCode).and_then(Attr::as_i64), Some(503));
+        assert_eq!(raw.attr(Key::SqlTime).and_then(Attr::as_micros), Some(2000));
+        assert_eq!(raw.attr(Key::SqlCount).and_then(Attr::as_i64), Some(4));
+        assert_eq!(
+            raw.attr(Key::CpuTime).and_then(Attr::as_micros),
+            None,
+            "negative"
+        );
+        assert_eq!(raw.attr(Key::Event), None);
+    }
+
+    #[test]
+    fn invalid_utf8_and_wrong_wire_types_are_errors() {
+        let mut bytes = Span {
+            name: "ok".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] = 0xff;
+        assert_eq!(
+            RawSpan::read(&bytes, 0).unwrap_err().what,
+            "a string is not valid UTF-8"
+        );
+        // Field 7 (start time) sent as a varint.
+        assert!(RawSpan::read(&[0x38, 0x01], 0).is_err());
+    }
+}
