@@ -285,3 +285,48 @@ fn grpc_refuses_a_gzip_bomb_and_keeps_serving() {
     });
     assert_eq!(analyzer.points().len(), 1);
 }
+
+/// Breaks the UTF-8 of the last occurrence of `marker` in `bytes`.
+fn break_utf8(bytes: &mut [u8], marker: &[u8]) {
+    let at = bytes
+        .windows(marker.len())
+        .rposition(|w| w == marker)
+        .expect("marker present");
+    bytes[at] = 0xff;
+}
+
+#[test]
+fn invalid_utf8_is_refused_where_read_and_reported_in_the_detail_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &[]);
+    // In the route (after the span name in the encoding), which makes the endpoint: refused.
+    let mut body = request(vec![server_span(1, 5)]).encode_to_vec();
+    break_utf8(&mut body, b"/items");
+    let (status, reply) = analyzer.request("POST", "/v1/traces", &[PROTOBUF], body);
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&reply).contains("not valid UTF-8"));
+    // In an attribute the XLog does not read: the point is kept, its detail says why it is bare.
+    let mut span = server_span(2, 5);
+    span.attributes
+        .push(kv("user_agent.original", "MARKER-agent"));
+    let mut body = request(vec![span]).encode_to_vec();
+    break_utf8(&mut body, b"MARKER");
+    let (status, _) = analyzer.request("POST", "/v1/traces", &[PROTOBUF], body);
+    assert_eq!(status, 200);
+    let points = analyzer.points();
+    assert_eq!(points.len(), 1);
+    let p = &points[0];
+    let detail = analyzer.get(&format!(
+        "/api/v1/transactions/{}/{}",
+        p["trace_id"].as_str().unwrap(),
+        p["span_id"].as_str().unwrap()
+    ));
+    assert_eq!(detail["endpoint"], "/items");
+    assert!(
+        detail["detail_error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be decoded"),
+        "{detail}"
+    );
+}

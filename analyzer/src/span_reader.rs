@@ -5,8 +5,11 @@
 //!
 //! Field numbers are those of `opentelemetry/proto/trace/v1/trace.proto` and
 //! `common/v1/common.proto`. Fields the XLog does not need (events, links,
-//! trace state) are skipped, not checked; a wrong wire type on a field that is
-//! read is an error, as it is for a full protobuf decoder.
+//! trace state, the values of other attributes) are skipped, not checked; a
+//! wrong wire type or invalid UTF-8 in a field that is read is an error, as it
+//! is for a full protobuf decoder. Checking every string of every span for
+//! UTF-8 cost more than a tenth of ingest, so a sender's invalid UTF-8 in an
+//! unread attribute is only found when the transaction's detail is opened.
 
 use crate::wire::{utf8, Fields, Value, WireError};
 
@@ -56,15 +59,21 @@ pub enum Key {
 const KEY_COUNT: usize = 7;
 
 impl Key {
-    fn of(name: &str) -> Option<Key> {
+    /// The key named by the raw bytes of an attribute key (all ours are ASCII,
+    /// so a byte match is also a UTF-8 match).
+    fn of(name: &[u8]) -> Option<Key> {
+        const CPU_TIME: &[u8] = crate::xlog::CPU_TIME.as_bytes();
+        const SQL_COUNT: &[u8] = crate::xlog::SQL_COUNT.as_bytes();
+        const SQL_TIME: &[u8] = crate::xlog::SQL_TIME.as_bytes();
+        const EVENT: &[u8] = crate::xlog::EVENT_ATTRIBUTE.as_bytes();
         Some(match name {
-            "http.route" => Key::Route,
-            "http.response.status_code" => Key::StatusCode,
-            "http.status_code" => Key::LegacyStatusCode,
-            crate::xlog::CPU_TIME => Key::CpuTime,
-            crate::xlog::SQL_COUNT => Key::SqlCount,
-            crate::xlog::SQL_TIME => Key::SqlTime,
-            crate::xlog::EVENT_ATTRIBUTE => Key::Event,
+            b"http.route" => Key::Route,
+            b"http.response.status_code" => Key::StatusCode,
+            b"http.status_code" => Key::LegacyStatusCode,
+            CPU_TIME => Key::CpuTime,
+            SQL_COUNT => Key::SqlCount,
+            SQL_TIME => Key::SqlTime,
+            EVENT => Key::Event,
             _ => return None,
         })
     }
@@ -76,7 +85,9 @@ pub struct RawSpan<'a> {
     pub trace_id: &'a [u8],
     pub span_id: &'a [u8],
     pub parent_span_id: &'a [u8],
-    pub name: &'a str,
+    /// The span name, not yet checked for UTF-8 (see [`RawSpan::name`]).
+    name: &'a [u8],
+    name_at: usize,
     pub kind: u64,
     pub start_ns: u64,
     pub end_ns: u64,
@@ -89,6 +100,11 @@ pub struct RawSpan<'a> {
 impl<'a> RawSpan<'a> {
     pub fn attr(&self, key: Key) -> Option<Attr<'a>> {
         self.attrs[key as usize]
+    }
+
+    /// The span name, checked for UTF-8 now that it is used.
+    pub fn name(&self) -> Result<&'a str, WireError> {
+        utf8(self.name, self.name_at)
     }
 
     /// Reads the span encoded in `bytes`, found at `offset` of the export.
@@ -111,7 +127,10 @@ impl<'a> RawSpan<'a> {
                 1 => span.trace_id = bytes_of(value)?,
                 2 => span.span_id = bytes_of(value)?,
                 4 => span.parent_span_id = bytes_of(value)?,
-                5 => span.name = utf8(bytes_of(value)?, at)?,
+                5 => {
+                    span.name = bytes_of(value)?;
+                    span.name_at = at;
+                }
                 6 => match value {
                     Value::Varint(v) => span.kind = v,
                     _ => return Err(bad("a span kind is not a varint")),
@@ -144,13 +163,13 @@ fn read_attribute<'a>(
     offset: usize,
     out: &mut [Option<Attr<'a>>; KEY_COUNT],
 ) -> Result<(), WireError> {
-    let mut key = "";
+    let mut key: &[u8] = &[];
     let mut value = None;
     let mut fields = Fields::nested(bytes, offset);
     while let Some(field) = fields.next_field() {
         match field? {
-            (1, Value::Bytes(b), at) => key = utf8(b, at)?,
-            (2, Value::Bytes(b), at) => value = Some(read_any_value(b, at)?),
+            (1, Value::Bytes(b), _) => key = b,
+            (2, Value::Bytes(b), at) => value = Some((b, at)),
             (1 | 2, _, at) => {
                 return Err(WireError {
                     offset: at,
@@ -161,7 +180,7 @@ fn read_attribute<'a>(
         }
     }
     if let Some(key) = Key::of(key) {
-        out[key as usize] = value;
+        out[key as usize] = value.map(|(b, at)| read_any_value(b, at)).transpose()?;
     }
     Ok(())
 }
@@ -236,7 +255,7 @@ mod tests {
         );
         assert_eq!(
             (
-                raw.name,
+                raw.name().unwrap(),
                 raw.kind,
                 raw.start_ns,
                 raw.end_ns,
@@ -265,10 +284,8 @@ mod tests {
         .encode_to_vec();
         let last = bytes.len() - 1;
         bytes[last] = 0xff;
-        assert_eq!(
-            RawSpan::read(&bytes, 0).unwrap_err().what,
-            "a string is not valid UTF-8"
-        );
+        let span = RawSpan::read(&bytes, 0).unwrap();
+        assert_eq!(span.name().unwrap_err().what, "a string is not valid UTF-8");
         // Field 7 (start time) sent as a varint.
         assert!(RawSpan::read(&[0x38, 0x01], 0).is_err());
     }

@@ -11,14 +11,12 @@ use crate::otlp_values::attrs_to_json;
 use crate::point::hex;
 use crate::query::PointRow;
 use crate::store::detail::{self, FrameRef};
-use crate::store::Store;
-
-fn damaged(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("damaged {what} record"))
-}
+use crate::store::{Segment, Store};
 
 /// The transaction with these ids as JSON, or `None` if no point has them.
-/// `near_ms` (its end time) speeds up the lookup when known.
+/// `near_ms` (its end time) speeds up the lookup when known. When the stored
+/// span cannot be decoded (a sender's invalid UTF-8 in an attribute, which
+/// ingest does not check), the point is still returned, with `detail_error`.
 pub fn find(
     store: &Store,
     trace_id: &[u8; 16],
@@ -28,17 +26,33 @@ pub fn find(
     let Some((seg, point)) = store.find_point(trace_id, span_id, near_ms)? else {
         return Ok(None);
     };
+    let mut out = serde_json::to_value(PointRow::new(&point, store)).expect("rows serialize");
     let payload = store.read_detail(&seg, point.detail)?;
-    let (resource_ref, span_bytes) = detail::split_span(&payload).ok_or_else(|| damaged("span"))?;
-    let span = Span::decode(span_bytes).map_err(|_| damaged("span"))?;
+    let extra = match span_detail(&seg, &payload) {
+        Ok(extra) => extra,
+        Err(why) => json!({ "detail_error": why }),
+    };
+    if let (Value::Object(o), Value::Object(e)) = (&mut out, extra) {
+        o.extend(e);
+    }
+    Ok(Some(out))
+}
+
+/// The span's own fields and attributes, with its resource and scope.
+fn span_detail(seg: &Segment, payload: &[u8]) -> Result<Value, String> {
+    let (resource_ref, span_bytes) = detail::split_span(payload).ok_or("damaged span record")?;
+    let span =
+        Span::decode(span_bytes).map_err(|e| format!("the stored span cannot be decoded: {e}"))?;
     let FrameRef { offset, len } = resource_ref;
-    let resource_payload = seg.details.read_frame(offset, len)?;
+    let resource_payload = seg
+        .details
+        .read_frame(offset, len)
+        .map_err(|e| e.to_string())?;
     let header = detail::resource_bytes(&resource_payload)
         .and_then(|b| ResourceSpans::decode(b).ok())
-        .ok_or_else(|| damaged("resource"))?;
+        .ok_or("the stored resource cannot be decoded")?;
     let scope = header.scope_spans.first().and_then(|s| s.scope.as_ref());
-    let mut out = serde_json::to_value(PointRow::new(&point, store)).expect("rows serialize");
-    let extra = json!({
+    Ok(json!({
         "name": span.name,
         "kind": SpanKind::try_from(span.kind).map_or("SPAN_KIND_UNSPECIFIED", |k| k.as_str_name()),
         "parent_span_id": hex(&span.parent_span_id),
@@ -53,9 +67,5 @@ pub fn find(
         })).collect::<Vec<_>>(),
         "resource": header.resource.as_ref().map(|r| attrs_to_json(&r.attributes)).unwrap_or_default(),
         "scope": scope.map(|s| json!({"name": s.name, "version": s.version})),
-    });
-    if let (Value::Object(o), Value::Object(e)) = (&mut out, extra) {
-        o.extend(e);
-    }
-    Ok(Some(out))
+    }))
 }

@@ -82,8 +82,16 @@ impl<'a> Fields<'a> {
     }
 
     fn varint(&mut self) -> Result<u64, WireError> {
+        // Most varints in OTLP (tags, lengths, small ints) are one byte.
+        if let Some(&byte) = self.buf.get(self.pos) {
+            if byte < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(byte));
+            }
+        }
         let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
+        let mut shift = 0;
+        while shift < 64 {
             let Some(&byte) = self.buf.get(self.pos) else {
                 return Err(self.error("a varint runs past the end"));
             };
@@ -92,6 +100,7 @@ impl<'a> Fields<'a> {
             if byte < 0x80 {
                 return Ok(value);
             }
+            shift += 7;
         }
         Err(self.error("a varint is longer than 10 bytes"))
     }

@@ -341,7 +341,7 @@ fn add_span(
     });
     let endpoint = match span.attr(Key::Route) {
         Some(Attr::Str(route)) if !route.is_empty() => route,
-        _ => span.name,
+        _ => span.name()?,
     };
     let start = offset_in(&group.body, bytes);
     group.spans.push(SpanPoint {
