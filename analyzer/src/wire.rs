@@ -74,6 +74,7 @@ impl<'a> Fields<'a> {
         self.base + self.pos
     }
 
+    #[cold]
     fn error(&self, what: &'static str) -> WireError {
         WireError {
             offset: self.offset(),
@@ -81,6 +82,7 @@ impl<'a> Fields<'a> {
         }
     }
 
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, WireError> {
         // Most varints in OTLP (tags, lengths, small ints) are one byte.
         if let Some(&byte) = self.buf.get(self.pos) {
@@ -89,6 +91,11 @@ impl<'a> Fields<'a> {
                 return Ok(u64::from(byte));
             }
         }
+        self.long_varint()
+    }
+
+    #[inline(never)]
+    fn long_varint(&mut self) -> Result<u64, WireError> {
         let mut value = 0u64;
         let mut shift = 0;
         while shift < 64 {
@@ -105,6 +112,7 @@ impl<'a> Fields<'a> {
         Err(self.error("a varint is longer than 10 bytes"))
     }
 
+    #[inline(always)]
     fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         let end = self
             .pos
@@ -117,6 +125,7 @@ impl<'a> Fields<'a> {
     }
 
     /// The next field: its number, its value and the offset of the value.
+    #[inline]
     pub fn next_field(&mut self) -> Option<Result<(u32, Value<'a>, usize), WireError>> {
         if self.pos >= self.buf.len() {
             return None;
@@ -124,6 +133,7 @@ impl<'a> Fields<'a> {
         Some(self.read_field())
     }
 
+    #[inline(always)]
     fn read_field(&mut self) -> Result<(u32, Value<'a>, usize), WireError> {
         let key = self.varint()?;
         let number = u32::try_from(key >> 3)
