@@ -8,22 +8,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 
-use common::{jvmapm, now_ns, Analyzer};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, ScopeSpans, Span};
+use common::{jvmapm, kv, now_ns, trace_request, Analyzer};
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, Span};
 use prost::Message;
-
-fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
-}
 
 /// `count` SERVER spans numbered from `first`, ending now; span ids are the numbers.
 fn export(first: u64, count: u64) -> Vec<u8> {
@@ -42,20 +29,7 @@ fn export_ending(first: u64, count: u64, end: u64) -> Vec<u8> {
             ..Default::default()
         })
         .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![kv("service.name", "ledger")],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
+    trace_request(vec![kv("service.name", "ledger")], spans).encode_to_vec()
 }
 
 fn post(analyzer: &Analyzer, body: Vec<u8>) {

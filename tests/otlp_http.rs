@@ -7,29 +7,17 @@ mod common;
 
 use std::io::Write;
 
-use common::{now_ns, Analyzer};
+use common::{kv, now_ns, trace_request, Analyzer};
 use flate2::write::GzEncoder;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, Span};
 use prost::Message;
 use serde_json::json;
 
 const PROTOBUF: (&str, &str) = ("content-type", "application/x-protobuf");
-
-fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
-}
 
 /// A SERVER span with ids derived from `n`, ending now after `elapsed_ms`.
 fn server_span(n: u64, elapsed_ms: u64) -> Span {
@@ -50,22 +38,13 @@ fn server_span(n: u64, elapsed_ms: u64) -> Span {
 }
 
 fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![
-                    kv("service.name", "shop"),
-                    kv("service.instance.id", "shop-1"),
-                ],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
+    trace_request(
+        vec![
+            kv("service.name", "shop"),
+            kv("service.instance.id", "shop-1"),
+        ],
+        spans,
+    )
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {

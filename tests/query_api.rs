@@ -6,21 +6,11 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{now_ns, run_java, Analyzer};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, ScopeSpans, Span};
+use common::{attr, kv, now_ns, run_java, trace_request, Analyzer};
+use opentelemetry_proto::tonic::common::v1::any_value;
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, Span};
 use prost::Message;
 use serde_json::Value;
-
-fn kv(k: &str, v: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..Default::default()
-    }
-}
 
 /// One export from `service` with spans `(n, route, elapsed_ms, status)`.
 fn export(service: &str, spans: &[(u64, &str, u64, i64)]) -> Vec<u8> {
@@ -35,8 +25,8 @@ fn export(service: &str, spans: &[(u64, &str, u64, i64)]) -> Vec<u8> {
             start_time_unix_nano: end - elapsed_ms * 1_000_000,
             end_time_unix_nano: end,
             attributes: vec![
-                kv("http.route", any_value::Value::StringValue(route.into())),
-                kv(
+                kv("http.route", route),
+                attr(
                     "http.response.status_code",
                     any_value::Value::IntValue(status),
                 ),
@@ -44,23 +34,7 @@ fn export(service: &str, spans: &[(u64, &str, u64, i64)]) -> Vec<u8> {
             ..Default::default()
         })
         .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![kv(
-                    "service.name",
-                    any_value::Value::StringValue(service.into()),
-                )],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
+    trace_request(vec![kv("service.name", service)], spans).encode_to_vec()
 }
 
 fn post(analyzer: &Analyzer, body: Vec<u8>) {

@@ -5,30 +5,19 @@
 
 mod common;
 
-use common::{now_ns, Analyzer};
+use common::{kv, now_ns, trace_request, Analyzer};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{
     metric::Data, number_data_point, AggregationTemporality, Gauge, Histogram, HistogramDataPoint,
     Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, Span};
 use prost::Message;
 use serde_json::Value;
 
 const PROTOBUF: (&str, &str) = ("content-type", "application/x-protobuf");
-
-fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
-}
 
 fn resource() -> Option<Resource> {
     Some(Resource {
@@ -41,17 +30,7 @@ fn resource() -> Option<Resource> {
 }
 
 fn traces(spans: Vec<Span>) -> Vec<u8> {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: resource(),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
+    trace_request(resource().unwrap().attributes, spans).encode_to_vec()
 }
 
 fn span(n: u64, route: &str, end_ns: u64, elapsed_us: u64, attrs: Vec<KeyValue>) -> Span {
