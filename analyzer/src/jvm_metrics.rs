@@ -137,8 +137,7 @@ pub fn build(request: ExportMetricsServiceRequest, tracker: &mut DeltaTracker) -
                     }
                 }
                 Data::Sum(s) => {
-                    let cumulative =
-                        s.aggregation_temporality == AggregationTemporality::Cumulative as i32;
+                    let cumulative = is_cumulative(s.aggregation_temporality);
                     for p in &s.data_points {
                         let series = series_key(&metric.name, &p.attributes);
                         if cumulative && s.is_monotonic {
@@ -154,46 +153,35 @@ pub fn build(request: ExportMetricsServiceRequest, tracker: &mut DeltaTracker) -
                     }
                 }
                 Data::Histogram(h) => {
-                    let cumulative =
-                        h.aggregation_temporality == AggregationTemporality::Cumulative as i32;
+                    let cumulative = is_cumulative(h.aggregation_temporality);
                     for p in &h.data_points {
-                        sink.distribution(
-                            &metric.name,
+                        let d = Distribution::at(
                             &p.attributes,
-                            cumulative,
                             p.start_time_unix_nano,
                             p.time_unix_nano,
-                            p.count,
-                            p.sum,
                         );
+                        sink.distribution(&metric.name, cumulative, d, p.count, p.sum);
                     }
                 }
                 Data::ExponentialHistogram(h) => {
-                    let cumulative =
-                        h.aggregation_temporality == AggregationTemporality::Cumulative as i32;
+                    let cumulative = is_cumulative(h.aggregation_temporality);
                     for p in &h.data_points {
-                        sink.distribution(
-                            &metric.name,
+                        let d = Distribution::at(
                             &p.attributes,
-                            cumulative,
                             p.start_time_unix_nano,
                             p.time_unix_nano,
-                            p.count,
-                            p.sum,
                         );
+                        sink.distribution(&metric.name, cumulative, d, p.count, p.sum);
                     }
                 }
                 Data::Summary(s) => {
                     for p in &s.data_points {
-                        sink.distribution(
-                            &metric.name,
+                        let d = Distribution::at(
                             &p.attributes,
-                            true,
                             p.start_time_unix_nano,
                             p.time_unix_nano,
-                            p.count,
-                            Some(p.sum),
                         );
+                        sink.distribution(&metric.name, true, d, p.count, Some(p.sum));
                     }
                 }
             }
@@ -203,6 +191,27 @@ pub fn build(request: ExportMetricsServiceRequest, tracker: &mut DeltaTracker) -
         }
     }
     batch
+}
+
+fn is_cumulative(temporality: i32) -> bool {
+    temporality == AggregationTemporality::Cumulative as i32
+}
+
+/// Which series and interval a histogram or summary data point covers.
+struct Distribution<'a> {
+    attrs: &'a [KeyValue],
+    start_ns: u64,
+    time_ns: u64,
+}
+
+impl<'a> Distribution<'a> {
+    fn at(attrs: &'a [KeyValue], start_ns: u64, time_ns: u64) -> Self {
+        Distribution {
+            attrs,
+            start_ns,
+            time_ns,
+        }
+    }
 }
 
 /// Where the samples of one instance go while a request is converted.
@@ -240,17 +249,19 @@ impl Sink<'_> {
     }
 
     /// Count and sum of a histogram or summary, as `NAME.count{..}` and `NAME.sum{..}`.
-    #[allow(clippy::too_many_arguments)]
     fn distribution(
         &mut self,
         name: &str,
-        attrs: &[KeyValue],
         cumulative: bool,
-        start_ns: u64,
-        time_ns: u64,
+        at: Distribution,
         count: u64,
         sum: Option<f64>,
     ) {
+        let Distribution {
+            attrs,
+            start_ns,
+            time_ns,
+        } = at;
         let parts = [("count", Some(count as f64)), ("sum", sum)];
         for (part, value) in parts {
             let Some(value) = value else { continue };
