@@ -8,8 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 
-use common::{jvmapm, kv, now_ns, trace_request, Analyzer};
-use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, Span};
+use common::{jvmapm, kv, now_ns, server_span, trace_request, Analyzer};
 use prost::Message;
 
 /// `count` SERVER spans numbered from `first`, ending now; span ids are the numbers.
@@ -19,27 +18,17 @@ fn export(first: u64, count: u64) -> Vec<u8> {
 
 fn export_ending(first: u64, count: u64, end: u64) -> Vec<u8> {
     let spans = (first..first + count)
-        .map(|n| Span {
-            trace_id: [&[0xab; 8][..], &n.to_be_bytes()].concat(),
-            span_id: (n + 1).to_be_bytes().to_vec(),
-            name: format!("GET /r{}", n % 7),
-            kind: SpanKind::Server as i32,
-            start_time_unix_nano: end - (n % 50 + 1) * 1_000_000,
-            end_time_unix_nano: end,
-            ..Default::default()
+        .map(|n| {
+            server_span(
+                n,
+                &format!("GET /r{}", n % 7),
+                end,
+                (n % 50 + 1) * 1000,
+                vec![],
+            )
         })
         .collect();
     trace_request(vec![kv("service.name", "ledger")], spans).encode_to_vec()
-}
-
-fn post(analyzer: &Analyzer, body: Vec<u8>) {
-    let (status, _) = analyzer.request(
-        "POST",
-        "/v1/traces",
-        &[("content-type", "application/x-protobuf")],
-        body,
-    );
-    assert_eq!(status, 200);
 }
 
 fn span_ids(analyzer: &Analyzer) -> BTreeSet<String> {
@@ -59,13 +48,13 @@ fn acknowledged_points_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
     for batch in 0..20 {
-        post(&analyzer, export(batch * 100, 100));
+        analyzer.post_traces(export(batch * 100, 100));
     }
     analyzer.kill();
     let analyzer = Analyzer::start(dir.path(), &[]);
     assert_eq!(span_ids(&analyzer), expected_ids(0..2000));
     // And it goes on storing after the restart.
-    post(&analyzer, export(2000, 10));
+    analyzer.post_traces(export(2000, 10));
     assert_eq!(span_ids(&analyzer).len(), 2010);
 }
 
@@ -73,7 +62,7 @@ fn acknowledged_points_survive_sigkill() {
 fn a_record_cut_in_the_middle_is_recovered_on_restart() {
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
-    post(&analyzer, export(0, 10));
+    analyzer.post_traces(export(0, 10));
     analyzer.stop();
 
     // A crash in the middle of writing the last point: half a record on disk.
@@ -90,7 +79,7 @@ fn a_record_cut_in_the_middle_is_recovered_on_restart() {
     let line = analyzer.wait_for_log("torn tail");
     assert!(line.contains(".points"), "{line}");
     assert_eq!(span_ids(&analyzer), expected_ids(0..9));
-    post(&analyzer, export(100, 5));
+    analyzer.post_traces(export(100, 5));
     analyzer.stop();
 
     // The repaired file holds whole records only: a second restart sees all of them.
@@ -104,11 +93,8 @@ fn a_record_cut_in_the_middle_is_recovered_on_restart() {
 fn data_older_than_the_retention_is_removed() {
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &["--retention", "1h"]);
-    post(
-        &analyzer,
-        export_ending(0, 5, now_ns() - 3 * 3_600_000_000_000),
-    );
-    post(&analyzer, export(5, 5));
+    analyzer.post_traces(export_ending(0, 5, now_ns() - 3 * 3_600_000_000_000));
+    analyzer.post_traces(export(5, 5));
     assert_eq!(span_ids(&analyzer).len(), 10);
     let segments = || {
         std::fs::read_dir(dir.path().join("segments"))
@@ -145,7 +131,7 @@ fn a_second_server_on_the_same_directory_is_refused() {
 fn export_prints_stored_points_as_jsonl_and_csv() {
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
-    post(&analyzer, export(0, 25));
+    analyzer.post_traces(export(0, 25));
     let data = dir.path().to_str().unwrap();
 
     // Beside the running server, without disturbing it.

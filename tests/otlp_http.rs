@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::Trac
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, Span};
+use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use serde_json::json;
 
@@ -21,20 +21,13 @@ const PROTOBUF: (&str, &str) = ("content-type", "application/x-protobuf");
 
 /// A SERVER span with ids derived from `n`, ending now after `elapsed_ms`.
 fn server_span(n: u64, elapsed_ms: u64) -> Span {
-    let end = now_ns();
-    let mut trace_id = [0u8; 16];
-    trace_id[..8].copy_from_slice(&(n + 1).to_be_bytes());
-    trace_id[15] = 0x7e;
-    Span {
-        trace_id: trace_id.to_vec(),
-        span_id: (n + 1).to_be_bytes().to_vec(),
-        name: "GET /items".into(),
-        kind: SpanKind::Server as i32,
-        start_time_unix_nano: end - elapsed_ms * 1_000_000,
-        end_time_unix_nano: end,
-        attributes: vec![kv("http.route", "/items")],
-        ..Default::default()
-    }
+    common::server_span(
+        n,
+        "GET /items",
+        now_ns(),
+        elapsed_ms * 1000,
+        vec![kv("http.route", "/items")],
+    )
 }
 
 fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {

@@ -6,9 +6,8 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{attr, kv, now_ns, run_java, trace_request, Analyzer};
+use common::{attr, kv, now_ns, run_java, server_span, trace_request, Analyzer};
 use opentelemetry_proto::tonic::common::v1::any_value;
-use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, Span};
 use prost::Message;
 use serde_json::Value;
 
@@ -17,34 +16,24 @@ fn export(service: &str, spans: &[(u64, &str, u64, i64)]) -> Vec<u8> {
     let end = now_ns();
     let spans = spans
         .iter()
-        .map(|&(n, route, elapsed_ms, status)| Span {
-            trace_id: [&[0x42; 8][..], &n.to_be_bytes()].concat(),
-            span_id: (n + 1).to_be_bytes().to_vec(),
-            name: format!("GET {route}"),
-            kind: SpanKind::Server as i32,
-            start_time_unix_nano: end - elapsed_ms * 1_000_000,
-            end_time_unix_nano: end,
-            attributes: vec![
+        .map(|&(n, route, elapsed_ms, status)| {
+            let attributes = vec![
                 kv("http.route", route),
                 attr(
                     "http.response.status_code",
                     any_value::Value::IntValue(status),
                 ),
-            ],
-            ..Default::default()
+            ];
+            server_span(
+                n,
+                &format!("GET {route}"),
+                end,
+                elapsed_ms * 1000,
+                attributes,
+            )
         })
         .collect();
     trace_request(vec![kv("service.name", service)], spans).encode_to_vec()
-}
-
-fn post(analyzer: &Analyzer, body: Vec<u8>) {
-    let (status, _) = analyzer.request(
-        "POST",
-        "/v1/traces",
-        &[("content-type", "application/x-protobuf")],
-        body,
-    );
-    assert_eq!(status, 200);
 }
 
 fn ids(page: &Value) -> Vec<u64> {
@@ -60,10 +49,7 @@ fn ids(page: &Value) -> Vec<u64> {
 fn the_cursor_returns_only_newer_points() {
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
-    post(
-        &analyzer,
-        export("web", &[(0, "/a", 5, 200), (1, "/b", 6, 200)]),
-    );
+    analyzer.post_traces(export("web", &[(0, "/a", 5, 200), (1, "/b", 6, 200)]));
     let first = analyzer.get("/api/v1/xlog");
     assert_eq!(ids(&first), [0, 1]);
     let cursor = first["cursor"].as_str().unwrap().to_string();
@@ -71,8 +57,8 @@ fn the_cursor_returns_only_newer_points() {
     let idle = analyzer.get(&format!("/api/v1/xlog?after={cursor}"));
     assert_eq!(ids(&idle), Vec::<u64>::new());
     assert_eq!(idle["cursor"], cursor.as_str());
-    post(&analyzer, export("web", &[(2, "/a", 7, 200)]));
-    post(&analyzer, export("web", &[(3, "/c", 8, 200)]));
+    analyzer.post_traces(export("web", &[(2, "/a", 7, 200)]));
+    analyzer.post_traces(export("web", &[(3, "/c", 8, 200)]));
     let next = analyzer.get(&format!("/api/v1/xlog?after={cursor}"));
     assert_eq!(ids(&next), [2, 3]);
 
@@ -95,24 +81,18 @@ fn the_cursor_returns_only_newer_points() {
 fn filters_select_by_glob_errors_and_elapsed() {
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
-    post(
-        &analyzer,
-        export(
-            "orders-api",
-            &[
-                (0, "/orders/{id}", 5, 200),
-                (1, "/orders/{id}", 900, 503),
-                (2, "/health", 1, 200),
-            ],
-        ),
-    );
-    post(
-        &analyzer,
-        export(
-            "billing",
-            &[(3, "/invoices", 40, 500), (4, "/orders/export", 2500, 200)],
-        ),
-    );
+    analyzer.post_traces(export(
+        "orders-api",
+        &[
+            (0, "/orders/{id}", 5, 200),
+            (1, "/orders/{id}", 900, 503),
+            (2, "/health", 1, 200),
+        ],
+    ));
+    analyzer.post_traces(export(
+        "billing",
+        &[(3, "/invoices", 40, 500), (4, "/orders/export", 2500, 200)],
+    ));
     let query = |q: &str| -> BTreeSet<u64> {
         ids(&analyzer.get(&format!("/api/v1/xlog?from=0&{q}")))
             .into_iter()

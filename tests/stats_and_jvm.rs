@@ -5,9 +5,8 @@
 
 mod common;
 
-use common::{kv, now_ns, trace_request, Analyzer};
+use common::{kv, now_ns, server_span as span, trace_request, Analyzer};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{
     metric::Data, number_data_point, AggregationTemporality, Gauge, Histogram, HistogramDataPoint,
     Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
@@ -31,19 +30,6 @@ fn resource() -> Option<Resource> {
 
 fn traces(spans: Vec<Span>) -> Vec<u8> {
     trace_request(resource().unwrap().attributes, spans).encode_to_vec()
-}
-
-fn span(n: u64, route: &str, end_ns: u64, elapsed_us: u64, attrs: Vec<KeyValue>) -> Span {
-    Span {
-        trace_id: [&[0x11; 8][..], &n.to_be_bytes()].concat(),
-        span_id: (n + 1).to_be_bytes().to_vec(),
-        name: route.into(),
-        kind: SpanKind::Server as i32,
-        start_time_unix_nano: end_ns - elapsed_us * 1000,
-        end_time_unix_nano: end_ns,
-        attributes: attrs,
-        ..Default::default()
-    }
 }
 
 /// The nearest-rank percentile of sorted values.

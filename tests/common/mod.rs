@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, ScopeSpans, Span};
 use serde_json::Value;
 
 pub fn now_ns() -> u64 {
@@ -52,6 +52,27 @@ pub fn trace_request(resource: Vec<KeyValue>, spans: Vec<Span>) -> ExportTraceSe
             }],
             ..Default::default()
         }],
+    }
+}
+
+/// A SERVER span numbered `n` (span id `n + 1`, trace id from `n`) that ends at
+/// `end_ns` after `elapsed_us`.
+pub fn server_span(
+    n: u64,
+    name: &str,
+    end_ns: u64,
+    elapsed_us: u64,
+    attributes: Vec<KeyValue>,
+) -> Span {
+    Span {
+        trace_id: [&[0x5e; 8][..], &n.to_be_bytes()].concat(),
+        span_id: (n + 1).to_be_bytes().to_vec(),
+        name: name.into(),
+        kind: SpanKind::Server as i32,
+        start_time_unix_nano: end_ns - elapsed_us * 1000,
+        end_time_unix_nano: end_ns,
+        attributes,
+        ..Default::default()
     }
 }
 
@@ -186,6 +207,17 @@ impl Analyzer {
         })
         .join()
         .unwrap()
+    }
+
+    /// POSTs an encoded trace export over OTLP/HTTP, asserting it is accepted.
+    pub fn post_traces(&self, body: Vec<u8>) {
+        let (status, reply) = self.request(
+            "POST",
+            "/v1/traces",
+            &[("content-type", "application/x-protobuf")],
+            body,
+        );
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
     }
 
     /// All points ending in `[from, to]` ms (everything by default).
