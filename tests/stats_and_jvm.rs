@@ -32,6 +32,14 @@ fn traces(spans: Vec<Span>) -> Vec<u8> {
     trace_request(resource().unwrap().attributes, spans).encode_to_vec()
 }
 
+fn traces_from(instance: &str, spans: Vec<Span>) -> Vec<u8> {
+    let resource = vec![
+        kv("service.name", "billing"),
+        kv("service.instance.id", instance),
+    ];
+    trace_request(resource, spans).encode_to_vec()
+}
+
 /// The nearest-rank percentile of sorted values.
 fn percentile(sorted: &[u64], q: f64) -> f64 {
     let rank = ((q * sorted.len() as f64).ceil() as usize).max(1);
@@ -280,6 +288,21 @@ fn jvm_metrics_and_gc_pauses_come_back_per_instance() {
     let points = analyzer.points();
     assert_eq!(points.len(), 1);
     assert_eq!(points[0]["endpoint"], "/pay");
+
+    // An instance that only sends JVM events is listed too.
+    let gc_only = traces_from(
+        "gc-only",
+        vec![event(9, "gc.pause", "G1 Young Generation", 3)],
+    );
+    analyzer.post_traces(gc_only);
+    let instances = analyzer.get("/api/v1/instances");
+    let listed: Vec<&str> = instances["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["instance"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["billing-7", "gc-only"]);
 
     // Another instance has none of it; a missing instance is a clear 400.
     let other = analyzer.get("/api/v1/jvm?instance=nobody&from=0");

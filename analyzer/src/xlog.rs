@@ -123,6 +123,8 @@ pub struct SpanPoint {
 pub struct JvmEvent {
     pub t_ms: u64,
     pub json: Vec<u8>,
+    /// Who sent it (an instance that only reports events is still listed).
+    pub identity: Identity,
 }
 
 /// Spans refused by the builder, by reason, for OTLP partial success.
@@ -375,5 +377,6 @@ fn event(kind: &str, identity: &Identity, span: &Span) -> JvmEvent {
     JvmEvent {
         t_ms: start_ms,
         json: serde_json::to_vec(&json).expect("JSON values serialize"),
+        identity: identity.clone(),
     }
 }

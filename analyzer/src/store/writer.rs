@@ -362,7 +362,10 @@ impl Writer {
 
 fn work_identities(work: &Work) -> Vec<&crate::xlog::Identity> {
     match work {
-        Work::Traces(b) => b.groups.iter().map(|g| &g.identity).collect(),
+        Work::Traces(b) => {
+            let groups = b.groups.iter().map(|g| &g.identity);
+            groups.chain(b.events.iter().map(|e| &e.identity)).collect()
+        }
         Work::Metrics(b) => b.instances.iter().map(|i| &i.identity).collect(),
     }
 }
