@@ -351,6 +351,73 @@ pub fn python_with_otel_sdk() -> PathBuf {
         .clone()
 }
 
+/// The agent library, built by a nested cargo into its own target directory
+/// (so it does not wait on the lock of the `cargo test` that runs this).
+pub fn agent_library() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/agent-build");
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "-p", "jvmapm-agent", "--target-dir"])
+                .arg(&target)
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "the agent builds");
+            target.join("debug/libjvmapm_agent.so")
+        })
+        .clone()
+}
+
+/// The `java` launchers of every JDK 17 or newer found: the one on PATH and
+/// those under /usr/lib/jvm, each JDK once.
+pub fn java_launchers() -> Vec<PathBuf> {
+    let mut homes: Vec<PathBuf> = Vec::new();
+    if let Ok(java) = which("java") {
+        if let Some(home) = std::fs::canonicalize(java)
+            .ok()
+            .and_then(|p| p.parent()?.parent().map(Path::to_path_buf))
+        {
+            homes.push(home);
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir("/usr/lib/jvm") {
+        for entry in entries.flatten() {
+            if let Ok(home) = std::fs::canonicalize(entry.path()) {
+                homes.push(home);
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    homes
+        .into_iter()
+        .filter(|home| feature_version(home).is_some_and(|v| v >= 17))
+        .filter(|home| seen.insert(home.clone()))
+        .map(|home| home.join("bin/java"))
+        .filter(|java| java.is_file())
+        .collect()
+}
+
+fn which(program: &str) -> Result<PathBuf, ()> {
+    let path = std::env::var_os("PATH").ok_or(())?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
+
+/// The feature version (17, 21, 25, ...) from a JDK's `release` file.
+fn feature_version(home: &Path) -> Option<u32> {
+    let release = std::fs::read_to_string(home.join("release")).ok()?;
+    let line = release.lines().find(|l| l.starts_with("JAVA_VERSION="))?;
+    line.trim_start_matches("JAVA_VERSION=")
+        .trim_matches('"')
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Runs a Java fixture class with arguments; returns its stdout (asserting success).
 pub fn run_java(class: &str, args: &[&str]) -> String {
     let mut child = Command::new("java")

@@ -1,0 +1,409 @@
+//! The agent's option string (`key=value,key=value` after the `=` of
+//! `-agentpath`) and the standard `OTEL_*` variables that apply when an option
+//! is absent. A bad key or value is an error that names it and says what is
+//! accepted; the agent then refuses to load, and so the JVM refuses to start.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How spans and metrics travel to the backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+/// Where the agent's own log goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    Stderr,
+    File(PathBuf),
+}
+
+/// How much the agent logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+/// Everything the agent is configured with, options and environment resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub service: String,
+    pub endpoint: String,
+    pub protocol: Protocol,
+    pub headers: Vec<(String, String)>,
+    pub timeout: Duration,
+    /// `OTEL_RESOURCE_ATTRIBUTES`, added to the resource.
+    pub resource_attributes: Vec<(String, String)>,
+    /// How often JVM numbers are sampled.
+    pub interval: Duration,
+    /// How often telemetry is exported.
+    pub export_interval: Duration,
+    pub log: LogTarget,
+    pub log_level: LogLevel,
+    pub heapdump: HeapDumpSettings,
+}
+
+/// When the agent writes a heap dump by itself.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeapDumpSettings {
+    pub dir: Option<PathBuf>,
+    pub on_finalizer_pending: Option<u64>,
+    /// Percent of the heap limit.
+    pub on_heap_used: Option<u8>,
+    pub min_interval: Duration,
+}
+
+/// A bad option or environment variable, and what would have been accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OptionError {
+    /// `option service` or `environment variable OTEL_EXPORTER_OTLP_PROTOCOL`.
+    pub source: String,
+    pub problem: String,
+}
+
+impl fmt::Display for OptionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.source, self.problem)
+    }
+}
+
+impl std::error::Error for OptionError {}
+
+/// Keys the option string accepts.
+pub const KEYS: [&str; 12] = [
+    "service",
+    "endpoint",
+    "protocol",
+    "headers",
+    "interval",
+    "export_interval",
+    "log",
+    "log_level",
+    "heapdump_dir",
+    "heapdump_on_finalizer_pending",
+    "heapdump_on_heap_used",
+    "heapdump_min_interval",
+];
+
+fn option_error(key: &str, problem: impl Into<String>) -> OptionError {
+    OptionError {
+        source: format!("option {key}"),
+        problem: problem.into(),
+    }
+}
+
+fn env_error(name: &str, problem: impl Into<String>) -> OptionError {
+    OptionError {
+        source: format!("environment variable {name}"),
+        problem: problem.into(),
+    }
+}
+
+/// A positive duration written with one unit: `500ms`, `5s`, `30m`, `2h`, `1d`.
+fn duration(text: &str) -> Result<Duration, String> {
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits_end);
+    let scale_ms: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => 0,
+    };
+    match number.parse::<u64>() {
+        Ok(n) if n > 0 && scale_ms > 0 => Ok(Duration::from_millis(n.saturating_mul(scale_ms))),
+        _ => Err(format!(
+            "{text:?} is not a duration: use a positive number with ms, s, m, h or d, e.g. 5s"
+        )),
+    }
+}
+
+fn protocol(text: &str) -> Result<Protocol, String> {
+    match text {
+        "grpc" => Ok(Protocol::Grpc),
+        "http/protobuf" => Ok(Protocol::HttpProtobuf),
+        other => Err(format!(
+            "{other:?} is not supported: use grpc or http/protobuf"
+        )),
+    }
+}
+
+/// `k=v` pairs separated by `separator`, values percent-decoding left to the caller.
+fn pairs(text: &str, separator: char) -> Result<Vec<(String, String)>, String> {
+    text.split(separator)
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                Ok((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => Err(format!("{p:?} is not key=value")),
+        })
+        .collect()
+}
+
+/// Resolves the option string and the environment (`env` looks a variable up).
+/// Options override the environment; the environment overrides the defaults.
+pub fn resolve(
+    options: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Settings, OptionError> {
+    let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    let mut given: Vec<(&str, &str)> = Vec::new();
+    for part in options.split(',').filter(|p| !p.is_empty()) {
+        let Some((key, value)) = part.split_once('=') else {
+            return Err(option_error(
+                part,
+                format!(
+                    "needs a value ({part}=...); accepted options: {}",
+                    KEYS.join(", ")
+                ),
+            ));
+        };
+        if !KEYS.contains(&key) {
+            return Err(option_error(
+                key,
+                format!("is unknown; accepted options: {}", KEYS.join(", ")),
+            ));
+        }
+        if given.iter().any(|(k, _)| *k == key) {
+            return Err(option_error(key, "is given twice"));
+        }
+        given.push((key, value));
+    }
+    let option = |key: &str| given.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+
+    let resource_attributes = match env("OTEL_RESOURCE_ATTRIBUTES") {
+        Some(v) => pairs(&v, ',').map_err(|e| env_error("OTEL_RESOURCE_ATTRIBUTES", e))?,
+        None => Vec::new(),
+    };
+    let service = option("service")
+        .map(str::to_string)
+        .or_else(|| env("OTEL_SERVICE_NAME"))
+        .or_else(|| {
+            resource_attributes
+                .iter()
+                .find(|(k, _)| k == "service.name")
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap_or_else(|| "unknown_service:java".to_string());
+    if service.trim().is_empty() {
+        return Err(option_error("service", "is empty"));
+    }
+    let protocol = match (option("protocol"), env("OTEL_EXPORTER_OTLP_PROTOCOL")) {
+        (Some(v), _) => protocol(v).map_err(|e| option_error("protocol", e))?,
+        (None, Some(v)) => protocol(&v).map_err(|e| env_error("OTEL_EXPORTER_OTLP_PROTOCOL", e))?,
+        (None, None) => Protocol::Grpc,
+    };
+    let endpoint = option("endpoint")
+        .map(str::to_string)
+        .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        .unwrap_or_else(|| match protocol {
+            Protocol::Grpc => "http://127.0.0.1:4317".to_string(),
+            Protocol::HttpProtobuf => "http://127.0.0.1:4318".to_string(),
+        });
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        let source = if option("endpoint").is_some() {
+            option_error("endpoint", "")
+        } else {
+            env_error("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+        };
+        return Err(OptionError {
+            problem: format!("{endpoint:?} is not a URL: use e.g. http://127.0.0.1:4317"),
+            ..source
+        });
+    }
+    // In the option string, commas separate options, so headers use `;`.
+    let headers = match (option("headers"), env("OTEL_EXPORTER_OTLP_HEADERS")) {
+        (Some(v), _) => pairs(v, ';').map_err(|e| {
+            option_error("headers", format!("{e}: use headers=name=value;name=value"))
+        })?,
+        (None, Some(v)) => {
+            pairs(&v, ',').map_err(|e| env_error("OTEL_EXPORTER_OTLP_HEADERS", e))?
+        }
+        (None, None) => Vec::new(),
+    };
+    let timeout = match env("OTEL_EXPORTER_OTLP_TIMEOUT") {
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(ms) if ms > 0 => Duration::from_millis(ms),
+            _ => {
+                return Err(env_error(
+                    "OTEL_EXPORTER_OTLP_TIMEOUT",
+                    format!("{v:?} is not a positive number of milliseconds"),
+                ))
+            }
+        },
+        None => Duration::from_secs(10),
+    };
+    let duration_option = |key: &str, default: Duration| match option(key) {
+        Some(v) => duration(v).map_err(|e| option_error(key, e)),
+        None => Ok(default),
+    };
+    let number_option = |key: &str, max: u64| -> Result<Option<u64>, OptionError> {
+        option(key)
+            .map(|v| match v.parse::<u64>() {
+                Ok(n) if n > 0 && n <= max => Ok(n),
+                _ => Err(option_error(
+                    key,
+                    format!("{v:?} is not a whole number from 1 to {max}"),
+                )),
+            })
+            .transpose()
+    };
+    let log = match option("log") {
+        None | Some("stderr") => LogTarget::Stderr,
+        Some("") => return Err(option_error("log", "is empty: use stderr or a file path")),
+        Some(path) => LogTarget::File(PathBuf::from(path)),
+    };
+    let log_level = match option("log_level") {
+        None | Some("info") => LogLevel::Info,
+        Some("error") => LogLevel::Error,
+        Some("warn") => LogLevel::Warn,
+        Some("debug") => LogLevel::Debug,
+        Some(other) => {
+            return Err(option_error(
+                "log_level",
+                format!("{other:?} is not a level: use error, warn, info or debug"),
+            ))
+        }
+    };
+    Ok(Settings {
+        service,
+        endpoint,
+        protocol,
+        headers,
+        timeout,
+        resource_attributes,
+        interval: duration_option("interval", Duration::from_secs(1))?,
+        export_interval: duration_option("export_interval", Duration::from_secs(5))?,
+        log,
+        log_level,
+        heapdump: HeapDumpSettings {
+            dir: option("heapdump_dir")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from),
+            on_finalizer_pending: number_option("heapdump_on_finalizer_pending", u64::MAX)?,
+            on_heap_used: number_option("heapdump_on_heap_used", 100)?.map(|p| p as u8),
+            min_interval: duration_option("heapdump_min_interval", Duration::from_secs(30 * 60))?,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_given() {
+        let s = resolve("", no_env).unwrap();
+        assert_eq!(s.service, "unknown_service:java");
+        assert_eq!(s.endpoint, "http://127.0.0.1:4317");
+        assert_eq!(s.protocol, Protocol::Grpc);
+        assert_eq!(
+            (s.interval, s.export_interval),
+            (Duration::from_secs(1), Duration::from_secs(5))
+        );
+        assert_eq!(s.heapdump.min_interval, Duration::from_secs(1800));
+        assert_eq!((s.log, s.log_level), (LogTarget::Stderr, LogLevel::Info));
+    }
+
+    #[test]
+    fn options_override_the_environment() {
+        let env = |name: &str| match name {
+            "OTEL_SERVICE_NAME" => Some("from-env".to_string()),
+            "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("http/protobuf".to_string()),
+            "OTEL_EXPORTER_OTLP_HEADERS" => Some("a=1,b=2".to_string()),
+            "OTEL_RESOURCE_ATTRIBUTES" => {
+                Some("deployment.environment=prod,service.name=ignored".to_string())
+            }
+            _ => None,
+        };
+        let s = resolve("", env).unwrap();
+        assert_eq!(s.service, "from-env");
+        assert_eq!(s.protocol, Protocol::HttpProtobuf);
+        assert_eq!(
+            s.endpoint, "http://127.0.0.1:4318",
+            "the default follows the protocol"
+        );
+        assert_eq!(
+            s.headers,
+            [("a".into(), "1".into()), ("b".into(), "2".into())]
+        );
+        assert_eq!(
+            s.resource_attributes[0],
+            ("deployment.environment".into(), "prod".into())
+        );
+        let s = resolve("service=orders,protocol=grpc,headers=x-token=abc;x-team=pay,interval=500ms,heapdump_on_heap_used=85", env).unwrap();
+        assert_eq!(s.service, "orders");
+        assert_eq!(s.protocol, Protocol::Grpc);
+        assert_eq!(
+            s.headers,
+            [
+                ("x-token".into(), "abc".into()),
+                ("x-team".into(), "pay".into())
+            ]
+        );
+        assert_eq!(s.interval, Duration::from_millis(500));
+        assert_eq!(s.heapdump.on_heap_used, Some(85));
+    }
+
+    #[test]
+    fn errors_name_the_option_and_what_is_accepted() {
+        let cases = [
+            (
+                "colour=red",
+                "option colour: is unknown; accepted options: service, endpoint",
+            ),
+            ("service", "option service: needs a value"),
+            ("service=a,service=b", "option service: is given twice"),
+            (
+                "protocol=pigeon",
+                "option protocol: \"pigeon\" is not supported: use grpc or http/protobuf",
+            ),
+            ("interval=5", "option interval: \"5\" is not a duration"),
+            ("interval=0s", "option interval: \"0s\" is not a duration"),
+            (
+                "export_interval=5w",
+                "option export_interval: \"5w\" is not a duration",
+            ),
+            (
+                "heapdump_on_heap_used=120",
+                "option heapdump_on_heap_used: \"120\" is not a whole number from 1 to 100",
+            ),
+            (
+                "log_level=loud",
+                "option log_level: \"loud\" is not a level",
+            ),
+            (
+                "endpoint=127.0.0.1:4317",
+                "option endpoint: \"127.0.0.1:4317\" is not a URL",
+            ),
+            (
+                "headers=novalue",
+                "option headers: \"novalue\" is not key=value",
+            ),
+        ];
+        for (options, expected) in cases {
+            let err = resolve(options, no_env).unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{options}: {err}");
+        }
+        let env = |name: &str| (name == "OTEL_EXPORTER_OTLP_TIMEOUT").then(|| "soon".to_string());
+        let err = resolve("", env).unwrap_err().to_string();
+        assert!(
+            err.starts_with("environment variable OTEL_EXPORTER_OTLP_TIMEOUT"),
+            "{err}"
+        );
+    }
+}

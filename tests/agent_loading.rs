@@ -1,0 +1,115 @@
+//! Loading the native agent into real JVMs (JDK 17 and every newer JDK found):
+//! good options load it and its log names the JVM and the settings, with the
+//! standard OTEL_* variables applying where an option is absent; a bad option
+//! makes the JVM refuse to start with one line naming the option and what is
+//! accepted.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{agent_library, java_launchers};
+
+fn java(launcher: &Path, options: &str, env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(launcher);
+    command
+        .env_remove("OTEL_SERVICE_NAME")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
+        .envs(env.iter().copied())
+        .arg(format!(
+            "-agentpath:{}={options}",
+            agent_library().display()
+        ))
+        .args(["-Xverify:all", "-version"]);
+    command.output().expect("java runs")
+}
+
+#[test]
+fn good_options_load_the_agent_in_every_jdk_found() {
+    let launchers = java_launchers();
+    assert!(
+        !launchers.is_empty(),
+        "no JDK 17+ found (scripts/test.sh installs one)"
+    );
+    for launcher in launchers {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("agent.log");
+        let out = java(
+            &launcher,
+            &format!(
+                "service=orders,protocol=http/protobuf,interval=2s,log={}",
+                log.display()
+            ),
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            launcher.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("jvmapm agent"), "{text}");
+        assert!(
+            text.contains("loaded in OpenJDK") || text.contains("loaded in Java HotSpot"),
+            "{text}"
+        );
+        assert!(
+            text.contains("service=orders endpoint=http://127.0.0.1:4318 protocol=http/protobuf"),
+            "{text}"
+        );
+        assert!(text.contains("interval=2s"), "{text}");
+        // The JVM's own output is untouched: the log went to the file.
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("[jvmapm]"));
+    }
+}
+
+#[test]
+fn the_environment_applies_where_an_option_is_absent() {
+    let launcher = &java_launchers()[0];
+    let env = [
+        ("OTEL_SERVICE_NAME", "from-env"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector.local:4317"),
+    ];
+    let out = java(launcher, "", &env);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("[jvmapm] INFO"),
+        "the log goes to stderr by default: {stderr}"
+    );
+    assert!(
+        stderr.contains("service=from-env endpoint=http://collector.local:4317"),
+        "{stderr}"
+    );
+    let out = java(launcher, "service=from-option", &env);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("service=from-option"));
+}
+
+#[test]
+fn a_bad_option_refuses_the_jvm_start_with_one_clear_line() {
+    let launcher = &java_launchers()[0];
+    let cases = [
+        ("service=orders,colour=red", "jvmapm agent: option colour: is unknown; accepted options: service, endpoint, protocol"),
+        ("protocol=pigeon", "jvmapm agent: option protocol: \"pigeon\" is not supported: use grpc or http/protobuf"),
+        ("interval=fast", "jvmapm agent: option interval: \"fast\" is not a duration"),
+        ("log=/nonexistent/dir/agent.log", "jvmapm agent: option log: cannot open the log"),
+    ];
+    for (options, expected) in cases {
+        let out = java(launcher, options, &[]);
+        assert!(!out.status.success(), "{options}: the JVM must not start");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let ours: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("jvmapm agent:"))
+            .collect();
+        assert_eq!(ours.len(), 1, "{options}: one line: {stderr}");
+        assert!(ours[0].starts_with(expected), "{options}: {stderr}");
+    }
+    let out = java(launcher, "", &[("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("environment variable OTEL_EXPORTER_OTLP_PROTOCOL"));
+}
