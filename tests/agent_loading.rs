@@ -113,3 +113,52 @@ fn a_bad_option_refuses_the_jvm_start_with_one_clear_line() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("environment variable OTEL_EXPORTER_OTLP_PROTOCOL"));
 }
+
+#[test]
+fn jcmd_attaches_the_agent_to_a_running_jvm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let mut idle = Command::new("java")
+        .arg("-cp")
+        .arg(common::java_fixtures())
+        .arg("Idle")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(idle.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first.trim(), "ready");
+    let pid = idle.id().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("attach.log");
+    let jcmd = |options: &str| {
+        let out = Command::new("jcmd")
+            .args([
+                &pid,
+                "JVMTI.agent_load",
+                agent_library().to_str().unwrap(),
+                options,
+            ])
+            .output()
+            .expect("jcmd runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let refused = jcmd("colour:red");
+    assert!(refused.contains("return code: -1"), "{refused}");
+    let attached = jcmd(&format!("service:orders,log:{}", log.display()));
+    assert!(attached.contains("return code: 0"), "{attached}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("attached in") && text.contains("service=orders"),
+        "{text}"
+    );
+    drop(idle.stdin.take());
+    assert!(
+        idle.wait().unwrap().success(),
+        "the JVM runs on and exits normally"
+    );
+}

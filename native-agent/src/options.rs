@@ -1,5 +1,5 @@
 //! The agent's option string (`key=value,key=value` after the `=` of
-//! `-agentpath`) and the standard `OTEL_*` variables that apply when an option
+//! `-agentpath`, or `key:value,...` where `=` cannot be used) and the standard `OTEL_*` variables that apply when an option
 //! is absent. A bad key or value is an error that names it and says what is
 //! accepted; the agent then refuses to load, and so the JVM refuses to start.
 
@@ -159,7 +159,9 @@ pub fn resolve(
     let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
     let mut given: Vec<(&str, &str)> = Vec::new();
     for part in options.split(',').filter(|p| !p.is_empty()) {
-        let Some((key, value)) = part.split_once('=') else {
+        // `key=value`, or `key:value` for `jcmd ... JVMTI.agent_load`, whose
+        // argument parser swallows everything after an `=`.
+        let Some((key, value)) = part.split_once(|c| c == '=' || c == ':') else {
             return Err(option_error(
                 part,
                 format!(
@@ -357,6 +359,18 @@ mod tests {
         );
         assert_eq!(s.interval, Duration::from_millis(500));
         assert_eq!(s.heapdump.on_heap_used, Some(85));
+    }
+
+    #[test]
+    fn a_colon_separates_keys_from_values_too() {
+        let s = resolve(
+            "service:orders,endpoint:http://10.0.0.5:4317,headers:x-token=abc",
+            no_env,
+        )
+        .unwrap();
+        assert_eq!(s.service, "orders");
+        assert_eq!(s.endpoint, "http://10.0.0.5:4317");
+        assert_eq!(s.headers, [("x-token".into(), "abc".into())]);
     }
 
     #[test]
