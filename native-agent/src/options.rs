@@ -161,7 +161,7 @@ pub fn resolve(
     for part in options.split(',').filter(|p| !p.is_empty()) {
         // `key=value`, or `key:value` for `jcmd ... JVMTI.agent_load`, whose
         // argument parser swallows everything after an `=`.
-        let Some((key, value)) = part.split_once(|c| c == '=' || c == ':') else {
+        let Some((key, value)) = part.split_once(['=', ':']) else {
             return Err(option_error(
                 part,
                 format!(
