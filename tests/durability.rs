@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 
-use common::{jvmapm, kv, now_ns, server_span, trace_request, Analyzer};
+use common::{jvmapm, kv, now_ns, server_span, trace_request, Analyzer, SERVE_ON_FREE_PORTS};
 use prost::Message;
 
 /// `count` SERVER spans numbered from `first`, ending now; span ids are the numbers.
@@ -114,15 +114,8 @@ fn data_older_than_the_retention_is_removed() {
 fn a_second_server_on_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _first = Analyzer::start(dir.path(), &[]);
-    let (ok, _, err) = jvmapm(&[
-        "serve",
-        "--grpc",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-        "--data",
-        dir.path().to_str().unwrap(),
-    ]);
+    let data = dir.path().to_str().unwrap();
+    let (ok, _, err) = jvmapm(&[&SERVE_ON_FREE_PORTS[..], &["--data", data]].concat());
     assert!(!ok);
     assert!(err.contains("in use by another jvmapm serve"), "{err}");
 }

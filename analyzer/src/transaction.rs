@@ -9,8 +9,9 @@ use serde_json::{json, Value};
 
 use crate::otlp_values::attrs_to_json;
 use crate::point::hex;
+use crate::point::DetailRef;
 use crate::query::PointRow;
-use crate::store::detail::{self, FrameRef};
+use crate::store::detail;
 use crate::store::{Segment, Store};
 
 /// The transaction with these ids as JSON, or `None` if no point has them.
@@ -27,7 +28,9 @@ pub fn find(
         return Ok(None);
     };
     let mut out = serde_json::to_value(PointRow::new(&point, store)).expect("rows serialize");
-    let payload = store.read_detail(&seg, point.detail)?;
+    let payload = seg
+        .details
+        .read_frame(point.detail.offset, point.detail.len)?;
     let extra = match span_detail(&seg, &payload) {
         Ok(extra) => extra,
         Err(why) => json!({ "detail_error": why }),
@@ -43,7 +46,7 @@ fn span_detail(seg: &Segment, payload: &[u8]) -> Result<Value, String> {
     let (resource_ref, span_bytes) = detail::split_span(payload).ok_or("damaged span record")?;
     let span =
         Span::decode(span_bytes).map_err(|e| format!("the stored span cannot be decoded: {e}"))?;
-    let FrameRef { offset, len } = resource_ref;
+    let DetailRef { offset, len } = resource_ref;
     let resource_payload = seg
         .details
         .read_frame(offset, len)

@@ -76,6 +76,10 @@ pub fn server_span(
     }
 }
 
+/// `jvmapm serve` on ports the kernel picks (the server prints them).
+pub const SERVE_ON_FREE_PORTS: [&str; 5] =
+    ["serve", "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"];
+
 /// A running `jvmapm serve`.
 pub struct Analyzer {
     child: Option<Child>,
@@ -90,14 +94,8 @@ impl Analyzer {
     /// Starts a server on `data` with extra flags, and waits until it listens.
     pub fn start(data: &Path, extra: &[&str]) -> Analyzer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_jvmapm"))
-            .args([
-                "serve",
-                "--grpc",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--data",
-            ])
+            .args(SERVE_ON_FREE_PORTS)
+            .arg("--data")
             .arg(data)
             .args(extra)
             .stdout(Stdio::piped())

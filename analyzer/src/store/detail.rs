@@ -6,50 +6,44 @@
 //! record is `[2][resource offset: u64][resource length: u32][encoded Span]`.
 
 use super::frame;
+use crate::point::DetailRef;
 
 const RESOURCE: u8 = 1;
 const SPAN: u8 = 2;
 
-/// Where a frame lies in a details file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FrameRef {
-    pub offset: u64,
-    pub len: u32,
-}
-
 /// Appends a resource record to `buf`, whose first byte lies at file offset `base`.
-pub fn push_resource(buf: &mut Vec<u8>, base: u64, resource_spans: &[u8]) -> FrameRef {
+pub fn push_resource(buf: &mut Vec<u8>, base: u64, resource_spans: &[u8]) -> DetailRef {
     let at = frame::open(buf);
     buf.push(RESOURCE);
     buf.extend_from_slice(resource_spans);
     frame::seal(buf, at);
-    FrameRef {
+    DetailRef {
         offset: base + at as u64,
         len: (buf.len() - at) as u32,
     }
 }
 
 /// Appends a span record to `buf`, whose first byte lies at file offset `base`.
-pub fn push_span(buf: &mut Vec<u8>, base: u64, resource: FrameRef, span: &[u8]) -> FrameRef {
+pub fn push_span(buf: &mut Vec<u8>, base: u64, resource: DetailRef, span: &[u8]) -> DetailRef {
     let at = frame::open(buf);
     buf.push(SPAN);
     buf.extend_from_slice(&resource.offset.to_le_bytes());
     buf.extend_from_slice(&resource.len.to_le_bytes());
     buf.extend_from_slice(span);
     frame::seal(buf, at);
-    FrameRef {
+    DetailRef {
         offset: base + at as u64,
         len: (buf.len() - at) as u32,
     }
 }
 
 /// Splits a span record's payload into its resource reference and span bytes.
-pub fn split_span(payload: &[u8]) -> Option<(FrameRef, &[u8])> {
+pub fn split_span(payload: &[u8]) -> Option<(DetailRef, &[u8])> {
     let (&tag, rest) = payload.split_first()?;
     if tag != SPAN || rest.len() < 12 {
         return None;
     }
-    let resource = FrameRef {
+    let resource = DetailRef {
         offset: u64::from_le_bytes(rest[0..8].try_into().ok()?),
         len: u32::from_le_bytes(rest[8..12].try_into().ok()?),
     };

@@ -30,7 +30,7 @@ use std::sync::{Arc, RwLock};
 pub use segment::{Sample, Segment};
 pub use strings::Strings;
 
-use crate::point::{DetailRef, Point};
+use crate::point::Point;
 
 /// An error of the store, naming the file or directory at fault.
 #[derive(Debug)]
@@ -216,11 +216,6 @@ impl Store {
             tracing::info!(segment = %partition::label(hour), "removed segment past retention");
         }
         expired.len()
-    }
-
-    /// Reads the full span detail a point refers to.
-    pub fn read_detail(&self, seg: &Segment, detail: DetailRef) -> io::Result<Vec<u8>> {
-        seg.details.read_frame(detail.offset, detail.len)
     }
 
     /// Looks a point up by its ids, newest segments first; `near_ms` (its end

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::detail::{self, FrameRef};
+use super::detail;
 use super::partition::hour_of;
 use super::segment::{Log, Sample, Segment};
 use super::strings::Interner;
@@ -256,7 +256,7 @@ impl Writer {
                     let service = self.interner.intern(strings, &group.identity.service);
                     let instance = self.interner.intern(strings, &group.identity.instance);
                     // The group's resource record, written once into each segment it touches.
-                    let mut resource_at: HashMap<u64, FrameRef> = HashMap::new();
+                    let mut resource_at: HashMap<u64, DetailRef> = HashMap::new();
                     for span in &group.spans {
                         let endpoint = self.interner.intern(strings, &span.endpoint);
                         let p = self.pending_for(pending, span.end_ms)?;
