@@ -7,7 +7,11 @@
 use std::ffi::{c_char, c_void, CStr};
 use std::panic::{self, AssertUnwindSafe};
 
+use crate::agent::{self, JvmFacts};
 use crate::jvmti::{JInt, JavaVm, Jvmti, JNI_ERR, JNI_OK};
+
+const LOADED: &str = "loaded";
+const ATTACHED: &str = "attached";
 use crate::log::{self, line};
 use crate::options::{self, LogLevel, Protocol, Settings};
 
@@ -18,7 +22,7 @@ pub extern "system" fn Agent_OnLoad(
     options: *const c_char,
     _reserved: *mut c_void,
 ) -> JInt {
-    start(vm, options, "loaded")
+    start(vm, options, LOADED)
 }
 
 /// Called by the JVM for `jcmd PID JVMTI.agent_load /path/libjvmapm_agent.so OPTIONS`.
@@ -28,7 +32,7 @@ pub extern "system" fn Agent_OnAttach(
     options: *const c_char,
     _reserved: *mut c_void,
 ) -> JInt {
-    start(vm, options, "attached")
+    start(vm, options, ATTACHED)
 }
 
 fn start(vm: *mut JavaVm, options: *const c_char, how: &str) -> JInt {
@@ -70,18 +74,29 @@ fn load(vm: *mut JavaVm, options: &str, how: &str) -> Result<(), String> {
             .system_property(name)
             .unwrap_or_else(|_| "?".to_string())
     };
+    if agent::running() {
+        line(
+            LogLevel::Warn,
+            "the agent is already running in this JVM; this second load is ignored",
+        );
+        return Ok(());
+    }
+    let jvm = JvmFacts {
+        vm_name: property(c"java.vm.name"),
+        vm_version: property(c"java.vm.version"),
+    };
     line(
         LogLevel::Info,
         &format!(
             "jvmapm agent {} {how} in {} {} (pid {}); {}",
             env!("CARGO_PKG_VERSION"),
-            property(c"java.vm.name"),
-            property(c"java.vm.version"),
+            jvm.vm_name,
+            jvm.vm_version,
             std::process::id(),
             describe(&settings)
         ),
     );
-    Ok(())
+    agent::start(vm, jvmti, &settings, &jvm, how == ATTACHED)
 }
 
 /// The settings in one line, without header values (they may hold secrets).

@@ -1,7 +1,8 @@
 //! Hand-written bindings for the few JNI invocation and JVMTI functions the
 //! agent calls, with safe wrappers that return `Result`. JVMTI's function
 //! table is read by slot number, as numbered in `jvmti.h` (slot 1 is the
-//! first entry), so only the functions used need declaring.
+//! first entry), so only the functions used need declaring; `tests` checks
+//! slots, event numbers and capability bits against the installed JDK's header.
 
 use std::ffi::{c_char, c_void, CStr};
 
@@ -23,24 +24,81 @@ struct InvokeInterface {
     attach_current_thread: *const c_void,
     detach_current_thread: *const c_void,
     get_env: unsafe extern "system" fn(*mut JavaVm, *mut *mut c_void, JInt) -> JInt,
-    attach_current_thread_as_daemon: *const c_void,
+    attach_current_thread_as_daemon:
+        unsafe extern "system" fn(*mut JavaVm, *mut *mut c_void, *mut c_void) -> JInt,
+}
+
+impl JavaVm {
+    /// `AttachCurrentThreadAsDaemon`.
+    ///
+    /// # Safety
+    /// `vm` must be the JVM's `JavaVM` pointer; `args` a `JavaVMAttachArgs` or null.
+    pub unsafe fn attach_current_thread_as_daemon(
+        vm: *mut JavaVm,
+        env: *mut *mut c_void,
+        args: *mut c_void,
+    ) -> JInt {
+        ((*(*vm).functions).attach_current_thread_as_daemon)(vm, env, args)
+    }
 }
 
 /// `jvmtiEnv`: a pointer to the function table.
 #[repr(C)]
-struct RawEnv {
+pub struct RawEnv {
     functions: *const *const c_void,
 }
 
 /// Slots of the JVMTI function table used here (numbers from `jvmti.h`).
-const DEALLOCATE: usize = 47;
-const GET_SYSTEM_PROPERTY: usize = 131;
+mod slot {
+    pub const SET_EVENT_NOTIFICATION_MODE: usize = 2;
+    pub const DEALLOCATE: usize = 47;
+    pub const SET_EVENT_CALLBACKS: usize = 122;
+    pub const GET_SYSTEM_PROPERTY: usize = 131;
+    pub const ADD_CAPABILITIES: usize = 142;
+}
+
+/// Events the agent asks for (`jvmtiEvent` numbers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Event {
+    VmInit = 50,
+    VmDeath = 51,
+    GarbageCollectionStart = 81,
+    GarbageCollectionFinish = 82,
+}
+
+/// Bits of `jvmtiCapabilities` the agent asks for (bit 0 is `can_tag_objects`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Capability {
+    GenerateGarbageCollectionEvents = 31,
+}
+
+/// The `JNIEnv*` a callback receives.
+pub type JniEnvPtr = *mut crate::jni::RawJniEnv;
+type Thread = *mut c_void;
+pub type VmInitCallback = unsafe extern "system" fn(*mut RawEnv, JniEnvPtr, Thread);
+pub type VmDeathCallback = unsafe extern "system" fn(*mut RawEnv, JniEnvPtr);
+pub type GcCallback = unsafe extern "system" fn(*mut RawEnv);
+
+/// `jvmtiEventCallbacks`, one slot per event from VMInit (50) through
+/// SampledObjectAlloc (86); only the callbacks the agent uses are typed.
+#[repr(C)]
+#[derive(Default)]
+pub struct EventCallbacks {
+    pub vm_init: Option<VmInitCallback>,
+    pub vm_death: Option<VmDeathCallback>,
+    untyped_52_to_80: [Option<unsafe extern "system" fn()>; 29],
+    pub garbage_collection_start: Option<GcCallback>,
+    pub garbage_collection_finish: Option<GcCallback>,
+    untyped_83_to_86: [Option<unsafe extern "system" fn()>; 4],
+}
 
 /// A JVMTI error code (`jvmtiError`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct JvmtiError(pub u32);
 
-/// A JVMTI environment of this agent.
+/// A JVMTI environment of this agent. Its functions may be called from any thread.
+#[derive(Clone, Copy)]
 pub struct Jvmti {
     env: *mut RawEnv,
 }
@@ -77,15 +135,147 @@ impl Jvmti {
         // SAFETY: slots and signatures follow jvmti.h; the JVM owns `value`
         // until it is handed back with Deallocate.
         unsafe {
-            let get: GetSystemProperty = self.function(GET_SYSTEM_PROPERTY);
+            let get: GetSystemProperty = self.function(slot::GET_SYSTEM_PROPERTY);
             let error = get(self.env, name.as_ptr(), &mut value);
             if error != 0 || value.is_null() {
                 return Err(JvmtiError(error));
             }
             let text = CStr::from_ptr(value).to_string_lossy().into_owned();
-            let deallocate: Deallocate = self.function(DEALLOCATE);
+            let deallocate: Deallocate = self.function(slot::DEALLOCATE);
             deallocate(self.env, value.cast());
             Ok(text)
         }
+    }
+
+    /// Asks for `capabilities`; fails if the JVM cannot give one of them
+    /// (some are only available while the agent loads at start-up).
+    pub fn add_capabilities(&self, capabilities: &[Capability]) -> Result<(), JvmtiError> {
+        type AddCapabilities = unsafe extern "system" fn(*mut RawEnv, *const [u32; 4]) -> u32;
+        let mut bits = [0u32; 4];
+        for &capability in capabilities {
+            let bit = capability as usize;
+            bits[bit / 32] |= 1 << (bit % 32);
+        }
+        // SAFETY: slot and signature follow jvmti.h; `jvmtiCapabilities` is
+        // 128 bits laid out from bit 0 of the first word.
+        let error = unsafe {
+            let add: AddCapabilities = self.function(slot::ADD_CAPABILITIES);
+            add(self.env, &bits)
+        };
+        result(error)
+    }
+
+    /// Installs the event callbacks (replacing any installed before).
+    pub fn set_event_callbacks(&self, callbacks: &EventCallbacks) -> Result<(), JvmtiError> {
+        type SetEventCallbacks =
+            unsafe extern "system" fn(*mut RawEnv, *const EventCallbacks, JInt) -> u32;
+        // SAFETY: slot and signature follow jvmti.h; the JVM copies the struct.
+        let error = unsafe {
+            let set: SetEventCallbacks = self.function(slot::SET_EVENT_CALLBACKS);
+            set(
+                self.env,
+                callbacks,
+                std::mem::size_of::<EventCallbacks>() as JInt,
+            )
+        };
+        result(error)
+    }
+
+    /// Turns delivery of `event` on for every thread.
+    pub fn enable_event(&self, event: Event) -> Result<(), JvmtiError> {
+        type SetEventNotificationMode =
+            unsafe extern "C" fn(*mut RawEnv, u32, u32, *mut c_void, ...) -> u32;
+        const JVMTI_ENABLE: u32 = 1;
+        // SAFETY: slot and signature follow jvmti.h (a C variadic function;
+        // "C" is the JNICALL convention on the platforms the agent builds
+        // for); a null thread means all threads.
+        let error = unsafe {
+            let set: SetEventNotificationMode = self.function(slot::SET_EVENT_NOTIFICATION_MODE);
+            set(self.env, JVMTI_ENABLE, event as u32, std::ptr::null_mut())
+        };
+        result(error)
+    }
+}
+
+fn result(error: u32) -> Result<(), JvmtiError> {
+    if error == 0 {
+        Ok(())
+    } else {
+        Err(JvmtiError(error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::header_check::{capability_bits, enum_values, indexes_in};
+
+    #[test]
+    fn slots_match_jvmti_h() {
+        let Some(indexes) = indexes_in(
+            "jvmti.h",
+            "typedef struct jvmtiInterface_1_ {",
+            "} jvmtiInterface_1;",
+        ) else {
+            return;
+        };
+        for (name, used) in [
+            (
+                "SetEventNotificationMode",
+                slot::SET_EVENT_NOTIFICATION_MODE,
+            ),
+            ("Deallocate", slot::DEALLOCATE),
+            ("SetEventCallbacks", slot::SET_EVENT_CALLBACKS),
+            ("GetSystemProperty", slot::GET_SYSTEM_PROPERTY),
+            ("AddCapabilities", slot::ADD_CAPABILITIES),
+        ] {
+            // jvmti.h numbers its slots from 1.
+            assert_eq!(indexes.get(name).map(|i| i + 1), Some(used), "{name}");
+        }
+    }
+
+    #[test]
+    fn events_and_capabilities_match_jvmti_h() {
+        let (Some(events), Some(bits)) = (
+            enum_values(
+                "jvmti.h",
+                "JVMTI_MIN_EVENT_TYPE_VAL = 50,",
+                "JVMTI_MAX_EVENT_TYPE_VAL",
+            ),
+            capability_bits(),
+        ) else {
+            return;
+        };
+        for (name, event) in [
+            ("JVMTI_EVENT_VM_INIT", Event::VmInit),
+            ("JVMTI_EVENT_VM_DEATH", Event::VmDeath),
+            (
+                "JVMTI_EVENT_GARBAGE_COLLECTION_START",
+                Event::GarbageCollectionStart,
+            ),
+            (
+                "JVMTI_EVENT_GARBAGE_COLLECTION_FINISH",
+                Event::GarbageCollectionFinish,
+            ),
+        ] {
+            assert_eq!(events.get(name), Some(&(event as u32)), "{name}");
+        }
+        assert_eq!(
+            bits[Capability::GenerateGarbageCollectionEvents as usize],
+            "can_generate_garbage_collection_events"
+        );
+        // The callbacks struct puts each event at (number - 50).
+        let offset = |field: usize| field / std::mem::size_of::<usize>() + 50;
+        assert_eq!(
+            offset(std::mem::offset_of!(
+                EventCallbacks,
+                garbage_collection_start
+            )),
+            Event::GarbageCollectionStart as usize
+        );
+        assert_eq!(
+            offset(std::mem::offset_of!(EventCallbacks, vm_death)),
+            Event::VmDeath as usize
+        );
     }
 }

@@ -4,15 +4,31 @@
 //! It runs inside a customer's JVM, so it follows the rules of DESIGN.md
 //! ("Native agent rules"): every entry point runs inside `catch_unwind`, a bad
 //! option string refuses the JVM start with one clear line, and nothing here
-//! may block an application thread. This much is the loading ground: option
-//! parsing, the JVMTI bindings it needs, and the agent's own log.
+//! may block an application thread.
+//!
+//! Threads: the JVM's own threads only ever run the GC callbacks (atomics)
+//! and, at VMDeath, a last sampling round; `sampler` reads the JVM on one
+//! attached daemon thread; `exporter` talks to the backend on one native
+//! thread.
 
 #[cfg(panic = "abort")]
 compile_error!(
     "jvmapm-agent must be built with panic = \"unwind\": a panic is caught at the FFI boundary and disables the agent instead of killing the JVM"
 );
 
+mod agent;
+mod clock;
 mod entry;
+mod exporter;
+mod gc;
+#[cfg(test)]
+mod header_check;
+mod heapdump;
+mod instruments;
+mod jni;
 mod jvmti;
 mod log;
+mod management;
 pub mod options;
+mod record;
+mod sampler;

@@ -45,3 +45,19 @@ pub fn line(level: LogLevel, message: &str) {
         let _ = sink.flush();
     }
 }
+
+/// Writes a line the first time `trouble` happens and never again, so a
+/// recurring problem cannot flood the log.
+pub fn once(trouble: &'static str, level: LogLevel, message: &str) {
+    static SEEN: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let first = match SEEN.lock() {
+        Ok(mut seen) if !seen.contains(&trouble) => {
+            seen.push(trouble);
+            true
+        }
+        _ => false,
+    };
+    if first {
+        line(level, message);
+    }
+}

@@ -212,16 +212,26 @@ pub fn resolve(
             Protocol::Grpc => "http://127.0.0.1:4317".to_string(),
             Protocol::HttpProtobuf => "http://127.0.0.1:4318".to_string(),
         });
-    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+    // TLS is not built into the agent (it would double its size); a local
+    // collector or `jvmapm serve` on the same host takes plain HTTP.
+    let endpoint_problem = if endpoint.starts_with("https://") {
+        Some(format!(
+            "{endpoint:?} uses https, which this agent does not support: send to http:// (jvmapm serve, or an OpenTelemetry Collector on this host that forwards over TLS)"
+        ))
+    } else if !endpoint.starts_with("http://") {
+        Some(format!(
+            "{endpoint:?} is not a URL: use e.g. http://127.0.0.1:4317"
+        ))
+    } else {
+        None
+    };
+    if let Some(problem) = endpoint_problem {
         let source = if option("endpoint").is_some() {
             option_error("endpoint", "")
         } else {
             env_error("OTEL_EXPORTER_OTLP_ENDPOINT", "")
         };
-        return Err(OptionError {
-            problem: format!("{endpoint:?} is not a URL: use e.g. http://127.0.0.1:4317"),
-            ..source
-        });
+        return Err(OptionError { problem, ..source });
     }
     // In the option string, commas separate options, so headers use `;`.
     let headers = match (option("headers"), env("OTEL_EXPORTER_OTLP_HEADERS")) {

@@ -1,0 +1,229 @@
+//! The running agent: what `Agent_OnLoad`/`Agent_OnAttach` set up (the
+//! exporter thread, the metric pipeline, the JVMTI events) and the JVMTI
+//! callbacks that start the sampler at VMInit and flush at VMDeath. Every
+//! callback runs inside `catch_unwind`; a caught panic disables the agent.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::Resource;
+
+use crate::exporter::{self, Exporter};
+use crate::gc;
+use crate::instruments;
+use crate::jni::Jni;
+use crate::jvmti::{Capability, Event, EventCallbacks, JavaVm, JniEnvPtr, Jvmti, RawEnv};
+use crate::log::line;
+use crate::options::{LogLevel, Settings};
+use crate::sampler::{self, Sampler};
+
+/// How long VMDeath waits for the last export.
+const FLUSH_LIMIT: Duration = Duration::from_secs(2);
+
+/// Facts about the JVM read while loading.
+pub struct JvmFacts {
+    pub vm_name: String,
+    pub vm_version: String,
+}
+
+struct Agent {
+    vm: VmPtr,
+    interval: Duration,
+    sampler: Arc<Mutex<Sampler>>,
+    exporter: Exporter,
+    stop: Arc<AtomicBool>,
+    /// Kept alive so the instruments keep recording.
+    _provider: SdkMeterProvider,
+}
+
+struct VmPtr(*mut JavaVm);
+// SAFETY: the JavaVM pointer is valid on every thread for the JVM's life.
+unsafe impl Send for VmPtr {}
+unsafe impl Sync for VmPtr {}
+
+static AGENT: OnceLock<Agent> = OnceLock::new();
+static DISABLED: AtomicBool = AtomicBool::new(false);
+
+/// Runs a callback body, catching a panic: the agent is then disabled and
+/// says so once; the JVM goes on.
+fn guarded(what: &str, body: impl FnOnce()) {
+    if DISABLED.load(Ordering::Relaxed) {
+        return;
+    }
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).is_err() {
+        DISABLED.store(true, Ordering::Relaxed);
+        if let Some(agent) = AGENT.get() {
+            agent.stop.store(true, Ordering::Release);
+        }
+        line(
+            LogLevel::Error,
+            &format!("internal error in {what}; the agent is disabled and the JVM runs on"),
+        );
+    }
+}
+
+/// Whether an agent already runs in this JVM (a second load is ignored).
+pub fn running() -> bool {
+    AGENT.get().is_some()
+}
+
+/// Sets the agent up. `live` is true when attaching to a running JVM (the
+/// sampler starts now) and false at start-up (it starts at VMInit).
+pub fn start(
+    vm: *mut JavaVm,
+    jvmti: Jvmti,
+    settings: &Settings,
+    jvm: &JvmFacts,
+    live: bool,
+) -> Result<(), String> {
+    let dropped = Arc::new(AtomicU64::new(0));
+    let resource = resource(settings, jvm);
+    let metrics = instruments::metrics(resource.clone(), dropped.clone());
+    let (queue, exporter) = exporter::start(settings, resource, metrics.reader, dropped)
+        .map_err(|e| format!("cannot start the exporter thread: {e}"))?;
+    let agent = Agent {
+        vm: VmPtr(vm),
+        interval: settings.interval,
+        sampler: Arc::new(Mutex::new(Sampler::new(
+            settings,
+            metrics.instruments,
+            queue,
+        ))),
+        exporter,
+        stop: Arc::new(AtomicBool::new(false)),
+        _provider: metrics.provider,
+    };
+    if AGENT.set(agent).is_err() {
+        return Err("the agent is already running in this JVM".into());
+    }
+
+    let gc_events = match jvmti.add_capabilities(&[Capability::GenerateGarbageCollectionEvents]) {
+        Ok(()) => true,
+        Err(e) => {
+            line(
+                LogLevel::Warn,
+                &format!("this JVM gives no GC pause events (JVMTI error {}); GC is read from its MXBeans only", e.0),
+            );
+            false
+        }
+    };
+    let mut callbacks = EventCallbacks::default();
+    callbacks.vm_init = Some(on_vm_init);
+    callbacks.vm_death = Some(on_vm_death);
+    if gc_events {
+        callbacks.garbage_collection_start = Some(gc::on_gc_start);
+        callbacks.garbage_collection_finish = Some(gc::on_gc_finish);
+    }
+    let fail =
+        |what: &str, e: crate::jvmti::JvmtiError| format!("{what} failed (JVMTI error {})", e.0);
+    jvmti
+        .set_event_callbacks(&callbacks)
+        .map_err(|e| fail("SetEventCallbacks", e))?;
+    let mut events = vec![Event::VmDeath];
+    if !live {
+        events.push(Event::VmInit);
+    }
+    if gc_events {
+        events.extend([
+            Event::GarbageCollectionStart,
+            Event::GarbageCollectionFinish,
+        ]);
+    }
+    for event in events {
+        jvmti
+            .enable_event(event)
+            .map_err(|e| fail(&format!("enabling {event:?}"), e))?;
+    }
+    if live {
+        start_sampler();
+    }
+    Ok(())
+}
+
+fn start_sampler() {
+    let Some(agent) = AGENT.get() else { return };
+    if let Err(e) = sampler::start(
+        agent.vm.0,
+        agent.sampler.clone(),
+        agent.interval,
+        agent.stop.clone(),
+    ) {
+        line(
+            LogLevel::Error,
+            &format!("cannot start the sampler thread: {e}; no JVM numbers"),
+        );
+    }
+}
+
+unsafe extern "system" fn on_vm_init(
+    _jvmti: *mut RawEnv,
+    _jni: JniEnvPtr,
+    _thread: *mut std::ffi::c_void,
+) {
+    guarded("VMInit", start_sampler);
+}
+
+unsafe extern "system" fn on_vm_death(_jvmti: *mut RawEnv, jni: JniEnvPtr) {
+    guarded("VMDeath", || {
+        let Some(agent) = AGENT.get() else { return };
+        agent.stop.store(true, Ordering::Release);
+        // A last round, so the pauses and numbers since the last one are not
+        // lost; skipped if the sampler is busy (a heap dump in progress).
+        if let Ok(mut sampler) = agent.sampler.try_lock() {
+            // SAFETY: the JVM passes this thread's JNIEnv to the callback.
+            sampler.round(&unsafe { Jni::from_raw(jni) });
+        }
+        agent.exporter.flush(FLUSH_LIMIT);
+    });
+}
+
+/// The resource every span and metric carries (DESIGN.md, wire conventions).
+fn resource(settings: &Settings, jvm: &JvmFacts) -> Resource {
+    let mut attributes: Vec<KeyValue> = settings
+        .resource_attributes
+        .iter()
+        .filter(|(k, _)| k != "service.name")
+        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+        .collect();
+    attributes.extend([
+        KeyValue::new("service.name", settings.service.clone()),
+        KeyValue::new("service.instance.id", instance_id()),
+        KeyValue::new("process.pid", i64::from(std::process::id())),
+        KeyValue::new("process.runtime.name", jvm.vm_name.clone()),
+        KeyValue::new("process.runtime.version", jvm.vm_version.clone()),
+        KeyValue::new("telemetry.sdk.name", "jvmapm-agent"),
+        KeyValue::new("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
+    ]);
+    if let Some(host) = host_name() {
+        attributes.push(KeyValue::new("host.name", host));
+    }
+    Resource::builder_empty()
+        .with_attributes(attributes)
+        .build()
+}
+
+/// A random id for this JVM's run.
+fn instance_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let half = || {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    };
+    format!("{:016x}{:016x}", half(), half())
+}
+
+fn host_name() -> Option<String> {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the buffer is writable for its length.
+    let result = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    if result != 0 {
+        return None;
+    }
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    let name = String::from_utf8_lossy(&buffer[..end]).into_owned();
+    (!name.is_empty()).then_some(name)
+}

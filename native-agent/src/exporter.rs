@@ -1,0 +1,365 @@
+//! The exporter thread: the one place the agent talks to the network. Others
+//! hand it records through a bounded queue that never blocks them (a full
+//! queue drops and counts); it turns them into OTLP spans, collects the
+//! metrics, and sends both with opentelemetry-otlp every `export_interval`.
+//! When the backend fails it drops that batch, counts it, says so once, and
+//! backs off; on VMDeath it flushes for at most the time it is given.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use opentelemetry_otlp::{
+    MetricExporter, RetryPolicy, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
+};
+use opentelemetry_sdk::error::OTelSdkError;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::metrics::reader::MetricReader;
+use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
+use opentelemetry_sdk::Resource;
+
+use crate::instruments::SharedReader;
+use crate::log::{self, line};
+use crate::options::{LogLevel, Protocol, Settings};
+use crate::record::{Record, SpanIds};
+
+/// Records waiting in the channel to the exporter thread.
+const CHANNEL_CAPACITY: usize = 1024;
+/// Records the exporter thread holds while the backend is slow or away.
+const PENDING_CAPACITY: usize = 4096;
+/// Spans sent in one export request.
+const BATCH: usize = 512;
+/// The longest wait between two attempts while the backend fails.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+enum Message {
+    Record(Record),
+    /// Send what is left, then stop.
+    Flush,
+}
+
+/// The sending side: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct Queue {
+    sender: SyncSender<Message>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Queue {
+    /// Hands a record to the exporter thread, or drops and counts it if the
+    /// queue is full.
+    pub fn push(&self, record: Record) {
+        if self.sender.try_send(Message::Record(record)).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Set by the exporter thread when it has stopped.
+#[derive(Default)]
+struct Stopped {
+    done: Mutex<bool>,
+    signal: Condvar,
+}
+
+/// Owner's handle on the exporter thread.
+pub struct Exporter {
+    queue: Queue,
+    stopped: Arc<Stopped>,
+}
+
+impl Exporter {
+    /// Asks the thread to send what it holds and waits at most `limit` for it.
+    pub fn flush(&self, limit: Duration) {
+        match self.queue.sender.try_send(Message::Flush) {
+            Ok(()) => {}
+            // Full: the thread is busy and will not see the request in time;
+            // disconnected: it has already stopped.
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => return,
+        }
+        let Ok(done) = self.stopped.done.lock() else {
+            return;
+        };
+        let _ = self
+            .stopped
+            .signal
+            .wait_timeout_while(done, limit, |done| !*done);
+    }
+}
+
+/// Starts the exporter thread. `dropped` counts what never reached the backend.
+pub fn start(
+    settings: &Settings,
+    resource: Resource,
+    reader: SharedReader,
+    dropped: Arc<AtomicU64>,
+) -> std::io::Result<(Queue, Exporter)> {
+    let (sender, receiver) = mpsc::sync_channel(CHANNEL_CAPACITY);
+    let queue = Queue { sender, dropped };
+    let stopped = Arc::new(Stopped::default());
+    let worker = Worker {
+        settings: settings.clone(),
+        resource,
+        reader,
+        dropped: queue.dropped.clone(),
+        pending: VecDeque::new(),
+        ids: SpanIds::new(),
+        failures: 0,
+    };
+    let done = stopped.clone();
+    std::thread::Builder::new()
+        .name("jvmapm-exporter".into())
+        .spawn(move || {
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run(receiver)));
+            if outcome.is_err() {
+                line(
+                    LogLevel::Error,
+                    "exporter thread failed; the agent sends nothing more",
+                );
+            }
+            if let Ok(mut stopped) = done.done.lock() {
+                *stopped = true;
+                done.signal.notify_all();
+            }
+        })?;
+    Ok((queue.clone(), Exporter { queue, stopped }))
+}
+
+struct Clients {
+    spans: SpanExporter,
+    metrics: MetricExporter,
+}
+
+struct Worker {
+    settings: Settings,
+    resource: Resource,
+    reader: SharedReader,
+    dropped: Arc<AtomicU64>,
+    pending: VecDeque<Record>,
+    ids: SpanIds,
+    /// Failed exports in a row.
+    failures: u32,
+}
+
+impl Worker {
+    fn run(mut self, receiver: Receiver<Message>) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                line(
+                    LogLevel::Error,
+                    &format!("exporter cannot start: {e}; the agent sends nothing"),
+                );
+                return;
+            }
+        };
+        let clients = match runtime.block_on(async { self.clients() }) {
+            Ok(clients) => clients,
+            Err(e) => {
+                line(
+                    LogLevel::Error,
+                    &format!(
+                        "exporter for {} cannot be built: {e}; the agent sends nothing",
+                        self.settings.endpoint
+                    ),
+                );
+                return;
+            }
+        };
+        let mut next_export = Instant::now() + self.settings.export_interval;
+        loop {
+            let wait = next_export.saturating_duration_since(Instant::now());
+            match receiver.recv_timeout(wait) {
+                Ok(Message::Record(record)) => {
+                    self.hold(record);
+                    if self.pending.len() >= BATCH && self.failures == 0 {
+                        runtime.block_on(self.send_spans(&clients));
+                    }
+                }
+                Ok(Message::Flush) | Err(RecvTimeoutError::Disconnected) => {
+                    while let Ok(Message::Record(record)) = receiver.try_recv() {
+                        self.hold(record);
+                    }
+                    runtime.block_on(async {
+                        self.send_spans(&clients).await;
+                        self.send_metrics(&clients).await;
+                    });
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    runtime.block_on(async {
+                        self.send_spans(&clients).await;
+                        self.send_metrics(&clients).await;
+                    });
+                    next_export = Instant::now() + self.delay();
+                }
+            }
+        }
+    }
+
+    /// Keeps a record for the next export, or drops and counts it when the
+    /// backend has been away long enough to fill the buffer.
+    fn hold(&mut self, record: Record) {
+        if self.pending.len() < PENDING_CAPACITY {
+            self.pending.push_back(record);
+        } else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The wait before the next export: the interval, doubled for each
+    /// failure in a row, up to a minute (or the interval, if longer).
+    fn delay(&self) -> Duration {
+        let interval = self.settings.export_interval;
+        if self.failures == 0 {
+            return interval;
+        }
+        let doubled = interval.saturating_mul(1 << self.failures.min(16));
+        doubled.min(MAX_BACKOFF.max(interval))
+    }
+
+    fn clients(&self) -> Result<Clients, opentelemetry_otlp::ExporterBuildError> {
+        let s = &self.settings;
+        let base = s.endpoint.trim_end_matches('/');
+        let (mut spans, metrics) = match s.protocol {
+            Protocol::Grpc => {
+                let metadata = metadata(&s.headers);
+                (
+                    SpanExporter::builder()
+                        .with_tonic()
+                        .with_endpoint(base)
+                        .with_timeout(s.timeout)
+                        .with_metadata(metadata.clone())
+                        .with_retry_policy(RetryPolicy::disabled())
+                        .build()?,
+                    MetricExporter::builder()
+                        .with_tonic()
+                        .with_endpoint(base)
+                        .with_timeout(s.timeout)
+                        .with_metadata(metadata)
+                        .with_retry_policy(RetryPolicy::disabled())
+                        .build()?,
+                )
+            }
+            Protocol::HttpProtobuf => {
+                let headers: HashMap<String, String> = s.headers.iter().cloned().collect();
+                (
+                    SpanExporter::builder()
+                        .with_http()
+                        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                        .with_endpoint(format!("{base}/v1/traces"))
+                        .with_timeout(s.timeout)
+                        .with_headers(headers.clone())
+                        .with_retry_policy(RetryPolicy::disabled())
+                        .build()?,
+                    MetricExporter::builder()
+                        .with_http()
+                        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                        .with_endpoint(format!("{base}/v1/metrics"))
+                        .with_timeout(s.timeout)
+                        .with_headers(headers)
+                        .with_retry_policy(RetryPolicy::disabled())
+                        .build()?,
+                )
+            }
+        };
+        spans.set_resource(&self.resource);
+        Ok(Clients { spans, metrics })
+    }
+
+    /// Sends every pending record, a batch at a time; a failed batch is
+    /// dropped and counted, and the rest wait for the next attempt.
+    async fn send_spans(&mut self, clients: &Clients) {
+        while !self.pending.is_empty() {
+            let take = self.pending.len().min(BATCH);
+            let batch: Vec<SpanData> = self
+                .pending
+                .drain(..take)
+                .map(|record| record.into_span(&mut self.ids))
+                .collect();
+            let count = batch.len() as u64;
+            match clients.spans.export(batch).await {
+                Ok(()) => self.succeeded(),
+                Err(e) => {
+                    self.dropped.fetch_add(count, Ordering::Relaxed);
+                    self.failed("spans", e);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn send_metrics(&mut self, clients: &Clients) {
+        let mut metrics = ResourceMetrics::default();
+        if let Err(e) = self.reader.collect(&mut metrics) {
+            log::once(
+                "metrics-collect",
+                LogLevel::Warn,
+                &format!("collecting metrics failed: {e}"),
+            );
+            return;
+        }
+        match clients.metrics.export(&metrics).await {
+            Ok(()) => self.succeeded(),
+            Err(e) => self.failed("metrics", e),
+        }
+    }
+
+    fn succeeded(&mut self) {
+        if self.failures > 0 {
+            line(
+                LogLevel::Info,
+                &format!(
+                    "export to {} works again; {} spans dropped so far",
+                    self.settings.endpoint,
+                    self.dropped.load(Ordering::Relaxed)
+                ),
+            );
+        }
+        self.failures = 0;
+    }
+
+    fn failed(&mut self, what: &str, error: OTelSdkError) {
+        if self.failures == 0 {
+            line(
+                LogLevel::Warn,
+                &format!(
+                    "cannot export {what} to {}: {error}; retrying with backoff, and counting what is dropped meanwhile",
+                    self.settings.endpoint
+                ),
+            );
+        }
+        self.failures = self.failures.saturating_add(1);
+    }
+}
+
+/// gRPC metadata from the configured headers; a header gRPC cannot carry
+/// is left out and said once.
+fn metadata(
+    headers: &[(String, String)],
+) -> opentelemetry_otlp::tonic_types::metadata::MetadataMap {
+    use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
+    let mut map = opentelemetry_otlp::tonic_types::metadata::MetadataMap::new();
+    for (name, value) in headers {
+        match (
+            AsciiMetadataKey::from_bytes(name.to_ascii_lowercase().as_bytes()),
+            AsciiMetadataValue::try_from(value.as_str()),
+        ) {
+            (Ok(key), Ok(value)) => {
+                map.insert(key, value);
+            }
+            _ => line(
+                LogLevel::Warn,
+                &format!("header {name:?} cannot be sent over gRPC; it is left out"),
+            ),
+        }
+    }
+    map
+}

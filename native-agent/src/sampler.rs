@@ -1,0 +1,271 @@
+//! The sampler: every `interval`, on one JVM-attached daemon thread, it
+//! drains the GC pauses, reads the JVM's numbers, records them, and writes a
+//! heap dump when a threshold trips. Trouble (a bean that throws, a dump that
+//! fails) is logged once and never stops the JVM or the other readings.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use opentelemetry::KeyValue;
+
+use crate::clock;
+use crate::exporter::Queue;
+use crate::gc::{self, Pause, PAUSES};
+use crate::heapdump::{self, Dumper, Trigger};
+use crate::instruments::Instruments;
+use crate::jni::Jni;
+use crate::jvmti::JavaVm;
+use crate::log::{self, line};
+use crate::management::{Management, MemoryKind};
+use crate::options::{LogLevel, Settings};
+use crate::record::Record;
+
+/// What one round works with; shared between the sampler thread and the
+/// final round at VMDeath.
+pub struct Sampler {
+    management: Option<Management>,
+    instruments: Instruments,
+    queue: Queue,
+    trigger: Trigger,
+    dumper: Option<Dumper>,
+    dump_dir: PathBuf,
+    service: String,
+    pauses: Vec<Pause>,
+    /// Each collector's count at the previous round, to name the pauses since.
+    collections: HashMap<String, i64>,
+    pauses_lost: u64,
+}
+
+impl Sampler {
+    pub fn new(settings: &Settings, instruments: Instruments, queue: Queue) -> Sampler {
+        Sampler {
+            management: None,
+            instruments,
+            queue,
+            trigger: Trigger::new(&settings.heapdump),
+            dumper: None,
+            dump_dir: settings
+                .heapdump
+                .dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(".")),
+            service: settings.service.clone(),
+            pauses: Vec::new(),
+            collections: HashMap::new(),
+            pauses_lost: 0,
+        }
+    }
+
+    /// One round: pauses, readings, the heap-dump check.
+    pub fn round(&mut self, jni: &Jni) {
+        self.pauses.clear();
+        PAUSES.drain(&mut self.pauses);
+        if self.management.is_none() {
+            match Management::look_up(jni) {
+                Ok(management) => {
+                    line(
+                        LogLevel::Info,
+                        &format!(
+                            "reading {} memory pools and {} collectors; Finalizer pending count from {}",
+                            management.pools(),
+                            management.collectors(),
+                            management.finalizer_source()
+                        ),
+                    );
+                    self.management = Some(management);
+                }
+                Err(e) => log::once(
+                    "management-lookup",
+                    LogLevel::Warn,
+                    &format!(
+                        "JVM numbers are unavailable for now ({e}); trying again each interval"
+                    ),
+                ),
+            }
+        }
+        let reading = match &self.management {
+            Some(management) => match management.read(jni) {
+                Ok(reading) => Some(reading),
+                Err(e) => {
+                    log::once(
+                        "management-read",
+                        LogLevel::Warn,
+                        &format!("reading JVM numbers failed: {e}; trying again each interval"),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        let collector = reading.as_ref().and_then(|r| {
+            let moved: Vec<&str> = r
+                .collectors
+                .iter()
+                .filter(|c| {
+                    self.collections
+                        .get(&c.name)
+                        .is_none_or(|&before| c.count > before)
+                })
+                .filter(|c| c.count > 0)
+                .map(|c| c.name.as_str())
+                .collect();
+            (moved.len() == 1).then(|| moved[0].to_string())
+        });
+        self.report_pauses(collector);
+        let Some(reading) = reading else { return };
+        for c in &reading.collectors {
+            self.collections.insert(c.name.clone(), c.count);
+        }
+        self.instruments.record(&reading, clock::process_cpu_ns());
+        if self.trigger.armed() {
+            let heap_used: i64 = reading
+                .pools
+                .iter()
+                .filter(|p| p.kind == MemoryKind::Heap)
+                .map(|p| p.usage.used)
+                .sum();
+            let heap = reading.heap.limit.map(|limit| (heap_used, limit));
+            if let Some(reason) =
+                self.trigger
+                    .check(Instant::now(), reading.finalizer_pending, heap)
+            {
+                self.dump_heap(jni, reason);
+            }
+        }
+    }
+
+    /// Records the drained pauses, naming their collector when exactly one
+    /// collector's count moved since the last round.
+    fn report_pauses(&mut self, collector: Option<String>) {
+        let mut attributes = Vec::new();
+        if let Some(name) = &collector {
+            if let Some(action) = gc::action(name) {
+                attributes.push(KeyValue::new("jvm.gc.action", action));
+            }
+            attributes.push(KeyValue::new("jvm.gc.name", name.clone()));
+        }
+        for pause in &self.pauses {
+            self.instruments
+                .record_pause(pause.duration_ns, &attributes);
+            self.queue.push(Record::GcPause {
+                start_ns: pause.start_ns,
+                duration_ns: pause.duration_ns,
+                collector: collector.clone(),
+            });
+        }
+        let lost = PAUSES.lost();
+        if lost > self.pauses_lost {
+            self.pauses_lost = lost;
+            log::once(
+                "pauses-lost",
+                LogLevel::Warn,
+                "GC pauses came faster than the sampler drained them; some are not reported",
+            );
+        }
+    }
+
+    fn dump_heap(&mut self, jni: &Jni, reason: String) {
+        if self.dumper.is_none() {
+            match Dumper::look_up(jni) {
+                Ok(dumper) => self.dumper = Some(dumper),
+                Err(e) => {
+                    line(
+                        LogLevel::Warn,
+                        &format!("cannot write a heap dump ({reason}): {e}"),
+                    );
+                    return;
+                }
+            }
+        }
+        let Some(dumper) = &self.dumper else { return };
+        let start_ns = clock::wall_ns();
+        let path = heapdump::file_name(
+            &self.dump_dir,
+            &self.service,
+            std::process::id(),
+            start_ns / 1_000_000_000,
+        );
+        line(
+            LogLevel::Info,
+            &format!("writing heap dump {} because {reason}", path.display()),
+        );
+        let started = Instant::now();
+        match dumper.dump(jni, &path) {
+            Ok(()) => {
+                let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                line(
+                    LogLevel::Info,
+                    &format!(
+                        "heap dump {} written: {bytes} bytes in {} ms",
+                        path.display(),
+                        started.elapsed().as_millis()
+                    ),
+                );
+                self.queue.push(Record::HeapDump {
+                    start_ns,
+                    duration_ns: started.elapsed().as_nanos() as u64,
+                    path: path.to_string_lossy().into_owned(),
+                    reason,
+                });
+            }
+            Err(e) => line(
+                LogLevel::Warn,
+                &format!(
+                    "heap dump to {} failed: {e} (is the directory there, writable, with room?); the next try is after heapdump_min_interval",
+                    path.display()
+                ),
+            ),
+        }
+    }
+}
+
+/// Starts the sampler thread: it attaches to the JVM as a daemon and runs a
+/// round every `interval` until `stop` is set.
+pub fn start(
+    vm: *mut JavaVm,
+    sampler: Arc<Mutex<Sampler>>,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    struct Vm(*mut JavaVm);
+    // SAFETY: the JavaVM pointer is valid on every thread for the JVM's life.
+    unsafe impl Send for Vm {}
+    let vm = Vm(vm);
+    std::thread::Builder::new()
+        .name("jvmapm-sampler".into())
+        .spawn(move || {
+            let vm = vm;
+            // SAFETY: the JVM is live (VMInit has happened or we attached to it).
+            let jni = match unsafe { Jni::attach_daemon(vm.0, c"jvmapm sampler") } {
+                Ok(jni) => jni,
+                Err(code) => {
+                    line(
+                        LogLevel::Error,
+                        &format!(
+                            "the sampler cannot attach to the JVM (error {code}); no JVM numbers"
+                        ),
+                    );
+                    return;
+                }
+            };
+            loop {
+                std::thread::sleep(interval);
+                if stop.load(Ordering::Acquire) {
+                    break;
+                }
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    if let Ok(mut sampler) = sampler.lock() {
+                        sampler.round(&jni);
+                    }
+                }));
+                if outcome.is_err() {
+                    line(LogLevel::Error, "the sampler failed; no more JVM numbers");
+                    return;
+                }
+            }
+        })?;
+    Ok(())
+}
