@@ -1,7 +1,7 @@
 //! Test support: reads the installed JDK's `jni.h` and `jvmti.h` so the
 //! hand-written function-table indexes, event numbers and capability bits can
-//! be checked against the real headers. Without a JDK the checks are skipped
-//! (the end-to-end tests need one anyway and say so).
+//! be checked against the real headers. The tests need a JDK (scripts/test.sh
+//! installs one); without its headers they fail and say so.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,11 +26,19 @@ fn include_dir() -> Option<PathBuf> {
 }
 
 /// The header's text between `start` and the next `end`.
-fn section(header: &str, start: &str, end: &str) -> Option<String> {
-    let text = std::fs::read_to_string(include_dir()?.join(header)).ok()?;
-    let from = text.find(start)? + start.len();
-    let to = from + text[from..].find(end)?;
-    Some(text[from..to].to_string())
+fn section(header: &str, start: &str, end: &str) -> String {
+    let dir =
+        include_dir().expect("a JDK's include directory (set JAVA_HOME or put javac on PATH)");
+    let text = std::fs::read_to_string(dir.join(header)).expect("the JDK has its C headers");
+    let from = text
+        .find(start)
+        .unwrap_or_else(|| panic!("{header} has {start:?}"))
+        + start.len();
+    let to = from
+        + text[from..]
+            .find(end)
+            .unwrap_or_else(|| panic!("{header} has {end:?}"));
+    text[from..to].to_string()
 }
 
 fn identifier(text: &str) -> String {
@@ -41,8 +49,8 @@ fn identifier(text: &str) -> String {
 
 /// Function-table entries of the struct in `header` that opens with `start`,
 /// by name, numbered from 0 (`void *reservedN` entries count).
-pub fn indexes_in(header: &str, start: &str, end: &str) -> Option<HashMap<String, usize>> {
-    let body = section(header, start, end)?;
+pub fn indexes_in(header: &str, start: &str, end: &str) -> HashMap<String, usize> {
+    let body = section(header, start, end);
     let mut names = Vec::new();
     let mut rest = body.as_str();
     loop {
@@ -57,34 +65,32 @@ pub fn indexes_in(header: &str, start: &str, end: &str) -> Option<HashMap<String
         rest = &rest[at + skip..];
         names.push(identifier(rest));
     }
-    Some(names.into_iter().enumerate().map(|(i, n)| (n, i)).collect())
+    names.into_iter().enumerate().map(|(i, n)| (n, i)).collect()
 }
 
 /// `NAME = number` constants of an enum in `header`.
-pub fn enum_values(header: &str, start: &str, end: &str) -> Option<HashMap<String, u32>> {
-    let body = section(header, start, end)?;
-    Some(
-        body.split(',')
-            .filter_map(|item| {
-                let (name, value) = item.split_once('=')?;
-                Some((name.trim().to_string(), value.trim().parse().ok()?))
-            })
-            .collect(),
-    )
+pub fn enum_values(header: &str, start: &str, end: &str) -> HashMap<String, u32> {
+    section(header, start, end)
+        .split(',')
+        .filter_map(|item| {
+            let (name, value) = item.split_once('=')?;
+            Some((name.trim().to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 /// The bit-field names of `jvmtiCapabilities`, in order (bit 0 first).
-pub fn capability_bits() -> Option<Vec<String>> {
+pub fn capability_bits() -> Vec<String> {
     let body = section(
         "jvmti.h",
         "typedef struct {\n    unsigned int can_tag_objects",
         "}",
-    )?;
+    );
     let mut bits = vec!["can_tag_objects".to_string()];
     bits.extend(
         body.split("unsigned int ")
             .skip(1)
             .map(|field| identifier(field.trim_start())),
     );
-    Some(bits)
+    bits
 }

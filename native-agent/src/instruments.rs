@@ -199,11 +199,14 @@ pub fn metrics(resource: Resource, dropped: Arc<AtomicU64>) -> Metrics {
         .with_reader(reader.clone())
         .build();
     let meter = provider.meter("jvmapm-agent");
+    // A gauge of the total rather than a counter: a backend that comes up
+    // after the drops (the usual case) would take a counter's first value as
+    // its baseline and show nothing.
     let _dropped = meter
-        .u64_observable_counter("jvmapm.agent.dropped")
+        .u64_observable_gauge("jvmapm.agent.dropped")
         .with_unit("{span}")
         .with_description(
-            "Spans the agent dropped because its queue was full or the backend failed",
+            "Spans dropped since the agent started, because its queue was full or the backend failed",
         )
         .with_callback(move |observer| observer.observe(dropped.load(Ordering::Relaxed), &[]))
         .build();

@@ -358,9 +358,7 @@ mod tests {
     /// installed JDK's `jni.h`.
     #[test]
     fn slots_match_jni_h() {
-        let Some(indexes) = indexes_in("jni.h", "struct JNINativeInterface_ {", "};") else {
-            return;
-        };
+        let indexes = indexes_in("jni.h", "struct JNINativeInterface_ {", "};");
         for (name, used) in [
             ("FindClass", slot::FIND_CLASS),
             ("ExceptionClear", slot::EXCEPTION_CLEAR),

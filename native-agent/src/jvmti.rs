@@ -212,13 +212,11 @@ mod tests {
 
     #[test]
     fn slots_match_jvmti_h() {
-        let Some(indexes) = indexes_in(
+        let indexes = indexes_in(
             "jvmti.h",
             "typedef struct jvmtiInterface_1_ {",
             "} jvmtiInterface_1;",
-        ) else {
-            return;
-        };
+        );
         for (name, used) in [
             (
                 "SetEventNotificationMode",
@@ -236,16 +234,12 @@ mod tests {
 
     #[test]
     fn events_and_capabilities_match_jvmti_h() {
-        let (Some(events), Some(bits)) = (
-            enum_values(
-                "jvmti.h",
-                "JVMTI_MIN_EVENT_TYPE_VAL = 50,",
-                "JVMTI_MAX_EVENT_TYPE_VAL",
-            ),
-            capability_bits(),
-        ) else {
-            return;
-        };
+        let events = enum_values(
+            "jvmti.h",
+            "JVMTI_MIN_EVENT_TYPE_VAL = 50,",
+            "JVMTI_MAX_EVENT_TYPE_VAL",
+        );
+        let bits = capability_bits();
         for (name, event) in [
             ("JVMTI_EVENT_VM_INIT", Event::VmInit),
             ("JVMTI_EVENT_VM_DEATH", Event::VmDeath),

@@ -46,6 +46,13 @@ pub fn line(level: LogLevel, message: &str) {
     }
 }
 
+/// Writes a debug line, building it only when debug lines are wanted.
+pub fn debug(message: impl FnOnce() -> String) {
+    if LOGGER.get().is_some_and(|l| l.level >= LogLevel::Debug) {
+        line(LogLevel::Debug, &message());
+    }
+}
+
 /// Writes a line the first time `trouble` happens and never again, so a
 /// recurring problem cannot flood the log.
 pub fn once(trouble: &'static str, level: LogLevel, message: &str) {

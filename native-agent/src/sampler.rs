@@ -47,11 +47,15 @@ impl Sampler {
             queue,
             trigger: Trigger::new(&settings.heapdump),
             dumper: None,
-            dump_dir: settings
-                .heapdump
-                .dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(".")),
+            // Absolute, so the log and the event name the file wherever they are read.
+            dump_dir: std::path::absolute(
+                settings
+                    .heapdump
+                    .dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(".")),
+            )
+            .unwrap_or_else(|_| PathBuf::from(".")),
             service: settings.service.clone(),
             pauses: Vec::new(),
             collections: HashMap::new(),
@@ -258,7 +262,11 @@ pub fn start(
                 }
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     if let Ok(mut sampler) = sampler.lock() {
+                        let started = Instant::now();
                         sampler.round(&jni);
+                        log::debug(|| {
+                            format!("sampling round took {} us", started.elapsed().as_micros())
+                        });
                     }
                 }));
                 if outcome.is_err() {

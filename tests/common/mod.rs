@@ -93,8 +93,23 @@ pub struct Analyzer {
 impl Analyzer {
     /// Starts a server on `data` with extra flags, and waits until it listens.
     pub fn start(data: &Path, extra: &[&str]) -> Analyzer {
+        Analyzer::start_with(&SERVE_ON_FREE_PORTS, data, extra)
+    }
+
+    /// Starts a server whose OTLP/gRPC port is `grpc` (an agent already
+    /// points there), the HTTP port free.
+    pub fn start_on_grpc(grpc: SocketAddr, data: &Path) -> Analyzer {
+        let grpc = grpc.to_string();
+        Analyzer::start_with(
+            &["serve", "--grpc", &grpc, "--http", "127.0.0.1:0"],
+            data,
+            &[],
+        )
+    }
+
+    fn start_with(serve: &[&str], data: &Path, extra: &[&str]) -> Analyzer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_jvmapm"))
-            .args(SERVE_ON_FREE_PORTS)
+            .args(serve)
             .arg("--data")
             .arg(data)
             .args(extra)
@@ -165,6 +180,20 @@ impl Analyzer {
             String::from_utf8_lossy(&body)
         );
         serde_json::from_slice(&body).expect("JSON answer")
+    }
+
+    /// `/api/v1/jvm` of the one instance of `service` (asserting there is one).
+    pub fn jvm_of(&self, service: &str) -> Value {
+        let instances = self.get("/api/v1/instances");
+        let ids: Vec<&str> = instances["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["service"] == service)
+            .map(|i| i["instance"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 1, "one instance of {service}: {instances}");
+        self.get(&format!("/api/v1/jvm?instance={}", ids[0]))
     }
 
     /// Any HTTP request; returns status and body. Runs on its own thread so it
@@ -367,10 +396,26 @@ pub fn agent_library() -> PathBuf {
         .clone()
 }
 
-/// The `java` launchers of every JDK 17 or newer found: the one on PATH and
-/// those under /usr/lib/jvm, each JDK once.
+/// The `java` launchers of every JDK 17 or newer found: those named by
+/// `JVMAPM_TEST_JDKS` (JDK directories separated by `:`), `JAVA_HOME`, the
+/// one on PATH and those under /usr/lib/jvm, each JDK once.
 pub fn java_launchers() -> Vec<PathBuf> {
     let mut homes: Vec<PathBuf> = Vec::new();
+    if let Some(listed) = std::env::var_os("JVMAPM_TEST_JDKS") {
+        for home in std::env::split_paths(&listed) {
+            assert!(
+                home.join("bin/java").is_file(),
+                "JVMAPM_TEST_JDKS names {}, which has no bin/java",
+                home.display()
+            );
+            homes.push(std::fs::canonicalize(home).unwrap());
+        }
+    }
+    if let Some(home) = std::env::var_os("JAVA_HOME") {
+        if let Ok(home) = std::fs::canonicalize(home) {
+            homes.push(home);
+        }
+    }
     if let Ok(java) = which("java") {
         if let Some(home) = std::fs::canonicalize(java)
             .ok()
@@ -444,4 +489,36 @@ pub fn run_java(class: &str, args: &[&str]) -> String {
     let status = child.wait().unwrap();
     assert!(status.success(), "java {class} failed: {err}");
     out
+}
+
+/// A JVM command with the agent (`options` after the `=`) under
+/// `-Xverify:all`, with the fixtures on the class path and no OTEL_*
+/// variables from the test's environment; `command_line` is what follows
+/// (JVM flags, the fixture class, its arguments).
+pub fn java_with_agent(launcher: &Path, options: &str, command_line: &[&str]) -> Command {
+    let mut command = Command::new(launcher);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("OTEL_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .arg(format!(
+            "-agentpath:{}={options}",
+            agent_library().display()
+        ))
+        .arg("-Xverify:all")
+        .arg("-cp")
+        .arg(java_fixtures())
+        .args(command_line);
+    command
+}
+
+/// The feature version of the JDK a launcher belongs to.
+pub fn launcher_version(launcher: &Path) -> u32 {
+    launcher
+        .parent()
+        .and_then(Path::parent)
+        .and_then(feature_version)
+        .unwrap_or(0)
 }
