@@ -149,13 +149,52 @@ fn jcmd_attaches_the_agent_to_a_running_jvm() {
     };
     let refused = jcmd("colour:red");
     assert!(refused.contains("return code: -1"), "{refused}");
-    let attached = jcmd(&format!("service:orders,log:{}", log.display()));
+    let analyzer = common::Analyzer::start(&dir.path().join("data"), &[]);
+    let attached = jcmd(&format!(
+        "service:attached,endpoint:http://{},interval:100ms,export_interval:300ms,log:{}",
+        analyzer.grpc,
+        log.display()
+    ));
     assert!(attached.contains("return code: 0"), "{attached}");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
-        text.contains("attached in") && text.contains("service=orders"),
+        text.contains("attached in") && text.contains("service=attached"),
         "{text}"
     );
+    // A collection requested from outside shows up as a pause: GC events
+    // work in a JVM the agent joined late.
+    let gc = Command::new("jcmd")
+        .args([&pid, "GC.run"])
+        .output()
+        .unwrap();
+    assert!(gc.status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let instances = analyzer.get("/api/v1/instances");
+        if instances.to_string().contains("\"attached\"") {
+            let jvm = analyzer.jvm_of("attached");
+            let pools = jvm["series"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| k.starts_with("jvm.memory.used"))
+                .count();
+            if pools > 0 && !jvm["gc_pauses"].as_array().unwrap().is_empty() {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no pools or pauses from the attached agent:\n{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let again = jcmd("service:twice");
+    assert!(again.contains("return code: 0"), "{again}");
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("this second load is ignored"));
     drop(idle.stdin.take());
     assert!(
         idle.wait().unwrap().success(),
