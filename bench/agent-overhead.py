@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Agent overhead benchmark: JVM start-up time and RSS with and without the
+agent on the idle fixture, and the cost of one sampling round.
+
+Builds the release agent and the Java fixtures, then, interleaved RUNS times:
+starts `java Idle` without and with `-agentpath:libjvmapm_agent.so`, times
+exec to the fixture's "ready" line (start-up), waits SETTLE seconds (so the
+agent's first sampling round, which looks its beans up, has run), and reads
+VmRSS. The agent exports to a closed port: start-up and RSS must not depend
+on a backend. Then one JVM runs with `interval=100ms,log_level=debug` and the
+agent's own "sampling round took N us" lines give the round cost.
+
+Usage: bench/agent-overhead.py   (knobs: RUNS=11 SETTLE=2 JAVA=java NO_BUILD=1)
+"""
+
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+RUNS = int(os.environ.get("RUNS", "11"))
+SETTLE = float(os.environ.get("SETTLE", "2"))
+JAVA = os.environ.get("JAVA", "java")
+CLASSES = TARGET / "java-fixtures"
+AGENT = TARGET / "release" / "libjvmapm_agent.so"
+
+
+def build():
+    if os.environ.get("NO_BUILD") == "1":
+        return
+    subprocess.run(
+        ["cargo", "build", "--release", "--quiet", "-p", "jvmapm-agent"],
+        cwd=ROOT,
+        check=True,
+    )
+    CLASSES.mkdir(parents=True, exist_ok=True)
+    sources = sorted(str(p) for p in (ROOT / "java-fixtures").glob("*.java"))
+    subprocess.run(["javac", "--release", "17", "-d", str(CLASSES), *sources], check=True)
+
+
+def closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kb(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def idle_run(agent_options):
+    """Start-up milliseconds and settled RSS KiB of one idle JVM."""
+    command = [JAVA]
+    if agent_options is not None:
+        command.append(f"-agentpath:{AGENT}={agent_options}")
+    command += ["-cp", str(CLASSES), "Idle"]
+    started = time.perf_counter()
+    jvm = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    line = jvm.stdout.readline()
+    startup_ms = (time.perf_counter() - started) * 1000
+    if line.strip() != "ready":
+        raise RuntimeError(f"fixture said {line!r}: {jvm.stderr.read()}")
+    time.sleep(SETTLE)
+    rss = rss_kb(jvm.pid)
+    jvm.stdin.close()
+    jvm.wait(timeout=30)
+    return startup_ms, rss
+
+
+def sampling_rounds():
+    """Microseconds per sampling round: (first round, steady rounds)."""
+    options = f"service=bench,endpoint=http://127.0.0.1:{closed_port()},interval=100ms,export_interval=1h,log_level=debug"
+    jvm = subprocess.Popen(
+        [JAVA, f"-agentpath:{AGENT}={options}", "-cp", str(CLASSES), "Idle"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(6)
+    _, stderr = jvm.communicate(input="", timeout=30)
+    rounds = [int(m) for m in re.findall(r"sampling round took (\d+) us", stderr)]
+    if len(rounds) < 10:
+        raise RuntimeError(f"too few rounds logged: {stderr}")
+    return rounds[0], rounds[1:]
+
+
+def main():
+    build()
+    options = f"service=bench,endpoint=http://127.0.0.1:{closed_port()}"
+    without, with_agent = [], []
+    idle_run(None)  # warm the page cache
+    for _ in range(RUNS):
+        without.append(idle_run(None))
+        with_agent.append(idle_run(options))
+    median = statistics.median
+    start_without = median(s for s, _ in without)
+    start_with = median(s for s, _ in with_agent)
+    rss_without = median(r for _, r in without)
+    rss_with = median(r for _, r in with_agent)
+    version = subprocess.run([JAVA, "-version"], capture_output=True, text=True).stderr.splitlines()[0]
+    print(f"JVM: {version}; {RUNS} runs each side, interleaved; medians")
+    print(f"start-up to main():  without {start_without:7.1f} ms   with agent {start_with:7.1f} ms   added {start_with - start_without:+6.1f} ms")
+    print(f"RSS after {SETTLE:g} s:      without {rss_without / 1024:7.1f} MB   with agent {rss_with / 1024:7.1f} MB   added {(rss_with - rss_without) / 1024:+6.1f} MB")
+    first, steady = sampling_rounds()
+    steady.sort()
+    print(
+        f"sampling round:      first (bean lookup) {first} us; then median {median(steady):.0f} us, "
+        f"p90 {steady[int(len(steady) * 0.9)]} us over {len(steady)} rounds"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
