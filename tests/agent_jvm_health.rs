@@ -320,14 +320,16 @@ fn drops_while_the_backend_is_away_are_reported_when_it_returns() {
     let jvm = java_with_agent(
         launcher,
         &format!("service=comeback,endpoint=http://{port},interval=50ms,export_interval=200ms"),
-        &["GcLoop", "60", "50"],
+        &["GcLoop", "100", "50"],
     )
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    // The JVM collects for about 3 seconds; the backend appears after 1.
-    std::thread::sleep(Duration::from_secs(1));
+    // The JVM collects for about 5 seconds; the backend appears after 2.5,
+    // when exports at 0.2, 0.6 and 1.4 s (the backoff doubles) have failed,
+    // the later two with pauses in them.
+    std::thread::sleep(Duration::from_millis(2500));
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start_on_grpc(port, dir.path());
     let out = jvm.wait_with_output().unwrap();
@@ -338,7 +340,7 @@ fn drops_while_the_backend_is_away_are_reported_when_it_returns() {
     assert!(dropped > 0.0, "{stderr}");
     let pauses = health["gc_pauses"].as_array().unwrap().len();
     assert!(
-        pauses as f64 + dropped >= 60.0,
-        "{pauses} pauses arrived and {dropped} were dropped of 60"
+        pauses as f64 + dropped >= 100.0,
+        "{pauses} pauses arrived and {dropped} were dropped of 100"
     );
 }
