@@ -224,6 +224,10 @@ fn sdk_spans_over_http_protobuf_become_exactly_the_expected_points() {
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
     let endpoint = analyzer.url("/v1/traces");
+    // With the workspace's features the SDK's HTTP client is reqwest's async
+    // one, which needs a Tokio runtime around it, as in a user's service.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _inside = runtime.enter();
     let exporter = SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary)
