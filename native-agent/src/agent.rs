@@ -13,12 +13,14 @@ use opentelemetry_sdk::Resource;
 
 use crate::exporter::{self, Exporter};
 use crate::gc;
+use crate::instrument::{self, Targets};
 use crate::instruments;
 use crate::jni::Jni;
 use crate::jvmti::{Capability, Event, EventCallbacks, JavaVm, JniEnvPtr, Jvmti, RawEnv};
 use crate::log::line;
 use crate::options::{LogLevel, Settings};
 use crate::sampler::{self, Sampler};
+use crate::transaction;
 
 /// How long VMDeath waits for the last export.
 const FLUSH_LIMIT: Duration = Duration::from_secs(2);
@@ -31,6 +33,9 @@ pub struct JvmFacts {
 
 struct Agent {
     vm: VmPtr,
+    jvmti: Jvmti,
+    /// What to instrument; taken when the helper class is installed.
+    targets: Mutex<Option<Targets>>,
     interval: Duration,
     sampler: Arc<Mutex<Sampler>>,
     exporter: Exporter,
@@ -49,7 +54,7 @@ static DISABLED: AtomicBool = AtomicBool::new(false);
 
 /// Runs a callback body, catching a panic: the agent is then disabled and
 /// says so once; the JVM goes on.
-fn guarded(what: &str, body: impl FnOnce()) {
+pub fn guarded(what: &str, body: impl FnOnce()) {
     if DISABLED.load(Ordering::Relaxed) {
         return;
     }
@@ -84,8 +89,11 @@ pub fn start(
     let metrics = instruments::metrics(resource.clone(), dropped.clone());
     let (queue, exporter) = exporter::start(settings, resource, metrics.reader, dropped)
         .map_err(|e| format!("cannot start the exporter thread: {e}"))?;
+    let _ = transaction::QUEUE.set(queue.clone());
     let agent = Agent {
         vm: VmPtr(vm),
+        jvmti,
+        targets: Mutex::new(Some(Targets::new(&settings.hooks))),
         interval: settings.interval,
         sampler: Arc::new(Mutex::new(Sampler::new(
             settings,
@@ -110,9 +118,20 @@ pub fn start(
             false
         }
     };
+    // Only at start-up: without it, classes from the CDS archive (the JDK's
+    // HTTP server among them) never reach the ClassFileLoadHook.
+    if !live {
+        if let Err(e) = jvmti.add_capabilities(&[Capability::GenerateAllClassHookEvents]) {
+            line(
+                LogLevel::Warn,
+                &format!("JDK classes shared from the CDS archive cannot be instrumented (JVMTI error {})", e.0),
+            );
+        }
+    }
     let mut callbacks = EventCallbacks::default();
     callbacks.vm_init = Some(on_vm_init);
     callbacks.vm_death = Some(on_vm_death);
+    callbacks.class_file_load_hook = Some(instrument::on_class_file_load);
     if gc_events {
         callbacks.garbage_collection_start = Some(gc::on_gc_start);
         callbacks.garbage_collection_finish = Some(gc::on_gc_finish);
@@ -122,7 +141,7 @@ pub fn start(
     jvmti
         .set_event_callbacks(&callbacks)
         .map_err(|e| fail("SetEventCallbacks", e))?;
-    let mut events = vec![Event::VmDeath];
+    let mut events = vec![Event::VmDeath, Event::ClassFileLoadHook];
     if !live {
         events.push(Event::VmInit);
     }
@@ -138,9 +157,34 @@ pub fn start(
             .map_err(|e| fail(&format!("enabling {event:?}"), e))?;
     }
     if live {
+        // SAFETY: Agent_OnAttach runs on a thread the JVM runs (the attach listener).
+        match unsafe { Jni::current(vm) } {
+            Ok(jni) => install_hooks(&jni),
+            Err(code) => line(
+                LogLevel::Warn,
+                &format!(
+                    "transactions are not measured: no JNI environment on attach (error {code})"
+                ),
+            ),
+        }
         start_sampler();
     }
     Ok(())
+}
+
+/// Defines the helper the instrumented methods call; from then on classes
+/// that load are instrumented.
+fn install_hooks(jni: &Jni) {
+    let Some(agent) = AGENT.get() else { return };
+    let Some(targets) = agent.targets.lock().ok().and_then(|mut t| t.take()) else {
+        return;
+    };
+    if let Err(e) = instrument::install(jni, agent.jvmti, targets) {
+        line(
+            LogLevel::Warn,
+            &format!("transactions are not measured: the helper class cannot be installed ({e})"),
+        );
+    }
 }
 
 fn start_sampler() {
@@ -160,10 +204,14 @@ fn start_sampler() {
 
 unsafe extern "system" fn on_vm_init(
     _jvmti: *mut RawEnv,
-    _jni: JniEnvPtr,
+    jni: JniEnvPtr,
     _thread: *mut std::ffi::c_void,
 ) {
-    guarded("VMInit", start_sampler);
+    guarded("VMInit", || {
+        // SAFETY: the JVM passes this thread's JNIEnv to the callback.
+        install_hooks(&unsafe { Jni::from_raw(jni) });
+        start_sampler();
+    });
 }
 
 unsafe extern "system" fn on_vm_death(_jvmti: *mut RawEnv, jni: JniEnvPtr) {

@@ -1,6 +1,6 @@
 //! Clock readings that are safe anywhere, GC callbacks included: no
 //! allocation, no lock, no JNI. Wall time for span timestamps, monotonic time
-//! for durations, and the process's CPU time.
+//! for durations, and the process's and the current thread's CPU time.
 
 fn read(clock: libc::clockid_t) -> u64 {
     let mut now = libc::timespec {
@@ -27,4 +27,9 @@ pub fn monotonic_ns() -> u64 {
 /// CPU time the whole process has used, in nanoseconds.
 pub fn process_cpu_ns() -> u64 {
     read(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+/// CPU time the calling thread has used, in nanoseconds.
+pub fn thread_cpu_ns() -> u64 {
+    read(libc::CLOCK_THREAD_CPUTIME_ID)
 }

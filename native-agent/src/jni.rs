@@ -31,6 +31,7 @@ pub struct RawJniEnv {
 
 /// Indexes into `JNINativeInterface_` (from `jni.h`).
 pub(crate) mod slot {
+    pub const DEFINE_CLASS: usize = 5;
     pub const FIND_CLASS: usize = 6;
     pub const EXCEPTION_CLEAR: usize = 17;
     pub const PUSH_LOCAL_FRAME: usize = 19;
@@ -47,6 +48,7 @@ pub(crate) mod slot {
     pub const NEW_STRING_UTF: usize = 167;
     pub const GET_STRING_UTF_CHARS: usize = 169;
     pub const RELEASE_STRING_UTF_CHARS: usize = 170;
+    pub const REGISTER_NATIVES: usize = 215;
     pub const EXCEPTION_CHECK: usize = 228;
 }
 
@@ -80,6 +82,7 @@ pub struct Global(JObject);
 
 // SAFETY: global references may be used from any thread attached to the JVM.
 unsafe impl Send for Global {}
+unsafe impl Sync for Global {}
 
 impl Global {
     pub fn get(self) -> JObject {
@@ -100,6 +103,15 @@ impl Jni {
     /// `env` must be the current thread's valid `JNIEnv`.
     pub unsafe fn from_raw(env: *mut RawJniEnv) -> Jni {
         Jni { env }
+    }
+
+    /// The environment of the calling thread, which the JVM runs already
+    /// (the attach listener thread in `Agent_OnAttach`).
+    ///
+    /// # Safety
+    /// `vm` must be the JVM's `JavaVM` pointer.
+    pub unsafe fn current(vm: *mut JavaVm) -> Result<Jni, JInt> {
+        JavaVm::jni_env(vm, JNI_VERSION_1_8).map(|env| Jni { env: env.cast() })
     }
 
     /// Attaches the current native thread to the JVM as a daemon thread named
@@ -172,6 +184,65 @@ impl Jni {
         let what = name.to_str().unwrap_or("a class");
         let local = self.non_null(local, what)?;
         self.global(local, what)
+    }
+
+    /// Defines class `name` from `bytes` in the boot loader, as a global reference.
+    pub fn define_boot_class(&self, name: &'static CStr, bytes: &[u8]) -> JniResult<Global> {
+        type DefineClass = unsafe extern "system" fn(
+            *mut RawJniEnv,
+            *const c_char,
+            JObject,
+            *const u8,
+            JInt,
+        ) -> JObject;
+        // SAFETY: slot and signature follow jni.h; a null loader is the boot loader.
+        let local = unsafe {
+            let define: DefineClass = self.function(slot::DEFINE_CLASS);
+            define(
+                self.env,
+                name.as_ptr(),
+                std::ptr::null_mut(),
+                bytes.as_ptr(),
+                bytes.len() as JInt,
+            )
+        };
+        let what = name.to_str().unwrap_or("a class");
+        let local = self.non_null(local, what)?;
+        self.global(local, what)
+    }
+
+    /// Binds native methods of `class`: (name, signature, function).
+    pub fn register_natives(
+        &self,
+        class: Global,
+        natives: &[(&CStr, &CStr, *mut c_void)],
+    ) -> JniResult<()> {
+        #[repr(C)]
+        struct NativeMethod {
+            name: *const c_char,
+            signature: *const c_char,
+            function: *mut c_void,
+        }
+        type RegisterNatives =
+            unsafe extern "system" fn(*mut RawJniEnv, JObject, *const NativeMethod, JInt) -> JInt;
+        let table: Vec<NativeMethod> = natives
+            .iter()
+            .map(|(name, signature, function)| NativeMethod {
+                name: name.as_ptr(),
+                signature: signature.as_ptr(),
+                function: *function,
+            })
+            .collect();
+        // SAFETY: slot and signature follow jni.h; the table outlives the call.
+        let result = unsafe {
+            let register: RegisterNatives = self.function(slot::REGISTER_NATIVES);
+            register(self.env, class.0, table.as_ptr(), table.len() as JInt)
+        };
+        self.check("RegisterNatives")?;
+        if result != JNI_OK {
+            return Err(JniError(format!("RegisterNatives returned {result}")));
+        }
+        Ok(())
     }
 
     /// A global reference to `object`.
@@ -360,6 +431,7 @@ mod tests {
     fn slots_match_jni_h() {
         let indexes = indexes_in("jni.h", "struct JNINativeInterface_ {", "};");
         for (name, used) in [
+            ("DefineClass", slot::DEFINE_CLASS),
             ("FindClass", slot::FIND_CLASS),
             ("ExceptionClear", slot::EXCEPTION_CLEAR),
             ("PushLocalFrame", slot::PUSH_LOCAL_FRAME),
@@ -376,6 +448,7 @@ mod tests {
             ("NewStringUTF", slot::NEW_STRING_UTF),
             ("GetStringUTFChars", slot::GET_STRING_UTF_CHARS),
             ("ReleaseStringUTFChars", slot::RELEASE_STRING_UTF_CHARS),
+            ("RegisterNatives", slot::REGISTER_NATIVES),
             ("ExceptionCheck", slot::EXCEPTION_CHECK),
         ] {
             assert_eq!(indexes.get(name), Some(&used), "{name}");

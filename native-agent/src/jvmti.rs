@@ -29,6 +29,19 @@ struct InvokeInterface {
 }
 
 impl JavaVm {
+    /// `GetEnv` for a JNI environment of the calling thread (attached already).
+    ///
+    /// # Safety
+    /// `vm` must be the JVM's `JavaVM` pointer.
+    pub unsafe fn jni_env(vm: *mut JavaVm, version: JInt) -> Result<*mut c_void, JInt> {
+        let mut env: *mut c_void = std::ptr::null_mut();
+        let result = ((*(*vm).functions).get_env)(vm, &mut env, version);
+        if result != JNI_OK || env.is_null() {
+            return Err(result);
+        }
+        Ok(env)
+    }
+
     /// `AttachCurrentThreadAsDaemon`.
     ///
     /// # Safety
@@ -51,7 +64,10 @@ pub struct RawEnv {
 /// Slots of the JVMTI function table used here (numbers from `jvmti.h`).
 mod slot {
     pub const SET_EVENT_NOTIFICATION_MODE: usize = 2;
+    pub const GET_NAMED_MODULE: usize = 40;
+    pub const ALLOCATE: usize = 46;
     pub const DEALLOCATE: usize = 47;
+    pub const ADD_MODULE_READS: usize = 94;
     pub const SET_EVENT_CALLBACKS: usize = 122;
     pub const GET_SYSTEM_PROPERTY: usize = 131;
     pub const ADD_CAPABILITIES: usize = 142;
@@ -63,6 +79,7 @@ mod slot {
 pub enum Event {
     VmInit = 50,
     VmDeath = 51,
+    ClassFileLoadHook = 54,
     GarbageCollectionStart = 81,
     GarbageCollectionFinish = 82,
 }
@@ -70,6 +87,8 @@ pub enum Event {
 /// Bits of `jvmtiCapabilities` the agent asks for (bit 0 is `can_tag_objects`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Capability {
+    /// ClassFileLoadHook also for classes from the CDS archive.
+    GenerateAllClassHookEvents = 26,
     GenerateGarbageCollectionEvents = 31,
 }
 
@@ -79,6 +98,18 @@ type Thread = *mut c_void;
 pub type VmInitCallback = unsafe extern "system" fn(*mut RawEnv, JniEnvPtr, Thread);
 pub type VmDeathCallback = unsafe extern "system" fn(*mut RawEnv, JniEnvPtr);
 pub type GcCallback = unsafe extern "system" fn(*mut RawEnv);
+pub type ClassFileLoadHookCallback = unsafe extern "system" fn(
+    *mut RawEnv,
+    JniEnvPtr,
+    *mut c_void,
+    *mut c_void,
+    *const c_char,
+    *mut c_void,
+    JInt,
+    *const u8,
+    *mut JInt,
+    *mut *mut u8,
+);
 
 /// `jvmtiEventCallbacks`, one slot per event from VMInit (50) through
 /// SampledObjectAlloc (86); only the callbacks the agent uses are typed.
@@ -87,7 +118,9 @@ pub type GcCallback = unsafe extern "system" fn(*mut RawEnv);
 pub struct EventCallbacks {
     pub vm_init: Option<VmInitCallback>,
     pub vm_death: Option<VmDeathCallback>,
-    untyped_52_to_80: [Option<unsafe extern "system" fn()>; 29],
+    untyped_52_to_53: [Option<unsafe extern "system" fn()>; 2],
+    pub class_file_load_hook: Option<ClassFileLoadHookCallback>,
+    untyped_55_to_80: [Option<unsafe extern "system" fn()>; 26],
     pub garbage_collection_start: Option<GcCallback>,
     pub garbage_collection_finish: Option<GcCallback>,
     untyped_83_to_86: [Option<unsafe extern "system" fn()>; 4],
@@ -102,6 +135,11 @@ pub struct JvmtiError(pub u32);
 pub struct Jvmti {
     env: *mut RawEnv,
 }
+
+// SAFETY: JVMTI functions may be called from any thread (the spec says
+// which phase each works in, not which thread).
+unsafe impl Send for Jvmti {}
+unsafe impl Sync for Jvmti {}
 
 impl Jvmti {
     /// Gets a JVMTI 1.2 environment from the VM.
@@ -145,6 +183,58 @@ impl Jvmti {
             deallocate(self.env, value.cast());
             Ok(text)
         }
+    }
+
+    /// Memory the JVM may take ownership of (new class bytes).
+    pub fn allocate(&self, size: usize) -> Result<*mut u8, JvmtiError> {
+        type Allocate = unsafe extern "system" fn(*mut RawEnv, i64, *mut *mut u8) -> u32;
+        let mut memory: *mut u8 = std::ptr::null_mut();
+        // SAFETY: slot and signature follow jvmti.h.
+        let error = unsafe {
+            let allocate: Allocate = self.function(slot::ALLOCATE);
+            allocate(self.env, size as i64, &mut memory)
+        };
+        result(error)?;
+        Ok(memory)
+    }
+
+    /// The named module of `package` (`com/sun/net/httpserver`) in `loader`
+    /// (null: the boot loader); null when the package is in no named module.
+    pub fn named_module(
+        &self,
+        loader: *mut c_void,
+        package: &CStr,
+    ) -> Result<*mut c_void, JvmtiError> {
+        type GetNamedModule = unsafe extern "system" fn(
+            *mut RawEnv,
+            *mut c_void,
+            *const c_char,
+            *mut *mut c_void,
+        ) -> u32;
+        let mut module: *mut c_void = std::ptr::null_mut();
+        // SAFETY: slot and signature follow jvmti.h.
+        let error = unsafe {
+            let get: GetNamedModule = self.function(slot::GET_NAMED_MODULE);
+            get(self.env, loader, package.as_ptr(), &mut module)
+        };
+        result(error)?;
+        Ok(module)
+    }
+
+    /// Lets `module` read `other` (as `Module.addReads` would).
+    pub fn add_module_reads(
+        &self,
+        module: *mut c_void,
+        other: *mut c_void,
+    ) -> Result<(), JvmtiError> {
+        type AddModuleReads =
+            unsafe extern "system" fn(*mut RawEnv, *mut c_void, *mut c_void) -> u32;
+        // SAFETY: slot and signature follow jvmti.h.
+        let error = unsafe {
+            let add: AddModuleReads = self.function(slot::ADD_MODULE_READS);
+            add(self.env, module, other)
+        };
+        result(error)
     }
 
     /// Asks for `capabilities`; fails if the JVM cannot give one of them
@@ -243,6 +333,7 @@ mod tests {
         for (name, event) in [
             ("JVMTI_EVENT_VM_INIT", Event::VmInit),
             ("JVMTI_EVENT_VM_DEATH", Event::VmDeath),
+            ("JVMTI_EVENT_CLASS_FILE_LOAD_HOOK", Event::ClassFileLoadHook),
             (
                 "JVMTI_EVENT_GARBAGE_COLLECTION_START",
                 Event::GarbageCollectionStart,
@@ -258,6 +349,10 @@ mod tests {
             bits[Capability::GenerateGarbageCollectionEvents as usize],
             "can_generate_garbage_collection_events"
         );
+        assert_eq!(
+            bits[Capability::GenerateAllClassHookEvents as usize],
+            "can_generate_all_class_hook_events"
+        );
         // The callbacks struct puts each event at (number - 50).
         let offset = |field: usize| field / std::mem::size_of::<usize>() + 50;
         assert_eq!(
@@ -270,6 +365,10 @@ mod tests {
         assert_eq!(
             offset(std::mem::offset_of!(EventCallbacks, vm_death)),
             Event::VmDeath as usize
+        );
+        assert_eq!(
+            offset(std::mem::offset_of!(EventCallbacks, class_file_load_hook)),
+            Event::ClassFileLoadHook as usize
         );
     }
 }

@@ -17,6 +17,7 @@ compile_error!(
 );
 
 mod agent;
+mod classfile;
 mod clock;
 mod entry;
 mod exporter;
@@ -24,11 +25,14 @@ mod gc;
 #[cfg(test)]
 mod header_check;
 mod heapdump;
+mod instrument;
 mod instruments;
 mod jni;
 mod jvmti;
 mod log;
 mod management;
 pub mod options;
+mod probe;
 mod record;
 mod sampler;
+mod transaction;

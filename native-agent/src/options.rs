@@ -47,6 +47,15 @@ pub struct Settings {
     pub log: LogTarget,
     pub log_level: LogLevel,
     pub heapdump: HeapDumpSettings,
+    /// Methods whose calls are application transactions (`hook=`).
+    pub hooks: Vec<MethodHook>,
+}
+
+/// `com.acme.Batch#run`: a class and a method name, or `*` for all its methods.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MethodHook {
+    pub class: String,
+    pub method: String,
 }
 
 /// When the agent writes a heap dump by itself.
@@ -76,7 +85,7 @@ impl fmt::Display for OptionError {
 impl std::error::Error for OptionError {}
 
 /// Keys the option string accepts.
-pub const KEYS: [&str; 12] = [
+pub const KEYS: [&str; 13] = [
     "service",
     "endpoint",
     "protocol",
@@ -89,6 +98,7 @@ pub const KEYS: [&str; 12] = [
     "heapdump_on_finalizer_pending",
     "heapdump_on_heap_used",
     "heapdump_min_interval",
+    "hook",
 ];
 
 fn option_error(key: &str, problem: impl Into<String>) -> OptionError {
@@ -125,6 +135,39 @@ fn duration(text: &str) -> Result<Duration, String> {
             "{text:?} is not a duration: use a positive number with ms, s, m, h or d, e.g. 5s"
         )),
     }
+}
+
+/// `com.acme.Batch#run;com.acme.Job#*`.
+fn hooks(text: &str) -> Result<Vec<MethodHook>, String> {
+    let java_name = |s: &str| {
+        !s.is_empty()
+            && s.split('.').all(|part| {
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+            })
+    };
+    text.split(';')
+        .filter(|h| !h.trim().is_empty())
+        .map(|h| {
+            let h = h.trim();
+            match h.split_once('#') {
+                Some((class, method))
+                    if java_name(class)
+                        && (method == "*" || java_name(method) && !method.contains('.')) =>
+                {
+                    Ok(MethodHook {
+                        class: class.to_string(),
+                        method: method.to_string(),
+                    })
+                }
+                _ => Err(format!(
+                    "{h:?} is not Class#method: use e.g. hook=com.acme.Batch#run;com.acme.Job#*"
+                )),
+            }
+        })
+        .collect()
 }
 
 fn protocol(text: &str) -> Result<Protocol, String> {
@@ -306,6 +349,10 @@ pub fn resolve(
             on_heap_used: number_option("heapdump_on_heap_used", 100)?.map(|p| p as u8),
             min_interval: duration_option("heapdump_min_interval", Duration::from_secs(30 * 60))?,
         },
+        hooks: match option("hook") {
+            Some(v) => hooks(v).map_err(|e| option_error("hook", e))?,
+            None => Vec::new(),
+        },
     })
 }
 
@@ -329,6 +376,23 @@ mod tests {
         );
         assert_eq!(s.heapdump.min_interval, Duration::from_secs(1800));
         assert_eq!((s.log, s.log_level), (LogTarget::Stderr, LogLevel::Info));
+        assert!(s.hooks.is_empty());
+    }
+
+    #[test]
+    fn hooks_name_a_class_and_a_method_or_all_of_them() {
+        let s = resolve("hook=com.acme.Batch#run;com.acme.Job$Inner#*", no_env).unwrap();
+        let hook = |class: &str, method: &str| MethodHook {
+            class: class.into(),
+            method: method.into(),
+        };
+        assert_eq!(
+            s.hooks,
+            [
+                hook("com.acme.Batch", "run"),
+                hook("com.acme.Job$Inner", "*")
+            ]
+        );
     }
 
     #[test]
@@ -417,6 +481,15 @@ mod tests {
             (
                 "headers=novalue",
                 "option headers: \"novalue\" is not key=value",
+            ),
+            (
+                "hook=com.acme.Batch.run",
+                "option hook: \"com.acme.Batch.run\" is not Class#method",
+            ),
+            ("hook=#run", "option hook: \"#run\" is not Class#method"),
+            (
+                "endpoint=https://collector:4317",
+                "option endpoint: \"https://collector:4317\" uses https",
             ),
         ];
         for (options, expected) in cases {

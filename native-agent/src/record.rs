@@ -12,6 +12,8 @@ use opentelemetry::trace::{
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
+use crate::transaction::{self, Finished, SiteKind};
+
 /// The attribute that marks a span as a JVM event, and its values.
 pub const EVENT_ATTRIBUTE: &str = "jvmapm.event";
 pub const GC_PAUSE: &str = "gc.pause";
@@ -33,6 +35,8 @@ pub enum Record {
         path: String,
         reason: String,
     },
+    /// A transaction that ended.
+    Transaction(Box<Finished>),
 }
 
 /// Random trace and span ids (xorshift64*, seeded from the OS's randomness
@@ -72,9 +76,60 @@ fn time(ns: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(ns)
 }
 
+/// A span with every field the agent does not use left empty.
+struct Parts {
+    context: SpanContext,
+    parent: SpanId,
+    kind: SpanKind,
+    name: Cow<'static, str>,
+    start_ns: u64,
+    duration_ns: u64,
+    attributes: Vec<KeyValue>,
+    status: Status,
+}
+
+impl Parts {
+    fn event(
+        ids: &mut SpanIds,
+        name: &'static str,
+        start_ns: u64,
+        duration_ns: u64,
+        attributes: Vec<KeyValue>,
+    ) -> Parts {
+        Parts {
+            context: ids.context(),
+            parent: SpanId::INVALID,
+            kind: SpanKind::Internal,
+            name: Cow::Borrowed(name),
+            start_ns,
+            duration_ns,
+            attributes,
+            status: Status::Unset,
+        }
+    }
+
+    fn span(self) -> SpanData {
+        SpanData {
+            span_context: self.context,
+            parent_span_id: self.parent,
+            parent_span_is_remote: self.parent != SpanId::INVALID,
+            span_kind: self.kind,
+            name: self.name,
+            start_time: time(self.start_ns),
+            end_time: time(self.start_ns.saturating_add(self.duration_ns)),
+            attributes: self.attributes,
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: self.status,
+            instrumentation_scope: InstrumentationScope::builder("jvmapm-agent").build(),
+        }
+    }
+}
+
 impl Record {
     pub fn into_span(self, ids: &mut SpanIds) -> SpanData {
-        let (name, start_ns, duration_ns, attributes) = match self {
+        match self {
             Record::GcPause {
                 start_ns,
                 duration_ns,
@@ -87,14 +142,15 @@ impl Record {
                     }
                     attributes.push(KeyValue::new("jvm.gc.name", collector));
                 }
-                (GC_PAUSE, start_ns, duration_ns, attributes)
+                Parts::event(ids, GC_PAUSE, start_ns, duration_ns, attributes).span()
             }
             Record::HeapDump {
                 start_ns,
                 duration_ns,
                 path,
                 reason,
-            } => (
+            } => Parts::event(
+                ids,
                 HEAP_DUMP,
                 start_ns,
                 duration_ns,
@@ -103,23 +159,83 @@ impl Record {
                     KeyValue::new("jvmapm.heapdump.path", path),
                     KeyValue::new("jvmapm.heapdump.reason", reason),
                 ],
-            ),
-        };
-        SpanData {
-            span_context: ids.context(),
-            parent_span_id: SpanId::INVALID,
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Internal,
-            name: Cow::Borrowed(name),
-            start_time: time(start_ns),
-            end_time: time(start_ns.saturating_add(duration_ns)),
-            attributes,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: Status::Unset,
-            instrumentation_scope: InstrumentationScope::builder("jvmapm-agent").build(),
+            )
+            .span(),
+            Record::Transaction(finished) => transaction_span(*finished).span(),
         }
+    }
+}
+
+/// A finished transaction as a span, per DESIGN.md's wire conventions: a
+/// SERVER span named `{method} {route}` for HTTP, an INTERNAL root span
+/// named `Class.method` for a hooked method.
+fn transaction_span(t: Finished) -> Parts {
+    let site = transaction::site(t.site);
+    let mut attributes = Vec::new();
+    let mut error = t.error_type.is_some();
+    let (kind, name) = match &site {
+        Some(site) if site.kind == SiteKind::HttpExchange => {
+            let method = t.method.clone().unwrap_or_else(|| "_OTHER".into());
+            let name = match &t.route {
+                Some(route) => format!("{method} {route}"),
+                None => method.clone(),
+            };
+            attributes.push(KeyValue::new("http.request.method", method));
+            if let Some(path) = t.path.clone() {
+                attributes.push(KeyValue::new("url.path", path));
+            }
+            if let Some(route) = t.route.clone() {
+                attributes.push(KeyValue::new("http.route", route));
+            }
+            if t.status >= 0 {
+                attributes.push(KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(t.status),
+                ));
+            }
+            if t.status >= 500 {
+                error = true;
+            }
+            (SpanKind::Server, name)
+        }
+        Some(site) => {
+            attributes.push(KeyValue::new("code.namespace", site.class.clone()));
+            attributes.push(KeyValue::new("code.function", site.method.clone()));
+            (
+                SpanKind::Internal,
+                format!("{}.{}", site.class, site.method),
+            )
+        }
+        None => (SpanKind::Internal, "unknown".to_string()),
+    };
+    match (&t.error_type, error) {
+        (Some(error_type), _) => attributes.push(KeyValue::new("error.type", error_type.clone())),
+        (None, true) => attributes.push(KeyValue::new("error.type", t.status.to_string())),
+        (None, false) => {}
+    }
+    attributes.push(KeyValue::new("jvmapm.cpu.time", (t.cpu_ns / 1_000) as i64));
+    if let Some(thread) = t.thread.clone() {
+        attributes.push(KeyValue::new("thread.name", thread));
+    }
+    Parts {
+        context: SpanContext::new(
+            TraceId::from_bytes(t.trace_id.to_be_bytes()),
+            SpanId::from_bytes(t.span_id.to_be_bytes()),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        ),
+        parent: SpanId::from_bytes(t.parent_span_id.to_be_bytes()),
+        kind,
+        name: Cow::Owned(name),
+        start_ns: t.start_ns,
+        duration_ns: t.duration_ns,
+        attributes,
+        status: if error {
+            Status::error("")
+        } else {
+            Status::Unset
+        },
     }
 }
 

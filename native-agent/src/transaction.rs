@@ -1,0 +1,353 @@
+//! Transactions in flight and finished: the natives behind
+//! `jvmapm.agent.Hooks.begin/end`, which instrumented methods reach through
+//! the helper. `begin` takes the clocks and ids into a slot of a fixed table
+//! (claimed with one compare-and-swap, never a lock); `end` reads the slot
+//! back, frees it and queues a `Record::Transaction` for the exporter. What
+//! each site is (its kind and method) lives in a registry written at class
+//! load.
+
+use std::ffi::CStr;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use crate::clock;
+use crate::exporter::Queue;
+use crate::jni::{JObject, RawJniEnv};
+
+/// What kind of transaction a site makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SiteKind {
+    /// An exchange of the JDK's HTTP server (a SERVER span).
+    HttpExchange,
+    /// A method named by the `hook=` option (an application transaction).
+    Method,
+}
+
+/// One instrumented method.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Site {
+    pub kind: SiteKind,
+    /// `com.acme.Batch`
+    pub class: String,
+    pub method: String,
+}
+
+static SITES: Mutex<Vec<Site>> = Mutex::new(Vec::new());
+
+/// Registers a site and returns its number (what the wrapper passes to `enter`).
+pub fn register(site: Site) -> Option<i32> {
+    let mut sites = SITES.lock().ok()?;
+    if let Some(n) = sites.iter().position(|s| *s == site) {
+        return i32::try_from(n).ok();
+    }
+    sites.push(site);
+    i32::try_from(sites.len() - 1).ok()
+}
+
+/// The site with this number.
+pub fn site(n: i32) -> Option<Site> {
+    SITES.lock().ok()?.get(usize::try_from(n).ok()?).cloned()
+}
+
+/// Slots of the in-flight table: more transactions open at once than this
+/// are not measured (and counted).
+const SLOTS: usize = 1 << 14;
+
+struct Slot {
+    /// 0 when free; else the claim's generation (odd numbers, never 0).
+    claim: AtomicU32,
+    site: AtomicU32,
+    start_wall_ns: AtomicU64,
+    start_monotonic_ns: AtomicU64,
+    start_cpu_ns: AtomicU64,
+    trace_high: AtomicU64,
+    trace_low: AtomicU64,
+    span: AtomicU64,
+    parent_span: AtomicU64,
+}
+
+struct InFlight {
+    slots: Box<[Slot]>,
+    cursor: AtomicUsize,
+    generation: AtomicU32,
+    random: AtomicU64,
+    untracked: AtomicU64,
+}
+
+fn in_flight() -> &'static InFlight {
+    static TABLE: OnceLock<InFlight> = OnceLock::new();
+    TABLE.get_or_init(|| InFlight {
+        slots: (0..SLOTS)
+            .map(|_| Slot {
+                claim: AtomicU32::new(0),
+                site: AtomicU32::new(0),
+                start_wall_ns: AtomicU64::new(0),
+                start_monotonic_ns: AtomicU64::new(0),
+                start_cpu_ns: AtomicU64::new(0),
+                trace_high: AtomicU64::new(0),
+                trace_low: AtomicU64::new(0),
+                span: AtomicU64::new(0),
+                parent_span: AtomicU64::new(0),
+            })
+            .collect(),
+        cursor: AtomicUsize::new(0),
+        generation: AtomicU32::new(1),
+        random: AtomicU64::new(clock::wall_ns() ^ u64::from(std::process::id()) << 32),
+        untracked: AtomicU64::new(0),
+    })
+}
+
+impl InFlight {
+    /// A random, non-zero 64-bit id (splitmix64 over a shared counter).
+    fn random(&self) -> u64 {
+        let mut z = self
+            .random
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)).max(1)
+    }
+}
+
+/// An incoming W3C `traceparent`: trace id and parent span id.
+pub fn parse_traceparent(header: &str) -> Option<(u128, u64)> {
+    let mut parts = header.trim().split('-');
+    let version = parts.next()?;
+    let trace = parts.next()?;
+    let parent = parts.next()?;
+    let _flags = parts.next()?;
+    if version.len() != 2 || version == "ff" || trace.len() != 32 || parent.len() != 16 {
+        return None;
+    }
+    let trace = u128::from_str_radix(trace, 16).ok()?;
+    let parent = u64::from_str_radix(parent, 16).ok()?;
+    (trace != 0 && parent != 0).then_some((trace, parent))
+}
+
+/// Starts a transaction of `site`; the token is 0 when the table is full.
+fn begin(site: i32, traceparent: Option<(u128, u64)>) -> u64 {
+    let table = in_flight();
+    for _ in 0..8 {
+        let index = table.cursor.fetch_add(1, Ordering::Relaxed) % SLOTS;
+        let slot = &table.slots[index];
+        let generation = table.generation.fetch_add(2, Ordering::Relaxed) | 1;
+        if slot
+            .claim
+            .compare_exchange(0, generation, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            continue;
+        }
+        let (trace, parent) = traceparent.unwrap_or_else(|| {
+            (
+                (u128::from(table.random()) << 64) | u128::from(table.random()),
+                0,
+            )
+        });
+        slot.site.store(site as u32, Ordering::Relaxed);
+        slot.start_wall_ns
+            .store(clock::wall_ns(), Ordering::Relaxed);
+        slot.start_monotonic_ns
+            .store(clock::monotonic_ns(), Ordering::Relaxed);
+        slot.start_cpu_ns
+            .store(clock::thread_cpu_ns(), Ordering::Relaxed);
+        slot.trace_high
+            .store((trace >> 64) as u64, Ordering::Relaxed);
+        slot.trace_low.store(trace as u64, Ordering::Relaxed);
+        slot.span.store(table.random(), Ordering::Relaxed);
+        slot.parent_span.store(parent, Ordering::Relaxed);
+        return ((index as u64) << 32) | u64::from(generation);
+    }
+    table.untracked.fetch_add(1, Ordering::Relaxed);
+    0
+}
+
+/// A finished transaction, as the exporter turns it into a span.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finished {
+    pub site: i32,
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    pub cpu_ns: u64,
+    pub trace_id: u128,
+    pub span_id: u64,
+    pub parent_span_id: u64,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub route: Option<String>,
+    /// Negative when there is none.
+    pub status: i32,
+    pub error_type: Option<String>,
+    pub thread: Option<String>,
+}
+
+/// The strings `end` receives, already copied out of the JVM.
+pub struct Ending {
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub route: Option<String>,
+    pub status: i32,
+    pub error_type: Option<String>,
+    pub thread: Option<String>,
+}
+
+/// Ends the transaction `token` stands for; `None` for a stale or zero token.
+fn end(token: u64, ending: Ending) -> Option<Finished> {
+    let table = in_flight();
+    let index = (token >> 32) as usize;
+    let generation = token as u32;
+    let slot = table.slots.get(index)?;
+    if generation == 0 || slot.claim.load(Ordering::Acquire) != generation {
+        return None;
+    }
+    let finished = Finished {
+        site: slot.site.load(Ordering::Relaxed) as i32,
+        start_ns: slot.start_wall_ns.load(Ordering::Relaxed),
+        duration_ns: clock::monotonic_ns()
+            .saturating_sub(slot.start_monotonic_ns.load(Ordering::Relaxed)),
+        cpu_ns: clock::thread_cpu_ns().saturating_sub(slot.start_cpu_ns.load(Ordering::Relaxed)),
+        trace_id: (u128::from(slot.trace_high.load(Ordering::Relaxed)) << 64)
+            | u128::from(slot.trace_low.load(Ordering::Relaxed)),
+        span_id: slot.span.load(Ordering::Relaxed),
+        parent_span_id: slot.parent_span.load(Ordering::Relaxed),
+        method: ending.method,
+        path: ending.path,
+        route: ending.route,
+        status: ending.status,
+        error_type: ending.error_type,
+        thread: ending.thread,
+    };
+    slot.claim.store(0, Ordering::Release);
+    Some(finished)
+}
+
+/// Where finished transactions go (set when the agent starts).
+pub static QUEUE: OnceLock<Queue> = OnceLock::new();
+
+/// Reads a Java string argument (null stays `None`).
+unsafe fn string(env: *mut RawJniEnv, s: JObject) -> Option<String> {
+    if s.is_null() {
+        return None;
+    }
+    crate::jni::Jni::from_raw(env).string(s).ok()
+}
+
+/// `Hooks.begin(int site, String traceparent)`.
+pub unsafe extern "system" fn native_begin(
+    env: *mut RawJniEnv,
+    _class: JObject,
+    site: i32,
+    traceparent: JObject,
+) -> i64 {
+    let mut token = 0u64;
+    crate::agent::guarded("Hooks.begin", || {
+        let parent = string(env, traceparent).and_then(|t| parse_traceparent(&t));
+        token = begin(site, parent);
+    });
+    token as i64
+}
+
+/// `Hooks.end(long token, String method, String path, String route, int
+/// status, String errorType, String thread)`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "system" fn native_end(
+    env: *mut RawJniEnv,
+    _class: JObject,
+    token: i64,
+    method: JObject,
+    path: JObject,
+    route: JObject,
+    status: i32,
+    error_type: JObject,
+    thread: JObject,
+) {
+    crate::agent::guarded("Hooks.end", || {
+        let ending = Ending {
+            method: string(env, method),
+            path: string(env, path),
+            route: string(env, route),
+            status,
+            error_type: string(env, error_type),
+            thread: string(env, thread),
+        };
+        if let (Some(finished), Some(queue)) = (end(token as u64, ending), QUEUE.get()) {
+            queue.push(crate::record::Record::Transaction(Box::new(finished)));
+        }
+    });
+}
+
+/// The natives' names and signatures, for RegisterNatives.
+pub fn natives() -> [(&'static CStr, &'static CStr, *mut std::ffi::c_void); 2] {
+    [
+        (
+            c"begin",
+            c"(ILjava/lang/String;)J",
+            native_begin as *mut std::ffi::c_void,
+        ),
+        (
+            c"end",
+            c"(JLjava/lang/String;Ljava/lang/String;Ljava/lang/String;ILjava/lang/String;Ljava/lang/String;)V",
+            native_end as *mut std::ffi::c_void,
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nothing() -> Ending {
+        Ending {
+            method: None,
+            path: None,
+            route: None,
+            status: -1,
+            error_type: None,
+            thread: None,
+        }
+    }
+
+    #[test]
+    fn a_token_ends_its_transaction_once() {
+        let token = begin(3, None);
+        assert_ne!(token, 0);
+        let finished = end(token, nothing()).unwrap();
+        assert_eq!(finished.site, 3);
+        assert_ne!(finished.trace_id, 0);
+        assert_ne!(finished.span_id, 0);
+        assert_eq!(finished.parent_span_id, 0);
+        assert!(end(token, nothing()).is_none(), "a second end is ignored");
+        assert!(end(0, nothing()).is_none());
+    }
+
+    #[test]
+    fn an_incoming_traceparent_continues_its_trace() {
+        let parent = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert_eq!(
+            parent,
+            Some((0x4bf92f3577b34da6a3ce929d0e0e4736, 0x00f067aa0ba902b7))
+        );
+        let finished = end(begin(1, parent), nothing()).unwrap();
+        assert_eq!(finished.trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
+        assert_eq!(finished.parent_span_id, 0x00f067aa0ba902b7);
+        assert_eq!(parse_traceparent("00-0000-00f067aa0ba902b7-01"), None);
+        assert_eq!(
+            parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            None
+        );
+        assert_eq!(parse_traceparent("garbage"), None);
+    }
+
+    #[test]
+    fn sites_are_numbered_once() {
+        let a = Site {
+            kind: SiteKind::Method,
+            class: "com.acme.A".into(),
+            method: "run".into(),
+        };
+        let n = register(a.clone()).unwrap();
+        assert_eq!(register(a.clone()), Some(n));
+        assert_eq!(site(n), Some(a));
+    }
+}
