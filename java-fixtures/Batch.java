@@ -1,0 +1,39 @@
+/**
+ * A batch job for the agent's hook= option: main calls run(i) for i = 0..N-1
+ * (first argument); run calls step twice and sleeps 20 ms; run(3) throws
+ * (and main catches it). Hooking Batch#run and Batch#step makes run the
+ * transaction and step a nested call that makes none. Prints
+ * "runs N failed 1 steps S sum T".
+ */
+public class Batch {
+    static int steps;
+
+    void step() {
+        steps++;
+    }
+
+    long run(int i) throws InterruptedException {
+        step();
+        Thread.sleep(20);
+        step();
+        if (i == 3) {
+            throw new IllegalArgumentException("run 3 fails");
+        }
+        return i * 2L;
+    }
+
+    public static void main(String[] args) throws Exception {
+        int n = Integer.parseInt(args[0]);
+        Batch batch = new Batch();
+        int failed = 0;
+        long sum = 0;
+        for (int i = 0; i < n; i++) {
+            try {
+                sum += batch.run(i);
+            } catch (IllegalArgumentException e) {
+                failed++;
+            }
+        }
+        System.out.println("runs " + n + " failed " + failed + " steps " + steps + " sum " + sum);
+    }
+}

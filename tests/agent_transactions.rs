@@ -1,0 +1,309 @@
+//! Transactions measured by the agent's bytecode, end to end: real JVMs
+//! (JDK 17 and every newer JDK found, all under `-Xverify:all`) serve real
+//! HTTP requests or run a batch job with the agent, which exports to a real
+//! `jvmapm serve`; the tests compare the XLog points with what the client
+//! sent and the server measured.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{java_fixtures, java_launchers, java_with_agent, launcher_version, Analyzer};
+use serde_json::Value;
+
+/// A running HttpService fixture.
+struct Service {
+    child: Child,
+    port: u16,
+}
+
+impl Service {
+    fn start(mut command: Command) -> Service {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .strip_prefix("port ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("HttpService said {line:?}"));
+        Service { child, port }
+    }
+
+    /// GET `path`; returns status, the X-Filter headers and the body.
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, Vec<String>, String) {
+        let client = reqwest::blocking::Client::new();
+        let mut request = client.get(format!("http://127.0.0.1:{}{path}", self.port));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        match request.send() {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let filters = response
+                    .headers()
+                    .get_all("x-filter")
+                    .iter()
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .collect();
+                (status, filters, response.text().unwrap())
+            }
+            // A handler that throws makes the JDK server close the connection.
+            Err(_) => (0, Vec::new(), String::new()),
+        }
+    }
+
+    /// Closes its input, waits for it to exit, returns its stderr.
+    fn stop(mut self) -> String {
+        drop(self.child.stdin.take());
+        let out = self.child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    }
+}
+
+/// The requests of one run, with what the server answered.
+struct Sent {
+    path: &'static str,
+    status: u16,
+    filters: Vec<String>,
+    /// The handler's own measurement, from the body ("took N" microseconds).
+    took_us: Option<u64>,
+}
+
+const REQUESTS: [&str; 9] = [
+    "/fast",
+    "/slow?ms=20",
+    "/slow?ms=60",
+    "/slow?ms=120",
+    "/fail",
+    "/throw",
+    "/filtered",
+    "/filtered",
+    "/fast",
+];
+
+fn send_all(service: &Service) -> Vec<Sent> {
+    REQUESTS
+        .iter()
+        .map(|&path| {
+            let (status, filters, body) = service.get(path, &[]);
+            Sent {
+                path,
+                status,
+                filters,
+                took_us: body
+                    .strip_prefix("took ")
+                    .and_then(|t| t.trim().parse().ok()),
+            }
+        })
+        .collect()
+}
+
+/// The points of `service`, waiting until `count` have arrived.
+fn points_of(analyzer: &Analyzer, service: &str, count: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let points: Vec<Value> = analyzer
+            .points()
+            .into_iter()
+            .filter(|p| p["service"] == service)
+            .collect();
+        if points.len() >= count || std::time::Instant::now() > deadline {
+            return points;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn attributes(analyzer: &Analyzer, point: &Value) -> Value {
+    let detail = analyzer.get(&format!(
+        "/api/v1/transactions/{}/{}",
+        point["trace_id"].as_str().unwrap(),
+        point["span_id"].as_str().unwrap()
+    ));
+    detail["attributes"].clone()
+}
+
+#[test]
+fn every_http_exchange_is_one_point_with_its_time_status_and_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &[]);
+    for launcher in java_launchers() {
+        let service = format!("http-{}", launcher_version(&launcher));
+        let agent = Service::start(java_with_agent(
+            &launcher,
+            &format!(
+                "service={service},endpoint=http://{},export_interval=200ms",
+                analyzer.grpc
+            ),
+            &["HttpService"],
+        ));
+        let sent = send_all(&agent);
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let (status, _, _) = agent.get("/fast", &[("traceparent", parent)]);
+        assert_eq!(status, 200);
+        let stderr = agent.stop();
+        assert!(!stderr.contains("as it was"), "{service}: {stderr}");
+
+        let total = sent.len() + 1;
+        let points = points_of(&analyzer, &service, total);
+        assert_eq!(points.len(), total, "{service}: {points:#?}\n{stderr}");
+        let mut by_endpoint: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+        for p in &points {
+            by_endpoint
+                .entry(p["endpoint"].as_str().unwrap().to_string())
+                .or_default()
+                .push(p);
+        }
+        let count = |e: &str| by_endpoint.get(e).map_or(0, Vec::len);
+        assert_eq!(count("/fast"), 3, "{by_endpoint:?}");
+        assert_eq!(count("/slow"), 3);
+        assert_eq!(count("/fail"), 1);
+        assert_eq!(count("/throw"), 1);
+        assert_eq!(
+            count("/filtered"),
+            2,
+            "one point per request behind two filters"
+        );
+
+        // Elapsed covers the handler's own time, within a few milliseconds.
+        let mut slow: Vec<u64> = by_endpoint["/slow"]
+            .iter()
+            .map(|p| p["elapsed_us"].as_u64().unwrap())
+            .collect();
+        slow.sort();
+        let mut took: Vec<u64> = sent
+            .iter()
+            .filter(|s| s.path.starts_with("/slow"))
+            .map(|s| s.took_us.unwrap())
+            .collect();
+        took.sort();
+        for ((elapsed, took), delay_ms) in slow.iter().zip(&took).zip([20, 60, 120]) {
+            assert!(
+                *elapsed >= delay_ms * 1000,
+                "{service}: {elapsed} us for a {delay_ms} ms delay"
+            );
+            assert!(
+                elapsed >= took && elapsed - took < 5_000,
+                "{service}: agent {elapsed} us, handler {took} us"
+            );
+        }
+
+        let fail = by_endpoint["/fail"][0];
+        assert_eq!(
+            (fail["status_code"].as_u64(), fail["error"].as_bool()),
+            (Some(500), Some(true))
+        );
+        assert_eq!(attributes(&analyzer, fail)["error.type"], "500");
+        let thrown = by_endpoint["/throw"][0];
+        assert_eq!(thrown["error"], true);
+        let thrown_attributes = attributes(&analyzer, thrown);
+        assert_eq!(
+            thrown_attributes["error.type"],
+            "java.lang.IllegalStateException"
+        );
+        assert!(by_endpoint["/fast"]
+            .iter()
+            .all(|p| p["error"] == false && p["status_code"] == 200));
+
+        let fast = attributes(&analyzer, by_endpoint["/fast"][0]);
+        assert_eq!(fast["http.request.method"], "GET");
+        assert_eq!(fast["url.path"], "/fast");
+        assert_eq!(fast["http.route"], "/fast");
+        assert!(
+            fast["thread.name"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("pool-")),
+            "{fast}"
+        );
+        assert!(fast["jvmapm.cpu.time"].as_i64().is_some(), "{fast}");
+
+        // An incoming traceparent continues its trace.
+        assert!(
+            points
+                .iter()
+                .any(|p| p["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"),
+            "{service}: {points:#?}"
+        );
+
+        // The same answers without the agent.
+        let mut plain = Command::new(&launcher);
+        plain
+            .arg("-Xverify:all")
+            .arg("-cp")
+            .arg(java_fixtures())
+            .arg("HttpService");
+        let without = Service::start(plain);
+        let sent_without = send_all(&without);
+        without.stop();
+        for (with, without) in sent.iter().zip(&sent_without) {
+            assert_eq!(
+                (
+                    with.path,
+                    with.status,
+                    &with.filters,
+                    with.took_us.is_some()
+                ),
+                (
+                    without.path,
+                    without.status,
+                    &without.filters,
+                    without.took_us.is_some()
+                )
+            );
+        }
+    }
+}
+
+#[test]
+fn a_hooked_method_is_an_application_transaction_and_nested_calls_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &[]);
+    let launcher = &java_launchers()[0];
+    let out = java_with_agent(
+        launcher,
+        &format!(
+            "service=batch,endpoint=http://{},hook=Batch#run;Batch#step",
+            analyzer.grpc
+        ),
+        &["Batch", "6"],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let plain = Command::new(launcher)
+        .arg("-cp")
+        .arg(java_fixtures())
+        .args(["Batch", "6"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.stdout, plain.stdout,
+        "the job's output is the same with the agent"
+    );
+
+    let points = points_of(&analyzer, "batch", 6);
+    assert_eq!(points.len(), 6, "{points:#?}\n{stderr}");
+    for p in &points {
+        assert_eq!(p["endpoint"], "Batch.run", "{p}");
+        assert!(p["elapsed_us"].as_u64().unwrap() >= 20_000, "{p}");
+    }
+    let errors: Vec<&Value> = points.iter().filter(|p| p["error"] == true).collect();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(
+        attributes(&analyzer, errors[0])["error.type"],
+        "java.lang.IllegalArgumentException"
+    );
+}
