@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Compiles the helper class the agent defines in the boot loader; the agent
-# embeds the result (native-agent/java/Hooks.class) with include_bytes!.
-# Run after changing Hooks.java; commit both files.
+# Compiles the helper classes the agent defines in the boot loader into
+# native-agent/java/classes/; the agent embeds them with include_bytes!
+# (see HELPER_CLASSES in src/instrument.rs). Run after changing Hooks.java
+# and commit the class files with it.
 set -euo pipefail
 cd "$(dirname "$0")"
 out=$(mktemp -d)
 javac --release 17 -g:none -d "$out" jvmapm/agent/Hooks.java
-cp "$out/jvmapm/agent/Hooks.class" Hooks.class
+rm -rf classes Hooks.class
+mkdir classes
+cp "$out"/jvmapm/agent/*.class classes/
 rm -rf "$out"
-echo "native-agent/java/Hooks.class: $(wc -c < Hooks.class) bytes"
+ls -l classes

@@ -102,6 +102,8 @@ pub struct ClassFile<'a> {
     pool_end: usize,
     pub access: u16,
     pub name: String,
+    /// Internal names of the interfaces the class declares it implements.
+    pub interfaces: Vec<String>,
     methods_count_at: usize,
     pub methods: Vec<Method>,
     methods_end: usize,
@@ -161,8 +163,15 @@ impl<'a> ClassFile<'a> {
         let access = r.u2()?;
         let this_class = r.u2()?;
         let _super_class = r.u2()?;
-        let interfaces = r.u2()? as usize;
-        r.take(interfaces * 2)?;
+        let class_name = |index: u16| classes.get(&index).and_then(|n| utf8.get(n)).cloned();
+        let mut interfaces = Vec::new();
+        for _ in 0..r.u2()? {
+            let index = r.u2()?;
+            interfaces.push(
+                class_name(index)
+                    .ok_or_else(|| Refusal("an interface is not a class constant".into()))?,
+            );
+        }
         for _ in 0..r.u2()? {
             r.take(6)?;
             r.skip_attributes()?;
@@ -205,10 +214,7 @@ impl<'a> ClassFile<'a> {
         if r.at != bytes.len() {
             return refuse("bytes after the class file's end");
         }
-        let name = classes
-            .get(&this_class)
-            .and_then(|n| utf8.get(n))
-            .cloned()
+        let name = class_name(this_class)
             .ok_or_else(|| Refusal("this_class is not a class constant".into()))?;
         Ok(ClassFile {
             bytes,
@@ -217,6 +223,7 @@ impl<'a> ClassFile<'a> {
             pool_end,
             access,
             name,
+            interfaces,
             methods_count_at,
             methods,
             methods_end,
@@ -383,11 +390,6 @@ impl Pool {
         self.add(3, value.to_string(), &value.to_be_bytes())
     }
 
-    pub fn string(&mut self, text: &str) -> Result<u16, Refusal> {
-        let utf8 = self.utf8(text)?;
-        self.add(8, text.to_string(), &utf8.to_be_bytes())
-    }
-
     fn member(
         &mut self,
         tag: u8,
@@ -422,7 +424,6 @@ pub struct Code {
 /// Opcodes used by the wrappers.
 mod op {
     pub const ACONST_NULL: u8 = 0x01;
-    pub const ICONST_M1: u8 = 0x02;
     pub const LDC: u8 = 0x12;
     pub const LDC_W: u8 = 0x13;
     pub const ILOAD: u8 = 0x15;
@@ -441,7 +442,6 @@ mod op {
     pub const DRETURN: u8 = 0xaf;
     pub const ARETURN: u8 = 0xb0;
     pub const RETURN: u8 = 0xb1;
-    pub const INVOKEVIRTUAL: u8 = 0xb6;
     pub const INVOKESPECIAL: u8 = 0xb7;
     pub const INVOKESTATIC: u8 = 0xb8;
     pub const ATHROW: u8 = 0xbf;
@@ -501,11 +501,6 @@ impl Code {
         self.effect(1);
     }
 
-    pub fn minus_one(&mut self) {
-        self.bytes.push(op::ICONST_M1);
-        self.effect(1);
-    }
-
     /// Pushes a constant (a String or Integer constant of the pool).
     pub fn constant(&mut self, index: u16) {
         if index <= 255 {
@@ -537,10 +532,6 @@ impl Code {
 
     pub fn invoke_static(&mut self, method: u16, descriptor: &str) -> Result<(), Refusal> {
         self.invoke(op::INVOKESTATIC, method, descriptor, false)
-    }
-
-    pub fn invoke_virtual(&mut self, method: u16, descriptor: &str) -> Result<(), Refusal> {
-        self.invoke(op::INVOKEVIRTUAL, method, descriptor, true)
     }
 
     fn invoke_special(&mut self, method: u16, descriptor: &str) -> Result<(), Refusal> {

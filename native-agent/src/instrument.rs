@@ -14,16 +14,70 @@ use crate::jni::{Global, Jni, JniResult};
 use crate::jvmti::{JInt, JniEnvPtr, Jvmti, RawEnv};
 use crate::log::line;
 use crate::options::{LogLevel, MethodHook};
-use crate::probe::{HttpExchangeProbe, MethodProbe};
+use crate::probe::{HttpProbe, MethodProbe};
 use crate::transaction::{self, Site, SiteKind};
 
-/// The JDK HTTP server's filter chain: every exchange passes through it.
-const HTTP_CHAIN: &str = "com/sun/net/httpserver/Filter$Chain";
-const HTTP_DO_FILTER: (&str, &str) = ("doFilter", "(Lcom/sun/net/httpserver/HttpExchange;)V");
+/// An HTTP entry point: a class, a method and descriptor, and which
+/// parameters are the request and the response.
+struct HttpEntry {
+    class: &'static str,
+    method: &'static str,
+    descriptor: &'static str,
+    request: usize,
+    response: usize,
+}
+
+/// The JDK HTTP server's filter chain (every exchange passes through it:
+/// user filters, then the handler) and the servlet API's `service`, in both
+/// the jakarta and the javax namespaces.
+const HTTP_ENTRIES: [HttpEntry; 3] = [
+    HttpEntry {
+        class: "com/sun/net/httpserver/Filter$Chain",
+        method: "doFilter",
+        descriptor: "(Lcom/sun/net/httpserver/HttpExchange;)V",
+        request: 0,
+        response: 0,
+    },
+    HttpEntry {
+        class: "jakarta/servlet/http/HttpServlet",
+        method: "service",
+        descriptor: "(Ljakarta/servlet/ServletRequest;Ljakarta/servlet/ServletResponse;)V",
+        request: 0,
+        response: 1,
+    },
+    HttpEntry {
+        class: "javax/servlet/http/HttpServlet",
+        method: "service",
+        descriptor: "(Ljavax/servlet/ServletRequest;Ljavax/servlet/ServletResponse;)V",
+        request: 0,
+        response: 1,
+    },
+];
+
+/// Servlet filters: any class that declares it implements `Filter` has its
+/// `doFilter` wrapped (the outermost entry on a thread makes the transaction).
+const FILTER_INTERFACES: [(&str, &str); 2] = [
+    (
+        "jakarta/servlet/Filter",
+        "(Ljakarta/servlet/ServletRequest;Ljakarta/servlet/ServletResponse;Ljakarta/servlet/FilterChain;)V",
+    ),
+    (
+        "javax/servlet/Filter",
+        "(Ljavax/servlet/ServletRequest;Ljavax/servlet/ServletResponse;Ljavax/servlet/FilterChain;)V",
+    ),
+];
+
+/// Bytes every class implementing a servlet `Filter` holds in its constant
+/// pool: a cheap test before parsing a class that is not named as a target.
+const FILTER_MARK: &[u8] = b"servlet/Filter";
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
 
 /// What the hook instruments, fixed when the agent starts.
 pub struct Targets {
-    /// Internal names of every class to look at (the fast filter).
+    /// Internal names of the classes named as targets (the fast filter).
     classes: HashSet<Vec<u8>>,
     hooks: Vec<MethodHook>,
 }
@@ -34,11 +88,17 @@ impl Targets {
             .iter()
             .map(|h| h.class.replace('.', "/").into_bytes())
             .collect();
-        classes.insert(HTTP_CHAIN.as_bytes().to_vec());
+        classes.extend(HTTP_ENTRIES.iter().map(|e| e.class.as_bytes().to_vec()));
         Targets {
             classes,
             hooks: hooks.to_vec(),
         }
+    }
+
+    /// Whether a class may hold a target: it is named as one, or it may
+    /// implement a servlet filter.
+    fn worth_parsing(&self, name: &[u8], bytes: &[u8]) -> bool {
+        self.classes.contains(name) || contains(bytes, FILTER_MARK)
     }
 
     /// The methods of `class` to wrap, each with its probe.
@@ -46,17 +106,29 @@ impl Targets {
         let dotted = class.name.replace('/', ".");
         let mut chosen: Vec<(usize, Box<dyn Probe>)> = Vec::new();
         for (index, method) in class.methods.iter().enumerate() {
-            let http = class.name == HTTP_CHAIN
-                && (method.name.as_str(), method.descriptor.as_str()) == HTTP_DO_FILTER;
+            let signature = (method.name.as_str(), method.descriptor.as_str());
+            let http = HTTP_ENTRIES
+                .iter()
+                .find(|e| e.class == class.name && (e.method, e.descriptor) == signature)
+                .map(|e| (e.request, e.response))
+                .or_else(|| {
+                    FILTER_INTERFACES
+                        .iter()
+                        .any(|(interface, descriptor)| {
+                            class.interfaces.iter().any(|i| i == interface)
+                                && signature == ("doFilter", *descriptor)
+                        })
+                        .then_some((0, 1))
+                });
             let hooked = self
                 .hooks
                 .iter()
                 .any(|h| h.class == dotted && (h.method == "*" || h.method == method.name));
-            if !(http || hooked) || class.wrappable(method).is_err() {
+            if !(http.is_some() || hooked) || class.wrappable(method).is_err() {
                 continue;
             }
-            let kind = if http {
-                SiteKind::HttpExchange
+            let kind = if http.is_some() {
+                SiteKind::Http
             } else {
                 SiteKind::Method
             };
@@ -67,9 +139,13 @@ impl Targets {
             }) else {
                 continue;
             };
-            let probe: Box<dyn Probe> = match kind {
-                SiteKind::HttpExchange => Box::new(HttpExchangeProbe { site }),
-                SiteKind::Method => Box::new(MethodProbe { site }),
+            let probe: Box<dyn Probe> = match http {
+                Some((request, response)) => Box::new(HttpProbe {
+                    site,
+                    request,
+                    response,
+                }),
+                None => Box::new(MethodProbe { site }),
             };
             chosen.push((index, probe));
         }
@@ -88,13 +164,32 @@ struct Ready {
 
 static READY: OnceLock<Ready> = OnceLock::new();
 
-const HOOKS_CLASS: &[u8] = include_bytes!("../java/Hooks.class");
+/// The helper's classes (compiled by `native-agent/java/build.sh`), the
+/// class with the natives first.
+const HELPER_CLASSES: [(&CStr, &[u8]); 3] = [
+    (
+        c"jvmapm/agent/Hooks",
+        include_bytes!("../java/classes/Hooks.class"),
+    ),
+    (
+        c"jvmapm/agent/Hooks$Http",
+        include_bytes!("../java/classes/Hooks$Http.class"),
+    ),
+    (
+        c"jvmapm/agent/Hooks$Http$1",
+        include_bytes!("../java/classes/Hooks$Http$1.class"),
+    ),
+];
 
 /// Defines the helper in the boot loader and binds its natives; from then
 /// on the hook rewrites target classes. Called at VMInit (or on attach).
 pub fn install(jni: &Jni, jvmti: Jvmti, targets: Targets) -> JniResult<()> {
     jni.with_local_frame(8, |jni| {
-        let hooks = jni.define_boot_class(c"jvmapm/agent/Hooks", HOOKS_CLASS)?;
+        let mut defined = Vec::new();
+        for (name, bytes) in HELPER_CLASSES {
+            defined.push(jni.define_boot_class(name, bytes)?);
+        }
+        let hooks = defined[0];
         jni.register_natives(hooks, &transaction::natives())?;
         let class = jni.class(c"java/lang/Class")?;
         let get_module = jni.method(
@@ -133,11 +228,11 @@ pub unsafe extern "system" fn on_class_file_load(
     }
     let Some(ready) = READY.get() else { return };
     let name = CStr::from_ptr(name);
-    if !ready.targets.classes.contains(name.to_bytes()) {
+    let original = std::slice::from_raw_parts(data, length.max(0) as usize);
+    if !ready.targets.worth_parsing(name.to_bytes(), original) {
         return;
     }
     crate::agent::guarded("ClassFileLoadHook", || {
-        let original = std::slice::from_raw_parts(data, length.max(0) as usize);
         let class_name = name.to_string_lossy();
         match rewrite(ready, loader, name, original) {
             Ok(Some(bytes)) => match ready.jvmti.allocate(bytes.len()) {

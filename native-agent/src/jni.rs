@@ -187,7 +187,7 @@ impl Jni {
     }
 
     /// Defines class `name` from `bytes` in the boot loader, as a global reference.
-    pub fn define_boot_class(&self, name: &'static CStr, bytes: &[u8]) -> JniResult<Global> {
+    pub fn define_boot_class(&self, name: &CStr, bytes: &[u8]) -> JniResult<Global> {
         type DefineClass = unsafe extern "system" fn(
             *mut RawJniEnv,
             *const c_char,
@@ -206,9 +206,9 @@ impl Jni {
                 bytes.len() as JInt,
             )
         };
-        let what = name.to_str().unwrap_or("a class");
-        let local = self.non_null(local, what)?;
-        self.global(local, what)
+        let what = name.to_string_lossy();
+        let local = self.non_null(local, &what)?;
+        self.global(local, &what)
     }
 
     /// Binds native methods of `class`: (name, signature, function).

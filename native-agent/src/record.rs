@@ -174,10 +174,11 @@ fn transaction_span(t: Finished) -> Parts {
     let mut attributes = Vec::new();
     let mut error = t.error_type.is_some();
     let (kind, name) = match &site {
-        Some(site) if site.kind == SiteKind::HttpExchange => {
+        Some(site) if site.kind == SiteKind::Http => {
             let method = t.method.clone().unwrap_or_else(|| "_OTHER".into());
-            let name = match &t.route {
-                Some(route) => format!("{method} {route}"),
+            // Without a route (a default servlet), the path names it.
+            let name = match t.route.as_ref().or(t.path.as_ref()) {
+                Some(target) => format!("{method} {target}"),
                 None => method.clone(),
             };
             attributes.push(KeyValue::new("http.request.method", method));

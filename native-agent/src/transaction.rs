@@ -17,8 +17,8 @@ use crate::jni::{JObject, RawJniEnv};
 /// What kind of transaction a site makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SiteKind {
-    /// An exchange of the JDK's HTTP server (a SERVER span).
-    HttpExchange,
+    /// An HTTP request: a servlet, a filter, or the JDK's HTTP server (a SERVER span).
+    Http,
     /// A method named by the `hook=` option (an application transaction).
     Method,
 }
