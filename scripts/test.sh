@@ -2,8 +2,9 @@
 # Runs every test of jvmapm on a fresh machine: makes sure a JDK is there (the
 # end-to-end tests compile and run the Java fixtures in java-fixtures/) and a
 # Python that can make a virtual environment (the interop test installs the
-# OpenTelemetry Python SDK from PyPI into target/otel-python), then runs the
-# Rust unit and end-to-end tests of the whole workspace.
+# OpenTelemetry Python SDK from PyPI into target/otel-python) and Debian's
+# embedded Tomcat 10 (the servlet tests), then runs the Rust unit and
+# end-to-end tests of the whole workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,7 +38,24 @@ ensure_python_venv() {
     fi
 }
 
+# The servlet tests run Debian's embedded Tomcat 10.
+ensure_servlet_jars() {
+    if [ -f /usr/share/java/tomcat10-embed-core.jar ] && [ -f /usr/share/java/jakarta-annotation-api.jar ]; then
+        return
+    fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "test.sh: installing Tomcat 10 (libtomcat10-embed-java) for the servlet tests" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libtomcat10-embed-java libjakarta-annotation-api-java >/dev/null
+    else
+        echo "test.sh: the servlet tests need Tomcat 10's embedded jars." >&2
+        echo "         On Debian: sudo apt-get install libtomcat10-embed-java libjakarta-annotation-api-java" >&2
+        exit 1
+    fi
+}
+
 ensure_jdk
 ensure_python_venv
+ensure_servlet_jars
 echo "test.sh: $(javac -version 2>&1), $(rustc --version)"
 cargo test --workspace --all-targets

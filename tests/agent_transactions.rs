@@ -185,7 +185,9 @@ fn every_http_exchange_is_one_point_with_its_time_status_and_error() {
             "one point per request behind two filters"
         );
 
-        // Elapsed covers the handler's own time, within a few milliseconds.
+        // Elapsed covers the handler's own time, within a few milliseconds:
+        // the agent's span also holds writing the response, and the test
+        // JVMs share two cores with the other tests.
         // In the order they were sent: the warm-up first, then 20, 60, 120 ms.
         let mut slow: Vec<&Value> = by_endpoint["/slow"].clone();
         slow.sort_by_key(|p| p["end_ms"].as_u64().unwrap());
@@ -204,7 +206,7 @@ fn every_http_exchange_is_one_point_with_its_time_status_and_error() {
                 "{service}: {elapsed} us for a {delay_ms} ms delay"
             );
             assert!(
-                elapsed >= took && elapsed - took < 5_000,
+                elapsed >= took && elapsed - took < 10_000,
                 "{service}: agent {elapsed} us, handler {took} us"
             );
         }
@@ -315,4 +317,90 @@ fn a_hooked_method_is_an_application_transaction_and_nested_calls_are_not() {
         attributes(&analyzer, errors[0])["error.type"],
         "java.lang.IllegalArgumentException"
     );
+}
+
+#[test]
+fn every_servlet_request_is_one_point_behind_its_filters() {
+    let classpath = common::servlet_fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &[]);
+    for launcher in java_launchers() {
+        let service = format!("tomcat-{}", launcher_version(&launcher));
+        let tomcat = Service::start(java_with_agent(
+            &launcher,
+            &format!(
+                "service={service},endpoint=http://{},export_interval=200ms",
+                analyzer.grpc
+            ),
+            &["-cp", &classpath, "TomcatService"],
+        ));
+        for _ in 0..WARM_UP {
+            assert_eq!(tomcat.get("/hello", &[]).0, 200);
+        }
+        let parent = "00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let answers: Vec<(u16, Vec<String>)> = [
+            ("/hello", None),
+            ("/slow?ms=40", None),
+            ("/error", None),
+            ("/boom", None),
+            ("/hello", Some(parent)),
+        ]
+        .iter()
+        .map(|(path, traceparent)| {
+            let headers: Vec<(&str, &str)> =
+                traceparent.iter().map(|t| ("traceparent", *t)).collect();
+            let (status, filters, _) = tomcat.get(path, &headers);
+            (status, filters)
+        })
+        .collect();
+        let stderr = tomcat.stop();
+        assert_eq!(
+            answers.iter().map(|a| a.0).collect::<Vec<_>>(),
+            [200, 200, 500, 500, 200],
+            "{stderr}"
+        );
+        assert_eq!(answers[0].1, ["one", "two"], "both filters ran");
+
+        // One point per request although two filters and the servlet are
+        // all instrumented.
+        let points = points_of(&analyzer, &service, WARM_UP + 5);
+        assert_eq!(
+            points.len(),
+            WARM_UP + 5,
+            "{service}: {points:#?}\n{stderr}"
+        );
+        let endpoint =
+            |e: &str| -> Vec<&Value> { points.iter().filter(|p| p["endpoint"] == e).collect() };
+        assert_eq!(endpoint("/hello").len(), WARM_UP + 2);
+        let slow = endpoint("/slow");
+        assert!(
+            slow[0]["elapsed_us"].as_u64().unwrap() >= 40_000,
+            "{slow:?}"
+        );
+        let error = endpoint("/error");
+        assert_eq!(
+            (
+                error[0]["status_code"].as_u64(),
+                error[0]["error"].as_bool()
+            ),
+            (Some(500), Some(true))
+        );
+        let boom = endpoint("/boom");
+        assert_eq!(boom[0]["error"], true);
+        let boom_attributes = attributes(&analyzer, boom[0]);
+        assert_eq!(
+            boom_attributes["error.type"],
+            "jakarta.servlet.ServletException"
+        );
+        assert!(
+            boom_attributes.get("http.response.status_code").is_none(),
+            "{boom_attributes}"
+        );
+        assert!(points
+            .iter()
+            .any(|p| p["trace_id"] == "5bf92f3577b34da6a3ce929d0e0e4736"));
+        let hello = attributes(&analyzer, endpoint("/hello")[0]);
+        assert_eq!(hello["http.request.method"], "GET");
+        assert_eq!(hello["url.path"], "/hello");
+    }
 }

@@ -188,7 +188,9 @@ fn transaction_span(t: Finished) -> Parts {
             if let Some(route) = t.route.clone() {
                 attributes.push(KeyValue::new("http.route", route));
             }
-            if t.status >= 0 {
+            // After a throw the container decides the status (a 500, or a
+            // closed connection); a 2xx read before that is not the answer.
+            if t.status >= 0 && (t.error_type.is_none() || t.status >= 400) {
                 attributes.push(KeyValue::new(
                     "http.response.status_code",
                     i64::from(t.status),

@@ -308,6 +308,47 @@ pub fn jvmapm(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// The jars the servlet fixtures compile and run against (Debian's embedded
+/// Tomcat 10 and the Jakarta annotations it needs; scripts/test.sh installs
+/// them).
+pub const SERVLET_JARS: [&str; 2] = [
+    "/usr/share/java/tomcat10-embed-core.jar",
+    "/usr/share/java/jakarta-annotation-api.jar",
+];
+
+/// Compiles the servlet fixtures (`java-fixtures/servlet/`) once per test
+/// process and returns the class path that runs them.
+pub fn servlet_fixtures() -> String {
+    static BUILT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            for jar in SERVLET_JARS {
+                assert!(
+                    Path::new(jar).is_file(),
+                    "{jar} is missing: install libtomcat10-embed-java and libjakarta-annotation-api-java (scripts/test.sh does)"
+                );
+            }
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let out = root.join("target/java-fixtures-servlet");
+            std::fs::create_dir_all(&out).unwrap();
+            let sources: Vec<PathBuf> = std::fs::read_dir(root.join("java-fixtures/servlet"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "java"))
+                .collect();
+            let libraries = SERVLET_JARS.join(":");
+            let status = Command::new("javac")
+                .args(["--release", "17", "-nowarn", "-cp", &libraries, "-d"])
+                .arg(&out)
+                .args(&sources)
+                .status()
+                .expect("javac runs");
+            assert!(status.success(), "the servlet fixtures compile");
+            format!("{}:{libraries}", out.display())
+        })
+        .clone()
+}
+
 /// Compiles the Java fixtures once per test process into `target/java-fixtures`
 /// and returns that class path.
 pub fn java_fixtures() -> PathBuf {
