@@ -316,6 +316,30 @@ pub const SERVLET_JARS: [&str; 2] = [
     "/usr/share/java/jakarta-annotation-api.jar",
 ];
 
+/// Compiles the `.java` files of `java-fixtures/{dir}` against `classpath`
+/// into `target/{out}` and returns that directory.
+fn compile_fixtures(dir: &str, classpath: &str, out: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = root.join("target").join(out);
+    std::fs::create_dir_all(&out).unwrap();
+    let sources: Vec<PathBuf> = std::fs::read_dir(root.join("java-fixtures").join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "java"))
+        .collect();
+    let status = Command::new("javac")
+        .args(["--release", "17", "-nowarn", "-cp", classpath, "-d"])
+        .arg(&out)
+        .args(&sources)
+        .status()
+        .expect("javac runs (scripts/test.sh installs a JDK)");
+    assert!(
+        status.success(),
+        "the fixtures in java-fixtures/{dir} compile"
+    );
+    out
+}
+
 /// Compiles the servlet fixtures (`java-fixtures/servlet/`) once per test
 /// process and returns the class path that runs them.
 pub fn servlet_fixtures() -> String {
@@ -328,22 +352,8 @@ pub fn servlet_fixtures() -> String {
                     "{jar} is missing: install libtomcat10-embed-java and libjakarta-annotation-api-java (scripts/test.sh does)"
                 );
             }
-            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-            let out = root.join("target/java-fixtures-servlet");
-            std::fs::create_dir_all(&out).unwrap();
-            let sources: Vec<PathBuf> = std::fs::read_dir(root.join("java-fixtures/servlet"))
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .filter(|p| p.extension().is_some_and(|e| e == "java"))
-                .collect();
             let libraries = SERVLET_JARS.join(":");
-            let status = Command::new("javac")
-                .args(["--release", "17", "-nowarn", "-cp", &libraries, "-d"])
-                .arg(&out)
-                .args(&sources)
-                .status()
-                .expect("javac runs");
-            assert!(status.success(), "the servlet fixtures compile");
+            let out = compile_fixtures("servlet", &libraries, "java-fixtures-servlet");
             format!("{}:{libraries}", out.display())
         })
         .clone()
@@ -354,24 +364,7 @@ pub fn servlet_fixtures() -> String {
 pub fn java_fixtures() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-            let out = root.join("target/java-fixtures");
-            std::fs::create_dir_all(&out).unwrap();
-            let sources: Vec<PathBuf> = std::fs::read_dir(root.join("java-fixtures"))
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .filter(|p| p.extension().is_some_and(|e| e == "java"))
-                .collect();
-            let status = Command::new("javac")
-                .args(["--release", "17", "-d"])
-                .arg(&out)
-                .args(&sources)
-                .status()
-                .expect("javac runs (scripts/test.sh installs a JDK)");
-            assert!(status.success(), "the Java fixtures compile");
-            out
-        })
+        .get_or_init(|| compile_fixtures("", "", "java-fixtures"))
         .clone()
 }
 
