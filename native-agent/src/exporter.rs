@@ -1,13 +1,15 @@
 //! The exporter thread: the one place the agent talks to the network. Others
 //! hand it records through a bounded queue that never blocks them (a full
-//! queue drops and counts); it turns them into OTLP spans, collects the
-//! metrics, and sends both with opentelemetry-otlp every `export_interval`.
+//! queue drops and counts) and never wakes it (it polls the queue, so a
+//! send is a few atomic operations, no system call); it turns records into
+//! OTLP spans, collects the metrics, and sends both with opentelemetry-otlp
+//! every `export_interval`.
 //! When the backend fails it drops that batch, counts it, says so once, and
 //! backs off; on VMDeath it flushes for at most the time it is given.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,8 +28,11 @@ use crate::log::{self, line};
 use crate::options::{LogLevel, Protocol, Settings};
 use crate::record::{Record, SpanIds};
 
-/// Records waiting in the channel to the exporter thread.
-const CHANNEL_CAPACITY: usize = 1024;
+/// Records waiting in the channel to the exporter thread: enough for
+/// 300 000 transactions a second between two polls.
+const CHANNEL_CAPACITY: usize = 16 * 1024;
+/// How often the exporter thread looks at the channel.
+const POLL: Duration = Duration::from_millis(50);
 /// Records the exporter thread holds while the backend is slow or away.
 const PENDING_CAPACITY: usize = 4096;
 /// Spans sent in one export request.
@@ -35,16 +40,10 @@ const BATCH: usize = 512;
 /// The longest wait between two attempts while the backend fails.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-enum Message {
-    Record(Record),
-    /// Send what is left, then stop.
-    Flush,
-}
-
 /// The sending side: cheap to clone, never blocks.
 #[derive(Clone)]
 pub struct Queue {
-    sender: SyncSender<Message>,
+    sender: SyncSender<Record>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -52,34 +51,32 @@ impl Queue {
     /// Hands a record to the exporter thread, or drops and counts it if the
     /// queue is full.
     pub fn push(&self, record: Record) {
-        if self.sender.try_send(Message::Record(record)).is_err() {
+        if self.sender.try_send(record).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
-/// Set by the exporter thread when it has stopped.
+/// Between the exporter thread and its owner: the request to flush and
+/// stop, and the answer that it has.
 #[derive(Default)]
 struct Stopped {
+    requested: AtomicBool,
     done: Mutex<bool>,
     signal: Condvar,
 }
 
 /// Owner's handle on the exporter thread.
 pub struct Exporter {
-    queue: Queue,
+    thread: std::thread::Thread,
     stopped: Arc<Stopped>,
 }
 
 impl Exporter {
     /// Asks the thread to send what it holds and waits at most `limit` for it.
     pub fn flush(&self, limit: Duration) {
-        match self.queue.sender.try_send(Message::Flush) {
-            Ok(()) => {}
-            // Full: the thread is busy and will not see the request in time;
-            // disconnected: it has already stopped.
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => return,
-        }
+        self.stopped.requested.store(true, Ordering::Release);
+        self.thread.unpark();
         let Ok(done) = self.stopped.done.lock() else {
             return;
         };
@@ -110,11 +107,12 @@ pub fn start(
         failures: 0,
     };
     let done = stopped.clone();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("jvmapm-exporter".into())
         .spawn(move || {
-            let outcome =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run(receiver)));
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                worker.run(receiver, &done.requested)
+            }));
             if outcome.is_err() {
                 line(
                     LogLevel::Error,
@@ -126,7 +124,13 @@ pub fn start(
                 done.signal.notify_all();
             }
         })?;
-    Ok((queue.clone(), Exporter { queue, stopped }))
+    Ok((
+        queue,
+        Exporter {
+            thread: thread.thread().clone(),
+            stopped,
+        },
+    ))
 }
 
 struct Clients {
@@ -146,7 +150,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(mut self, receiver: Receiver<Message>) {
+    fn run(mut self, receiver: Receiver<Record>, flush: &AtomicBool) {
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -176,30 +180,34 @@ impl Worker {
         let mut next_export = Instant::now() + self.settings.export_interval;
         loop {
             let wait = next_export.saturating_duration_since(Instant::now());
-            match receiver.recv_timeout(wait) {
-                Ok(Message::Record(record)) => {
-                    self.hold(record);
-                    if self.pending.len() >= BATCH && self.failures == 0 {
-                        runtime.block_on(self.send_spans(&clients));
-                    }
-                }
-                Ok(Message::Flush) | Err(RecvTimeoutError::Disconnected) => {
-                    while let Ok(Message::Record(record)) = receiver.try_recv() {
-                        self.hold(record);
-                    }
-                    runtime.block_on(async {
-                        self.send_spans(&clients).await;
-                        self.send_metrics(&clients).await;
-                    });
-                    return;
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    runtime.block_on(async {
-                        self.send_spans(&clients).await;
-                        self.send_metrics(&clients).await;
-                    });
-                    next_export = Instant::now() + self.delay();
-                }
+            std::thread::park_timeout(wait.min(POLL));
+            let disconnected = self.take(&receiver);
+            if flush.load(Ordering::Acquire) || disconnected {
+                runtime.block_on(async {
+                    self.send_spans(&clients).await;
+                    self.send_metrics(&clients).await;
+                });
+                return;
+            }
+            if Instant::now() >= next_export {
+                runtime.block_on(async {
+                    self.send_spans(&clients).await;
+                    self.send_metrics(&clients).await;
+                });
+                next_export = Instant::now() + self.delay();
+            } else if self.pending.len() >= BATCH && self.failures == 0 {
+                runtime.block_on(self.send_spans(&clients));
+            }
+        }
+    }
+
+    /// Takes what waits in the channel; true when every sender is gone.
+    fn take(&mut self, receiver: &Receiver<Record>) -> bool {
+        loop {
+            match receiver.try_recv() {
+                Ok(record) => self.hold(record),
+                Err(TryRecvError::Empty) => return false,
+                Err(TryRecvError::Disconnected) => return true,
             }
         }
     }

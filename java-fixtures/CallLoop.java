@@ -1,0 +1,24 @@
+/**
+ * Calls a tiny method N times per round (first argument) for five rounds and
+ * prints "ns_per_call X" for the fastest round: the cost of one call, which
+ * the agent benchmark compares with and without `hook=CallLoop#work`.
+ */
+public class CallLoop {
+    static int work(int x) {
+        return x * 31 + 7;
+    }
+
+    public static void main(String[] args) {
+        int n = Integer.parseInt(args[0]);
+        int sink = 0;
+        double best = Double.MAX_VALUE;
+        for (int round = 0; round < 5; round++) {
+            long start = System.nanoTime();
+            for (int i = 0; i < n; i++) {
+                sink += work(i);
+            }
+            best = Math.min(best, (System.nanoTime() - start) / (double) n);
+        }
+        System.out.printf("ns_per_call %.2f sink %d%n", best, sink);
+    }
+}
