@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Agent overhead benchmark: JVM start-up time and RSS with and without the
-agent on the idle fixture, and the cost of one sampling round.
+agent on the idle fixture, the cost of one sampling round, and the cost of
+one instrumented call.
 
 Builds the release agent and the Java fixtures, then, interleaved RUNS times:
 starts `java Idle` without and with `-agentpath:libjvmapm_agent.so`, times
@@ -8,7 +9,9 @@ exec to the fixture's "ready" line (start-up), waits SETTLE seconds (so the
 agent's first sampling round, which looks its beans up, has run), and reads
 VmRSS. The agent exports to a closed port: start-up and RSS must not depend
 on a backend. Then one JVM runs with `interval=100ms,log_level=debug` and the
-agent's own "sampling round took N us" lines give the round cost.
+agent's own "sampling round took N us" lines give the round cost. Last,
+the CallLoop fixture times a tiny method in a tight loop, without the agent
+and with `hook=CallLoop#work` (each call a transaction), 3 runs each.
 
 Usage: bench/agent-overhead.py   (knobs: RUNS=11 SETTLE=2 JAVA=java NO_BUILD=1)
 """
@@ -100,6 +103,17 @@ def sampling_rounds():
     return rounds[0], rounds[1:]
 
 
+def call_cost(hooked):
+    """Nanoseconds per call of CallLoop.work, best round of one JVM."""
+    command = [JAVA]
+    if hooked:
+        options = f"service=bench,endpoint=http://127.0.0.1:{closed_port()},hook=CallLoop#work"
+        command.append(f"-agentpath:{AGENT}={options}")
+    command += ["-cp", str(CLASSES), "CallLoop", "2000000"]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return float(re.search(r"ns_per_call ([0-9.]+)", out).group(1))
+
+
 def main():
     build()
     options = f"service=bench,endpoint=http://127.0.0.1:{closed_port()}"
@@ -122,6 +136,12 @@ def main():
     print(
         f"sampling round:      first (bean lookup) {first} us; then median {median(steady):.0f} us, "
         f"p90 {steady[int(len(steady) * 0.9)]} us over {len(steady)} rounds"
+    )
+    plain = [call_cost(False) for _ in range(3)]
+    hooked = [call_cost(True) for _ in range(3)]
+    print(
+        f"instrumented call:   without {median(plain):.2f} ns   with hook= {median(hooked):.1f} ns   "
+        f"added {median(hooked) - median(plain):.1f} ns per call (enter + exit, medians of 3)"
     )
 
 
