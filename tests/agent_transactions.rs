@@ -404,3 +404,55 @@ fn every_servlet_request_is_one_point_behind_its_filters() {
         assert_eq!(hello["url.path"], "/hello");
     }
 }
+
+#[test]
+fn a_stuck_transaction_is_reported_once_with_its_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &[]);
+    let launcher = &java_launchers()[0];
+    let service = Service::start(java_with_agent(
+        launcher,
+        &format!(
+            "service=stuck,endpoint=http://{},interval=200ms,export_interval=200ms,stuck=1s",
+            analyzer.grpc
+        ),
+        &["HttpService"],
+    ));
+    assert_eq!(service.get("/slow?ms=2500", &[]).0, 200);
+    assert_eq!(service.get("/fast", &[]).0, 200);
+    let stderr = service.stop();
+
+    let points = points_of(&analyzer, "stuck", 2);
+    let slow = points.iter().find(|p| p["endpoint"] == "/slow").unwrap();
+    let fast = points.iter().find(|p| p["endpoint"] == "/fast").unwrap();
+    assert_eq!(attributes(&analyzer, slow)["jvmapm.stuck"], true);
+    assert!(attributes(&analyzer, fast).get("jvmapm.stuck").is_none());
+
+    let jvm = analyzer.jvm_of("stuck");
+    let stuck: Vec<&Value> = jvm["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "stuck")
+        .collect();
+    assert_eq!(stuck.len(), 1, "reported once: {stuck:#?}\n{stderr}");
+    assert_eq!(stuck[0]["trace_id"], slow["trace_id"], "tied to its trace");
+    let stack = stuck[0]["attributes"]["jvmapm.stack"].as_str().unwrap();
+    assert!(stack.contains("Thread.sleep"), "{stack}");
+    assert!(stack.contains("HttpService"), "{stack}");
+    // While it ran, the active count saw it.
+    let active: f64 = jvm["series"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("jvmapm.transactions.active"))
+        .flat_map(|(_, points)| {
+            points
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p[1].as_f64().unwrap())
+        })
+        .fold(0.0, f64::max);
+    assert!(active >= 1.0, "{}", jvm["series"]);
+}

@@ -157,6 +157,8 @@ impl Targets {
 struct Ready {
     jvmti: Jvmti,
     targets: Targets,
+    /// `jvmapm.agent.Hooks`, for the sampler's calls into it.
+    hooks: Global,
     /// The helper's module (the boot loader's unnamed module): classes in
     /// named modules must be made to read it.
     hooks_module: Global,
@@ -203,10 +205,16 @@ pub fn install(jni: &Jni, jvmti: Jvmti, targets: Targets) -> JniResult<()> {
         let _ = READY.set(Ready {
             jvmti,
             targets,
+            hooks,
             hooks_module,
         });
         Ok(())
     })
+}
+
+/// The helper class, once installed.
+pub fn hooks_class() -> Option<Global> {
+    READY.get().map(|ready| ready.hooks)
 }
 
 /// JVMTI ClassFileLoadHook.

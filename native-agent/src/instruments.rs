@@ -63,6 +63,7 @@ pub struct Instruments {
     class_loaded: Counter<u64>,
     cpu_time: Counter<f64>,
     finalizer_pending: Gauge<i64>,
+    active: Gauge<i64>,
     totals: Totals,
 }
 
@@ -120,7 +121,20 @@ impl Instruments {
                 .with_unit("{object}")
                 .with_description("Objects waiting for the Finalizer thread")
                 .build(),
+            active: meter
+                .i64_gauge("jvmapm.transactions.active")
+                .with_unit("{transaction}")
+                .with_description("Open transactions by age: under 3 s, 3 to 8 s, over 8 s")
+                .build(),
             totals: Totals::default(),
+        }
+    }
+
+    /// Records how many transactions are open, by age bucket.
+    pub fn record_active(&self, by_age: [u64; 3]) {
+        for (count, age) in by_age.into_iter().zip(["<3s", "3-8s", ">8s"]) {
+            self.active
+                .record(count as i64, &[KeyValue::new("jvmapm.age", age)]);
         }
     }
 

@@ -49,6 +49,8 @@ pub struct Settings {
     pub heapdump: HeapDumpSettings,
     /// Methods whose calls are application transactions (`hook=`).
     pub hooks: Vec<MethodHook>,
+    /// How long a transaction runs before its stack is captured (`stuck=`).
+    pub stuck: Duration,
 }
 
 /// `com.acme.Batch#run`: a class and a method name, or `*` for all its methods.
@@ -85,7 +87,7 @@ impl fmt::Display for OptionError {
 impl std::error::Error for OptionError {}
 
 /// Keys the option string accepts.
-pub const KEYS: [&str; 13] = [
+pub const KEYS: [&str; 14] = [
     "service",
     "endpoint",
     "protocol",
@@ -99,6 +101,7 @@ pub const KEYS: [&str; 13] = [
     "heapdump_on_heap_used",
     "heapdump_min_interval",
     "hook",
+    "stuck",
 ];
 
 fn option_error(key: &str, problem: impl Into<String>) -> OptionError {
@@ -353,6 +356,7 @@ pub fn resolve(
             Some(v) => hooks(v).map_err(|e| option_error("hook", e))?,
             None => Vec::new(),
         },
+        stuck: duration_option("stuck", Duration::from_secs(10))?,
     })
 }
 
@@ -377,6 +381,7 @@ mod tests {
         assert_eq!(s.heapdump.min_interval, Duration::from_secs(1800));
         assert_eq!((s.log, s.log_level), (LogTarget::Stderr, LogLevel::Info));
         assert!(s.hooks.is_empty());
+        assert_eq!(s.stuck, Duration::from_secs(10));
     }
 
     #[test]

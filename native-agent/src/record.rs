@@ -12,12 +12,13 @@ use opentelemetry::trace::{
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
-use crate::transaction::{self, Finished, SiteKind};
+use crate::transaction::{self, Finished, SiteKind, Stuck};
 
 /// The attribute that marks a span as a JVM event, and its values.
 pub const EVENT_ATTRIBUTE: &str = "jvmapm.event";
 pub const GC_PAUSE: &str = "gc.pause";
 pub const HEAP_DUMP: &str = "heapdump";
+pub const STUCK: &str = "stuck";
 
 /// One thing for the exporter to send.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,6 +38,9 @@ pub enum Record {
     },
     /// A transaction that ended.
     Transaction(Box<Finished>),
+    /// A transaction open past the `stuck` threshold, with its thread's
+    /// stack when it could be read.
+    Stuck(Box<Stuck>, Option<String>),
 }
 
 /// Random trace and span ids (xorshift64*, seeded from the OS's randomness
@@ -162,7 +166,41 @@ impl Record {
             )
             .span(),
             Record::Transaction(finished) => transaction_span(*finished).span(),
+            Record::Stuck(stuck, stack) => stuck_span(&stuck, stack).span(),
         }
+    }
+}
+
+/// A stuck transaction as an event in its own trace, a child of its span.
+fn stuck_span(stuck: &Stuck, stack: Option<String>) -> Parts {
+    let mut attributes = vec![
+        KeyValue::new(EVENT_ATTRIBUTE, STUCK),
+        KeyValue::new("thread.id", stuck.thread_id as i64),
+        KeyValue::new("jvmapm.open_ms", (stuck.open_ns / 1_000_000) as i64),
+    ];
+    if let Some(site) = transaction::site(stuck.site) {
+        attributes.push(KeyValue::new("code.namespace", site.class));
+        attributes.push(KeyValue::new("code.function", site.method));
+    }
+    if let Some(stack) = stack {
+        attributes.push(KeyValue::new("jvmapm.stack", stack));
+    }
+    let now = stuck.start_ns.saturating_add(stuck.open_ns);
+    Parts {
+        context: SpanContext::new(
+            TraceId::from_bytes(stuck.trace_id.to_be_bytes()),
+            SpanId::from_bytes((stuck.span_id ^ 0x5357_5543_4b00_0000 | 1).to_be_bytes()),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        ),
+        parent: SpanId::from_bytes(stuck.span_id.to_be_bytes()),
+        kind: SpanKind::Internal,
+        name: Cow::Borrowed(STUCK),
+        start_ns: now,
+        duration_ns: 0,
+        attributes,
+        status: Status::Unset,
     }
 }
 
@@ -219,6 +257,9 @@ fn transaction_span(t: Finished) -> Parts {
     attributes.push(KeyValue::new("jvmapm.cpu.time", (t.cpu_ns / 1_000) as i64));
     if let Some(thread) = t.thread.clone() {
         attributes.push(KeyValue::new("thread.name", thread));
+    }
+    if t.stuck {
+        attributes.push(KeyValue::new("jvmapm.stuck", true));
     }
     Parts {
         context: SpanContext::new(

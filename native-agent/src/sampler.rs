@@ -15,13 +15,15 @@ use crate::clock;
 use crate::exporter::Queue;
 use crate::gc::{self, Pause, PAUSES};
 use crate::heapdump::{self, Dumper, Trigger};
+use crate::instrument;
 use crate::instruments::Instruments;
-use crate::jni::Jni;
+use crate::jni::{JValue, Jni, Method};
 use crate::jvmti::JavaVm;
 use crate::log::{self, line};
 use crate::management::{Management, MemoryKind};
 use crate::options::{LogLevel, Settings};
 use crate::record::Record;
+use crate::transaction;
 
 /// What one round works with; shared between the sampler thread and the
 /// final round at VMDeath.
@@ -37,6 +39,9 @@ pub struct Sampler {
     /// Each collector's count at the previous round, to name the pauses since.
     collections: HashMap<String, i64>,
     pauses_lost: u64,
+    stuck_after: Duration,
+    /// `Hooks.stackOf(long)`, looked up on first need.
+    stack_of: Option<Method>,
 }
 
 impl Sampler {
@@ -60,11 +65,14 @@ impl Sampler {
             pauses: Vec::new(),
             collections: HashMap::new(),
             pauses_lost: 0,
+            stuck_after: settings.stuck,
+            stack_of: None,
         }
     }
 
-    /// One round: pauses, readings, the heap-dump check.
+    /// One round: open transactions, pauses, readings, the heap-dump check.
     pub fn round(&mut self, jni: &Jni) {
+        self.report_active(jni);
         self.pauses.clear();
         PAUSES.drain(&mut self.pauses);
         if self.management.is_none() {
@@ -137,6 +145,58 @@ impl Sampler {
                     .check(Instant::now(), reading.finalizer_pending, heap)
             {
                 self.dump_heap(jni, reason);
+            }
+        }
+    }
+
+    /// Counts the open transactions by age and reports each newly stuck one
+    /// with its thread's stack.
+    fn report_active(&mut self, jni: &Jni) {
+        let active = transaction::active(self.stuck_after.as_nanos() as u64);
+        self.instruments.record_active(active.by_age);
+        for stuck in active.newly_stuck {
+            let stack = self.stack_of(jni, stuck.thread_id);
+            line(
+                LogLevel::Info,
+                &format!(
+                    "a transaction of thread {} has run for {} ms (stuck={:?}); its stack is reported",
+                    stuck.thread_id,
+                    stuck.open_ns / 1_000_000,
+                    self.stuck_after
+                ),
+            );
+            self.queue.push(Record::Stuck(Box::new(stuck), stack));
+        }
+    }
+
+    /// The stack of a platform thread, through `Hooks.stackOf`.
+    fn stack_of(&mut self, jni: &Jni, thread_id: u64) -> Option<String> {
+        let hooks = instrument::hooks_class()?;
+        if self.stack_of.is_none() {
+            self.stack_of = jni
+                .static_method(hooks, c"stackOf", c"(J)Ljava/lang/String;", "Hooks.stackOf")
+                .ok();
+        }
+        let method = self.stack_of?;
+        let stack = jni.with_local_frame(4, |jni| {
+            let text = jni.call_static_object(
+                hooks,
+                method,
+                &[JValue {
+                    j: thread_id as i64,
+                }],
+            )?;
+            jni.string(text)
+        });
+        match stack {
+            Ok(stack) => Some(stack),
+            Err(e) => {
+                log::once(
+                    "stack-of",
+                    LogLevel::Debug,
+                    &format!("no stack for a stuck transaction: {e}"),
+                );
+                None
             }
         }
     }

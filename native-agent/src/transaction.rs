@@ -64,6 +64,10 @@ struct Slot {
     trace_low: AtomicU64,
     span: AtomicU64,
     parent_span: AtomicU64,
+    /// `Thread.getId()` of the thread that opened it.
+    thread_id: AtomicU64,
+    /// 1 once the sampler has reported it stuck.
+    stuck: AtomicU32,
 }
 
 struct InFlight {
@@ -88,6 +92,8 @@ fn in_flight() -> &'static InFlight {
                 trace_low: AtomicU64::new(0),
                 span: AtomicU64::new(0),
                 parent_span: AtomicU64::new(0),
+                thread_id: AtomicU64::new(0),
+                stuck: AtomicU32::new(0),
             })
             .collect(),
         cursor: AtomicUsize::new(0),
@@ -126,7 +132,7 @@ pub fn parse_traceparent(header: &str) -> Option<(u128, u64)> {
 }
 
 /// Starts a transaction of `site`; the token is 0 when the table is full.
-fn begin(site: i32, traceparent: Option<(u128, u64)>) -> u64 {
+fn begin(site: i32, thread_id: u64, traceparent: Option<(u128, u64)>) -> u64 {
     let table = in_flight();
     for _ in 0..8 {
         let index = table.cursor.fetch_add(1, Ordering::Relaxed) % SLOTS;
@@ -157,6 +163,8 @@ fn begin(site: i32, traceparent: Option<(u128, u64)>) -> u64 {
         slot.trace_low.store(trace as u64, Ordering::Relaxed);
         slot.span.store(table.random(), Ordering::Relaxed);
         slot.parent_span.store(parent, Ordering::Relaxed);
+        slot.thread_id.store(thread_id, Ordering::Relaxed);
+        slot.stuck.store(0, Ordering::Relaxed);
         return ((index as u64) << 32) | u64::from(generation);
     }
     table.untracked.fetch_add(1, Ordering::Relaxed);
@@ -180,6 +188,8 @@ pub struct Finished {
     pub status: i32,
     pub error_type: Option<String>,
     pub thread: Option<String>,
+    /// The sampler reported it stuck while it ran.
+    pub stuck: bool,
 }
 
 /// The strings `end` receives, already copied out of the JVM.
@@ -217,9 +227,67 @@ fn end(token: u64, ending: Ending) -> Option<Finished> {
         status: ending.status,
         error_type: ending.error_type,
         thread: ending.thread,
+        stuck: slot.stuck.load(Ordering::Relaxed) != 0,
     };
     slot.claim.store(0, Ordering::Release);
     Some(finished)
+}
+
+/// A transaction open longer than the `stuck` threshold, reported once.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stuck {
+    pub site: i32,
+    pub thread_id: u64,
+    pub trace_id: u128,
+    pub span_id: u64,
+    pub start_ns: u64,
+    pub open_ns: u64,
+}
+
+/// Open transactions by age: under 3 s, 3 to 8 s, over 8 s (Scouter's
+/// active-service equalizer), and those that just became stuck.
+#[derive(Debug, Default, PartialEq)]
+pub struct Active {
+    pub by_age: [u64; 3],
+    pub newly_stuck: Vec<Stuck>,
+}
+
+/// Looks at every open transaction (the sampler does, once a round).
+pub fn active(stuck_after_ns: u64) -> Active {
+    let table = in_flight();
+    let now = clock::monotonic_ns();
+    let mut active = Active::default();
+    for slot in table.slots.iter() {
+        let claim = slot.claim.load(Ordering::Acquire);
+        if claim == 0 {
+            continue;
+        }
+        let open_ns = now.saturating_sub(slot.start_monotonic_ns.load(Ordering::Relaxed));
+        let bucket = match open_ns / 1_000_000_000 {
+            0..=2 => 0,
+            3..=7 => 1,
+            _ => 2,
+        };
+        active.by_age[bucket] += 1;
+        if open_ns < stuck_after_ns || slot.stuck.load(Ordering::Relaxed) != 0 {
+            continue;
+        }
+        let stuck = Stuck {
+            site: slot.site.load(Ordering::Relaxed) as i32,
+            thread_id: slot.thread_id.load(Ordering::Relaxed),
+            trace_id: (u128::from(slot.trace_high.load(Ordering::Relaxed)) << 64)
+                | u128::from(slot.trace_low.load(Ordering::Relaxed)),
+            span_id: slot.span.load(Ordering::Relaxed),
+            start_ns: slot.start_wall_ns.load(Ordering::Relaxed),
+            open_ns,
+        };
+        // Only if the slot still holds the same transaction.
+        if slot.claim.load(Ordering::Acquire) == claim {
+            slot.stuck.store(1, Ordering::Relaxed);
+            active.newly_stuck.push(stuck);
+        }
+    }
+    active
 }
 
 /// Where finished transactions go (set when the agent starts).
@@ -233,17 +301,18 @@ unsafe fn string(env: *mut RawJniEnv, s: JObject) -> Option<String> {
     crate::jni::Jni::from_raw(env).string(s).ok()
 }
 
-/// `Hooks.begin(int site, String traceparent)`.
+/// `Hooks.begin(int site, long threadId, String traceparent)`.
 pub unsafe extern "system" fn native_begin(
     env: *mut RawJniEnv,
     _class: JObject,
     site: i32,
+    thread_id: i64,
     traceparent: JObject,
 ) -> i64 {
     let mut token = 0u64;
     crate::agent::guarded("Hooks.begin", || {
         let parent = string(env, traceparent).and_then(|t| parse_traceparent(&t));
-        token = begin(site, parent);
+        token = begin(site, thread_id as u64, parent);
     });
     token as i64
 }
@@ -282,7 +351,7 @@ pub fn natives() -> [(&'static CStr, &'static CStr, *mut std::ffi::c_void); 2] {
     [
         (
             c"begin",
-            c"(ILjava/lang/String;)J",
+            c"(IJLjava/lang/String;)J",
             native_begin as *mut std::ffi::c_void,
         ),
         (
@@ -310,7 +379,7 @@ mod tests {
 
     #[test]
     fn a_token_ends_its_transaction_once() {
-        let token = begin(3, None);
+        let token = begin(3, 7, None);
         assert_ne!(token, 0);
         let finished = end(token, nothing()).unwrap();
         assert_eq!(finished.site, 3);
@@ -328,7 +397,7 @@ mod tests {
             parent,
             Some((0x4bf92f3577b34da6a3ce929d0e0e4736, 0x00f067aa0ba902b7))
         );
-        let finished = end(begin(1, parent), nothing()).unwrap();
+        let finished = end(begin(1, 7, parent), nothing()).unwrap();
         assert_eq!(finished.trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
         assert_eq!(finished.parent_span_id, 0x00f067aa0ba902b7);
         assert_eq!(parse_traceparent("00-0000-00f067aa0ba902b7-01"), None);
@@ -337,6 +406,18 @@ mod tests {
             None
         );
         assert_eq!(parse_traceparent("garbage"), None);
+    }
+
+    #[test]
+    fn an_old_transaction_is_reported_stuck_once() {
+        let token = begin(5, 42, None);
+        let first = active(0);
+        let mine: Vec<&Stuck> = first.newly_stuck.iter().filter(|s| s.site == 5).collect();
+        assert_eq!(mine.len(), 1);
+        assert_eq!(mine[0].thread_id, 42);
+        assert!(first.by_age[0] >= 1);
+        assert!(active(0).newly_stuck.iter().all(|s| s.site != 5), "once");
+        assert!(end(token, nothing()).unwrap().stuck);
     }
 
     #[test]

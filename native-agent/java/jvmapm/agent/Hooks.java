@@ -54,7 +54,7 @@ public final class Hooks {
         if (OPEN.get() != null) {
             return 0L;
         }
-        long token = begin(site, traceparent);
+        long token = begin(site, Thread.currentThread().getId(), traceparent);
         if (token != 0L) {
             OPEN.set(Boolean.TRUE);
         }
@@ -90,6 +90,25 @@ public final class Hooks {
             // An unknown request type: the transaction is still counted.
         }
         end(token, method, path, route, status, errorType(error), Thread.currentThread().getName());
+    }
+
+    /**
+     * The stack of the platform thread with this id, one "at frame" per
+     * line, or null when it is gone (or is a virtual thread, which
+     * getAllStackTraces does not list). Called by the agent's sampler for a
+     * stuck transaction.
+     */
+    public static String stackOf(long threadId) {
+        for (var entry : Thread.getAllStackTraces().entrySet()) {
+            if (entry.getKey().getId() == threadId) {
+                StringBuilder stack = new StringBuilder();
+                for (StackTraceElement frame : entry.getValue()) {
+                    stack.append("at ").append(frame).append('\n');
+                }
+                return stack.toString();
+            }
+        }
+        return null;
     }
 
     private static String errorType(Throwable error) {
@@ -212,7 +231,7 @@ public final class Hooks {
         }
     }
 
-    private static native long begin(int site, String traceparent);
+    private static native long begin(int site, long threadId, String traceparent);
 
     private static native void end(long token, String method, String path, String route, int status,
             String errorType, String thread);
