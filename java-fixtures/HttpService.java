@@ -12,8 +12,9 @@ import java.util.concurrent.Executors;
  * (sleeps ?ms=N milliseconds), /fail (answers 500), /throw (the handler
  * throws), and /filtered (behind two user filters). Every response body says
  * how long the handler took in microseconds ("took N"), so tests can compare
- * it with what the agent measured. Prints "port N" when it listens and stops
- * when its standard input closes.
+ * it with what the agent measured. With the argument "virtual" (JDK 21+)
+ * each exchange runs on a virtual thread. Prints "port N" when it listens
+ * and stops when its standard input closes.
  */
 public class HttpService {
     static void answer(HttpExchange exchange, int status, long startNanos) throws IOException {
@@ -61,7 +62,13 @@ public class HttpService {
         var filtered = server.createContext("/filtered", exchange -> answer(exchange, 200, System.nanoTime()));
         filtered.getFilters().add(passThrough("one"));
         filtered.getFilters().add(passThrough("two"));
-        server.setExecutor(Executors.newFixedThreadPool(4));
+        if (args.length > 0 && args[0].equals("virtual")) {
+            // Compiled for 17, so found by reflection.
+            server.setExecutor((java.util.concurrent.Executor)
+                    Executors.class.getMethod("newVirtualThreadPerTaskExecutor").invoke(null));
+        } else {
+            server.setExecutor(Executors.newFixedThreadPool(4));
+        }
         server.start();
         System.out.println("port " + server.getAddress().getPort());
         System.out.flush();

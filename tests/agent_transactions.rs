@@ -456,3 +456,51 @@ fn a_stuck_transaction_is_reported_once_with_its_stack() {
         .fold(0.0, f64::max);
     assert!(active >= 1.0, "{}", jvm["series"]);
 }
+
+#[test]
+fn exchanges_on_virtual_threads_are_measured_on_jdk_21_and_newer() {
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &[]);
+    let launchers: Vec<_> = java_launchers()
+        .into_iter()
+        .filter(|l| launcher_version(l) >= 21)
+        .collect();
+    for launcher in launchers {
+        let service = format!("virtual-{}", launcher_version(&launcher));
+        let server = Service::start(java_with_agent(
+            &launcher,
+            &format!(
+                "service={service},endpoint=http://{},export_interval=200ms",
+                analyzer.grpc
+            ),
+            &["HttpService", "virtual"],
+        ));
+        // Concurrent requests, so virtual threads park and move between carriers.
+        let delays = [30u64, 60, 90, 120, 150, 30, 60, 90];
+        std::thread::scope(|scope| {
+            for ms in delays {
+                let server = &server;
+                scope.spawn(move || {
+                    assert_eq!(server.get(&format!("/slow?ms={ms}"), &[]).0, 200);
+                });
+            }
+        });
+        let stderr = server.stop();
+        let points = points_of(&analyzer, &service, delays.len());
+        assert_eq!(
+            points.len(),
+            delays.len(),
+            "{service}: {points:#?}\n{stderr}"
+        );
+        let mut elapsed: Vec<u64> = points
+            .iter()
+            .map(|p| p["elapsed_us"].as_u64().unwrap())
+            .collect();
+        elapsed.sort();
+        let mut expected = delays.to_vec();
+        expected.sort();
+        for (us, ms) in elapsed.iter().zip(expected) {
+            assert!(*us >= ms * 1000, "{service}: {us} us for {ms} ms");
+        }
+    }
+}
