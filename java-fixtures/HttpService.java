@@ -5,14 +5,22 @@ import java.io.IOException;
 import java.io.OutputStream;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
 import java.util.concurrent.Executors;
 
 /**
  * A JDK HTTP server with the endpoints the agent tests need: /fast, /slow
  * (sleeps ?ms=N milliseconds), /fail (answers 500), /throw (the handler
- * throws), and /filtered (behind two user filters). Every response body says
- * how long the handler took in microseconds ("took N"), so tests can compare
- * it with what the agent measured. With the argument "virtual" (JDK 21+)
+ * throws), /filtered (behind two user filters), and /sql?n=N (runs N JDBC
+ * statements, plain and prepared in turn, against an in-memory H2 database
+ * when h2.jar is on the class path; else it answers 503). Every response
+ * body says how long the handler took in microseconds ("took N"), so tests
+ * can compare it with what the agent measured. With the argument "virtual" (JDK 21+)
  * each exchange runs on a virtual thread. Prints "port N" when it listens
  * and stops when its standard input closes.
  */
@@ -41,7 +49,42 @@ public class HttpService {
         };
     }
 
+    static final String DATABASE = "jdbc:h2:mem:fixture;DB_CLOSE_DELAY=-1";
+
+    /** Runs n statements; false when there is no H2 driver. */
+    static boolean runSql(int n) throws SQLException {
+        Connection connection;
+        try {
+            connection = DriverManager.getConnection(DATABASE);
+        } catch (SQLException noDriver) {
+            return false;
+        }
+        try (connection;
+                Statement plain = connection.createStatement();
+                PreparedStatement prepared = connection.prepareStatement("UPDATE items SET hits = hits + 1 WHERE id = ?")) {
+            for (int i = 0; i < n; i++) {
+                if (i % 2 == 0) {
+                    try (ResultSet rows = plain.executeQuery("SELECT name FROM items WHERE id = " + (i % 3))) {
+                        while (rows.next()) {
+                            rows.getString(1);
+                        }
+                    }
+                } else {
+                    prepared.setInt(1, i % 3);
+                    prepared.executeUpdate();
+                }
+            }
+        }
+        return true;
+    }
+
     public static void main(String[] args) throws Exception {
+        try (Connection setup = DriverManager.getConnection(DATABASE); Statement s = setup.createStatement()) {
+            s.execute("CREATE TABLE items(id INT PRIMARY KEY, name VARCHAR(20), hits INT)");
+            s.execute("INSERT INTO items VALUES (0, 'zero', 0), (1, 'one', 0), (2, 'two', 0)");
+        } catch (SQLException noDriver) {
+            // Without H2, /sql answers 503.
+        }
         HttpServer server = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
         server.createContext("/fast", exchange -> answer(exchange, 200, System.nanoTime()));
         server.createContext("/slow", exchange -> {
@@ -56,6 +99,16 @@ public class HttpService {
             answer(exchange, 200, start);
         });
         server.createContext("/fail", exchange -> answer(exchange, 500, System.nanoTime()));
+        server.createContext("/sql", exchange -> {
+            long start = System.nanoTime();
+            String query = exchange.getRequestURI().getQuery();
+            int n = query != null && query.startsWith("n=") ? Integer.parseInt(query.substring(2)) : 1;
+            try {
+                answer(exchange, runSql(n) ? 200 : 503, start);
+            } catch (SQLException e) {
+                throw new IOException(e);
+            }
+        });
         server.createContext("/throw", exchange -> {
             throw new IllegalStateException("handler failed");
         });

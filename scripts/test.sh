@@ -3,7 +3,7 @@
 # end-to-end tests compile and run the Java fixtures in java-fixtures/) and a
 # Python that can make a virtual environment (the interop test installs the
 # OpenTelemetry Python SDK from PyPI into target/otel-python) and Debian's
-# embedded Tomcat 10 (the servlet tests), then runs the Rust unit and
+# embedded Tomcat 10 and H2 (the servlet and JDBC tests), then runs the Rust unit and
 # end-to-end tests of the whole workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,24 +38,27 @@ ensure_python_venv() {
     fi
 }
 
-# The servlet tests run Debian's embedded Tomcat 10.
-ensure_servlet_jars() {
-    if [ -f /usr/share/java/tomcat10-embed-core.jar ] && [ -f /usr/share/java/jakarta-annotation-api.jar ]; then
+# The servlet tests run Debian's embedded Tomcat 10, the JDBC tests its H2.
+ensure_java_libraries() {
+    if [ -f /usr/share/java/tomcat10-embed-core.jar ] && [ -f /usr/share/java/jakarta-annotation-api.jar ] \
+        && [ -f /usr/share/java/h2.jar ]; then
         return
     fi
+    local packages="libtomcat10-embed-java libjakarta-annotation-api-java libh2-java"
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "test.sh: installing Tomcat 10 (libtomcat10-embed-java) for the servlet tests" >&2
+        echo "test.sh: installing Tomcat 10 and H2 ($packages) for the servlet and JDBC tests" >&2
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libtomcat10-embed-java libjakarta-annotation-api-java >/dev/null
+        # shellcheck disable=SC2086
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null
     else
-        echo "test.sh: the servlet tests need Tomcat 10's embedded jars." >&2
-        echo "         On Debian: sudo apt-get install libtomcat10-embed-java libjakarta-annotation-api-java" >&2
+        echo "test.sh: the servlet and JDBC tests need Tomcat 10's embedded jars and H2." >&2
+        echo "         On Debian: sudo apt-get install $packages" >&2
         exit 1
     fi
 }
 
 ensure_jdk
 ensure_python_venv
-ensure_servlet_jars
+ensure_java_libraries
 echo "test.sh: $(javac -version 2>&1), $(rustc --version)"
 cargo test --workspace --all-targets

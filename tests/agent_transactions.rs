@@ -14,6 +14,14 @@ use std::time::Duration;
 use common::{java_fixtures, java_launchers, java_with_agent, launcher_version, Analyzer};
 use serde_json::Value;
 
+/// The tests of this file compare times measured inside JVMs; on two cores,
+/// several JVMs at once would measure each other, so they take turns.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn take_turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A running HttpService fixture.
 struct Service {
     child: Child,
@@ -140,6 +148,7 @@ fn attributes(analyzer: &Analyzer, point: &Value) -> Value {
 
 #[test]
 fn every_http_exchange_is_one_point_with_its_time_status_and_error() {
+    let _turn = take_turn();
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
     for launcher in java_launchers() {
@@ -279,6 +288,7 @@ fn every_http_exchange_is_one_point_with_its_time_status_and_error() {
 
 #[test]
 fn a_hooked_method_is_an_application_transaction_and_nested_calls_are_not() {
+    let _turn = take_turn();
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
     let launcher = &java_launchers()[0];
@@ -321,6 +331,7 @@ fn a_hooked_method_is_an_application_transaction_and_nested_calls_are_not() {
 
 #[test]
 fn every_servlet_request_is_one_point_behind_its_filters() {
+    let _turn = take_turn();
     let classpath = common::servlet_fixtures();
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
@@ -407,6 +418,7 @@ fn every_servlet_request_is_one_point_behind_its_filters() {
 
 #[test]
 fn a_stuck_transaction_is_reported_once_with_its_stack() {
+    let _turn = take_turn();
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
     let launcher = &java_launchers()[0];
@@ -459,6 +471,7 @@ fn a_stuck_transaction_is_reported_once_with_its_stack() {
 
 #[test]
 fn exchanges_on_virtual_threads_are_measured_on_jdk_21_and_newer() {
+    let _turn = take_turn();
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
     let launchers: Vec<_> = java_launchers()
@@ -502,5 +515,45 @@ fn exchanges_on_virtual_threads_are_measured_on_jdk_21_and_newer() {
         for (us, ms) in elapsed.iter().zip(expected) {
             assert!(*us >= ms * 1000, "{service}: {us} us for {ms} ms");
         }
+    }
+}
+
+/// Debian's H2 database (libh2-java; scripts/test.sh installs it).
+const H2_JAR: &str = "/usr/share/java/h2.jar";
+
+#[test]
+fn sql_count_and_time_are_the_statements_the_transaction_ran() {
+    let _turn = take_turn();
+    assert!(
+        std::path::Path::new(H2_JAR).is_file(),
+        "{H2_JAR} is missing: install libh2-java (scripts/test.sh does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &[]);
+    let launcher = &java_launchers()[0];
+    let classpath = format!("{}:{H2_JAR}", java_fixtures().display());
+    let server = Service::start(java_with_agent(
+        launcher,
+        &format!(
+            "service=sql,endpoint=http://{},export_interval=200ms",
+            analyzer.grpc
+        ),
+        &["-cp", &classpath, "HttpService"],
+    ));
+    for path in ["/sql?n=5", "/sql?n=2", "/fast"] {
+        assert_eq!(server.get(path, &[]).0, 200, "{path}");
+    }
+    let stderr = server.stop();
+    let points = points_of(&analyzer, "sql", 3);
+    assert_eq!(points.len(), 3, "{points:#?}\n{stderr}");
+    let mut counts: Vec<Option<u64>> = points.iter().map(|p| p["sql_count"].as_u64()).collect();
+    counts.sort();
+    assert_eq!(counts, [None, Some(2), Some(5)], "{points:#?}");
+    for p in points.iter().filter(|p| p["endpoint"] == "/sql") {
+        let sql_us = p["sql_us"].as_u64().unwrap();
+        assert!(
+            sql_us > 0 && sql_us <= p["elapsed_us"].as_u64().unwrap(),
+            "{p}"
+        );
     }
 }

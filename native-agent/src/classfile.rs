@@ -94,6 +94,13 @@ pub struct Method {
     exceptions: Option<(u16, std::ops::Range<usize>)>,
 }
 
+impl Method {
+    /// Public and not static: a method callers reach through an interface.
+    pub fn is_public_instance(&self) -> bool {
+        self.access & ACC_PUBLIC != 0 && self.access & ACC_STATIC == 0
+    }
+}
+
 /// A parsed class file: offsets into the original bytes.
 pub struct ClassFile<'a> {
     bytes: &'a [u8],
@@ -555,9 +562,10 @@ impl Code {
     }
 }
 
-/// The locals of a wrapper the probe code may read: the parameters by
-/// position, the entry token, and in the exceptional exit the Throwable.
+/// The locals of a wrapper the probe code may read: `this`, the parameters
+/// by position, the entry token, and in the exceptional exit the Throwable.
 pub struct Frame {
+    receiver: bool,
     pub params: Vec<(Type, u16)>,
     pub token: u16,
     /// The Throwable in the exceptional exit; `None` in the normal one.
@@ -565,6 +573,15 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// Loads `this` (of an instance method).
+    pub fn load_receiver(&self, code: &mut Code) -> Result<(), Refusal> {
+        if !self.receiver {
+            return refuse("the probe reads `this` of a static method");
+        }
+        code.load(Kind::Reference, 0);
+        Ok(())
+    }
+
     /// Loads parameter `n` (0-based).
     pub fn load_param(&self, code: &mut Code, n: usize) -> Result<(), Refusal> {
         match self.params.get(n) {
@@ -670,6 +687,7 @@ fn wrapper(
     let thrown = result + ret.kind.slots().max(1);
     let max_locals = thrown + 1;
     let mut frame = Frame {
+        receiver,
         params: located,
         token,
         thrown: None,

@@ -14,7 +14,7 @@ use crate::jni::{Global, Jni, JniResult};
 use crate::jvmti::{JInt, JniEnvPtr, Jvmti, RawEnv};
 use crate::log::line;
 use crate::options::{LogLevel, MethodHook};
-use crate::probe::{HttpProbe, MethodProbe};
+use crate::probe::{HttpProbe, MethodProbe, SqlProbe};
 use crate::transaction::{self, Site, SiteKind};
 
 /// An HTTP entry point: a class, a method and descriptor, and which
@@ -67,9 +67,26 @@ const FILTER_INTERFACES: [(&str, &str); 2] = [
     ),
 ];
 
-/// Bytes every class implementing a servlet `Filter` holds in its constant
-/// pool: a cheap test before parsing a class that is not named as a target.
-const FILTER_MARK: &[u8] = b"servlet/Filter";
+/// JDBC statements: the execute methods of any class that declares it
+/// implements one of these.
+const STATEMENT_INTERFACES: [&str; 3] = [
+    "java/sql/Statement",
+    "java/sql/PreparedStatement",
+    "java/sql/CallableStatement",
+];
+const EXECUTE_METHODS: [&str; 6] = [
+    "execute",
+    "executeQuery",
+    "executeUpdate",
+    "executeLargeUpdate",
+    "executeBatch",
+    "executeLargeBatch",
+];
+
+/// Bytes that every class implementing a servlet `Filter` or a JDBC
+/// statement holds in its constant pool: a cheap test before parsing a
+/// class that is not named as a target.
+const MARKS: [&[u8]; 2] = [b"servlet/Filter", b"java/sql/"];
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
@@ -96,9 +113,9 @@ impl Targets {
     }
 
     /// Whether a class may hold a target: it is named as one, or it may
-    /// implement a servlet filter.
+    /// implement a servlet filter or a JDBC statement.
     fn worth_parsing(&self, name: &[u8], bytes: &[u8]) -> bool {
-        self.classes.contains(name) || contains(bytes, FILTER_MARK)
+        self.classes.contains(name) || MARKS.iter().any(|mark| contains(bytes, mark))
     }
 
     /// The methods of `class` to wrap, each with its probe.
@@ -120,15 +137,23 @@ impl Targets {
                         })
                         .then_some((0, 1))
                 });
+            let statement = method.is_public_instance()
+                && EXECUTE_METHODS.contains(&method.name.as_str())
+                && class
+                    .interfaces
+                    .iter()
+                    .any(|i| STATEMENT_INTERFACES.contains(&i.as_str()));
             let hooked = self
                 .hooks
                 .iter()
                 .any(|h| h.class == dotted && (h.method == "*" || h.method == method.name));
-            if !(http.is_some() || hooked) || class.wrappable(method).is_err() {
+            if !(http.is_some() || statement || hooked) || class.wrappable(method).is_err() {
                 continue;
             }
             let kind = if http.is_some() {
                 SiteKind::Http
+            } else if statement {
+                SiteKind::Sql
             } else {
                 SiteKind::Method
             };
@@ -139,13 +164,20 @@ impl Targets {
             }) else {
                 continue;
             };
-            let probe: Box<dyn Probe> = match http {
-                Some((request, response)) => Box::new(HttpProbe {
+            let probe: Box<dyn Probe> = match (kind, http) {
+                (SiteKind::Http, Some((request, response))) => Box::new(HttpProbe {
                     site,
                     request,
                     response,
                 }),
-                None => Box::new(MethodProbe { site }),
+                (SiteKind::Sql, _) => Box::new(SqlProbe {
+                    site,
+                    sql: method
+                        .descriptor
+                        .starts_with("(Ljava/lang/String;")
+                        .then_some(0),
+                }),
+                _ => Box::new(MethodProbe { site }),
             };
             chosen.push((index, probe));
         }

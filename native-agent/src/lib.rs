@@ -35,4 +35,5 @@ pub mod options;
 mod probe;
 mod record;
 mod sampler;
+mod sql;
 mod transaction;

@@ -1,6 +1,7 @@
-//! The bytecode a wrapper runs around each kind of transaction. It only
-//! loads what the helper needs (the site number, the request and response
-//! objects, what was thrown) and calls `jvmapm.agent.Hooks`; the helper reads
+//! The bytecode a wrapper runs around each kind of transaction (and around
+//! JDBC calls inside one). It only loads what the helper needs (the site
+//! number, the request and response objects, the statement and its SQL,
+//! what was thrown) and calls `jvmapm.agent.Hooks`; the helper reads
 //! the request itself, so the wrappers have no branches and need no frames
 //! beyond the exception handler's.
 
@@ -72,6 +73,37 @@ impl Probe for HttpProbe {
             code,
             "exitHttp",
             "(JLjava/lang/Object;Ljava/lang/Object;Ljava/lang/Throwable;)V",
+        )
+    }
+}
+
+/// A JDBC `Statement`'s execute method: a child span of the open
+/// transaction. `sql` is the position of the SQL text parameter, if the
+/// method takes one.
+pub struct SqlProbe {
+    pub site: i32,
+    pub sql: Option<usize>,
+}
+
+impl Probe for SqlProbe {
+    fn enter(&self, pool: &mut Pool, code: &mut Code, _frame: &Frame) -> Result<(), Refusal> {
+        call(pool, code, "enterSql", "()J")
+    }
+
+    fn exit(&self, pool: &mut Pool, code: &mut Code, frame: &Frame) -> Result<(), Refusal> {
+        code.load(Kind::Long, frame.token);
+        site(pool, code, self.site)?;
+        frame.load_receiver(code)?;
+        match self.sql {
+            Some(n) => frame.load_param(code, n)?,
+            None => code.null(),
+        }
+        thrown(code, frame);
+        call(
+            pool,
+            code,
+            "exitSql",
+            "(JILjava/lang/Object;Ljava/lang/String;Ljava/lang/Throwable;)V",
         )
     }
 }

@@ -12,7 +12,7 @@ use opentelemetry::trace::{
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
-use crate::transaction::{self, Finished, SiteKind, Stuck};
+use crate::transaction::{self, Finished, SiteKind, SqlCall, Stuck};
 
 /// The attribute that marks a span as a JVM event, and its values.
 pub const EVENT_ATTRIBUTE: &str = "jvmapm.event";
@@ -38,6 +38,8 @@ pub enum Record {
     },
     /// A transaction that ended.
     Transaction(Box<Finished>),
+    /// A JDBC call inside a transaction.
+    Sql(Box<SqlCall>),
     /// A transaction open past the `stuck` threshold, with its thread's
     /// stack when it could be read.
     Stuck(Box<Stuck>, Option<String>),
@@ -167,7 +169,52 @@ impl Record {
             .span(),
             Record::Transaction(finished) => transaction_span(*finished).span(),
             Record::Stuck(stuck, stack) => stuck_span(&stuck, stack).span(),
+            Record::Sql(call) => sql_span(*call).span(),
         }
+    }
+}
+
+/// A JDBC call as a CLIENT span under its transaction, named by its
+/// operation (`SELECT`, `INSERT`, ...) as the database conventions say.
+fn sql_span(call: SqlCall) -> Parts {
+    let operation = call
+        .statement
+        .as_deref()
+        .and_then(|s| s.split_whitespace().next())
+        .map(str::to_ascii_uppercase)
+        .filter(|w| w.chars().all(|c| c.is_ascii_alphabetic()))
+        .unwrap_or_else(|| "SQL".to_string());
+    let mut attributes = vec![KeyValue::new("db.operation.name", operation.clone())];
+    if let Some(statement) = call.statement {
+        attributes.push(KeyValue::new("db.query.text", statement));
+    }
+    if let Some(site) = transaction::site(call.site) {
+        attributes.push(KeyValue::new("code.namespace", site.class));
+        attributes.push(KeyValue::new("code.function", site.method));
+    }
+    let error = call.error_type.is_some();
+    if let Some(error_type) = call.error_type {
+        attributes.push(KeyValue::new("error.type", error_type));
+    }
+    Parts {
+        context: SpanContext::new(
+            TraceId::from_bytes(call.trace_id.to_be_bytes()),
+            SpanId::from_bytes(call.span_id.to_be_bytes()),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        ),
+        parent: SpanId::from_bytes(call.parent_span_id.to_be_bytes()),
+        kind: SpanKind::Client,
+        name: Cow::Owned(operation),
+        start_ns: call.start_ns,
+        duration_ns: call.duration_ns,
+        attributes,
+        status: if error {
+            Status::error("")
+        } else {
+            Status::Unset
+        },
     }
 }
 
@@ -260,6 +307,10 @@ fn transaction_span(t: Finished) -> Parts {
     }
     if t.stuck {
         attributes.push(KeyValue::new("jvmapm.stuck", true));
+    }
+    if t.sql_count > 0 {
+        attributes.push(KeyValue::new("jvmapm.sql.count", i64::from(t.sql_count)));
+        attributes.push(KeyValue::new("jvmapm.sql.time", (t.sql_ns / 1_000) as i64));
     }
     Parts {
         context: SpanContext::new(

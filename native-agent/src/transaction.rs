@@ -21,6 +21,8 @@ pub enum SiteKind {
     Http,
     /// A method named by the `hook=` option (an application transaction).
     Method,
+    /// A JDBC statement's execute method (a CLIENT span inside a transaction).
+    Sql,
 }
 
 /// One instrumented method.
@@ -68,6 +70,8 @@ struct Slot {
     thread_id: AtomicU64,
     /// 1 once the sampler has reported it stuck.
     stuck: AtomicU32,
+    sql_count: AtomicU32,
+    sql_ns: AtomicU64,
 }
 
 struct InFlight {
@@ -94,6 +98,8 @@ fn in_flight() -> &'static InFlight {
                 parent_span: AtomicU64::new(0),
                 thread_id: AtomicU64::new(0),
                 stuck: AtomicU32::new(0),
+                sql_count: AtomicU32::new(0),
+                sql_ns: AtomicU64::new(0),
             })
             .collect(),
         cursor: AtomicUsize::new(0),
@@ -165,6 +171,8 @@ fn begin(site: i32, thread_id: u64, traceparent: Option<(u128, u64)>) -> u64 {
         slot.parent_span.store(parent, Ordering::Relaxed);
         slot.thread_id.store(thread_id, Ordering::Relaxed);
         slot.stuck.store(0, Ordering::Relaxed);
+        slot.sql_count.store(0, Ordering::Relaxed);
+        slot.sql_ns.store(0, Ordering::Relaxed);
         return ((index as u64) << 32) | u64::from(generation);
     }
     table.untracked.fetch_add(1, Ordering::Relaxed);
@@ -190,6 +198,9 @@ pub struct Finished {
     pub thread: Option<String>,
     /// The sampler reported it stuck while it ran.
     pub stuck: bool,
+    /// JDBC statements it ran and their total time.
+    pub sql_count: u32,
+    pub sql_ns: u64,
 }
 
 /// The strings `end` receives, already copied out of the JVM.
@@ -228,6 +239,8 @@ fn end(token: u64, ending: Ending) -> Option<Finished> {
         error_type: ending.error_type,
         thread: ending.thread,
         stuck: slot.stuck.load(Ordering::Relaxed) != 0,
+        sql_count: slot.sql_count.load(Ordering::Relaxed),
+        sql_ns: slot.sql_ns.load(Ordering::Relaxed),
     };
     slot.claim.store(0, Ordering::Release);
     Some(finished)
@@ -290,6 +303,52 @@ pub fn active(stuck_after_ns: u64) -> Active {
     active
 }
 
+/// A JDBC call that ended inside a transaction, as a child span.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SqlCall {
+    pub site: i32,
+    pub trace_id: u128,
+    pub parent_span_id: u64,
+    pub span_id: u64,
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    /// The statement with its literals replaced by `?`.
+    pub statement: Option<String>,
+    pub error_type: Option<String>,
+}
+
+/// Adds a JDBC call that began at `start_monotonic_ns` to the transaction
+/// `token`; `None` when that transaction is gone.
+fn sql_call(
+    token: u64,
+    site: i32,
+    start_monotonic_ns: u64,
+    statement: Option<String>,
+    error_type: Option<String>,
+) -> Option<SqlCall> {
+    let table = in_flight();
+    let slot = table.slots.get((token >> 32) as usize)?;
+    let generation = token as u32;
+    if generation == 0 || slot.claim.load(Ordering::Acquire) != generation {
+        return None;
+    }
+    let now_monotonic = clock::monotonic_ns();
+    let duration_ns = now_monotonic.saturating_sub(start_monotonic_ns);
+    slot.sql_count.fetch_add(1, Ordering::Relaxed);
+    slot.sql_ns.fetch_add(duration_ns, Ordering::Relaxed);
+    Some(SqlCall {
+        site,
+        trace_id: (u128::from(slot.trace_high.load(Ordering::Relaxed)) << 64)
+            | u128::from(slot.trace_low.load(Ordering::Relaxed)),
+        parent_span_id: slot.span.load(Ordering::Relaxed),
+        span_id: table.random(),
+        start_ns: clock::wall_ns().saturating_sub(duration_ns),
+        duration_ns,
+        statement: statement.map(|s| crate::sql::normalize(&s)),
+        error_type,
+    })
+}
+
 /// Where finished transactions go (set when the agent starts).
 pub static QUEUE: OnceLock<Queue> = OnceLock::new();
 
@@ -346,8 +405,34 @@ pub unsafe extern "system" fn native_end(
     });
 }
 
+/// `Hooks.endSql(long transaction, int site, String sql, long startNanos,
+/// String errorType)`; `startNanos` is `System.nanoTime()`, which on Linux
+/// reads the same clock as `clock::monotonic_ns`.
+pub unsafe extern "system" fn native_end_sql(
+    env: *mut RawJniEnv,
+    _class: JObject,
+    transaction: i64,
+    site: i32,
+    sql: JObject,
+    start_nanos: i64,
+    error_type: JObject,
+) {
+    crate::agent::guarded("Hooks.endSql", || {
+        let call = sql_call(
+            transaction as u64,
+            site,
+            start_nanos as u64,
+            string(env, sql),
+            string(env, error_type),
+        );
+        if let (Some(call), Some(queue)) = (call, QUEUE.get()) {
+            queue.push(crate::record::Record::Sql(Box::new(call)));
+        }
+    });
+}
+
 /// The natives' names and signatures, for RegisterNatives.
-pub fn natives() -> [(&'static CStr, &'static CStr, *mut std::ffi::c_void); 2] {
+pub fn natives() -> [(&'static CStr, &'static CStr, *mut std::ffi::c_void); 3] {
     [
         (
             c"begin",
@@ -358,6 +443,11 @@ pub fn natives() -> [(&'static CStr, &'static CStr, *mut std::ffi::c_void); 2] {
             c"end",
             c"(JLjava/lang/String;Ljava/lang/String;Ljava/lang/String;ILjava/lang/String;Ljava/lang/String;)V",
             native_end as *mut std::ffi::c_void,
+        ),
+        (
+            c"endSql",
+            c"(JILjava/lang/String;JLjava/lang/String;)V",
+            native_end_sql as *mut std::ffi::c_void,
         ),
     ]
 }

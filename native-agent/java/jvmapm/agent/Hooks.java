@@ -22,7 +22,12 @@ import java.net.URI;
  * that class file.
  */
 public final class Hooks {
-    private static final ThreadLocal<Boolean> OPEN = new ThreadLocal<>();
+    /**
+     * Per thread: [0] the open transaction's token (0 when none), [1] 1 while
+     * a JDBC statement runs inside it (a driver's statements that call each
+     * other make one SQL call).
+     */
+    private static final ThreadLocal<long[]> STATE = ThreadLocal.withInitial(() -> new long[2]);
 
     private Hooks() {
     }
@@ -38,7 +43,7 @@ public final class Hooks {
 
     /** Entry of an HTTP transaction: the request carries the traceparent. */
     public static long enterHttp(int site, Object request) {
-        if (OPEN.get() != null) {
+        if (STATE.get()[0] != 0L) {
             return 0L;
         }
         String traceparent = null;
@@ -51,14 +56,56 @@ public final class Hooks {
     }
 
     private static long open(int site, String traceparent) {
-        if (OPEN.get() != null) {
+        long[] state = STATE.get();
+        if (state[0] != 0L) {
             return 0L;
         }
         long token = begin(site, Thread.currentThread().getId(), traceparent);
-        if (token != 0L) {
-            OPEN.set(Boolean.TRUE);
-        }
+        state[0] = token;
         return token;
+    }
+
+    private static void close() {
+        long[] state = STATE.get();
+        state[0] = 0L;
+        state[1] = 0L;
+    }
+
+    /**
+     * Entry of a JDBC statement's execute method: only inside a transaction,
+     * and not inside another statement call. Returns the start time
+     * (System.nanoTime), or 0 when this call is not measured.
+     */
+    public static long enterSql() {
+        long[] state = STATE.get();
+        if (state[0] == 0L || state[1] != 0L) {
+            return 0L;
+        }
+        state[1] = 1L;
+        long start = System.nanoTime();
+        return start == 0L ? 1L : start;
+    }
+
+    /**
+     * Exit of a JDBC statement's execute method: sql is the statement text
+     * when the method took it, else the statement's own description (most
+     * drivers' prepared statements describe themselves by their SQL).
+     */
+    public static void exitSql(long start, int site, Object statement, String sql, Throwable error) {
+        if (start == 0L) {
+            return;
+        }
+        long[] state = STATE.get();
+        state[1] = 0L;
+        String text = sql;
+        if (text == null) {
+            try {
+                text = String.valueOf(statement);
+            } catch (Throwable ignored) {
+                text = null;
+            }
+        }
+        endSql(state[0], site, text, start, errorType(error));
     }
 
     /** Exit of a hooked method; error is what it throws, or null. */
@@ -66,7 +113,7 @@ public final class Hooks {
         if (token == 0L) {
             return;
         }
-        OPEN.remove();
+        close();
         end(token, null, null, null, -1, errorType(error), Thread.currentThread().getName());
     }
 
@@ -75,7 +122,7 @@ public final class Hooks {
         if (token == 0L) {
             return;
         }
-        OPEN.remove();
+        close();
         String method = null;
         String path = null;
         String route = null;
@@ -232,6 +279,8 @@ public final class Hooks {
     }
 
     private static native long begin(int site, long threadId, String traceparent);
+
+    private static native void endSql(long transaction, int site, String sql, long startNanos, String errorType);
 
     private static native void end(long token, String method, String path, String route, int status,
             String errorType, String thread);
