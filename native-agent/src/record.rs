@@ -68,14 +68,19 @@ impl SpanIds {
 
     fn context(&mut self) -> SpanContext {
         let trace = (u128::from(self.next()) << 64) | u128::from(self.next());
-        SpanContext::new(
-            TraceId::from_bytes(trace.to_be_bytes()),
-            SpanId::from_bytes(self.next().to_be_bytes()),
-            TraceFlags::SAMPLED,
-            false,
-            TraceState::default(),
-        )
+        sampled_context(trace, self.next())
     }
+}
+
+/// The context of a sampled span with these ids.
+fn sampled_context(trace_id: u128, span_id: u64) -> SpanContext {
+    SpanContext::new(
+        TraceId::from_bytes(trace_id.to_be_bytes()),
+        SpanId::from_bytes(span_id.to_be_bytes()),
+        TraceFlags::SAMPLED,
+        false,
+        TraceState::default(),
+    )
 }
 
 fn time(ns: u64) -> SystemTime {
@@ -197,13 +202,7 @@ fn sql_span(call: SqlCall) -> Parts {
         attributes.push(KeyValue::new("error.type", error_type));
     }
     Parts {
-        context: SpanContext::new(
-            TraceId::from_bytes(call.trace_id.to_be_bytes()),
-            SpanId::from_bytes(call.span_id.to_be_bytes()),
-            TraceFlags::SAMPLED,
-            false,
-            TraceState::default(),
-        ),
+        context: sampled_context(call.trace_id, call.span_id),
         parent: SpanId::from_bytes(call.parent_span_id.to_be_bytes()),
         kind: SpanKind::Client,
         name: Cow::Owned(operation),
@@ -234,13 +233,7 @@ fn stuck_span(stuck: &Stuck, stack: Option<String>) -> Parts {
     }
     let now = stuck.start_ns.saturating_add(stuck.open_ns);
     Parts {
-        context: SpanContext::new(
-            TraceId::from_bytes(stuck.trace_id.to_be_bytes()),
-            SpanId::from_bytes((stuck.span_id ^ 0x5357_5543_4b00_0000 | 1).to_be_bytes()),
-            TraceFlags::SAMPLED,
-            false,
-            TraceState::default(),
-        ),
+        context: sampled_context(stuck.trace_id, (stuck.span_id ^ 0x5357_5543_4b00_0000) | 1),
         parent: SpanId::from_bytes(stuck.span_id.to_be_bytes()),
         kind: SpanKind::Internal,
         name: Cow::Borrowed(STUCK),
@@ -313,13 +306,7 @@ fn transaction_span(t: Finished) -> Parts {
         attributes.push(KeyValue::new("jvmapm.sql.time", (t.sql_ns / 1_000) as i64));
     }
     Parts {
-        context: SpanContext::new(
-            TraceId::from_bytes(t.trace_id.to_be_bytes()),
-            SpanId::from_bytes(t.span_id.to_be_bytes()),
-            TraceFlags::SAMPLED,
-            false,
-            TraceState::default(),
-        ),
+        context: sampled_context(t.trace_id, t.span_id),
         parent: SpanId::from_bytes(t.parent_span_id.to_be_bytes()),
         kind,
         name: Cow::Owned(name),
