@@ -559,3 +559,44 @@ fn sql_count_and_time_are_the_statements_the_transaction_ran() {
         );
     }
 }
+
+#[test]
+fn sample_thins_successful_transactions_but_counts_them_all_and_keeps_errors() {
+    let _turn = take_turn();
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &[]);
+    let launcher = &java_launchers()[0];
+    let classpath = format!("{}:{H2_JAR}", java_fixtures().display());
+    let server = Service::start(java_with_agent(
+        launcher,
+        &format!(
+            "service=sampled,endpoint=http://{},export_interval=200ms,sample=0",
+            analyzer.grpc
+        ),
+        &["-cp", &classpath, "HttpService"],
+    ));
+    for path in ["/fast", "/sql?n=3", "/fail"] {
+        server.get(path, &[]);
+    }
+    let stderr = server.stop();
+    let points = points_of(&analyzer, "sampled", 3);
+    assert_eq!(
+        points.len(),
+        3,
+        "every transaction is counted: {points:#?}\n{stderr}"
+    );
+    let find = |e: &str| points.iter().find(|p| p["endpoint"] == e).unwrap();
+    let fast = attributes(&analyzer, find("/fast"));
+    assert_eq!(fast["jvmapm.detail"], "thinned", "{fast}");
+    assert!(
+        fast.get("thread.name").is_none() && fast.get("url.path").is_none(),
+        "{fast}"
+    );
+    assert_eq!(find("/sql")["sql_count"], 3, "SQL is still counted");
+    let fail = attributes(&analyzer, find("/fail"));
+    assert!(
+        fail.get("jvmapm.detail").is_none(),
+        "errors keep their detail: {fail}"
+    );
+    assert!(fail["thread.name"].is_string());
+}

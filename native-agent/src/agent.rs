@@ -90,6 +90,7 @@ pub fn start(
     let (queue, exporter) = exporter::start(settings, resource, metrics.reader, dropped)
         .map_err(|e| format!("cannot start the exporter thread: {e}"))?;
     let _ = transaction::QUEUE.set(queue.clone());
+    transaction::set_sample(settings.sample);
     let agent = Agent {
         vm: VmPtr(vm),
         jvmti,

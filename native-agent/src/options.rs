@@ -51,6 +51,8 @@ pub struct Settings {
     pub hooks: Vec<MethodHook>,
     /// How long a transaction runs before its stack is captured (`stuck=`).
     pub stuck: Duration,
+    /// The share of successful transactions sent with full detail (`sample=`).
+    pub sample: f64,
 }
 
 /// `com.acme.Batch#run`: a class and a method name, or `*` for all its methods.
@@ -87,7 +89,7 @@ impl fmt::Display for OptionError {
 impl std::error::Error for OptionError {}
 
 /// Keys the option string accepts.
-pub const KEYS: [&str; 14] = [
+pub const KEYS: [&str; 15] = [
     "service",
     "endpoint",
     "protocol",
@@ -102,6 +104,7 @@ pub const KEYS: [&str; 14] = [
     "heapdump_min_interval",
     "hook",
     "stuck",
+    "sample",
 ];
 
 fn option_error(key: &str, problem: impl Into<String>) -> OptionError {
@@ -357,6 +360,18 @@ pub fn resolve(
             None => Vec::new(),
         },
         stuck: duration_option("stuck", Duration::from_secs(10))?,
+        sample: match option("sample") {
+            None => 1.0,
+            Some(v) => match v.parse::<f64>() {
+                Ok(ratio) if (0.0..=1.0).contains(&ratio) => ratio,
+                _ => {
+                    return Err(option_error(
+                        "sample",
+                        format!("{v:?} is not a ratio from 0 to 1, e.g. sample=0.1"),
+                    ))
+                }
+            },
+        },
     })
 }
 
@@ -382,6 +397,7 @@ mod tests {
         assert_eq!((s.log, s.log_level), (LogTarget::Stderr, LogLevel::Info));
         assert!(s.hooks.is_empty());
         assert_eq!(s.stuck, Duration::from_secs(10));
+        assert_eq!(s.sample, 1.0);
     }
 
     #[test]
@@ -492,6 +508,11 @@ mod tests {
                 "option hook: \"com.acme.Batch.run\" is not Class#method",
             ),
             ("hook=#run", "option hook: \"#run\" is not Class#method"),
+            (
+                "sample=2",
+                "option sample: \"2\" is not a ratio from 0 to 1",
+            ),
+            ("stuck=soon", "option stuck: \"soon\" is not a duration"),
             (
                 "endpoint=https://collector:4317",
                 "option endpoint: \"https://collector:4317\" uses https",

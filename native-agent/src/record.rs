@@ -251,6 +251,8 @@ fn transaction_span(t: Finished) -> Parts {
     let site = transaction::site(t.site);
     let mut attributes = Vec::new();
     let mut error = t.error_type.is_some();
+    // Thinned by `sample=` unless it failed (a 5xx is found below).
+    let full = t.detailed || error || t.status >= 500;
     let (kind, name) = match &site {
         Some(site) if site.kind == SiteKind::Http => {
             let method = t.method.clone().unwrap_or_else(|| "_OTHER".into());
@@ -260,7 +262,7 @@ fn transaction_span(t: Finished) -> Parts {
                 None => method.clone(),
             };
             attributes.push(KeyValue::new("http.request.method", method));
-            if let Some(path) = t.path.clone() {
+            if let Some(path) = t.path.clone().filter(|_| full) {
                 attributes.push(KeyValue::new("url.path", path));
             }
             if let Some(route) = t.route.clone() {
@@ -295,8 +297,11 @@ fn transaction_span(t: Finished) -> Parts {
         (None, false) => {}
     }
     attributes.push(KeyValue::new("jvmapm.cpu.time", (t.cpu_ns / 1_000) as i64));
-    if let Some(thread) = t.thread.clone() {
+    if let Some(thread) = t.thread.clone().filter(|_| full) {
         attributes.push(KeyValue::new("thread.name", thread));
+    }
+    if !full {
+        attributes.push(KeyValue::new("jvmapm.detail", "thinned"));
     }
     if t.stuck {
         attributes.push(KeyValue::new("jvmapm.stuck", true));

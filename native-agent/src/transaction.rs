@@ -51,6 +51,22 @@ pub fn site(n: i32) -> Option<Site> {
     SITES.lock().ok()?.get(usize::try_from(n).ok()?).cloned()
 }
 
+/// A transaction gets full detail when a random u64 is at most this
+/// (`sample=` times u64::MAX; all of them by default).
+static DETAIL_THRESHOLD: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Sets the share of transactions sent with full detail (`sample=`): the
+/// others still make their point (errors keep their detail), but without
+/// their SQL spans and the attributes only a detail view needs.
+pub fn set_sample(ratio: f64) {
+    let threshold = if ratio >= 1.0 {
+        u64::MAX
+    } else {
+        (ratio.max(0.0) * u64::MAX as f64) as u64
+    };
+    DETAIL_THRESHOLD.store(threshold, Ordering::Relaxed);
+}
+
 /// Slots of the in-flight table: more transactions open at once than this
 /// are not measured (and counted).
 const SLOTS: usize = 1 << 14;
@@ -72,6 +88,8 @@ struct Slot {
     stuck: AtomicU32,
     sql_count: AtomicU32,
     sql_ns: AtomicU64,
+    /// 1 when this transaction is sent with full detail (`sample=`).
+    detailed: AtomicU32,
 }
 
 struct InFlight {
@@ -100,6 +118,7 @@ fn in_flight() -> &'static InFlight {
                 stuck: AtomicU32::new(0),
                 sql_count: AtomicU32::new(0),
                 sql_ns: AtomicU64::new(0),
+                detailed: AtomicU32::new(0),
             })
             .collect(),
         cursor: AtomicUsize::new(0),
@@ -173,6 +192,8 @@ fn begin(site: i32, thread_id: u64, traceparent: Option<(u128, u64)>) -> u64 {
         slot.stuck.store(0, Ordering::Relaxed);
         slot.sql_count.store(0, Ordering::Relaxed);
         slot.sql_ns.store(0, Ordering::Relaxed);
+        let detailed = table.random() <= DETAIL_THRESHOLD.load(Ordering::Relaxed);
+        slot.detailed.store(u32::from(detailed), Ordering::Relaxed);
         return ((index as u64) << 32) | u64::from(generation);
     }
     table.untracked.fetch_add(1, Ordering::Relaxed);
@@ -201,6 +222,8 @@ pub struct Finished {
     /// JDBC statements it ran and their total time.
     pub sql_count: u32,
     pub sql_ns: u64,
+    /// Sent with full detail (`sample=`).
+    pub detailed: bool,
 }
 
 /// The strings `end` receives, already copied out of the JVM.
@@ -241,6 +264,7 @@ fn end(token: u64, ending: Ending) -> Option<Finished> {
         stuck: slot.stuck.load(Ordering::Relaxed) != 0,
         sql_count: slot.sql_count.load(Ordering::Relaxed),
         sql_ns: slot.sql_ns.load(Ordering::Relaxed),
+        detailed: slot.detailed.load(Ordering::Relaxed) != 0,
     };
     slot.claim.store(0, Ordering::Release);
     Some(finished)
@@ -318,7 +342,7 @@ pub struct SqlCall {
 }
 
 /// Adds a JDBC call that began at `start_monotonic_ns` to the transaction
-/// `token`; `None` when that transaction is gone.
+/// `token`; its span, unless that transaction is gone or not detailed.
 fn sql_call(
     token: u64,
     site: i32,
@@ -336,6 +360,9 @@ fn sql_call(
     let duration_ns = now_monotonic.saturating_sub(start_monotonic_ns);
     slot.sql_count.fetch_add(1, Ordering::Relaxed);
     slot.sql_ns.fetch_add(duration_ns, Ordering::Relaxed);
+    if slot.detailed.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
     Some(SqlCall {
         site,
         trace_id: (u128::from(slot.trace_high.load(Ordering::Relaxed)) << 64)
