@@ -523,25 +523,30 @@ fn exchanges_on_virtual_threads_are_measured_on_jdk_21_and_newer() {
 /// Debian's H2 database (libh2-java; scripts/test.sh installs it).
 const H2_JAR: &str = "/usr/share/java/h2.jar";
 
-#[test]
-fn sql_count_and_time_are_the_statements_the_transaction_ran() {
-    let _turn = take_turn();
+/// HttpService with H2 on its class path and the agent (`options` plus the
+/// analyzer's endpoint), on the first JDK found.
+fn service_with_h2(analyzer: &Analyzer, options: &str) -> Service {
     assert!(
         std::path::Path::new(H2_JAR).is_file(),
         "{H2_JAR} is missing: install libh2-java (scripts/test.sh does)"
     );
-    let dir = tempfile::tempdir().unwrap();
-    let analyzer = Analyzer::start(dir.path(), &[]);
-    let launcher = &java_launchers()[0];
     let classpath = format!("{}:{H2_JAR}", java_fixtures().display());
-    let server = Service::start(java_with_agent(
-        launcher,
+    Service::start(java_with_agent(
+        &java_launchers()[0],
         &format!(
-            "service=sql,endpoint=http://{},export_interval=200ms",
+            "{options},endpoint=http://{},export_interval=200ms",
             analyzer.grpc
         ),
         &["-cp", &classpath, "HttpService"],
-    ));
+    ))
+}
+
+#[test]
+fn sql_count_and_time_are_the_statements_the_transaction_ran() {
+    let _turn = take_turn();
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &[]);
+    let server = service_with_h2(&analyzer, "service=sql");
     for path in ["/sql?n=5", "/sql?n=2", "/fast"] {
         assert_eq!(server.get(path, &[]).0, 200, "{path}");
     }
@@ -565,16 +570,7 @@ fn sample_thins_successful_transactions_but_counts_them_all_and_keeps_errors() {
     let _turn = take_turn();
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
-    let launcher = &java_launchers()[0];
-    let classpath = format!("{}:{H2_JAR}", java_fixtures().display());
-    let server = Service::start(java_with_agent(
-        launcher,
-        &format!(
-            "service=sampled,endpoint=http://{},export_interval=200ms,sample=0",
-            analyzer.grpc
-        ),
-        &["-cp", &classpath, "HttpService"],
-    ));
+    let server = service_with_h2(&analyzer, "service=sampled,sample=0");
     for path in ["/fast", "/sql?n=3", "/fail"] {
         server.get(path, &[]);
     }
