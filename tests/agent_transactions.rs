@@ -596,3 +596,90 @@ fn sample_thins_successful_transactions_but_counts_them_all_and_keeps_errors() {
     );
     assert!(fail["thread.name"].is_string());
 }
+
+/// Writes `source` as `dir/NAME.java` and compiles it with `release`.
+fn compile(dir: &std::path::Path, name: &str, source: &str, release: &str) {
+    std::fs::write(dir.join(format!("{name}.java")), source).unwrap();
+    let status = Command::new("javac")
+        .args(["--release", release, "-nowarn", "-d"])
+        .arg(dir)
+        .arg(dir.join(format!("{name}.java")))
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{name} compiles");
+}
+
+#[test]
+fn odd_classes_are_left_alone_or_wrapped_and_the_program_runs_the_same() {
+    let _turn = take_turn();
+    let dir = tempfile::tempdir().unwrap();
+    let classes = dir.path();
+    // A method of about 50 KB of bytecode (the limit is 64 KB): the wrapper
+    // leaves its code as it is, so it still fits.
+    let body: String = (0..4_000)
+        .map(|i| format!("        x = x * 31 + {i};\n"))
+        .collect();
+    compile(
+        classes,
+        "Huge",
+        &format!(
+            "public class Huge {{\n    static long run(long x) {{\n{body}        return x;\n    }}\n    public static void main(String[] a) {{ System.out.println(\"huge \" + run(1)); }}\n}}\n"
+        ),
+        "17",
+    );
+    // A class file older than Java 6 (no stack map frames): the rewriter
+    // refuses it, and the class must load as it was.
+    compile(
+        classes,
+        "Old",
+        "public class Old {\n    static int run() { return 6 * 7; }\n    public static void main(String[] a) { System.out.println(\"old \" + run()); }\n}\n",
+        "8",
+    );
+    let old = classes.join("Old.class");
+    let mut bytes = std::fs::read(&old).unwrap();
+    bytes[6..8].copy_from_slice(&49u16.to_be_bytes());
+    std::fs::write(&old, bytes).unwrap();
+
+    let analyzer_dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(analyzer_dir.path(), &[]);
+    let launcher = &java_launchers()[0];
+    let classpath = classes.to_str().unwrap();
+    for (class, expected) in [("Huge", "huge "), ("Old", "old 42")] {
+        let plain = Command::new(launcher)
+            .args(["-Xverify:all", "-cp", classpath, class])
+            .output()
+            .unwrap();
+        let with = java_with_agent(
+            launcher,
+            &format!(
+                "service=odd-{class},endpoint=http://{},hook={class}#run",
+                analyzer.grpc
+            ),
+            &["-cp", classpath, class],
+        )
+        .output()
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&with.stderr);
+        assert!(with.status.success(), "{class}: {stderr}");
+        assert!(String::from_utf8_lossy(&with.stdout).starts_with(expected));
+        assert_eq!(
+            with.stdout, plain.stdout,
+            "{class}: same output with the agent"
+        );
+        if class == "Old" {
+            assert_eq!(
+                stderr
+                    .matches("left Old as it was: class file version 49")
+                    .count(),
+                1,
+                "{stderr}"
+            );
+            // The JVM has exited, so whatever it sent is stored.
+            assert!(analyzer.points().iter().all(|p| p["service"] != "odd-Old"));
+        } else {
+            assert!(!stderr.contains("as it was"), "{stderr}");
+            assert_eq!(points_of(&analyzer, "odd-Huge", 1).len(), 1);
+        }
+    }
+}
