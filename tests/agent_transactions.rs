@@ -27,6 +27,8 @@ fn take_turn() -> std::sync::MutexGuard<'static, ()> {
 /// A running HttpService fixture.
 struct Service {
     child: Child,
+    /// Its standard output after the "port" line.
+    stdout: BufReader<std::process::ChildStdout>,
     port: u16,
 }
 
@@ -39,14 +41,17 @@ impl Service {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
         let port = line
             .strip_prefix("port ")
             .and_then(|p| p.trim().parse().ok())
             .unwrap_or_else(|| panic!("HttpService said {line:?}"));
-        Service { child, port }
+        Service {
+            child,
+            stdout,
+            port,
+        }
     }
 
     /// GET `path`; returns status, the X-Filter headers and the body.
@@ -72,13 +77,21 @@ impl Service {
         }
     }
 
-    /// Closes its input, waits for it to exit, returns its stderr.
+    /// Closes its input, waits for it to exit, returns the rest of its
+    /// standard output and its standard error; asserts that `-Xcheck:jni`
+    /// (when given) found nothing wrong.
     fn stop(mut self) -> String {
+        use std::io::Read;
         drop(self.child.stdin.take());
+        let mut output = String::new();
+        self.stdout.read_to_string(&mut output).unwrap();
         let out = self.child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{stderr}");
-        stderr
+        output.push_str(&String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{output}");
+        for complaint in ["WARNING in native method", "FATAL ERROR in native method"] {
+            assert!(!output.contains(complaint), "{output}");
+        }
+        output
     }
 }
 
@@ -161,7 +174,7 @@ fn every_http_exchange_is_one_point_with_its_time_status_and_error() {
                 "service={service},endpoint=http://{},export_interval=200ms",
                 analyzer.grpc
             ),
-            &["HttpService"],
+            &["-Xcheck:jni", "HttpService"],
         ));
         // Warm up: the first requests of a JVM pay for class loading and
         // linking, in the handler's measurement and outside it.
@@ -345,7 +358,7 @@ fn every_servlet_request_is_one_point_behind_its_filters() {
                 "service={service},endpoint=http://{},export_interval=200ms",
                 analyzer.grpc
             ),
-            &["-cp", &classpath, "TomcatService"],
+            &["-Xcheck:jni", "-cp", &classpath, "TomcatService"],
         ));
         for _ in 0..WARM_UP {
             assert_eq!(tomcat.get("/hello", &[]).0, 200);
@@ -537,7 +550,7 @@ fn service_with_h2(analyzer: &Analyzer, options: &str) -> Service {
             "{options},endpoint=http://{},export_interval=200ms",
             analyzer.grpc
         ),
-        &["-cp", &classpath, "HttpService"],
+        &["-Xcheck:jni", "-cp", &classpath, "HttpService"],
     ))
 }
 
