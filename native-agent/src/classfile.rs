@@ -90,9 +90,26 @@ pub struct Method {
     descriptor_index: u16,
     pub name: String,
     pub descriptor: String,
-    /// The `Exceptions` attribute, copied to the wrapper (reflection reads it).
-    exceptions: Option<(u16, std::ops::Range<usize>)>,
+    /// Each attribute: whether it describes the method to callers and
+    /// reflection (and so moves to the wrapper), and its bytes with header.
+    attributes: Vec<(bool, std::ops::Range<usize>)>,
 }
+
+/// Attributes that say what a method is to callers, frameworks and
+/// reflection (annotations, generic signature, parameter names, throws
+/// clause): a wrapper takes them over, so `run` still carries its
+/// `@Scheduled`, and the renamed original keeps only its code's.
+const DESCRIBING_ATTRIBUTES: [&str; 9] = [
+    "Exceptions",
+    "Signature",
+    "Deprecated",
+    "MethodParameters",
+    "AnnotationDefault",
+    "RuntimeVisibleAnnotations",
+    "RuntimeInvisibleAnnotations",
+    "RuntimeVisibleParameterAnnotations",
+    "RuntimeInvisibleParameterAnnotations",
+];
 
 impl Method {
     /// Public and not static: a method callers reach through an interface.
@@ -190,15 +207,16 @@ impl<'a> ClassFile<'a> {
             let method_access = r.u2()?;
             let name_index = r.u2()?;
             let descriptor_index = r.u2()?;
-            let mut exceptions = None;
+            let mut attributes = Vec::new();
             for _ in 0..r.u2()? {
+                let attribute_start = r.at;
                 let attribute_name = r.u2()?;
                 let length = r.u4()? as usize;
-                let body_start = r.at;
                 r.take(length)?;
-                if utf8.get(&attribute_name).map(String::as_str) == Some("Exceptions") {
-                    exceptions = Some((attribute_name, body_start..body_start + length));
-                }
+                let describing = utf8
+                    .get(&attribute_name)
+                    .is_some_and(|n| DESCRIBING_ATTRIBUTES.contains(&n.as_str()));
+                attributes.push((describing, attribute_start..r.at));
             }
             let name = utf8.get(&name_index);
             let descriptor = utf8.get(&descriptor_index);
@@ -213,7 +231,7 @@ impl<'a> ClassFile<'a> {
                 descriptor_index,
                 name: name.clone(),
                 descriptor: descriptor.clone(),
-                exceptions,
+                attributes,
             });
         }
         let methods_end = r.at;
@@ -653,7 +671,12 @@ pub fn wrap(class: &ClassFile, targets: &[(usize, &dyn Probe)]) -> Result<Vec<u8
             Some((access, name)) => {
                 out.extend_from_slice(&access.to_be_bytes());
                 out.extend_from_slice(&name.to_be_bytes());
-                out.extend_from_slice(&original[4..]);
+                out.extend_from_slice(&method.descriptor_index.to_be_bytes());
+                let kept: Vec<_> = method.attributes.iter().filter(|(d, _)| !d).collect();
+                out.extend_from_slice(&(kept.len() as u16).to_be_bytes());
+                for (_, range) in kept {
+                    out.extend_from_slice(&class.bytes[range.clone()]);
+                }
             }
             None => out.extend_from_slice(original),
         }
@@ -800,14 +823,12 @@ fn wrapper(
     info.extend_from_slice(&access.to_be_bytes());
     info.extend_from_slice(&method.name_index.to_be_bytes());
     info.extend_from_slice(&method.descriptor_index.to_be_bytes());
-    let attributes = 1 + u16::from(method.exceptions.is_some());
-    info.extend_from_slice(&attributes.to_be_bytes());
+    let moved: Vec<_> = method.attributes.iter().filter(|(d, _)| *d).collect();
+    info.extend_from_slice(&(1 + moved.len() as u16).to_be_bytes());
     info.extend_from_slice(&code_name.to_be_bytes());
     info.extend_from_slice(&(attribute.len() as u32).to_be_bytes());
     info.extend_from_slice(&attribute);
-    if let Some((name, range)) = &method.exceptions {
-        info.extend_from_slice(&name.to_be_bytes());
-        info.extend_from_slice(&(range.len() as u32).to_be_bytes());
+    for (_, range) in moved {
         info.extend_from_slice(&class.bytes[range.clone()]);
     }
     Ok(info)
