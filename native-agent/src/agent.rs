@@ -14,10 +14,10 @@ use opentelemetry_sdk::Resource;
 use crate::exporter::{self, Exporter};
 use crate::gc;
 use crate::instrument::{self, Targets};
-use crate::instruments;
 use crate::jni::Jni;
 use crate::jvmti::{Capability, Event, EventCallbacks, JavaVm, JniEnvPtr, Jvmti, RawEnv};
 use crate::log::line;
+use crate::metrics;
 use crate::options::{LogLevel, Settings};
 use crate::sampler::{self, Sampler};
 use crate::transaction;
@@ -86,7 +86,7 @@ pub fn start(
 ) -> Result<(), String> {
     let dropped = Arc::new(AtomicU64::new(0));
     let resource = resource(settings, jvm);
-    let metrics = instruments::metrics(resource.clone(), dropped.clone());
+    let metrics = metrics::pipeline(resource.clone(), dropped.clone());
     let (queue, exporter) = exporter::start(settings, resource, metrics.reader, dropped)
         .map_err(|e| format!("cannot start the exporter thread: {e}"))?;
     let _ = transaction::QUEUE.set(queue.clone());

@@ -23,8 +23,8 @@ use opentelemetry_sdk::metrics::reader::MetricReader;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 use opentelemetry_sdk::Resource;
 
-use crate::instruments::SharedReader;
 use crate::log::{self, line};
+use crate::metrics::SharedReader;
 use crate::options::{LogLevel, Protocol, Settings};
 use crate::record::{Record, SpanIds};
 

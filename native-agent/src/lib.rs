@@ -6,10 +6,13 @@
 //! option string refuses the JVM start with one clear line, and nothing here
 //! may block an application thread.
 //!
-//! Threads: the JVM's own threads only ever run the GC callbacks (atomics)
-//! and, at VMDeath, a last sampling round; `sampler` reads the JVM on one
-//! attached daemon thread; `exporter` talks to the backend on one native
-//! thread.
+//! Threads: application threads run the wrapped methods (`instrument`,
+//! `probe`), which reach `transaction` through the helper class: clocks,
+//! atomics and a non-blocking hand-over, never a lock or a wait. The VM
+//! thread runs the GC callbacks (atomics only). `sampler` reads the JVM on
+//! one attached daemon thread; `exporter` talks to the backend on one native
+//! thread. At VMDeath the dying thread runs a last sampling round and waits
+//! at most 2 s for the flush.
 
 #[cfg(panic = "abort")]
 compile_error!(
@@ -26,11 +29,11 @@ mod gc;
 mod header_check;
 mod heapdump;
 mod instrument;
-mod instruments;
 mod jni;
 mod jvmti;
 mod log;
 mod management;
+mod metrics;
 pub mod options;
 mod probe;
 mod record;

@@ -206,7 +206,7 @@ pub struct Metrics {
 
 /// Builds the metric pipeline for `resource`; `dropped` is reported as
 /// `jvmapm.agent.dropped`, the spans the agent could not deliver.
-pub fn metrics(resource: Resource, dropped: Arc<AtomicU64>) -> Metrics {
+pub fn pipeline(resource: Resource, dropped: Arc<AtomicU64>) -> Metrics {
     let reader = SharedReader(Arc::new(ManualReader::builder().build()));
     let provider = SdkMeterProvider::builder()
         .with_resource(resource)
