@@ -161,6 +161,7 @@ fn jcmd_attaches_the_agent_to_a_running_jvm() {
         text.contains("attached in") && text.contains("service=attached"),
         "{text}"
     );
+    assert!(text.contains("classes it has already loaded"), "{text}");
     // A collection requested from outside shows up as a pause: GC events
     // work in a JVM the agent joined late.
     let gc = Command::new("jcmd")

@@ -160,7 +160,13 @@ pub fn start(
     if live {
         // SAFETY: Agent_OnAttach runs on a thread the JVM runs (the attach listener).
         match unsafe { Jni::current(vm) } {
-            Ok(jni) => install_hooks(&jni),
+            Ok(jni) => {
+                install_hooks(&jni);
+                line(
+                    LogLevel::Info,
+                    "attached to a running JVM: classes it has already loaded (a running server's among them) are left as they were, and transactions are measured in classes loaded from now on; load the agent with -agentpath at start-up to measure everything",
+                );
+            }
             Err(code) => line(
                 LogLevel::Warn,
                 &format!(
