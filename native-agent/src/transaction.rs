@@ -98,6 +98,8 @@ struct InFlight {
     generation: AtomicU32,
     random: AtomicU64,
     untracked: AtomicU64,
+    /// Claimed slots, so an idle JVM's sampler need not scan the table.
+    open: AtomicUsize,
 }
 
 fn in_flight() -> &'static InFlight {
@@ -125,6 +127,7 @@ fn in_flight() -> &'static InFlight {
         generation: AtomicU32::new(1),
         random: AtomicU64::new(clock::wall_ns() ^ u64::from(std::process::id()) << 32),
         untracked: AtomicU64::new(0),
+        open: AtomicUsize::new(0),
     })
 }
 
@@ -194,6 +197,7 @@ fn begin(site: i32, thread_id: u64, traceparent: Option<(u128, u64)>) -> u64 {
         slot.sql_ns.store(0, Ordering::Relaxed);
         let detailed = table.random() <= DETAIL_THRESHOLD.load(Ordering::Relaxed);
         slot.detailed.store(u32::from(detailed), Ordering::Relaxed);
+        table.open.fetch_add(1, Ordering::Relaxed);
         return ((index as u64) << 32) | u64::from(generation);
     }
     table.untracked.fetch_add(1, Ordering::Relaxed);
@@ -267,6 +271,7 @@ fn end(token: u64, ending: Ending) -> Option<Finished> {
         detailed: slot.detailed.load(Ordering::Relaxed) != 0,
     };
     slot.claim.store(0, Ordering::Release);
+    table.open.fetch_sub(1, Ordering::Relaxed);
     Some(finished)
 }
 
@@ -292,8 +297,11 @@ pub struct Active {
 /// Looks at every open transaction (the sampler does, once a round).
 pub fn active(stuck_after_ns: u64) -> Active {
     let table = in_flight();
-    let now = clock::monotonic_ns();
     let mut active = Active::default();
+    if table.open.load(Ordering::Relaxed) == 0 {
+        return active;
+    }
+    let now = clock::monotonic_ns();
     for slot in table.slots.iter() {
         let claim = slot.claim.load(Ordering::Acquire);
         if claim == 0 {
