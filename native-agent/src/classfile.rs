@@ -861,6 +861,77 @@ mod tests {
         assert!(parse_descriptor("(Ljava/lang/String").is_err());
     }
 
+    /// Real javac output: the agent's own helper classes.
+    const REAL_CLASSES: [&[u8]; 3] = [
+        include_bytes!("../java/classes/Hooks.class"),
+        include_bytes!("../java/classes/Hooks$Http.class"),
+        include_bytes!("../java/classes/Hooks$Http$1.class"),
+    ];
+
+    struct Nothing;
+
+    impl Probe for Nothing {
+        fn enter(&self, pool: &mut Pool, code: &mut Code, _: &Frame) -> Result<(), Refusal> {
+            let index = pool.integer(0)?;
+            code.constant(index);
+            code.bytes.push(0x85); // i2l: the token is a long
+            Ok(())
+        }
+        fn exit(&self, _: &mut Pool, _: &mut Code, _: &Frame) -> Result<(), Refusal> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn wrapping_every_method_of_real_classes_gives_parsable_classes() {
+        for bytes in REAL_CLASSES {
+            let class = ClassFile::parse(bytes).unwrap();
+            let targets: Vec<(usize, &dyn Probe)> = (0..class.methods.len())
+                .filter(|&i| class.wrappable(&class.methods[i]).is_ok())
+                .map(|i| (i, &Nothing as &dyn Probe))
+                .collect();
+            assert!(!targets.is_empty(), "{}", class.name);
+            let wrapped = wrap(&class, &targets).unwrap();
+            let again = ClassFile::parse(&wrapped).unwrap();
+            assert_eq!(again.name, class.name);
+            assert_eq!(again.methods.len(), class.methods.len() + targets.len());
+            for (i, _) in &targets {
+                let name = &class.methods[*i].name;
+                let renamed = format!("{RENAMED_PREFIX}{name}");
+                assert!(again.methods.iter().any(|m| m.name == renamed));
+                // The renamed original is private and synthetic: not wrappable again.
+                let original = again.methods.iter().find(|m| m.name == renamed).unwrap();
+                assert!(again.wrappable(original).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn every_cut_and_many_corruptions_of_a_real_class_are_refused_or_parsed_never_panicked_on() {
+        for bytes in REAL_CLASSES {
+            for end in 0..bytes.len() {
+                assert!(ClassFile::parse(&bytes[..end]).is_err(), "cut at {end}");
+            }
+            // Deterministic pseudo-random single-byte corruptions.
+            let mut state = 0x2545_F491_4F6C_DD1Du64;
+            for _ in 0..2_000 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let mut corrupt = bytes.to_vec();
+                let at = (state % corrupt.len() as u64) as usize;
+                corrupt[at] = (state >> 32) as u8;
+                if let Ok(class) = ClassFile::parse(&corrupt) {
+                    let targets: Vec<(usize, &dyn Probe)> = (0..class.methods.len())
+                        .filter(|&i| class.wrappable(&class.methods[i]).is_ok())
+                        .map(|i| (i, &Nothing as &dyn Probe))
+                        .collect();
+                    let _ = wrap(&class, &targets);
+                }
+            }
+        }
+    }
+
     #[test]
     fn garbage_and_truncated_classes_are_refused_not_panicked_on() {
         assert!(ClassFile::parse(b"").is_err());
