@@ -14,13 +14,16 @@
 //! thread. At VMDeath the dying thread runs a last sampling round and waits
 //! at most 2 s for the flush.
 
+// `classfile`, `probe` and `options` are public for the fuzz targets in
+// fuzz/ (the crate is also built as an rlib for them); nothing else is.
+
 #[cfg(panic = "abort")]
 compile_error!(
     "jvmapm-agent must be built with panic = \"unwind\": a panic is caught at the FFI boundary and disables the agent instead of killing the JVM"
 );
 
 mod agent;
-mod classfile;
+pub mod classfile;
 mod clock;
 mod entry;
 mod exporter;
@@ -35,7 +38,7 @@ mod log;
 mod management;
 mod metrics;
 pub mod options;
-mod probe;
+pub mod probe;
 mod record;
 mod sampler;
 mod sql;
