@@ -131,7 +131,21 @@ fn in_flight() -> &'static InFlight {
     })
 }
 
+impl Slot {
+    fn trace_id(&self) -> u128 {
+        (u128::from(self.trace_high.load(Ordering::Relaxed)) << 64)
+            | u128::from(self.trace_low.load(Ordering::Relaxed))
+    }
+}
+
 impl InFlight {
+    /// The slot `token` claimed, if it still holds that transaction.
+    fn slot_of(&self, token: u64) -> Option<&Slot> {
+        let slot = self.slots.get((token >> 32) as usize)?;
+        let generation = token as u32;
+        (generation != 0 && slot.claim.load(Ordering::Acquire) == generation).then_some(slot)
+    }
+
     /// A random, non-zero 64-bit id (splitmix64 over a shared counter).
     fn random(&self) -> u64 {
         let mut z = self
@@ -243,20 +257,14 @@ pub struct Ending {
 /// Ends the transaction `token` stands for; `None` for a stale or zero token.
 fn end(token: u64, ending: Ending) -> Option<Finished> {
     let table = in_flight();
-    let index = (token >> 32) as usize;
-    let generation = token as u32;
-    let slot = table.slots.get(index)?;
-    if generation == 0 || slot.claim.load(Ordering::Acquire) != generation {
-        return None;
-    }
+    let slot = table.slot_of(token)?;
     let finished = Finished {
         site: slot.site.load(Ordering::Relaxed) as i32,
         start_ns: slot.start_wall_ns.load(Ordering::Relaxed),
         duration_ns: clock::monotonic_ns()
             .saturating_sub(slot.start_monotonic_ns.load(Ordering::Relaxed)),
         cpu_ns: clock::thread_cpu_ns().saturating_sub(slot.start_cpu_ns.load(Ordering::Relaxed)),
-        trace_id: (u128::from(slot.trace_high.load(Ordering::Relaxed)) << 64)
-            | u128::from(slot.trace_low.load(Ordering::Relaxed)),
+        trace_id: slot.trace_id(),
         span_id: slot.span.load(Ordering::Relaxed),
         parent_span_id: slot.parent_span.load(Ordering::Relaxed),
         method: ending.method,
@@ -320,8 +328,7 @@ pub fn active(stuck_after_ns: u64) -> Active {
         let stuck = Stuck {
             site: slot.site.load(Ordering::Relaxed) as i32,
             thread_id: slot.thread_id.load(Ordering::Relaxed),
-            trace_id: (u128::from(slot.trace_high.load(Ordering::Relaxed)) << 64)
-                | u128::from(slot.trace_low.load(Ordering::Relaxed)),
+            trace_id: slot.trace_id(),
             span_id: slot.span.load(Ordering::Relaxed),
             start_ns: slot.start_wall_ns.load(Ordering::Relaxed),
             open_ns,
@@ -359,11 +366,7 @@ fn sql_call(
     error_type: Option<String>,
 ) -> Option<SqlCall> {
     let table = in_flight();
-    let slot = table.slots.get((token >> 32) as usize)?;
-    let generation = token as u32;
-    if generation == 0 || slot.claim.load(Ordering::Acquire) != generation {
-        return None;
-    }
+    let slot = table.slot_of(token)?;
     let now_monotonic = clock::monotonic_ns();
     let duration_ns = now_monotonic.saturating_sub(start_monotonic_ns);
     slot.sql_count.fetch_add(1, Ordering::Relaxed);
@@ -373,8 +376,7 @@ fn sql_call(
     }
     Some(SqlCall {
         site,
-        trace_id: (u128::from(slot.trace_high.load(Ordering::Relaxed)) << 64)
-            | u128::from(slot.trace_low.load(Ordering::Relaxed)),
+        trace_id: slot.trace_id(),
         parent_span_id: slot.span.load(Ordering::Relaxed),
         span_id: table.random(),
         start_ns: clock::wall_ns().saturating_sub(duration_ns),
