@@ -250,33 +250,33 @@ fn stuck_span(stuck: &Stuck, stack: Option<String>) -> Parts {
 fn transaction_span(t: Finished) -> Parts {
     let site = transaction::site(t.site);
     let mut attributes = Vec::new();
-    let mut error = t.error_type.is_some();
+    let mut error = t.ending.error_type.is_some();
     // Thinned by `sample=` unless it failed (a 5xx is found below).
-    let full = t.detailed || error || t.status >= 500;
+    let full = t.detailed || error || t.ending.status >= 500;
     let (kind, name) = match &site {
         Some(site) if site.kind == SiteKind::Http => {
-            let method = t.method.clone().unwrap_or_else(|| "_OTHER".into());
+            let method = t.ending.method.clone().unwrap_or_else(|| "_OTHER".into());
             // Without a route (a default servlet), the path names it.
-            let name = match t.route.as_ref().or(t.path.as_ref()) {
+            let name = match t.ending.route.as_ref().or(t.ending.path.as_ref()) {
                 Some(target) => format!("{method} {target}"),
                 None => method.clone(),
             };
             attributes.push(KeyValue::new("http.request.method", method));
-            if let Some(path) = t.path.clone().filter(|_| full) {
+            if let Some(path) = t.ending.path.clone().filter(|_| full) {
                 attributes.push(KeyValue::new("url.path", path));
             }
-            if let Some(route) = t.route.clone() {
+            if let Some(route) = t.ending.route.clone() {
                 attributes.push(KeyValue::new("http.route", route));
             }
             // After a throw the container decides the status (a 500, or a
             // closed connection); a 2xx read before that is not the answer.
-            if t.status >= 0 && (t.error_type.is_none() || t.status >= 400) {
+            if t.ending.status >= 0 && (t.ending.error_type.is_none() || t.ending.status >= 400) {
                 attributes.push(KeyValue::new(
                     "http.response.status_code",
-                    i64::from(t.status),
+                    i64::from(t.ending.status),
                 ));
             }
-            if t.status >= 500 {
+            if t.ending.status >= 500 {
                 error = true;
             }
             (SpanKind::Server, name)
@@ -291,13 +291,13 @@ fn transaction_span(t: Finished) -> Parts {
         }
         None => (SpanKind::Internal, "unknown".to_string()),
     };
-    match (&t.error_type, error) {
+    match (&t.ending.error_type, error) {
         (Some(error_type), _) => attributes.push(KeyValue::new("error.type", error_type.clone())),
-        (None, true) => attributes.push(KeyValue::new("error.type", t.status.to_string())),
+        (None, true) => attributes.push(KeyValue::new("error.type", t.ending.status.to_string())),
         (None, false) => {}
     }
     attributes.push(KeyValue::new("jvmapm.cpu.time", (t.cpu_ns / 1_000) as i64));
-    if let Some(thread) = t.thread.clone().filter(|_| full) {
+    if let Some(thread) = t.ending.thread.clone().filter(|_| full) {
         attributes.push(KeyValue::new("thread.name", thread));
     }
     if !full {

@@ -228,13 +228,8 @@ pub struct Finished {
     pub trace_id: u128,
     pub span_id: u64,
     pub parent_span_id: u64,
-    pub method: Option<String>,
-    pub path: Option<String>,
-    pub route: Option<String>,
-    /// Negative when there is none.
-    pub status: i32,
-    pub error_type: Option<String>,
-    pub thread: Option<String>,
+    /// What the helper said of it at its end.
+    pub ending: Ending,
     /// The sampler reported it stuck while it ran.
     pub stuck: bool,
     /// JDBC statements it ran and their total time.
@@ -244,11 +239,13 @@ pub struct Finished {
     pub detailed: bool,
 }
 
-/// The strings `end` receives, already copied out of the JVM.
+/// What `end` receives, its strings already copied out of the JVM.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Ending {
     pub method: Option<String>,
     pub path: Option<String>,
     pub route: Option<String>,
+    /// Negative when there is none.
     pub status: i32,
     pub error_type: Option<String>,
     pub thread: Option<String>,
@@ -267,12 +264,7 @@ fn end(token: u64, ending: Ending) -> Option<Finished> {
         trace_id: slot.trace_id(),
         span_id: slot.span.load(Ordering::Relaxed),
         parent_span_id: slot.parent_span.load(Ordering::Relaxed),
-        method: ending.method,
-        path: ending.path,
-        route: ending.route,
-        status: ending.status,
-        error_type: ending.error_type,
-        thread: ending.thread,
+        ending,
         stuck: slot.stuck.load(Ordering::Relaxed) != 0,
         sql_count: slot.sql_count.load(Ordering::Relaxed),
         sql_ns: slot.sql_ns.load(Ordering::Relaxed),
