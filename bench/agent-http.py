@@ -18,43 +18,17 @@ CONNECTIONS=16 JAVA=java NO_BUILD=1; needs wrk: apt-get install wrk)
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+from agent_bench import AGENT, CLASSES, JAVA, JVMAPM, build, free_port
+
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 WARMUP = int(os.environ.get("WARMUP", "5"))
 DURATION = int(os.environ.get("DURATION", "10"))
 CONNECTIONS = int(os.environ.get("CONNECTIONS", "16"))
-JAVA = os.environ.get("JAVA", "java")
-CLASSES = TARGET / "java-fixtures"
-AGENT = TARGET / "release" / "libjvmapm_agent.so"
-JVMAPM = TARGET / "release" / "jvmapm"
-
-
-def build():
-    if os.environ.get("NO_BUILD") == "1":
-        return
-    subprocess.run(
-        ["cargo", "build", "--release", "--quiet", "-p", "jvmapm-agent", "-p", "jvmapm"],
-        cwd=ROOT,
-        check=True,
-    )
-    CLASSES.mkdir(parents=True, exist_ok=True)
-    sources = sorted(str(p) for p in (ROOT / "java-fixtures").glob("*.java"))
-    subprocess.run(["javac", "--release", "17", "-d", str(CLASSES), *sources], check=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_analyzer(data):
@@ -110,7 +84,7 @@ def run(mode_flags):
 def main():
     if shutil.which("wrk") is None:
         sys.exit("agent-http.py needs wrk: apt-get install wrk")
-    build()
+    build("jvmapm-agent", "jvmapm")
     data = tempfile.mkdtemp(prefix="jvmapm-bench-")
     analyzer, grpc = start_analyzer(data)
     modes = {

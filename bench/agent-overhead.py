@@ -19,39 +19,16 @@ Usage: bench/agent-overhead.py   (knobs: RUNS=11 SETTLE=2 JAVA=java NO_BUILD=1)
 
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+from agent_bench import AGENT, CLASSES, JAVA, build, free_port
+
 RUNS = int(os.environ.get("RUNS", "11"))
 SETTLE = float(os.environ.get("SETTLE", "2"))
-JAVA = os.environ.get("JAVA", "java")
-CLASSES = TARGET / "java-fixtures"
-AGENT = TARGET / "release" / "libjvmapm_agent.so"
-
-
-def build():
-    if os.environ.get("NO_BUILD") == "1":
-        return
-    subprocess.run(
-        ["cargo", "build", "--release", "--quiet", "-p", "jvmapm-agent"],
-        cwd=ROOT,
-        check=True,
-    )
-    CLASSES.mkdir(parents=True, exist_ok=True)
-    sources = sorted(str(p) for p in (ROOT / "java-fixtures").glob("*.java"))
-    subprocess.run(["javac", "--release", "17", "-d", str(CLASSES), *sources], check=True)
-
-
-def closed_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_kb(pid):
@@ -88,7 +65,7 @@ def idle_run(agent_options):
 
 def sampling_rounds():
     """Microseconds per sampling round: (first round, steady rounds)."""
-    options = f"service=bench,endpoint=http://127.0.0.1:{closed_port()},interval=100ms,export_interval=1h,log_level=debug"
+    options = f"service=bench,endpoint=http://127.0.0.1:{free_port()},interval=100ms,export_interval=1h,log_level=debug"
     jvm = subprocess.Popen(
         [JAVA, f"-agentpath:{AGENT}={options}", "-cp", str(CLASSES), "Idle"],
         stdin=subprocess.PIPE,
@@ -109,7 +86,7 @@ def call_cost(hooks):
     is the agent's hook= value (None: no agent)."""
     command = [JAVA]
     if hooks is not None:
-        options = f"service=bench,endpoint=http://127.0.0.1:{closed_port()},hook={hooks}"
+        options = f"service=bench,endpoint=http://127.0.0.1:{free_port()},hook={hooks}"
         command.append(f"-agentpath:{AGENT}={options}")
     command += ["-cp", str(CLASSES), "CallLoop", "2000000"]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
@@ -117,8 +94,8 @@ def call_cost(hooks):
 
 
 def main():
-    build()
-    options = f"service=bench,endpoint=http://127.0.0.1:{closed_port()}"
+    build("jvmapm-agent")
+    options = f"service=bench,endpoint=http://127.0.0.1:{free_port()}"
     without, with_agent = [], []
     idle_run(None)  # warm the page cache
     for _ in range(RUNS):
