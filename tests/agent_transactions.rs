@@ -583,6 +583,32 @@ fn sql_count_and_time_are_the_statements_the_transaction_ran() {
             sql_us > 0 && sql_us <= p["elapsed_us"].as_u64().unwrap(),
             "{p}"
         );
+        // Each statement is a child span kept with the transaction, its
+        // literals replaced by `?`; plain and prepared statements alternate.
+        let detail = analyzer.get(&format!(
+            "/api/v1/transactions/{}/{}",
+            p["trace_id"].as_str().unwrap(),
+            p["span_id"].as_str().unwrap()
+        ));
+        let statements: Vec<&str> = detail["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .inspect(|c| {
+                assert_eq!(c["kind"], "SPAN_KIND_CLIENT", "{c}");
+                assert_eq!(c["parent_span_id"], p["span_id"], "{c}");
+            })
+            .map(|c| c["attributes"]["db.query.text"].as_str().unwrap())
+            .collect();
+        assert_eq!(statements.len() as u64, p["sql_count"], "{detail:#}");
+        for (i, statement) in statements.iter().enumerate() {
+            let expected = if i % 2 == 0 {
+                "SELECT name FROM items WHERE id = ?"
+            } else {
+                "UPDATE items SET hits = hits + ? WHERE id = ?"
+            };
+            assert_eq!(*statement, expected);
+        }
     }
 }
 

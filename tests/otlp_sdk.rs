@@ -48,7 +48,8 @@ fn got(points: &[Value]) -> BTreeSet<Expected> {
 
 /// Sends a mix of spans through `provider` and returns the points they must make:
 /// SERVER spans (ok, 500, a thrown error), a root INTERNAL span (a batch job),
-/// a CONSUMER child; CLIENT and INTERNAL children make no point.
+/// a CONSUMER child; CLIENT and INTERNAL children make no point but are kept
+/// with their transaction.
 fn send_scenario(provider: &SdkTracerProvider) -> BTreeSet<Expected> {
     let tracer = provider.tracer("jvmapm-test");
     let base = SystemTime::now() - Duration::from_secs(5);
@@ -100,16 +101,27 @@ fn send_scenario(provider: &SdkTracerProvider) -> BTreeSet<Expected> {
             Some(900),
             Some(2),
         );
-        // Children inside the transaction make no points.
+        // Children inside the transaction make no points: an internal step,
+        // and a SQL call inside that step, each exported before the
+        // transaction ends.
         let cx = Context::current().with_remote_span_context(span.span_context().clone());
-        for kind in [SpanKind::Client, SpanKind::Internal] {
-            let mut child = tracer
-                .span_builder("SELECT orders")
-                .with_kind(kind)
-                .with_start_time(start)
-                .start_with_context(&tracer, &cx);
-            child.end_with_timestamp(start + Duration::from_millis(1));
-        }
+        let mut step = tracer
+            .span_builder("load order")
+            .with_kind(SpanKind::Internal)
+            .with_start_time(start)
+            .start_with_context(&tracer, &cx);
+        let cx = Context::current().with_remote_span_context(step.span_context().clone());
+        let mut sql = tracer
+            .span_builder("SELECT orders")
+            .with_kind(SpanKind::Client)
+            .with_start_time(start + Duration::from_millis(1))
+            .with_attributes([KeyValue::new(
+                "db.query.text",
+                "SELECT * FROM orders WHERE id = ?",
+            )])
+            .start_with_context(&tracer, &cx);
+        sql.end_with_timestamp(start + Duration::from_millis(2));
+        step.end_with_timestamp(start + Duration::from_millis(2));
         span.end_with_timestamp(start + Duration::from_millis(elapsed_ms));
     }
     // A handler that threw: status Error without an HTTP status.
@@ -180,6 +192,20 @@ fn check(analyzer: &Analyzer, expected: BTreeSet<Expected>, instance: &str) {
     assert_eq!(detail["resource"]["host.name"], "test-host");
     assert_eq!(detail["kind"], "SPAN_KIND_SERVER");
     assert_eq!(detail["sql_us"], 1500);
+    // Its children, in the order they started, as a tree by their ids.
+    let children = detail["children"].as_array().unwrap();
+    let names: Vec<&str> = children
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["load order", "SELECT orders"], "{detail:#}");
+    assert_eq!(children[0]["parent_span_id"], server["span_id"]);
+    assert_eq!(children[1]["parent_span_id"], children[0]["span_id"]);
+    assert_eq!(children[1]["kind"], "SPAN_KIND_CLIENT");
+    assert_eq!(
+        children[1]["attributes"]["db.query.text"],
+        "SELECT * FROM orders WHERE id = ?"
+    );
     let instances = analyzer.get("/api/v1/instances");
     assert_eq!(instances["instances"][0]["instance"], instance);
     assert_eq!(

@@ -1,5 +1,6 @@
 //! One transaction in full: its point plus every span and resource attribute,
-//! read back from the span details the store keeps beside the point.
+//! and the spans inside it (SQL calls, outgoing requests), read back from the
+//! span details the store keeps beside the point.
 
 use std::io;
 
@@ -11,6 +12,7 @@ use crate::otlp_values::attrs_to_json;
 use crate::point::hex;
 use crate::point::DetailRef;
 use crate::query::PointRow;
+use crate::store::children::ChildRef;
 use crate::store::detail;
 use crate::store::{Segment, Store};
 
@@ -31,7 +33,7 @@ pub fn find(
     let payload = seg
         .details
         .read_frame(point.detail.offset, point.detail.len)?;
-    let extra = match span_detail(&seg, &payload) {
+    let extra = match span_detail(store, &seg, &payload) {
         Ok(extra) => extra,
         Err(why) => json!({ "detail_error": why }),
     };
@@ -41,12 +43,12 @@ pub fn find(
     Ok(Some(out))
 }
 
-/// The span's own fields and attributes, with its resource and scope.
-fn span_detail(seg: &Segment, payload: &[u8]) -> Result<Value, String> {
-    let (resource_ref, span_bytes) = detail::split_span(payload).ok_or("damaged span record")?;
-    let span =
-        Span::decode(span_bytes).map_err(|e| format!("the stored span cannot be decoded: {e}"))?;
-    let DetailRef { offset, len } = resource_ref;
+/// The span's own fields and attributes, with its resource and scope and
+/// its children in the order they started.
+fn span_detail(store: &Store, seg: &Segment, payload: &[u8]) -> Result<Value, String> {
+    let record = detail::split_span(payload).ok_or("damaged span record")?;
+    let span = decode(record.span)?;
+    let DetailRef { offset, len } = record.resource;
     let resource_payload = seg
         .details
         .read_frame(offset, len)
@@ -55,9 +57,57 @@ fn span_detail(seg: &Segment, payload: &[u8]) -> Result<Value, String> {
         .and_then(|b| ResourceSpans::decode(b).ok())
         .ok_or("the stored resource cannot be decoded")?;
     let scope = header.scope_spans.first().and_then(|s| s.scope.as_ref());
-    Ok(json!({
+    let mut children: Vec<(u64, Value)> = record
+        .children
+        .iter()
+        .map(|child| match read_child(store, child) {
+            Ok(span) => (span.start_time_unix_nano, span_json(&span)),
+            Err(why) => (
+                0,
+                json!({"span_id": hex(&child.span_id), "detail_error": why}),
+            ),
+        })
+        .collect();
+    children.sort_by_key(|(start, _)| *start);
+    let mut out = span_json(&span);
+    out["resource"] = Value::Object(
+        header
+            .resource
+            .as_ref()
+            .map(|r| attrs_to_json(&r.attributes))
+            .unwrap_or_default(),
+    );
+    out["scope"] = json!(scope.map(|s| json!({"name": s.name, "version": s.version})));
+    out["children"] = Value::Array(children.into_iter().map(|(_, c)| c).collect());
+    Ok(out)
+}
+
+fn decode(bytes: &[u8]) -> Result<Span, String> {
+    Span::decode(bytes).map_err(|e| format!("the stored span cannot be decoded: {e}"))
+}
+
+/// A child span from the details file of its own segment.
+fn read_child(store: &Store, child: &ChildRef) -> Result<Span, String> {
+    let seg = store
+        .segment(child.hour)
+        .ok_or("its segment is past retention")?;
+    let payload = seg
+        .details
+        .read_frame(child.detail.offset, child.detail.len)
+        .map_err(|e| e.to_string())?;
+    decode(
+        detail::split_span(&payload)
+            .ok_or("damaged span record")?
+            .span,
+    )
+}
+
+/// A span's own fields, attributes and events.
+fn span_json(span: &Span) -> Value {
+    json!({
         "name": span.name,
         "kind": SpanKind::try_from(span.kind).map_or("SPAN_KIND_UNSPECIFIED", |k| k.as_str_name()),
+        "span_id": hex(&span.span_id),
         "parent_span_id": hex(&span.parent_span_id),
         "start_time_unix_nano": span.start_time_unix_nano,
         "end_time_unix_nano": span.end_time_unix_nano,
@@ -68,7 +118,5 @@ fn span_detail(seg: &Segment, payload: &[u8]) -> Result<Value, String> {
             "time_unix_nano": e.time_unix_nano,
             "attributes": attrs_to_json(&e.attributes),
         })).collect::<Vec<_>>(),
-        "resource": header.resource.as_ref().map(|r| attrs_to_json(&r.attributes)).unwrap_or_default(),
-        "scope": scope.map(|s| json!({"name": s.name, "version": s.version})),
-    }))
+    })
 }

@@ -3,8 +3,9 @@
 //!
 //! A point is made for every SERVER or CONSUMER span and every root span,
 //! except spans that carry `jvmapm.event` (GC pauses, heap dumps, stuck
-//! transactions), which become JVM events instead. Other spans (clients,
-//! internals inside a transaction) are accepted and not kept as points.
+//! transactions), which become JVM events instead. Other spans with a parent
+//! (SQL calls, outgoing requests, internal steps) are kept as the children of
+//! the transaction they belong to (see `store::children`), not as points.
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
@@ -43,6 +44,10 @@ impl TraceBatch {
     pub fn point_count(&self) -> usize {
         self.groups.iter().map(|g| g.spans.len()).sum()
     }
+
+    pub fn child_count(&self) -> usize {
+        self.groups.iter().map(|g| g.children.len()).sum()
+    }
 }
 
 /// The points of one resource and scope, with the details they refer to.
@@ -51,7 +56,8 @@ pub struct ResourceGroup {
     /// Encoded `ResourceSpans` holding the resource and scope, without spans.
     pub resource_record: Vec<u8>,
     pub spans: Vec<SpanPoint>,
-    /// The export as received; each point says where its encoded span lies.
+    pub children: Vec<ChildSpan>,
+    /// The export as received; each point and child says where its encoded span lies.
     pub body: Bytes,
 }
 
@@ -115,6 +121,17 @@ pub struct SpanPoint {
     pub error: bool,
     pub cpu_us: Option<u64>,
     pub sql: Option<SqlTotals>,
+    /// Where the encoded span lies in the group's `body`.
+    pub detail: std::ops::Range<usize>,
+}
+
+/// A span inside a transaction, to be kept with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChildSpan {
+    pub end_ms: u64,
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub parent_span_id: [u8; 8],
     /// Where the encoded span lies in the group's `body`.
     pub detail: std::ops::Range<usize>,
 }
@@ -250,12 +267,13 @@ fn add_resource_spans(
                 scope_schema_url,
             ),
             spans: Vec::with_capacity(spans.len()),
+            children: Vec::new(),
             body: body.clone(),
         };
         for (span, at) in spans {
             add_span(batch, &mut group, span, at, latest_end_ns)?;
         }
-        if !group.spans.is_empty() {
+        if !group.spans.is_empty() || !group.children.is_empty() {
             batch.groups.push(group);
         }
     }
@@ -321,9 +339,21 @@ fn add_span(
         batch.events.push(event(kind, &group.identity, &full));
         return Ok(());
     }
+    let start = offset_in(&group.body, bytes);
+    let trace_id = span.trace_id.try_into().expect("checked to be 16 bytes");
+    let span_id = span.span_id.try_into().expect("checked to be 8 bytes");
     let is_root = span.parent_span_id.iter().all(|&b| b == 0);
     let kind = span.kind;
     if !(is_root || kind == SpanKind::Server as u64 || kind == SpanKind::Consumer as u64) {
+        if let Ok(parent_span_id) = span.parent_span_id.try_into() {
+            group.children.push(ChildSpan {
+                end_ms: end / 1_000_000,
+                trace_id,
+                span_id,
+                parent_span_id,
+                detail: start..start + bytes.len(),
+            });
+        }
         return Ok(());
     }
     let status_code = span
@@ -345,12 +375,11 @@ fn add_span(
         Some(Attr::Str(route)) if !route.is_empty() => route,
         _ => span.name()?,
     };
-    let start = offset_in(&group.body, bytes);
     group.spans.push(SpanPoint {
         end_ms: end / 1_000_000,
         elapsed_us: (end - span.start_ns) / 1_000,
-        trace_id: span.trace_id.try_into().expect("checked to be 16 bytes"),
-        span_id: span.span_id.try_into().expect("checked to be 8 bytes"),
+        trace_id,
+        span_id,
         endpoint: endpoint.to_string(),
         status_code,
         error: span.status_code == StatusCode::Error as u64 || status_code >= 500,

@@ -4,11 +4,17 @@
 //! parts of names) and hex and national literals become `?`; `--` comments
 //! are dropped (they may hold values too); quoted identifiers ("...") are
 //! kept; runs of white space become one space.
+//!
+//! A prepared statement's text comes from its `toString()`, which drivers
+//! decorate: H2 writes `prep3: UPDATE ... {1: 42}`, MySQL
+//! `com.mysql.cj.jdbc.ClientPreparedStatement: UPDATE ...`. The name before
+//! `: ` and H2's parameter list go, so the statement reads as it was prepared.
 
 /// The longest statement text kept in a span, in bytes.
 const MAX_LENGTH: usize = 4096;
 
 pub fn normalize(sql: &str) -> String {
+    let sql = without_driver_decoration(sql.trim());
     let mut out = String::with_capacity(sql.len().min(MAX_LENGTH));
     let chars: Vec<char> = sql.chars().collect();
     let mut i = 0;
@@ -92,6 +98,32 @@ pub fn normalize(sql: &str) -> String {
     out.trim_end().to_string()
 }
 
+/// `sql` without a leading `NAME: ` (a name has no white space) and a
+/// trailing ` {1: ..., 2: ...}` parameter list.
+fn without_driver_decoration(sql: &str) -> &str {
+    let sql = match sql.split_once(": ") {
+        Some((name, rest))
+            if !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '$')) =>
+        {
+            rest
+        }
+        _ => sql,
+    };
+    match sql.rsplit_once(" {") {
+        Some((statement, parameters))
+            if parameters.ends_with('}')
+                && parameters.starts_with(|c: char| c.is_ascii_digit())
+                && parameters.contains(": ") =>
+        {
+            statement
+        }
+        _ => sql,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::normalize;
@@ -121,6 +153,23 @@ mod tests {
         assert_eq!(
             normalize("SELECT a\n\t FROM   t -- the 3 rows\nWHERE b = 'x'  "),
             "SELECT a FROM t WHERE b = ?"
+        );
+    }
+
+    #[test]
+    fn drivers_decorations_of_prepared_statements_go() {
+        assert_eq!(
+            normalize("prep4: UPDATE items SET hits = hits + 1 WHERE id = ? {1: 2}"),
+            "UPDATE items SET hits = hits + ? WHERE id = ?"
+        );
+        assert_eq!(
+            normalize("com.mysql.cj.jdbc.ClientPreparedStatement: SELECT a FROM t WHERE b = 'x'"),
+            "SELECT a FROM t WHERE b = ?"
+        );
+        // JDBC escapes and plain text stay as they are.
+        assert_eq!(
+            normalize("SELECT {fn NOW()} FROM t WHERE a = ': '"),
+            "SELECT {fn NOW()} FROM t WHERE a = ?"
         );
     }
 

@@ -12,6 +12,7 @@
 //! Every record is checked by a CRC, so a restart after a crash cuts a torn tail
 //! back to the last whole record (one log line) and goes on.
 
+pub mod children;
 pub mod detail;
 mod frame;
 pub mod partition;
@@ -190,6 +191,11 @@ impl Store {
             .range(from..=to)
             .map(|(_, s)| s.clone())
             .collect()
+    }
+
+    /// The segment of `hour`, if there is one.
+    pub fn segment(&self, hour: u64) -> Option<Arc<Segment>> {
+        self.segments.read().unwrap().get(&hour).cloned()
     }
 
     /// The segment of `hour`, created when missing (writer thread only).

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::children::{ChildRef, ParentKey, WaitingChildren};
 use super::detail;
 use super::partition::hour_of;
 use super::segment::{Log, Sample, Segment};
@@ -27,7 +28,7 @@ use crate::jvm_metrics::MetricsBatch;
 use crate::meter::Meter;
 use crate::point::{DetailRef, Point, RECORD_SIZE};
 use crate::unix_ms;
-use crate::xlog::TraceBatch;
+use crate::xlog::{ResourceGroup, TraceBatch};
 
 /// Most jobs committed together.
 const MAX_GROUP: usize = 256;
@@ -98,6 +99,7 @@ pub fn spawn(
         interner,
         strings_path,
         failing: false,
+        children: WaitingChildren::default(),
     };
     let thread = thread::Builder::new()
         .name("jvmapm-store-writer".into())
@@ -112,6 +114,17 @@ struct Writer {
     next_seq: u64,
     /// A commit failed and no commit has succeeded since (logs once per outage).
     failing: bool,
+    /// Stored child spans whose transaction has not come yet.
+    children: WaitingChildren,
+}
+
+/// What one commit does to the waiting children once it is durable.
+#[derive(Default)]
+struct ChildChanges {
+    /// Children stored by this commit, by parent.
+    staged: HashMap<ParentKey, Vec<ChildRef>>,
+    /// Parents whose transaction this commit wrote with its children.
+    claimed: Vec<ParentKey>,
 }
 
 /// What one commit appends to one segment.
@@ -164,7 +177,8 @@ impl Writer {
         tracing::debug!("store writer stopped; everything acknowledged is on disk");
     }
 
-    fn housekeeping(&self) {
+    fn housekeeping(&mut self) {
+        self.children.evict(unix_ms());
         self.shared.meter.lock().unwrap().prune(unix_ms());
         if let Err(e) = self.shared.instances.save_if_dirty() {
             tracing::warn!(error = %e, "could not save the instance registry");
@@ -176,9 +190,10 @@ impl Writer {
         let first_seq = self.next_seq;
         let mut pending = BTreeMap::new();
         let mut metered = Vec::new();
+        let mut children = ChildChanges::default();
         let result = jobs
             .iter()
-            .try_for_each(|job| self.stage(&job.work, &mut pending, &mut metered))
+            .try_for_each(|job| self.stage(&job.work, &mut pending, &mut metered, &mut children))
             .and_then(|()| self.write(&pending));
         match result {
             Ok(()) => {
@@ -190,6 +205,8 @@ impl Writer {
                     }
                 }
                 self.shared.store.publish_seq(self.next_seq - 1);
+                self.children
+                    .settle(&children.claimed, children.staged, now);
                 let mut meter = self.shared.meter.lock().unwrap();
                 for m in &metered {
                     meter.record(m.key, m.end_ms, m.elapsed_us, m.error, now);
@@ -243,31 +260,74 @@ impl Writer {
         }
     }
 
+    /// The pending writes of the segment holding `t_ms`, with `group`'s
+    /// resource record in its details (written there on first use).
+    fn pending_detail<'a>(
+        &self,
+        pending: &'a mut BTreeMap<u64, Pending>,
+        resource_at: &mut HashMap<u64, DetailRef>,
+        group: &ResourceGroup,
+        t_ms: u64,
+    ) -> std::io::Result<(&'a mut Pending, DetailRef)> {
+        let p = self.pending_for(pending, t_ms)?;
+        let base = p.seg.details.committed();
+        let resource = *resource_at
+            .entry(p.seg.hour)
+            .or_insert_with(|| detail::push_resource(&mut p.details, base, &group.resource_record));
+        Ok((p, resource))
+    }
+
     fn stage(
         &mut self,
         work: &Work,
         pending: &mut BTreeMap<u64, Pending>,
         metered: &mut Vec<Metered>,
+        children: &mut ChildChanges,
     ) -> std::io::Result<()> {
         let strings = &self.shared.store.strings;
         match work {
             Work::Traces(batch) => {
-                for group in &batch.groups {
+                // The group's resource record, written once into each segment
+                // it touches; children first, as their transaction may come
+                // in another group (another instrumentation scope).
+                let mut resources: Vec<HashMap<u64, DetailRef>> =
+                    vec![HashMap::new(); batch.groups.len()];
+                for (group, resource_at) in batch.groups.iter().zip(&mut resources) {
+                    for child in &group.children {
+                        let (p, resource) =
+                            self.pending_detail(pending, resource_at, group, child.end_ms)?;
+                        let base = p.seg.details.committed();
+                        let body = &group.body[child.detail.clone()];
+                        let at = detail::push_span(&mut p.details, base, resource, &[], body);
+                        children
+                            .staged
+                            .entry((child.trace_id, child.parent_span_id))
+                            .or_default()
+                            .push(ChildRef {
+                                span_id: child.span_id,
+                                hour: p.seg.hour,
+                                detail: at,
+                            });
+                    }
+                }
+                for (group, resource_at) in batch.groups.iter().zip(&mut resources) {
                     let service = self.interner.intern(strings, &group.identity.service);
                     let instance = self.interner.intern(strings, &group.identity.instance);
-                    // The group's resource record, written once into each segment it touches.
-                    let mut resource_at: HashMap<u64, DetailRef> = HashMap::new();
                     for span in &group.spans {
                         let endpoint = self.interner.intern(strings, &span.endpoint);
-                        let p = self.pending_for(pending, span.end_ms)?;
+                        let its_children = self.children.subtree(
+                            &children.staged,
+                            (span.trace_id, span.span_id),
+                            &mut children.claimed,
+                        );
+                        let (p, resource) =
+                            self.pending_detail(pending, resource_at, group, span.end_ms)?;
                         let base = p.seg.details.committed();
-                        let resource = *resource_at.entry(p.seg.hour).or_insert_with(|| {
-                            detail::push_resource(&mut p.details, base, &group.resource_record)
-                        });
                         let at = detail::push_span(
                             &mut p.details,
                             base,
                             resource,
+                            &its_children,
                             &group.body[span.detail.clone()],
                         );
                         let point = Point {
