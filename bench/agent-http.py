@@ -9,7 +9,9 @@ Builds the release agent and analyzer and the fixtures, starts the analyzer
 on free ports, then for ROUNDS rounds starts HttpService in each mode,
 warms it up with wrk for WARMUP seconds, measures for DURATION seconds
 (`wrk -t2 -cCONNECTIONS --latency` on /fast), and stops it. Prints the
-median requests/s, p50 and p99 latency per mode and the throughput ratios.
+median requests/s, p50 and p99 latency per mode and the throughput ratios,
+and the JVM's own CPU time per request (user + system, from /proc), which
+moves less than throughput when wrk and the JVM share two cores.
 
 Usage: bench/agent-http.py   (knobs: ROUNDS=3 WARMUP=5 DURATION=10
 CONNECTIONS=16 JAVA=java NO_BUILD=1; needs wrk: apt-get install wrk)
@@ -53,12 +55,20 @@ def wrk(port, seconds):
         check=True,
     ).stdout
     rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
+    requests = int(re.search(r"([0-9]+) requests in", out).group(1))
 
     def latency(percentile):
         value, unit = re.search(rf"\s{percentile}%\s+([0-9.]+)(us|ms|s)", out).groups()
         return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
 
-    return rate, latency(50), latency(99)
+    return rate, latency(50), latency(99), requests
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time of process `pid` so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run(mode_flags):
@@ -75,10 +85,12 @@ def run(mode_flags):
         line = server.stdout.readline()
     port = int(line.split()[1])
     wrk(port, WARMUP)
-    result = wrk(port, DURATION)
+    cpu_before = cpu_seconds(server.pid)
+    rate, p50, p99, requests = wrk(port, DURATION)
+    cpu_us_per_request = (cpu_seconds(server.pid) - cpu_before) * 1e6 / requests
     server.stdin.close()
     server.wait(timeout=30)
-    return result
+    return rate, p50, p99, cpu_us_per_request
 
 
 def main():
@@ -108,11 +120,14 @@ def main():
     print(f"JVM: {version}; wrk -t2 -c{CONNECTIONS} {DURATION}s on /fast after {WARMUP}s warm-up; medians of {ROUNDS} rounds")
     median = statistics.median
     base = median(r[0] for r in results["no agent"])
+    base_cpu = median(r[3] for r in results["no agent"])
     for mode, runs in results.items():
         rate = median(r[0] for r in runs)
+        cpu = median(r[3] for r in runs)
         print(
             f"{mode:17} {rate:9.0f} req/s  p50 {median(r[1] for r in runs):6.3f} ms  "
-            f"p99 {median(r[2] for r in runs):6.3f} ms  ratio {rate / base:.3f}"
+            f"p99 {median(r[2] for r in runs):6.3f} ms  ratio {rate / base:.3f}  "
+            f"JVM CPU {cpu:5.1f} us/req ({cpu - base_cpu:+5.1f})"
         )
 
 

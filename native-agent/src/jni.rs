@@ -29,6 +29,10 @@ pub struct RawJniEnv {
     functions: *const *const c_void,
 }
 
+/// Longest string (in modified UTF-8 bytes) [`Jni::string_bytes`] copies
+/// onto the stack.
+pub const SHORT_STRING: usize = 512;
+
 /// Indexes into `JNINativeInterface_` (from `jni.h`).
 pub(crate) mod slot {
     pub const DEFINE_CLASS: usize = 5;
@@ -45,10 +49,13 @@ pub(crate) mod slot {
     pub const GET_STATIC_METHOD_ID: usize = 113;
     pub const CALL_STATIC_OBJECT_METHOD_A: usize = 116;
     pub const CALL_STATIC_INT_METHOD_A: usize = 131;
+    pub const GET_STRING_LENGTH: usize = 164;
     pub const NEW_STRING_UTF: usize = 167;
+    pub const GET_STRING_UTF_LENGTH: usize = 168;
     pub const GET_STRING_UTF_CHARS: usize = 169;
     pub const RELEASE_STRING_UTF_CHARS: usize = 170;
     pub const REGISTER_NATIVES: usize = 215;
+    pub const GET_STRING_UTF_REGION: usize = 221;
     pub const EXCEPTION_CHECK: usize = 228;
 }
 
@@ -364,22 +371,48 @@ impl Jni {
 
     /// The text of a Java string (modified UTF-8, read lossily).
     pub fn string(&self, string: JObject) -> JniResult<String> {
+        self.string_bytes(string, |bytes| String::from_utf8_lossy(bytes).into_owned())
+    }
+
+    /// Hands the modified UTF-8 bytes of a Java string to `read`. Strings of
+    /// up to [`SHORT_STRING`] bytes are copied onto the stack, so the JVM
+    /// allocates nothing for them.
+    pub fn string_bytes<R>(&self, string: JObject, read: impl FnOnce(&[u8]) -> R) -> JniResult<R> {
+        type Length = unsafe extern "system" fn(*mut RawJniEnv, JObject) -> i32;
+        type Region = unsafe extern "system" fn(*mut RawJniEnv, JObject, i32, i32, *mut u8);
         type GetChars =
             unsafe extern "system" fn(*mut RawJniEnv, JObject, *mut u8) -> *const c_char;
         type ReleaseChars = unsafe extern "system" fn(*mut RawJniEnv, JObject, *const c_char);
-        // SAFETY: slots and signatures follow jni.h; the chars are released
-        // right after they are copied.
+        // SAFETY: slots and signatures follow jni.h; the region call writes
+        // GetStringUTFLength bytes and a NUL, which the buffer has room for;
+        // long strings' chars are released right after they are read.
         unsafe {
+            let utf_length: Length = self.function(slot::GET_STRING_UTF_LENGTH);
+            let bytes = utf_length(self.env, string);
+            if let Ok(bytes @ 0..=SHORT_STRING) = usize::try_from(bytes) {
+                let length: Length = self.function(slot::GET_STRING_LENGTH);
+                let region: Region = self.function(slot::GET_STRING_UTF_REGION);
+                let mut buf = [0u8; SHORT_STRING + 1];
+                region(
+                    self.env,
+                    string,
+                    0,
+                    length(self.env, string),
+                    buf.as_mut_ptr(),
+                );
+                self.check("GetStringUTFRegion")?;
+                return Ok(read(&buf[..bytes]));
+            }
             let get: GetChars = self.function(slot::GET_STRING_UTF_CHARS);
             let chars = get(self.env, string, std::ptr::null_mut());
             if chars.is_null() {
                 self.check("GetStringUTFChars")?;
                 return Err(JniError("GetStringUTFChars returned null".into()));
             }
-            let text = CStr::from_ptr(chars).to_string_lossy().into_owned();
+            let result = read(CStr::from_ptr(chars).to_bytes());
             let release: ReleaseChars = self.function(slot::RELEASE_STRING_UTF_CHARS);
             release(self.env, string, chars);
-            Ok(text)
+            Ok(result)
         }
     }
 
@@ -445,7 +478,10 @@ mod tests {
             ("GetStaticMethodID", slot::GET_STATIC_METHOD_ID),
             ("CallStaticObjectMethodA", slot::CALL_STATIC_OBJECT_METHOD_A),
             ("CallStaticIntMethodA", slot::CALL_STATIC_INT_METHOD_A),
+            ("GetStringLength", slot::GET_STRING_LENGTH),
             ("NewStringUTF", slot::NEW_STRING_UTF),
+            ("GetStringUTFLength", slot::GET_STRING_UTF_LENGTH),
+            ("GetStringUTFRegion", slot::GET_STRING_UTF_REGION),
             ("GetStringUTFChars", slot::GET_STRING_UTF_CHARS),
             ("ReleaseStringUTFChars", slot::RELEASE_STRING_UTF_CHARS),
             ("RegisterNatives", slot::REGISTER_NATIVES),

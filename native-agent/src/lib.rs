@@ -32,6 +32,7 @@ mod gc;
 mod header_check;
 mod heapdump;
 mod instrument;
+mod interned;
 mod jni;
 mod jvmti;
 mod log;

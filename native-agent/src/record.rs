@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{
@@ -255,11 +256,11 @@ fn transaction_span(t: Finished) -> Parts {
     let full = t.detailed || error || t.ending.status >= 500;
     let (kind, name) = match &site {
         Some(site) if site.kind == SiteKind::Http => {
-            let method = t.ending.method.clone().unwrap_or_else(|| "_OTHER".into());
+            let method: Arc<str> = t.ending.method.clone().unwrap_or_else(|| "_OTHER".into());
             // Without a route (a default servlet), the path names it.
             let name = match t.ending.route.as_ref().or(t.ending.path.as_ref()) {
                 Some(target) => format!("{method} {target}"),
-                None => method.clone(),
+                None => method.to_string(),
             };
             attributes.push(KeyValue::new("http.request.method", method));
             if let Some(path) = t.ending.path.clone().filter(|_| full) {

@@ -8,10 +8,11 @@
 
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use crate::clock;
 use crate::exporter::Queue;
+use crate::interned::StringTable;
 use crate::jni::{JObject, RawJniEnv};
 
 /// What kind of transaction a site makes.
@@ -239,16 +240,17 @@ pub struct Finished {
     pub detailed: bool,
 }
 
-/// What `end` receives, its strings already copied out of the JVM.
+/// What `end` receives, its strings already copied out of the JVM (shared
+/// copies: see `interned`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ending {
-    pub method: Option<String>,
-    pub path: Option<String>,
-    pub route: Option<String>,
+    pub method: Option<Arc<str>>,
+    pub path: Option<Arc<str>>,
+    pub route: Option<Arc<str>>,
     /// Negative when there is none.
     pub status: i32,
-    pub error_type: Option<String>,
-    pub thread: Option<String>,
+    pub error_type: Option<Arc<str>>,
+    pub thread: Option<Arc<str>>,
 }
 
 /// Ends the transaction `token` stands for; `None` for a stale or zero token.
@@ -381,12 +383,25 @@ fn sql_call(
 /// Where finished transactions go (set when the agent starts).
 pub static QUEUE: OnceLock<Queue> = OnceLock::new();
 
+/// The strings transactions end with.
+static STRINGS: LazyLock<StringTable> = LazyLock::new(StringTable::default);
+
 /// Reads a Java string argument (null stays `None`).
 unsafe fn string(env: *mut RawJniEnv, s: JObject) -> Option<String> {
     if s.is_null() {
         return None;
     }
     crate::jni::Jni::from_raw(env).string(s).ok()
+}
+
+/// Reads a Java string argument that transactions repeat, as its shared copy.
+unsafe fn repeated_string(env: *mut RawJniEnv, s: JObject) -> Option<Arc<str>> {
+    if s.is_null() {
+        return None;
+    }
+    crate::jni::Jni::from_raw(env)
+        .string_bytes(s, |bytes| STRINGS.get(bytes))
+        .ok()
 }
 
 /// `Hooks.begin(int site, long threadId, String traceparent)`.
@@ -421,12 +436,12 @@ pub unsafe extern "system" fn native_end(
 ) {
     crate::agent::guarded("Hooks.end", || {
         let ending = Ending {
-            method: string(env, method),
-            path: string(env, path),
-            route: string(env, route),
+            method: repeated_string(env, method),
+            path: repeated_string(env, path),
+            route: repeated_string(env, route),
             status,
-            error_type: string(env, error_type),
-            thread: string(env, thread),
+            error_type: repeated_string(env, error_type),
+            thread: repeated_string(env, thread),
         };
         if let (Some(finished), Some(queue)) = (end(token as u64, ending), QUEUE.get()) {
             queue.push(crate::record::Record::Transaction(Box::new(finished)));
