@@ -1,2 +1,6 @@
-//! The terminal XLog viewer of jvmapm (`jvmapm xlog`). It arrives with the
-//! viewer issue; the crate exists now so the workspace has its final shape.
+//! The terminal XLog viewer of jvmapm (`jvmapm xlog`): the scatter of every
+//! transaction, live from `jvmapm serve` or offline from a data directory,
+//! with the JVM's health beside it.
+
+pub mod points;
+pub mod scatter;
