@@ -2,5 +2,7 @@
 //! transaction, live from `jvmapm serve` or offline from a data directory,
 //! with the JVM's health beside it.
 
+pub mod app;
 pub mod points;
 pub mod scatter;
+pub mod source;
