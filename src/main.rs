@@ -75,6 +75,66 @@ enum Command {
         #[arg(long, value_enum, default_value = "jsonl")]
         format: Format,
     },
+    /// The XLog viewer in this terminal: every transaction as a point (end time x response time).
+    #[command(
+        after_help = "Live from a server (default http://127.0.0.1:4318), following new points, or \
+        offline over a data directory with --data.\n\
+        Keys: arrows pan and scale, +/- window, l log Y, m measure, p pause, drag or v to select, \
+        s / / > < e c filters, ? every key, q quits."
+    )]
+    Xlog {
+        /// Query API of a running `jvmapm serve`.
+        #[arg(
+            long,
+            value_name = "URL",
+            default_value = "http://127.0.0.1:4318",
+            conflicts_with = "data"
+        )]
+        server: String,
+        /// Read a data directory instead (offline; works beside a running server).
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// Start of a past window: Unix ms, or how long ago (e.g. 2h).
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        from: Option<u64>,
+        /// End of a past window: Unix ms, or how long ago (e.g. 1h).
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        to: Option<u64>,
+        /// Width of the window when --from and --to do not both give it.
+        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_ms)]
+        window: u64,
+        /// Y maximum to start with (points above it stay visible on the top row).
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_ms)]
+        y_max: u64,
+        /// Elapsed time from which a point is drawn yellow (errors are red).
+        #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_ms)]
+        slow: u64,
+        /// Bearer token of a server started with --token.
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "JVMAPM_TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
+    },
+}
+
+/// A point in time on the command line: Unix milliseconds, or a duration
+/// meaning that long ago (`90m`, `2h`).
+fn parse_time(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(ms) if ms >= 100_000_000_000 => Ok(ms),
+        _ => jvmapm_analyzer::duration::parse(text)
+            .map(|ago| jvmapm_tui::unix_ms().saturating_sub(ago.as_millis() as u64))
+            .map_err(|_| {
+                format!("{text:?} is neither Unix milliseconds nor a duration ago like 90m")
+            }),
+    }
+}
+
+fn parse_ms(text: &str) -> Result<u64, String> {
+    jvmapm_analyzer::duration::parse(text).map(|d| d.as_millis() as u64)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -134,6 +194,31 @@ fn main() -> ExitCode {
                 .map(|n| tracing::debug!(points = n, "exported"))
                 .map_err(|e| e.to_string())
         }
+        Command::Xlog {
+            server,
+            data,
+            from,
+            to,
+            window,
+            y_max,
+            slow,
+            token,
+        } => {
+            let origin = match data {
+                Some(dir) => jvmapm_tui::Origin::Data(dir),
+                None => jvmapm_tui::Origin::Server { url: server, token },
+            };
+            window_of(from, to, window).and_then(|(window_ms, to_ms)| {
+                let config = jvmapm_tui::app::Config {
+                    window_ms,
+                    to_ms,
+                    live: true,
+                    slow_ms: slow,
+                    y_max_ms: y_max,
+                };
+                jvmapm_tui::run(origin, config)
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -141,6 +226,20 @@ fn main() -> ExitCode {
             eprintln!("jvmapm: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The viewer's window width and end from --from, --to and --window.
+fn window_of(
+    from: Option<u64>,
+    to: Option<u64>,
+    window: u64,
+) -> Result<(u64, Option<u64>), String> {
+    match (from, to) {
+        (Some(from), Some(to)) if to > from => Ok((to - from, Some(to))),
+        (Some(_), Some(_)) => Err("--to must come after --from".to_string()),
+        (Some(from), None) => Ok((window, Some(from + window))),
+        (None, to) => Ok((window, to)),
     }
 }
 

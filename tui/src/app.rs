@@ -96,6 +96,8 @@ pub struct App {
     pub list: Vec<usize>,
     pub list_cursor: usize,
     pub detail: Option<Result<Detail, String>>,
+    /// Lines of the open transaction scrolled past.
+    pub detail_scroll: u16,
     pub screen: Screen,
     pub help: bool,
     pub prompt: Option<(Prompt, String)>,
@@ -142,6 +144,7 @@ impl App {
             list: Vec::new(),
             list_cursor: 0,
             detail: None,
+            detail_scroll: 0,
             screen: Screen::Scatter,
             help: false,
             prompt: None,
@@ -409,10 +412,8 @@ impl App {
                 self.measure = self.measure.next();
                 self.invalidate();
             }
-            KeyCode::Char('p') | KeyCode::Char(' ') => {
-                if self.live {
-                    self.following = !self.following;
-                }
+            KeyCode::Char('p') | KeyCode::Char(' ') if self.live => {
+                self.following = !self.following;
             }
             KeyCode::Char('v') => {
                 let (w, h) = (self.plot.width.max(1), self.plot.height.max(1));
@@ -520,6 +521,7 @@ impl App {
         };
         let t = self.points.txns[index];
         self.detail = None;
+        self.detail_scroll = 0;
         self.screen = Screen::Detail;
         self.outbox.push(Request::Detail {
             trace_id: hex(&t.trace_id),
@@ -533,8 +535,13 @@ impl App {
         if self.common_key(key) {
             return;
         }
-        if matches!(key.code, KeyCode::Esc | KeyCode::Backspace | KeyCode::Enter) {
-            self.screen = Screen::List;
+        match key.code {
+            KeyCode::Esc | KeyCode::Backspace | KeyCode::Enter => self.screen = Screen::List,
+            KeyCode::Up => self.detail_scroll = self.detail_scroll.saturating_sub(1),
+            KeyCode::Down => self.detail_scroll = self.detail_scroll.saturating_add(1),
+            KeyCode::PageUp => self.detail_scroll = self.detail_scroll.saturating_sub(10),
+            KeyCode::PageDown => self.detail_scroll = self.detail_scroll.saturating_add(10),
+            _ => {}
         }
     }
 

@@ -192,6 +192,16 @@ impl Offline {
     }
 }
 
+impl Offline {
+    /// End time of the newest stored point, where an offline view opens.
+    pub fn latest_end_ms(&self) -> Option<u64> {
+        let seg = self.store.segments_in(0, u64::MAX / 2).pop()?;
+        let count = seg.point_count();
+        let points = seg.read_points(count.saturating_sub(4096), count).ok()?;
+        points.iter().map(|p| p.end_ms).max()
+    }
+}
+
 fn io(e: std::io::Error) -> String {
     format!("cannot read the data directory: {e}")
 }
@@ -421,11 +431,10 @@ impl Worker {
                 }
             }
             Some((loaded_from, loaded_to)) => {
-                if from_ms < loaded_from {
-                    if self.load_range(from_ms, loaded_from - 1, "")?.is_some() {
-                        self.loaded = Some((from_ms, loaded_to));
-                        self.send(Update::LoadedFrom(from_ms))?;
-                    }
+                if from_ms < loaded_from && self.load_range(from_ms, loaded_from - 1, "")?.is_some()
+                {
+                    self.loaded = Some((from_ms, loaded_to));
+                    self.send(Update::LoadedFrom(from_ms))?;
                 }
                 if self.follow.live {
                     let cursor = self.cursor.clone();

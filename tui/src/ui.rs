@@ -1,0 +1,541 @@
+//! Draws the viewer: status and filter lines, the scatter (or the selection's
+//! list, or one transaction), the JVM panels on the right, the endpoint table
+//! below, and the help overlay.
+
+use jvmapm_analyzer::glob::Glob;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, Table, Wrap};
+use ratatui::Frame;
+use serde_json::Value;
+
+use crate::app::{App, Screen};
+use crate::scatter::{clock, plot_area, short_duration, ScatterWidget};
+
+/// Width of the panels on the right.
+const PANEL_WIDTH: u16 = 36;
+/// Rows of the endpoint table, borders included.
+const TABLE_HEIGHT: u16 = 9;
+
+/// Where things go on a screen of `area`.
+pub struct Areas {
+    pub status: Rect,
+    pub filter: Rect,
+    /// The scatter's block, and the plot inside it.
+    pub main: Rect,
+    pub plot: Rect,
+    pub panels: Rect,
+    pub table: Rect,
+}
+
+pub fn areas(area: Rect) -> Areas {
+    let [status, filter, middle, table] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(6),
+        Constraint::Length(TABLE_HEIGHT),
+    ])
+    .areas(area);
+    let panel_width = if area.width >= 80 { PANEL_WIDTH } else { 0 };
+    let [main, panels] =
+        Layout::horizontal([Constraint::Min(20), Constraint::Length(panel_width)]).areas(middle);
+    let inner = Block::default().borders(Borders::ALL).inner(main);
+    Areas {
+        status,
+        filter,
+        main,
+        plot: plot_area(inner),
+        panels,
+        table,
+    }
+}
+
+pub fn draw(frame: &mut Frame, app: &App) {
+    let a = areas(frame.area());
+    status_line(frame, app, a.status);
+    filter_line(frame, app, a.filter);
+    match app.screen {
+        Screen::Scatter => scatter(frame, app, a.main),
+        Screen::List => list(frame, app, a.main),
+        Screen::Detail => detail(frame, app, a.main),
+    }
+    if a.panels.width > 0 {
+        panels(frame, app, a.panels);
+    }
+    endpoints(frame, app, a.table);
+    if app.help {
+        help(frame, frame.area());
+    }
+}
+
+fn status_line(frame: &mut Frame, app: &App, area: Rect) {
+    let mode = if !app.live {
+        Span::styled(
+            " OFFLINE ",
+            Style::default().bg(Color::Blue).fg(Color::White),
+        )
+    } else if app.following {
+        Span::styled(" LIVE ", Style::default().bg(Color::Green).fg(Color::Black))
+    } else {
+        Span::styled(
+            " PAUSED ",
+            Style::default().bg(Color::Yellow).fg(Color::Black),
+        )
+    };
+    let in_window = app.grid.as_ref().map_or(0, |g| g.total());
+    let mut spans = vec![mode];
+    // Trouble first: a long line is cut at the right edge.
+    if let Some(trouble) = &app.trouble {
+        spans.push(Span::styled(
+            format!(" {trouble}; retrying "),
+            Style::default().fg(Color::White).bg(Color::Red),
+        ));
+    }
+    spans.push(Span::raw(format!(
+        " {} ending {} UTC | {} points, {in_window} in view | y: {} {} up to {}",
+        window_label(app.window_ms),
+        clock(app.to_ms),
+        app.points.len(),
+        app.measure.label(),
+        if app.log_y { "log" } else { "linear" },
+        short_duration(app.y_max_us as f64),
+    )));
+    if let Some(progress) = &app.progress {
+        spans.push(Span::styled(
+            format!(" | {progress}"),
+            Style::default().fg(Color::Cyan),
+        ));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn window_label(ms: u64) -> String {
+    match ms {
+        ms if ms >= 86_400_000 && ms % 3_600_000 == 0 => format!("{}h window", ms / 3_600_000),
+        ms if ms >= 120_000 => format!("{}m window", ms / 60_000),
+        ms => format!("{}s window", ms / 1000),
+    }
+}
+
+fn filter_line(frame: &mut Frame, app: &App, area: Rect) {
+    let line = match &app.prompt {
+        Some((prompt, text)) => Line::from(vec![
+            Span::styled(
+                format!("{}: ", prompt.label()),
+                Style::default().fg(Color::Yellow),
+            ),
+            Span::raw(text.clone()),
+            Span::styled("_", Style::default().add_modifier(Modifier::SLOW_BLINK)),
+            Span::styled(
+                "  (Enter sets, empty clears, Esc cancels)",
+                Style::default().fg(Color::Gray),
+            ),
+        ]),
+        None => Line::from(vec![
+            Span::styled("filter: ", Style::default().fg(Color::Gray)),
+            Span::styled(app.filter().describe(), Style::default().fg(Color::Yellow)),
+            Span::styled("   ? keys  q quit", Style::default().fg(Color::Gray)),
+        ]),
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+fn scatter(frame: &mut Frame, app: &App, area: Rect) {
+    let title = if app.key_box.is_some() {
+        " XLog | arrows move, shift+arrows or H/J/K/L resize, Enter lists, Esc cancels ".to_string()
+    } else {
+        format!(" XLog: {} ", app.measure.label())
+    };
+    let block = Block::default().borders(Borders::ALL).title(title);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let Some(grid) = &app.grid else {
+        return;
+    };
+    let pauses: Vec<u64> = app.jvm.gc_pauses.iter().map(|p| p.start_ms).collect();
+    let widget = ScatterWidget {
+        grid,
+        gc_pauses: &pauses,
+        highlight: app.drag.or(app.key_box),
+    };
+    frame.render_widget(widget, inner);
+}
+
+fn list(frame: &mut Frame, app: &App, area: Rect) {
+    let title = match &app.selection {
+        Some(s) => format!(
+            " {} transactions ending {}..{} | Enter opens, Esc back ",
+            app.list.len(),
+            clock(s.from_ms),
+            clock(s.to_ms)
+        ),
+        None => " no selection ".to_string(),
+    };
+    let block = Block::default().borders(Borders::ALL).title(title);
+    let rows_shown = usize::from(block.inner(area).height.saturating_sub(1)).max(1);
+    let first = app.list_cursor.saturating_sub(rows_shown - 1);
+    let rows = app
+        .list
+        .iter()
+        .enumerate()
+        .skip(first)
+        .take(rows_shown)
+        .map(|(i, &index)| {
+            let t = &app.points.txns[index];
+            let style = match (i == app.list_cursor, t.error) {
+                (true, _) => Style::default().add_modifier(Modifier::REVERSED),
+                (false, true) => Style::default().fg(Color::Red),
+                (false, false) => Style::default(),
+            };
+            let ms =
+                |us: Option<u32>| us.map_or("-".into(), |us| format!("{:.1}", f64::from(us) / 1e3));
+            Row::new(vec![
+                Cell::from(format!("{}.{:03}", clock(t.end_ms), t.end_ms % 1000)),
+                Cell::from(ms(Some(t.elapsed_us))),
+                Cell::from(ms(t.cpu_us())),
+                Cell::from(ms(t.sql_us())),
+                Cell::from(if t.status_code == 0 {
+                    "-".to_string()
+                } else {
+                    t.status_code.to_string()
+                }),
+                Cell::from(app.points.endpoints.get(t.endpoint).to_string()),
+                Cell::from(app.points.services.get(t.service.into()).to_string()),
+            ])
+            .style(style)
+        });
+    let header = Row::new([
+        "end (UTC)",
+        "elapsed ms",
+        "cpu ms",
+        "sql ms",
+        "status",
+        "endpoint",
+        "service",
+    ])
+    .style(Style::default().add_modifier(Modifier::BOLD));
+    let widths = [
+        Constraint::Length(12),
+        Constraint::Length(10),
+        Constraint::Length(8),
+        Constraint::Length(8),
+        Constraint::Length(6),
+        Constraint::Min(12),
+        Constraint::Length(14),
+    ];
+    frame.render_widget(Table::new(rows, widths).header(header).block(block), area);
+}
+
+fn detail(frame: &mut Frame, app: &App, area: Rect) {
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(" transaction | Up/Down scroll, Esc back ");
+    let lines = match &app.detail {
+        None => vec![Line::from("reading...")],
+        Some(Err(why)) => vec![Line::styled(why.clone(), Style::default().fg(Color::Red))],
+        Some(Ok(d)) => detail_lines(&d.json, d.stuck_stack.as_deref()),
+    };
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(block)
+            .wrap(Wrap { trim: false })
+            .scroll((app.detail_scroll, 0)),
+        area,
+    );
+}
+
+/// One transaction as lines: its point, attributes, children (SQL), stack.
+pub fn detail_lines(json: &Value, stuck_stack: Option<&str>) -> Vec<Line<'static>> {
+    let heading = |text: &str| {
+        Line::styled(
+            text.to_string(),
+            Style::default().add_modifier(Modifier::BOLD),
+        )
+    };
+    let mut lines = vec![Line::from(format!(
+        "{}  {}  {:.1} ms  status {}  {}",
+        json["name"]
+            .as_str()
+            .or(json["endpoint"].as_str())
+            .unwrap_or("?"),
+        json["service"].as_str().unwrap_or("?"),
+        json["elapsed_us"].as_f64().unwrap_or(0.0) / 1e3,
+        json["status_code"],
+        if json["error"] == true { "ERROR" } else { "ok" },
+    ))];
+    lines.push(Line::from(format!(
+        "trace {}  span {}  instance {}",
+        json["trace_id"].as_str().unwrap_or("?"),
+        json["span_id"].as_str().unwrap_or("?"),
+        json["instance"].as_str().unwrap_or("?"),
+    )));
+    if let Some(why) = json["detail_error"].as_str() {
+        lines.push(Line::styled(
+            why.to_string(),
+            Style::default().fg(Color::Red),
+        ));
+    }
+    lines.push(heading("attributes"));
+    if let Some(attrs) = json["attributes"].as_object() {
+        for (k, v) in attrs {
+            lines.push(Line::from(format!("  {k} = {}", text_of(v))));
+        }
+    }
+    if let Some(children) = json["children"].as_array().filter(|c| !c.is_empty()) {
+        let start = json["start_time_unix_nano"].as_u64().unwrap_or(0);
+        lines.push(heading(&format!("inside it ({})", children.len())));
+        for c in children {
+            let begin = c["start_time_unix_nano"].as_u64().unwrap_or(0);
+            let end = c["end_time_unix_nano"].as_u64().unwrap_or(begin);
+            let what = c["attributes"]["db.query.text"]
+                .as_str()
+                .or(c["name"].as_str())
+                .unwrap_or("?");
+            let failed = c["status"]["code"] == 2;
+            let style = if failed {
+                Style::default().fg(Color::Red)
+            } else {
+                Style::default()
+            };
+            lines.push(Line::styled(
+                format!(
+                    "  +{:>8.1} ms {:>8.1} ms  {what}",
+                    begin.saturating_sub(start) as f64 / 1e6,
+                    end.saturating_sub(begin) as f64 / 1e6
+                ),
+                style,
+            ));
+        }
+    }
+    if let Some(stack) = stuck_stack {
+        lines.push(heading("stack when it was reported stuck"));
+        lines.extend(stack.lines().map(|l| Line::from(format!("  {l}"))));
+    }
+    if let Some(resource) = json["resource"].as_object() {
+        lines.push(heading("resource"));
+        for (k, v) in resource {
+            lines.push(Line::from(format!("  {k} = {}", text_of(v))));
+        }
+    }
+    lines
+}
+
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn panels(frame: &mut Frame, app: &App, area: Rect) {
+    let [tps, active, heap, finalizer] = Layout::vertical([
+        Constraint::Length(5),
+        Constraint::Length(5),
+        Constraint::Min(3),
+        Constraint::Length(5),
+    ])
+    .areas(area);
+    // Transactions per second over the last seconds of the window.
+    let width = u64::from(tps.width.saturating_sub(2)).max(1);
+    let last = app.to_ms / 1000;
+    let counts: Vec<u64> = (last.saturating_sub(width - 1)..=last)
+        .map(|s| u64::from(app.per_second.get(&s).copied().unwrap_or(0)))
+        .collect();
+    let now = counts.last().copied().unwrap_or(0);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(format!(" TPS {now} "));
+    frame.render_widget(
+        Sparkline::default()
+            .block(block)
+            .data(&counts)
+            .style(Style::default().fg(Color::Cyan)),
+        tps,
+    );
+
+    let instance = app.instance.as_deref().unwrap_or("no instance");
+    let by_age = app.latest("jvmapm.transactions.active");
+    let lines: Vec<Line> = [
+        ("<3s", Color::Cyan),
+        ("3-8s", Color::Yellow),
+        (">8s", Color::Red),
+    ]
+    .iter()
+    .map(|(age, color)| {
+        let n = by_age
+            .iter()
+            .filter(|(attrs, _)| attrs == &format!("jvmapm.age={age}"))
+            .map(|(_, v)| *v)
+            .sum::<f64>() as u64;
+        let bar = "█".repeat((n as usize).min(usize::from(active.width.saturating_sub(14))));
+        Line::from(vec![
+            Span::raw(format!("{age:>5} {n:>5} ")),
+            Span::styled(bar, Style::default().fg(*color)),
+        ])
+    })
+    .collect();
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(format!(" active: {instance} "));
+    frame.render_widget(Paragraph::new(lines).block(block), active);
+
+    let limits = app.latest("jvm.memory.limit");
+    let mut pools: Vec<Line> = app
+        .latest("jvm.memory.used")
+        .into_iter()
+        .filter(|(attrs, _)| attrs.contains("jvm.memory.type=heap"))
+        .map(|(attrs, used)| {
+            let name = attrs
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("jvm.memory.pool.name="))
+                .unwrap_or("?")
+                .to_string();
+            let limit = limits.iter().find(|(a, _)| *a == attrs).map(|(_, v)| *v);
+            let mb = |b: f64| b / 1_048_576.0;
+            Line::from(match limit {
+                Some(limit) if limit > 0.0 => {
+                    format!("{name:<17.17} {:>5.0}/{:.0} MB", mb(used), mb(limit))
+                }
+                _ => format!("{name:<17.17} {:>5.0} MB", mb(used)),
+            })
+        })
+        .collect();
+    if pools.is_empty() {
+        pools.push(Line::styled(
+            "no heap data yet",
+            Style::default().fg(Color::Gray),
+        ));
+    }
+    frame.render_widget(
+        Paragraph::new(pools).block(Block::default().borders(Borders::ALL).title(" heap used ")),
+        heap,
+    );
+
+    let pending: Vec<u64> = app
+        .jvm
+        .series
+        .get("jvm.finalizer.pending")
+        .map(|values| values.iter().map(|(_, v)| *v as u64).collect())
+        .unwrap_or_default();
+    let shown = &pending[pending
+        .len()
+        .saturating_sub(usize::from(finalizer.width.saturating_sub(2)))..];
+    let title = match pending.last() {
+        Some(n) => format!(" Finalizer pending {n} "),
+        None => " Finalizer pending: no data ".to_string(),
+    };
+    frame.render_widget(
+        Sparkline::default()
+            .block(Block::default().borders(Borders::ALL).title(title))
+            .data(shown)
+            .style(Style::default().fg(Color::Magenta)),
+        finalizer,
+    );
+}
+
+fn endpoints(frame: &mut Frame, app: &App, area: Rect) {
+    let service = app.filter().service.as_deref().map(Glob::new);
+    let endpoint = app.filter().endpoint.as_deref().map(Glob::new);
+    let mut rows: Vec<_> = app
+        .stats
+        .iter()
+        .filter(|r| service.as_ref().is_none_or(|g| g.matches(&r.service)))
+        .filter(|r| endpoint.as_ref().is_none_or(|g| g.matches(&r.endpoint)))
+        .collect();
+    rows.sort_by(|a, b| b.count.cmp(&a.count).then(a.endpoint.cmp(&b.endpoint)));
+    let ms = |v: f64| format!("{v:.1}");
+    let table_rows = rows.iter().map(|r| {
+        let style = if r.errors > 0 {
+            Style::default().fg(Color::Red)
+        } else {
+            Style::default()
+        };
+        Row::new(vec![
+            r.endpoint.clone(),
+            r.service.clone(),
+            r.count.to_string(),
+            r.errors.to_string(),
+            ms(r.p50_ms),
+            ms(r.p95_ms),
+            ms(r.p99_ms),
+            ms(r.max_ms),
+        ])
+        .style(style)
+    });
+    let header = Row::new([
+        "endpoint", "service", "count", "errors", "p50 ms", "p95 ms", "p99 ms", "max ms",
+    ])
+    .style(Style::default().add_modifier(Modifier::BOLD));
+    let widths = [
+        Constraint::Min(16),
+        Constraint::Length(14),
+        Constraint::Length(8),
+        Constraint::Length(7),
+        Constraint::Length(8),
+        Constraint::Length(8),
+        Constraint::Length(8),
+        Constraint::Length(8),
+    ];
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(" endpoints in the window (by count) ");
+    frame.render_widget(
+        Table::new(table_rows, widths).header(header).block(block),
+        area,
+    );
+}
+
+/// Every key, for the `?` overlay.
+pub const KEYS: &[(&str, &str)] = &[
+    (
+        "Left / Right",
+        "move the window back / forward by a quarter",
+    ),
+    ("+ / -", "narrow / widen the window"),
+    ("Up / Down", "double / halve the Y maximum"),
+    ("l", "linear / logarithmic Y"),
+    ("m", "Y measure: elapsed, cpu time, sql time"),
+    ("p or Space", "pause / resume following (live)"),
+    ("mouse drag", "select an area and list its transactions"),
+    (
+        "v",
+        "select with keys: arrows move, shift+arrows or H/J/K/L resize",
+    ),
+    ("a or Enter", "list every transaction in view"),
+    ("Enter (list)", "open the transaction under the cursor"),
+    ("Esc", "back (list, transaction); quit from the scatter"),
+    ("s", "service glob filter"),
+    ("/", "endpoint glob filter"),
+    ("> / <", "elapsed at least / at most (ms)"),
+    ("e", "errors only on / off"),
+    ("c", "clear all filters"),
+    ("i", "next instance for the JVM panels"),
+    ("?", "this help (any key closes it)"),
+    ("q or Ctrl-C", "quit"),
+];
+
+fn help(frame: &mut Frame, area: Rect) {
+    let width = 72.min(area.width);
+    let height = (KEYS.len() as u16 + 2).min(area.height);
+    let popup = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    };
+    let lines: Vec<Line> = KEYS
+        .iter()
+        .map(|(k, what)| {
+            Line::from(vec![
+                Span::styled(format!(" {k:<14}"), Style::default().fg(Color::Yellow)),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" keys ")),
+        popup,
+    );
+}
