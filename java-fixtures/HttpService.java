@@ -11,6 +11,7 @@ import java.sql.PreparedStatement;
 import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.sql.Statement;
+import java.util.Arrays;
 import java.util.concurrent.Executors;
 
 /**
@@ -21,10 +22,46 @@ import java.util.concurrent.Executors;
  * when h2.jar is on the class path; else it answers 503). Every response
  * body says how long the handler took in microseconds ("took N"), so tests
  * can compare it with what the agent measured. With the argument "virtual" (JDK 21+)
- * each exchange runs on a virtual thread. Prints "port N" when it listens
- * and stops when its standard input closes.
+ * each exchange runs on a virtual thread. With "backlog" (for `jvmapm demo`) a
+ * daemon thread makes objects with a slow finalize() a little faster than the
+ * Finalizer thread runs them, so the Finalizer backlog grows slowly, and
+ * collects every two seconds. Prints "port N" when it listens and stops when
+ * its standard input closes.
  */
 public class HttpService {
+    static final class SlowToFinalize {
+        final byte[] payload = new byte[512];
+
+        @Override
+        @SuppressWarnings({"deprecation", "removal"})
+        protected void finalize() throws Throwable {
+            Thread.sleep(5);
+        }
+    }
+
+    static volatile Object sink;
+
+    /** About 240 objects a second against the Finalizer's 200. */
+    static void growFinalizerBacklog() {
+        Thread maker = new Thread(() -> {
+            try {
+                for (long round = 1; ; round++) {
+                    for (int i = 0; i < 24; i++) {
+                        sink = new SlowToFinalize();
+                    }
+                    if (round % 20 == 0) {
+                        System.gc();
+                    }
+                    Thread.sleep(100);
+                }
+            } catch (InterruptedException stop) {
+                Thread.currentThread().interrupt();
+            }
+        }, "backlog maker");
+        maker.setDaemon(true);
+        maker.start();
+    }
+
     static void answer(HttpExchange exchange, int status, long startNanos) throws IOException {
         long tookUs = (System.nanoTime() - startNanos) / 1_000;
         byte[] body = ("took " + tookUs + "\n").getBytes(StandardCharsets.UTF_8);
@@ -118,7 +155,10 @@ public class HttpService {
         var filtered = server.createContext("/filtered", exchange -> answer(exchange, 200, System.nanoTime()));
         filtered.getFilters().add(passThrough("one"));
         filtered.getFilters().add(passThrough("two"));
-        if (args.length > 0 && args[0].equals("virtual")) {
+        if (Arrays.asList(args).contains("backlog")) {
+            growFinalizerBacklog();
+        }
+        if (Arrays.asList(args).contains("virtual")) {
             // Compiled for 17, so found by reflection.
             server.setExecutor((java.util.concurrent.Executor)
                     Executors.class.getMethod("newVirtualThreadPerTaskExecutor").invoke(null));

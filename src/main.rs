@@ -1,5 +1,7 @@
 //! The `jvmapm` command line: parses arguments and hands each subcommand to
-//! the library that does the work. Nothing else lives here.
+//! the library that does the work (`demo` only wires the others together).
+
+mod demo;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -74,6 +76,20 @@ enum Command {
         /// Output format: one JSON object per line, or CSV with a header.
         #[arg(long, value_enum, default_value = "jsonl")]
         format: Format,
+    },
+    /// Try it all: an analyzer, a JVM with the agent under load, and the XLog viewer on it.
+    #[command(
+        after_help = "Needs a JDK 17+ (javac) and the agent library beside this executable \
+        (cargo build --release -p jvmapm-agent); scripts/demo.sh builds and installs what is missing. \
+        Quitting the viewer (q) stops everything the demo started."
+    )]
+    Demo {
+        /// The agent library (default: libjvmapm_agent.so beside this executable).
+        #[arg(long, value_name = "PATH")]
+        agent: Option<PathBuf>,
+        /// Keep the demo's data directory (for `jvmapm xlog --data` afterwards).
+        #[arg(long)]
+        keep: bool,
     },
     /// The XLog viewer in this terminal: every transaction as a point (end time x response time).
     #[command(
@@ -158,11 +174,14 @@ fn default_data_dir() -> PathBuf {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_max_level(cli.log_level)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // The demo's analyzer logs to a file: the viewer owns the terminal.
+    if !matches!(cli.command, Command::Demo { .. }) {
+        tracing_subscriber::fmt()
+            .with_max_level(cli.log_level)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
     let result = match cli.command {
         Command::Serve {
             data,
@@ -194,6 +213,11 @@ fn main() -> ExitCode {
                 .map(|n| tracing::debug!(points = n, "exported"))
                 .map_err(|e| e.to_string())
         }
+        Command::Demo { agent, keep } => demo::run(demo::DemoOptions {
+            agent,
+            keep,
+            log_level: cli.log_level,
+        }),
         Command::Xlog {
             server,
             data,

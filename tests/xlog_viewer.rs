@@ -111,6 +111,20 @@ impl Viewer {
     /// Quits with `q`; returns everything it wrote to the terminal.
     fn quit(mut self) -> Vec<u8> {
         self.press("q");
+        self.wait_for_exit()
+    }
+
+    /// Stops it with SIGTERM, as a service manager or `kill` would.
+    fn terminate(mut self) -> Vec<u8> {
+        // SAFETY: a plain kill(2) of our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.wait_for_exit()
+    }
+
+    /// Waits for a clean exit; returns everything it wrote to the terminal.
+    fn wait_for_exit(&mut self) -> Vec<u8> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -241,7 +255,7 @@ fn the_viewer_shows_points_arriving_live_and_then_offline() {
 }
 
 #[test]
-fn an_unreachable_server_is_reported_and_retried_without_a_crash() {
+fn an_unreachable_server_is_reported_and_retried_and_sigterm_restores_the_terminal() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -251,5 +265,51 @@ fn an_unreachable_server_is_reported_and_retried_without_a_crash() {
     let viewer = Viewer::start(&["xlog", "--server", &server]);
     let screen = viewer.wait_for("the trouble", |s| s.contains("cannot reach"));
     assert!(screen.contains("retrying"), "{screen}");
+    assert_terminal_restored(&viewer.terminate());
+}
+
+#[test]
+fn the_demo_shows_a_loaded_jvm_and_quitting_stops_everything() {
+    let agent = common::agent_library();
+    let viewer = Viewer::start(&["demo", "--agent", agent.to_str().unwrap()]);
+    let pid = viewer.child.id();
+    let work = std::env::temp_dir().join(format!("jvmapm-demo-{pid}"));
+    let screen = viewer.wait_for("the load's points", |s| points_shown(s) >= 30);
+    assert!(screen.contains("LIVE"), "{screen}");
+    viewer.wait_for("endpoints with errors and SQL", |s| {
+        s.contains("/fail") && s.contains("/sql") && s.contains("demo-shop")
+    });
+    viewer.wait_for("a Finalizer backlog", |s| {
+        s.split("Finalizer pending ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+    });
+    assert!(work.is_dir(), "the demo works in {}", work.display());
+    let jvms_before = demo_jvms(&work);
+    assert_eq!(jvms_before, 1, "one JVM runs the service");
     assert_terminal_restored(&viewer.quit());
+    assert_eq!(demo_jvms(&work), 0, "the JVM stopped with the demo");
+    assert!(!work.exists(), "the demo removed {}", work.display());
+}
+
+/// Processes whose command line mentions `dir` (the demo's JVM does).
+fn demo_jvms(dir: &std::path::Path) -> usize {
+    let needle = dir.to_str().unwrap().as_bytes().to_vec();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|cmdline| {
+            cmdline
+                .windows(needle.len())
+                .any(|w| w == needle.as_slice())
+        })
+        .count()
 }

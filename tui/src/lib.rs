@@ -51,7 +51,7 @@ pub fn run(origin: Origin, config: Config) -> Result<(), String> {
         terminal::Guard::enter().map_err(|e| format!("cannot take the terminal over: {e}"))?;
     let mut app = App::new(&config, unix_ms());
     let failed = |e: std::io::Error| format!("terminal: {e}");
-    while !app.quit {
+    while !app.quit && !terminal::stop_requested() {
         while let Ok(update) = fetcher.updates.try_recv() {
             app.update(update);
         }

@@ -1,7 +1,9 @@
 //! Takes the terminal over (raw mode, alternate screen, mouse capture) and
-//! gives it back on every way out: a normal return, an error, or a panic.
+//! gives it back on every way out: a normal return, an error, a panic, or
+//! SIGTERM, SIGHUP and SIGINT (which ask the viewer to quit as `q` does).
 
 use std::io::{self, Stdout};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossterm::event::{DisableMouseCapture, EnableMouseCapture};
 use crossterm::terminal::{
@@ -18,8 +20,26 @@ pub struct Guard {
     pub terminal: Screen,
 }
 
+/// Set by the signal handler; the run loop quits when it sees it.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Whether a signal asked the viewer to quit.
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::Relaxed)
+}
+
 impl Guard {
     pub fn enter() -> io::Result<Guard> {
+        for signal in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT] {
+            // SAFETY: the handler only stores to an atomic.
+            unsafe {
+                libc::signal(signal, on_stop_signal as *const () as libc::sighandler_t);
+            }
+        }
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             restore();
