@@ -174,7 +174,7 @@ impl Service {
     fn start(analyzer: &Analyzer) -> Service {
         let launcher = &java_launchers()[0];
         let options = format!(
-            "service=shop,endpoint=http://{},export_interval=200ms,interval=500ms",
+            "service=shop,endpoint=http://{},export_interval=200ms,interval=500ms,stuck=1s",
             analyzer.grpc
         );
         let mut child = java_with_agent(launcher, &options, &["HttpService"])
@@ -213,11 +213,13 @@ fn the_viewer_shows_points_arriving_live_and_then_offline() {
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
     let service = Service::start(&analyzer);
+    // Six quick ones, and one that the agent reports stuck (over 1 s).
     service.call(&["/fast", "/fast", "/fail", "/slow?ms=50", "/fast", "/fail"]);
+    service.call(&["/slow?ms=2500"]);
 
     let server = format!("http://{}", analyzer.http);
     let mut viewer = Viewer::start(&["xlog", "--server", &server]);
-    let screen = viewer.wait_for("six points", |s| points_shown(s) >= 6);
+    let screen = viewer.wait_for("seven points", |s| points_shown(s) >= 7);
     assert!(screen.contains("LIVE"), "{screen}");
     assert!(screen.contains("filter: none"), "{screen}");
     viewer.wait_for("the endpoint table", |s| {
@@ -226,7 +228,7 @@ fn the_viewer_shows_points_arriving_live_and_then_offline() {
 
     // New transactions appear while it runs.
     service.call(&["/fast", "/slow?ms=20", "/fast", "/fail"]);
-    viewer.wait_for("the new points", |s| points_shown(s) >= 10);
+    viewer.wait_for("the new points", |s| points_shown(s) >= 11);
 
     // Errors only: the filter in force shows.
     viewer.press("e");
@@ -240,6 +242,22 @@ fn the_viewer_shows_points_arriving_live_and_then_offline() {
         s.contains("http.response.status_code = 500")
     });
     viewer.press("\x1b");
+    // The stuck one: elapsed at least 2 s, opened, shows where it hung.
+    viewer.press("\x1b");
+    viewer.press("c>2000\r");
+    viewer.wait_for("the elapsed filter", |s| {
+        s.contains("filter: elapsed >= 2000 ms")
+    });
+    viewer.press("a");
+    viewer.wait_for("the slow one", |s| s.contains("1 transactions ending"));
+    viewer.press("\r");
+    let stuck = viewer.wait_for("its stack", |s| {
+        s.contains("stack when it was reported stuck")
+    });
+    assert!(stuck.contains("jvmapm.stuck = true"), "{stuck}");
+    assert!(stuck.contains("Thread.sleep"), "{stuck}");
+    viewer.press("\x1b");
+    viewer.press("\x1b");
     viewer.press("?");
     viewer.wait_for("the help", |s| s.contains("errors only on / off"));
     viewer.press(" ");
@@ -249,7 +267,7 @@ fn the_viewer_shows_points_arriving_live_and_then_offline() {
     analyzer.stop();
     let data = dir.path().to_str().unwrap();
     let viewer = Viewer::start(&["xlog", "--data", data]);
-    let screen = viewer.wait_for("the stored points", |s| points_shown(s) >= 10);
+    let screen = viewer.wait_for("the stored points", |s| points_shown(s) >= 11);
     assert!(screen.contains("OFFLINE"), "{screen}");
     assert_terminal_restored(&viewer.quit());
 }
