@@ -539,3 +539,43 @@ fn help(frame: &mut Frame, area: Rect) {
         popup,
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_transaction_shows_its_attributes_sql_and_stack() {
+        let detail = json!({
+            "name": "GET /orders", "service": "shop", "elapsed_us": 12_500,
+            "status_code": 200, "error": false, "trace_id": "ab", "span_id": "cd",
+            "instance": "shop-1", "start_time_unix_nano": 1_000_000_000u64,
+            "attributes": {"http.route": "/orders", "jvmapm.stuck": true},
+            "children": [{
+                "name": "SELECT", "start_time_unix_nano": 1_002_000_000u64,
+                "end_time_unix_nano": 1_005_500_000u64, "status": null,
+                "attributes": {"db.query.text": "SELECT * FROM orders WHERE id = ?"}
+            }],
+            "resource": {"host.name": "vm"}
+        });
+        let text: Vec<String> = detail_lines(&detail, Some("at Shop.load(Shop.java:12)"))
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
+        let has = |needle: &str| text.iter().any(|l| l.contains(needle));
+        assert!(
+            has("GET /orders  shop  12.5 ms  status 200  ok"),
+            "{text:#?}"
+        );
+        assert!(has("http.route = /orders"));
+        assert!(has("inside it (1)"));
+        assert!(
+            has("+     2.0 ms      3.5 ms  SELECT * FROM orders WHERE id = ?"),
+            "{text:#?}"
+        );
+        assert!(has("stack when it was reported stuck"));
+        assert!(has("  at Shop.load(Shop.java:12)"));
+        assert!(has("host.name = vm"));
+    }
+}
