@@ -77,6 +77,23 @@ enum Command {
         #[arg(long, value_enum, default_value = "jsonl")]
         format: Format,
     },
+    /// Explain a HotSpot heap dump (jcmd GC.heap_dump, jmap, the agent's dumps; gzip too).
+    #[command(
+        after_help = "Prints the class histogram (instances and shallow bytes as the JVM lays \
+        objects out). A dump cut short or damaged gives the report of what comes before it, marked \
+        partial, and exit status 2."
+    )]
+    Heap {
+        /// The .hprof file (or .hprof.gz).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Rows per table in the text report.
+        #[arg(long, value_name = "N", default_value_t = 30)]
+        top: usize,
+    },
     /// Try it all: an analyzer, a JVM with the agent under load, and the XLog viewer on it.
     #[command(
         after_help = "Needs a JDK 17+ (javac) and the agent library beside this executable \
@@ -213,6 +230,20 @@ fn main() -> ExitCode {
                 .map(|n| tracing::debug!(points = n, "exported"))
                 .map_err(|e| e.to_string())
         }
+        Command::Heap { file, json, top } => match jvmapm_heap::analyze(&file) {
+            Ok(report) => {
+                if json {
+                    println!("{}", report.json());
+                } else {
+                    print!("{}", report.text(top));
+                }
+                if report.partial {
+                    return ExitCode::from(2);
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
         Command::Demo { agent, keep } => demo::run(demo::DemoOptions {
             agent,
             keep,

@@ -1,0 +1,231 @@
+//! `jvmapm heap` on dumps made by real JVMs (`jcmd GC.heap_dump`) of the
+//! HeapShapes fixture, checked against `jcmd GC.class_histogram` of the same
+//! quiet JVM, for each object layout HotSpot offers, plain and gzip; and
+//! dumps cut at many offsets.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::{java_fixtures, java_launchers, jvmapm, launcher_version};
+use serde_json::Value;
+
+/// The layouts: compressed oops and class pointers, then without each.
+const LAYOUTS: [(&[&str], bool, bool); 3] = [
+    (&[], true, true),
+    (&["-XX:-UseCompressedOops"], false, true),
+    (
+        &["-XX:-UseCompressedOops", "-XX:-UseCompressedClassPointers"],
+        false,
+        false,
+    ),
+];
+
+/// HeapShapes in a JVM of `launcher`, quiet once it said "ready".
+struct Quiet {
+    child: Child,
+    jcmd: PathBuf,
+}
+
+impl Quiet {
+    fn start(launcher: &Path, flags: &[&str]) -> Quiet {
+        // Without the shared archive, every java.lang.Class in the heap is a
+        // loaded class's, as in the dump.
+        let mut child = Command::new(launcher)
+            .arg("-Xshare:off")
+            .args(flags)
+            .arg("-cp")
+            .arg(java_fixtures())
+            .arg("HeapShapes")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
+        Quiet {
+            child,
+            jcmd: launcher.with_file_name("jcmd"),
+        }
+    }
+
+    fn jcmd(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.jcmd)
+            .arg(self.child.id().to_string())
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "jcmd {args:?}: {text}");
+        text
+    }
+
+    /// `jcmd GC.heap_dump` (a live dump) to `path`, with `extra` options.
+    fn dump(&self, extra: &[&str], path: &Path) {
+        let mut args = vec!["GC.heap_dump"];
+        args.extend(extra);
+        args.push(path.to_str().unwrap());
+        let said = self.jcmd(&args);
+        assert!(said.contains("Heap dump file created"), "{said}");
+    }
+}
+
+impl Drop for Quiet {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// jcmd's histogram by class in Java form, and its total bytes.
+fn jcmd_histogram(text: &str) -> (HashMap<String, (u64, u64)>, u64) {
+    let mut rows = HashMap::new();
+    let mut total = 0;
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            [rank, instances, bytes, class, ..] if rank.ends_with(':') => {
+                rows.insert(
+                    jvmapm_heap::histogram::java_name(class),
+                    (instances.parse().unwrap(), bytes.parse().unwrap()),
+                );
+            }
+            ["Total", _, bytes] => total = bytes.parse().unwrap(),
+            _ => {}
+        }
+    }
+    (rows, total)
+}
+
+fn report(dump: &Path) -> Value {
+    let (ok, out, err) = jvmapm(&["heap", "--json", dump.to_str().unwrap()]);
+    assert!(ok, "jvmapm heap {}: {err}", dump.display());
+    serde_json::from_str(&out).unwrap()
+}
+
+fn rows_of(report: &Value) -> HashMap<String, (u64, u64)> {
+    report["histogram"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let class = r["class"].as_str().unwrap().to_string();
+            let counts = (
+                r["instances"].as_u64().unwrap(),
+                r["shallow_bytes"].as_u64().unwrap(),
+            );
+            (class, counts)
+        })
+        .collect()
+}
+
+#[test]
+fn the_histogram_matches_jcmd_for_every_layout_and_gzip_gives_the_same_report() {
+    let dir = tempfile::tempdir().unwrap();
+    for launcher in java_launchers() {
+        let jdk = launcher_version(&launcher);
+        for (flags, compressed_oops, compressed_class_pointers) in LAYOUTS {
+            let what = format!("JDK {jdk} {flags:?}");
+            // jcmd does not overwrite a file: a name per dump.
+            let name = format!("shapes-{jdk}-{}", flags.len());
+            let plain = dir.path().join(format!("{name}.hprof"));
+            let gzip = dir.path().join(format!("{name}.hprof.gz"));
+            let (mut histogram, total) = {
+                let jvm = Quiet::start(&launcher, flags);
+                let histogram = jvm.jcmd(&["GC.class_histogram"]);
+                jvm.dump(&[], &plain);
+                jvm.dump(&["-gz=1"], &gzip);
+                jcmd_histogram(&histogram)
+            };
+            // JDK 19+ fills dead space with arrays of FillerElement, which
+            // the dumper writes as int arrays: in a dump they are int[].
+            if let Some((n, bytes)) = histogram.remove("jdk.internal.vm.FillerElement[]") {
+                let ints = histogram.entry("int[]".to_string()).or_default();
+                *ints = (ints.0 + n, ints.1 + bytes);
+            }
+            let ours = report(&plain);
+            assert_eq!(ours["format"], "JAVA PROFILE 1.0.2", "{what}");
+            assert_eq!(ours["id_size"], 8, "{what}");
+            assert_eq!(ours["partial"], false, "{what}: {}", ours["warnings"]);
+            assert_eq!(ours["compressed_refs"], compressed_oops, "{what}");
+            assert_eq!(
+                ours["compressed_class_pointers"], compressed_class_pointers,
+                "{what}"
+            );
+            let rows = rows_of(&ours);
+            let mut compared = 0;
+            for (class, counts) in &histogram {
+                if class.contains("HeapShapes") || class.ends_with("[]") {
+                    assert_eq!(rows.get(class), Some(counts), "{what}: {class}");
+                    compared += 1;
+                }
+            }
+            assert!(compared >= 20, "{what}: only {compared} rows compared");
+            for class in [
+                "HeapShapes$Empty",
+                "HeapShapes$Narrow",
+                "HeapShapes$Node",
+                "long[]",
+                "HeapShapes$Node[]",
+            ] {
+                assert!(histogram.contains_key(class), "{what}: jcmd lists {class}");
+            }
+            let shallow = ours["shallow_bytes"].as_u64().unwrap();
+            let off = (shallow as f64 - total as f64).abs() / total as f64;
+            assert!(off < 0.01, "{what}: ours {shallow} bytes, jcmd {total}");
+
+            let mut zipped = report(&gzip);
+            zipped["file"] = ours["file"].clone();
+            assert_eq!(zipped, ours, "{what}: the gzip dump reads the same");
+        }
+    }
+}
+
+#[test]
+fn a_dump_cut_anywhere_gives_an_error_or_a_partial_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("shapes.hprof");
+    let launcher = &java_launchers()[0];
+    Quiet::start(launcher, &[]).dump(&[], &dump);
+    let bytes = std::fs::read(&dump).unwrap();
+    let whole = jvmapm_heap::analyze(&dump).unwrap();
+    assert!(!whole.partial);
+    let mut cuts: Vec<usize> = (0..40).collect();
+    cuts.extend((1..150).map(|i| bytes.len() / 150 * i + i % 7));
+    cuts.push(bytes.len() - 1);
+    for cut in cuts {
+        let input = jvmapm_heap::input::Input::from_bytes(bytes[..cut].to_vec());
+        match jvmapm_heap::analyze_input(input, "cut") {
+            Err(e) => {
+                assert!(
+                    cut < 31,
+                    "only a cut header is no report at all (cut at {cut}): {e}"
+                );
+                assert!(e.contains("at byte"), "{e}");
+            }
+            Ok(report) => {
+                assert!(report.partial, "cut at {cut} of {}", bytes.len());
+                assert!(
+                    report.warnings[0].contains("at byte"),
+                    "{:?}",
+                    report.warnings
+                );
+                assert!(report.objects <= whole.objects, "cut at {cut}");
+            }
+        }
+    }
+    let (ok, _, err) = jvmapm(&[
+        "heap",
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("Cargo.toml")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(!ok && err.contains("not an HPROF"), "{err}");
+}
