@@ -229,3 +229,66 @@ fn a_dump_cut_anywhere_gives_an_error_or_a_partial_report() {
     ]);
     assert!(!ok && err.contains("not an HPROF"), "{err}");
 }
+
+/// Runs the FinalizerLeak fixture in `launcher`'s JVM and dumps it.
+fn finalizer_leak_dump(launcher: &Path, dump: &Path) {
+    let mut child = Command::new(launcher)
+        .arg("-cp")
+        .arg(java_fixtures())
+        .arg("FinalizerLeak")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let jvm = Quiet {
+        child,
+        jcmd: launcher.with_file_name("jcmd"),
+    };
+    jvm.dump(&[], dump);
+}
+
+#[test]
+fn the_finalizer_overview_names_the_leaking_statements_and_the_threads_show_why() {
+    let dir = tempfile::tempdir().unwrap();
+    for launcher in java_launchers() {
+        let jdk = launcher_version(&launcher);
+        let dump = dir.path().join(format!("leak-{jdk}.hprof"));
+        finalizer_leak_dump(&launcher, &dump);
+        let report = report(&dump);
+        let finalizer = &report["finalizer"];
+        assert_eq!(finalizer["registered"], 3000, "JDK {jdk}: {finalizer:#}");
+        assert_eq!(finalizer["queued"], 500, "JDK {jdk}: {finalizer:#}");
+        assert_eq!(finalizer["in_processing"], 1, "JDK {jdk}: {finalizer:#}");
+        let top = &finalizer["referents"][0];
+        assert_eq!(top["class"], "FinalizerLeak$LeakyStatement", "JDK {jdk}");
+        assert_eq!(top["count"], 3000, "JDK {jdk}");
+        assert_eq!(top["shallow_bytes"], 3000 * 24, "JDK {jdk}");
+        let threads = report["threads"].as_array().unwrap();
+        let thread = |name: &str| {
+            threads
+                .iter()
+                .find(|t| t["name"] == name)
+                .unwrap_or_else(|| panic!("JDK {jdk}: no thread {name} in {threads:#?}"))
+        };
+        let stack = |name: &str| thread(name)["stack"].to_string();
+        assert!(
+            stack("Finalizer").contains("FinalizerLeak$Blocker.finalize"),
+            "JDK {jdk}"
+        );
+        assert!(
+            stack("statement-timeouts").contains("java.util.TimerThread.mainLoop"),
+            "JDK {jdk}"
+        );
+        assert_eq!(
+            thread("statement-timeouts")["state"],
+            "TIMED_WAITING",
+            "JDK {jdk}"
+        );
+        assert_eq!(thread("main")["state"], "RUNNABLE", "JDK {jdk}");
+    }
+}

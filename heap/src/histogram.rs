@@ -1,12 +1,11 @@
-//! The class histogram: instances and shallow bytes per class, gathered in
-//! the one pass over the dump, with sizes as the JVM lays objects out (the
-//! layout is settled at the end, from the gaps between neighbouring objects).
-
-use std::collections::HashMap;
+//! The class histogram: instances and shallow bytes per class, from the
+//! object table of one pass, with sizes as the JVM lays objects out (the
+//! layout is told by the gaps between neighbouring objects).
 
 use serde::Serialize;
 
-use crate::hprof::{basic, ClassDump, Header, Visitor};
+use crate::dump::{Dump, FIRST_CLASS_SLOT};
+use crate::hprof::basic;
 use crate::layout::{Detector, Layout, LAYOUTS};
 
 /// One row of the histogram.
@@ -17,44 +16,81 @@ pub struct Row {
     pub shallow_bytes: u64,
 }
 
-/// Count and total size (under each candidate layout) of some arrays.
-#[derive(Clone, Copy, Default)]
-struct ArrayTotals {
-    count: u64,
-    bytes: [u64; LAYOUTS],
+/// Shallow sizes of the dump's objects under each candidate layout.
+pub struct Sizer {
+    /// Instance size per class slot, when its class chain is known.
+    instance: Vec<Option<[u64; LAYOUTS]>>,
+    /// The layout in force (an index into [`Layout::ALL`]).
+    pub chosen: usize,
 }
 
-impl ArrayTotals {
-    fn add(&mut self, sizes: [u64; LAYOUTS]) {
-        self.count += 1;
-        for (total, size) in self.bytes.iter_mut().zip(sizes) {
-            *total += size;
+impl Sizer {
+    pub fn new(dump: &Dump) -> Sizer {
+        let instance = (0..dump.classes.len() as u32)
+            .map(|i| {
+                let slot = FIRST_CLASS_SLOT + i;
+                let mut types = Vec::new();
+                for s in dump.chain(slot) {
+                    types.extend(
+                        dump.class(s)?
+                            .dump
+                            .as_ref()?
+                            .fields
+                            .iter()
+                            .map(|f| f.basic_type),
+                    );
+                }
+                let complete = dump
+                    .chain(slot)
+                    .last()
+                    .and_then(|&s| dump.class(s)?.dump.as_ref())
+                    .is_some_and(|d| d.super_id == 0);
+                complete.then(|| Layout::ALL.map(|l| l.instance_size(types.iter().copied())))
+            })
+            .collect();
+        Sizer {
+            instance,
+            chosen: 0,
         }
+    }
+
+    /// An object's size under each layout: an instance of a class slot, or
+    /// an array (`length` elements) of a class slot or primitive type slot.
+    pub fn sizes(&self, slot: u32, length: u32, is_array: bool) -> Option<[u64; LAYOUTS]> {
+        if slot < FIRST_CLASS_SLOT {
+            return Some(Layout::ALL.map(|l| l.array_size(slot as u8, length)));
+        }
+        if is_array {
+            return Some(Layout::ALL.map(|l| l.array_size(basic::OBJECT, length)));
+        }
+        self.instance[(slot - FIRST_CLASS_SLOT) as usize]
+    }
+
+    pub fn layout(&self) -> Layout {
+        Layout::ALL[self.chosen]
+    }
+
+    /// Object `i` of the table under the chosen layout.
+    pub fn size_of(&self, dump: &Dump, i: usize) -> u64 {
+        let (slot, length) = (dump.objects.slots[i], dump.objects.lengths[i]);
+        self.sizes(slot, length, is_array(dump, slot)).map_or_else(
+            || self.layout().instance_size(std::iter::empty()),
+            |s| s[self.chosen],
+        )
     }
 }
 
-/// The visitor that counts.
-#[derive(Default)]
-pub struct Histogram {
-    id_size: u8,
-    strings: HashMap<u64, Box<str>>,
-    /// Class object id to the string id of its name.
-    class_names: HashMap<u64, u64>,
-    classes: HashMap<u64, ClassDump>,
-    /// Instance sizes per class under each layout, once its class chain is known.
-    sizes: HashMap<u64, Option<[u64; LAYOUTS]>>,
-    instances: HashMap<u64, u64>,
-    object_arrays: HashMap<u64, ArrayTotals>,
-    primitive_arrays: [ArrayTotals; 12],
-    /// The last object seen: its id and sizes, to measure the gap to the next.
-    previous: Option<(u64, [u64; LAYOUTS])>,
-    detector: Detector,
-    pub warnings: Vec<String>,
+/// Whether objects of `slot` are arrays (a primitive type, or an array class).
+pub fn is_array(dump: &Dump, slot: u32) -> bool {
+    slot < FIRST_CLASS_SLOT
+        || dump
+            .class(slot)
+            .and_then(|c| dump.internal_name(c.id))
+            .is_some_and(|n| n.starts_with('['))
 }
 
 /// What the histogram found.
 pub struct Counted {
-    pub layout: Layout,
     /// The layout was told by the dump (not the default for want of evidence).
     pub layout_detected: bool,
     pub rows: Vec<Row>,
@@ -63,186 +99,98 @@ pub struct Counted {
     pub shallow_bytes: u64,
 }
 
-impl Histogram {
-    /// The name of a string id, or a placeholder naming the id.
-    pub fn string(&self, id: u64) -> String {
-        self.strings
-            .get(&id)
-            .map_or_else(|| format!("<string 0x{id:x}>"), |s| s.to_string())
-    }
+/// Gaps sampled to tell the layout.
+const GAP_SAMPLES: usize = 200_000;
 
-    /// A class's name in Java form (`java.lang.String`, `int[][]`).
-    pub fn class_name(&self, class_id: u64) -> String {
-        match self.class_names.get(&class_id) {
-            Some(&name) => java_name(&self.string(name)),
-            None => format!("<class 0x{class_id:x}>"),
+/// Settles the layout and counts every object, biggest classes first.
+pub fn count(dump: &Dump, sizer: &mut Sizer) -> (Counted, Vec<String>) {
+    let objects = &dump.objects;
+    let arrays: Vec<bool> = (0..FIRST_CLASS_SLOT + dump.classes.len() as u32)
+        .map(|slot| is_array(dump, slot))
+        .collect();
+    let mut detector = Detector::default();
+    for i in 0..objects.len().saturating_sub(1).min(GAP_SAMPLES) {
+        let slot = objects.slots[i];
+        if let (Some(gap), Some(sizes)) = (
+            objects.ids[i + 1].checked_sub(objects.ids[i]),
+            sizer.sizes(slot, objects.lengths[i], arrays[slot as usize]),
+        ) {
+            detector.observe(gap, sizes);
         }
     }
-
-    /// Sizes of an instance of `class_id` under each layout, when its class
-    /// and superclasses are known.
-    fn instance_sizes(&mut self, class_id: u64) -> Option<[u64; LAYOUTS]> {
-        if let Some(sizes) = self.sizes.get(&class_id) {
-            return *sizes;
-        }
-        let mut types = Vec::new();
-        let mut class = class_id;
-        let mut depth = 0;
-        while class != 0 {
-            let dump = self.classes.get(&class)?;
-            types.extend(dump.fields.iter().map(|f| f.basic_type));
-            class = dump.super_id;
-            depth += 1;
-            if depth > 1000 {
-                return None;
+    let (layout, layout_detected) = detector.verdict();
+    sizer.chosen = Layout::ALL.iter().position(|l| *l == layout).unwrap_or(0);
+    let mut counts = vec![(0u64, 0u64); arrays.len()];
+    for i in 0..objects.len() {
+        let slot = objects.slots[i] as usize;
+        counts[slot].0 += 1;
+        counts[slot].1 += sizer.size_of(dump, i);
+    }
+    let mut warnings = Vec::new();
+    let mut rows: Vec<Row> = counts
+        .iter()
+        .enumerate()
+        .filter(|(_, (n, _))| *n > 0)
+        .map(|(slot, &(instances, shallow_bytes))| {
+            let slot = slot as u32;
+            if !arrays[slot as usize] && sizer.sizes(slot, 0, false).is_none() {
+                warnings.push(format!(
+                    "no class dump for {} (or a superclass): its {instances} instances are counted as having no fields",
+                    dump.slot_name(slot)
+                ));
             }
-        }
-        let sizes = Layout::ALL.map(|l| l.instance_size(types.iter().copied()));
-        self.sizes.insert(class_id, Some(sizes));
-        Some(sizes)
-    }
-
-    fn object(&mut self, id: u64, sizes: Option<[u64; LAYOUTS]>) {
-        if let Some((previous, previous_sizes)) = self.previous {
-            if let Some(gap) = id.checked_sub(previous) {
-                self.detector.observe(gap, previous_sizes);
+            Row {
+                class: dump.slot_name(slot),
+                instances,
+                shallow_bytes,
             }
-        }
-        self.previous = sizes.map(|s| (id, s));
-    }
-
-    /// Settles the layout and makes the rows, biggest first.
-    pub fn finish(mut self) -> (Counted, Self) {
-        let (layout, layout_detected) = self.detector.verdict();
-        let which = Layout::ALL.iter().position(|l| *l == layout).unwrap_or(0);
-        let mut rows = Vec::new();
-        let class_ids: Vec<(u64, u64)> = self.instances.iter().map(|(&c, &n)| (c, n)).collect();
-        for (class_id, count) in class_ids {
-            let size = match self.instance_sizes(class_id) {
-                Some(sizes) => sizes[which],
-                None => {
-                    self.warnings.push(format!(
-                        "no class dump for class 0x{class_id:x} (or a superclass): its {count} instances are counted with no fields"
-                    ));
-                    layout.instance_size(std::iter::empty())
-                }
-            };
-            rows.push(Row {
-                class: self.class_name(class_id),
-                instances: count,
-                shallow_bytes: count * size,
-            });
-        }
-        for (&class_id, totals) in &self.object_arrays {
-            rows.push(Row {
-                class: self.class_name(class_id),
-                instances: totals.count,
-                shallow_bytes: totals.bytes[which],
-            });
-        }
-        for (t, totals) in self.primitive_arrays.iter().enumerate() {
-            if totals.count > 0 {
-                rows.push(Row {
-                    class: format!("{}[]", basic::java_name(t as u8)),
-                    instances: totals.count,
-                    shallow_bytes: totals.bytes[which],
-                });
-            }
-        }
-        if let Some(row) = self.mirrors(layout) {
-            rows.push(row);
-        }
-        rows.sort_by(|a, b| {
-            b.shallow_bytes
-                .cmp(&a.shallow_bytes)
-                .then(a.class.cmp(&b.class))
-        });
-        let counted = Counted {
-            layout,
-            layout_detected,
-            objects: rows.iter().map(|r| r.instances).sum(),
-            classes: self.classes.len() as u64,
-            shallow_bytes: rows.iter().map(|r| r.shallow_bytes).sum(),
-            rows,
-        };
-        (counted, self)
-    }
-
-    /// The `java.lang.Class` objects: one per class dumped, each an instance
-    /// of `java.lang.Class` with the class's static fields after its own.
-    fn mirrors(&mut self, layout: Layout) -> Option<Row> {
-        let class_class = self
-            .class_names
-            .iter()
-            .find(|(_, &name)| {
-                self.strings
-                    .get(&name)
-                    .is_some_and(|n| &**n == "java/lang/Class")
-            })
-            .map(|(&id, _)| id)?;
-        let which = Layout::ALL.iter().position(|l| *l == layout).unwrap_or(0);
-        let base = self.instance_sizes(class_class)?[which];
-        let bytes = self
-            .classes
-            .values()
-            .map(|c| {
-                let statics: u64 = c
-                    .statics
-                    .iter()
-                    .map(|s| layout.field_size(s.basic_type))
-                    .sum();
-                (base + statics).div_ceil(8) * 8
-            })
-            .sum();
-        Some(Row {
-            class: "java.lang.Class".to_string(),
-            instances: self.classes.len() as u64,
-            shallow_bytes: bytes,
         })
+        .collect();
+    if let Some(row) = mirrors(dump, sizer) {
+        rows.push(row);
     }
+    rows.sort_by(|a, b| {
+        b.shallow_bytes
+            .cmp(&a.shallow_bytes)
+            .then(a.class.cmp(&b.class))
+    });
+    let counted = Counted {
+        layout_detected,
+        objects: rows.iter().map(|r| r.instances).sum(),
+        classes: dump.classes.iter().filter(|c| c.dump.is_some()).count() as u64,
+        shallow_bytes: rows.iter().map(|r| r.shallow_bytes).sum(),
+        rows,
+    };
+    (counted, warnings)
 }
 
-impl Visitor for Histogram {
-    fn header(&mut self, header: &Header) {
-        self.id_size = header.id_size;
-    }
-
-    fn utf8(&mut self, id: u64, text: &[u8]) {
-        self.strings
-            .insert(id, crate::names::modified_utf8(text).into());
-    }
-
-    fn load_class(&mut self, _serial: u32, class_id: u64, name_id: u64) {
-        self.class_names.insert(class_id, name_id);
-    }
-
-    fn class_dump(&mut self, class: ClassDump) {
-        self.classes.insert(class.id, class);
-    }
-
-    fn instance(&mut self, id: u64, class_id: u64, _fields: &[u8]) {
-        *self.instances.entry(class_id).or_default() += 1;
-        let sizes = self.instance_sizes(class_id);
-        self.object(id, sizes);
-    }
-
-    fn object_array(&mut self, id: u64, class_id: u64, length: u32) {
-        let sizes = Layout::ALL.map(|l| l.array_size(basic::OBJECT, length));
-        self.object_arrays.entry(class_id).or_default().add(sizes);
-        self.object(id, Some(sizes));
-    }
-
-    fn primitive_array(&mut self, id: u64, element_type: u8, length: u32) {
-        let sizes = Layout::ALL.map(|l| l.array_size(element_type, length));
-        if let Some(totals) = self.primitive_arrays.get_mut(usize::from(element_type)) {
-            totals.add(sizes);
-        }
-        self.object(id, Some(sizes));
-    }
-
-    fn warning(&mut self, text: String) {
-        self.warnings.push(text);
-    }
+/// The `java.lang.Class` objects: one per class dumped, each an instance of
+/// `java.lang.Class` with the class's static fields after its own.
+fn mirrors(dump: &Dump, sizer: &Sizer) -> Option<Row> {
+    let class_class = dump.slot_named("java/lang/Class")?;
+    let base = sizer.sizes(class_class, 0, false)?[sizer.chosen];
+    let layout = sizer.layout();
+    let dumped: Vec<_> = dump
+        .classes
+        .iter()
+        .filter_map(|c| c.dump.as_ref())
+        .collect();
+    let bytes = dumped
+        .iter()
+        .map(|c| {
+            let statics: u64 = c
+                .statics
+                .iter()
+                .map(|s| layout.field_size(s.basic_type))
+                .sum();
+            (base + statics).div_ceil(8) * 8
+        })
+        .sum();
+    Some(Row {
+        class: "java.lang.Class".to_string(),
+        instances: dumped.len() as u64,
+        shallow_bytes: bytes,
+    })
 }
 
 /// A JVM class name (`java/lang/String`, `[[I`, `[Ljava/lang/Object;`) in

@@ -119,7 +119,9 @@ pub trait Visitor {
     fn load_class(&mut self, serial: u32, class_id: u64, name_id: u64) {}
     fn frame(&mut self, frame: Frame) {}
     fn trace(&mut self, serial: u32, thread_serial: u32, frames: Vec<u64>) {}
-    fn root(&mut self, kind: RootKind, id: u64, thread_serial: Option<u32>) {}
+    /// A GC root; `info` holds its numbers after the id (for a thread
+    /// object: its thread serial and stack trace serial).
+    fn root(&mut self, kind: RootKind, id: u64, info: &[u32]) {}
     fn class_dump(&mut self, class: ClassDump) {}
     fn instance(&mut self, id: u64, class_id: u64, fields: &[u8]) {}
     /// An object array; its elements follow in [`Visitor::object_array_elements`] calls.
@@ -324,7 +326,7 @@ impl Parser<'_> {
                 0x01 => {
                     let object = self.input.id(id, "a JNI global root")?;
                     self.input.id(id, "a JNI global reference id")?;
-                    v.root(RootKind::JniGlobal, object, None);
+                    v.root(RootKind::JniGlobal, object, &[]);
                 }
                 0x02 => self.root(v, RootKind::JniLocal, 2)?,
                 0x03 => self.root(v, RootKind::JavaFrame, 2)?,
@@ -405,16 +407,18 @@ impl Parser<'_> {
     }
 
     /// A root: its object id and `extra` u32s (thread serial first).
-    fn root(&mut self, v: &mut dyn Visitor, kind: RootKind, extra: u8) -> Result<(), ParseError> {
+    fn root(
+        &mut self,
+        v: &mut dyn Visitor,
+        kind: RootKind,
+        extra: usize,
+    ) -> Result<(), ParseError> {
         let object = self.input.id(self.id, "a root's object id")?;
-        let mut thread = None;
-        for i in 0..extra {
-            let value = self.input.u32("a root's thread serial or frame number")?;
-            if i == 0 {
-                thread = Some(value);
-            }
+        let mut info = [0u32; 2];
+        for value in info.iter_mut().take(extra) {
+            *value = self.input.u32("a root's thread serial or frame number")?;
         }
-        v.root(kind, object, thread);
+        v.root(kind, object, &info[..extra]);
         Ok(())
     }
 

@@ -1,14 +1,20 @@
-//! `jvmapm heap FILE`: explains a HotSpot heap dump offline, in one streaming
-//! pass with memory bounded by what the reports keep (per class, not per
-//! object). The parser (`hprof`, over `input`) hands records to the reports
-//! (`histogram`); `report` prints them.
+//! `jvmapm heap FILE`: explains a HotSpot heap dump offline. One streaming
+//! pass (`hprof` over `input`) fills the `dump` model: names, classes, an
+//! object table of 16 bytes an object, and the fields of the few objects the
+//! reports read; a further pass fetches those that came before what points at
+//! them. The reports (`histogram`, `finalizer`, `threads`) read the model;
+//! `report` prints them.
 
+pub mod dump;
+pub mod finalizer;
 pub mod histogram;
 pub mod hprof;
+mod ids;
 pub mod input;
 pub mod layout;
 mod names;
 pub mod report;
+pub mod threads;
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -16,23 +22,35 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use histogram::Histogram;
+use dump::Dump;
 use input::Input;
 use report::Report;
+
+/// Further passes at most, to fetch objects the reports read.
+const FURTHER_PASSES: usize = 2;
 
 /// Reads the dump at `path` and makes the report. A dump cut short or
 /// damaged gives the report of what came before, marked partial; a file
 /// that is not a heap dump at all is an error.
 pub fn analyze(path: &Path) -> Result<Report, String> {
-    let input = Input::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    analyze_input(input, &path.display().to_string())
+    let open = || Input::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+    analyze_with(open()?, &path.display().to_string(), Some(&open))
 }
 
-/// [`analyze`] over any input; `file` names it in the report.
-pub fn analyze_input(mut input: Input, file: &str) -> Result<Report, String> {
-    let progress = Progress::start(&input);
-    let mut histogram = Histogram::default();
-    let outcome = hprof::parse(&mut input, &mut histogram);
+/// [`analyze`] over any input, read once; `file` names it in the report.
+pub fn analyze_input(input: Input, file: &str) -> Result<Report, String> {
+    analyze_with(input, file, None)
+}
+
+type Reopen<'a> = &'a dyn Fn() -> Result<Input, String>;
+
+fn analyze_with(mut input: Input, file: &str, reopen: Option<Reopen>) -> Result<Report, String> {
+    let progress = Progress::start(&input, "");
+    let mut dump = Dump::new(
+        vec!["java/lang/ref/Finalizer", "java/lang/Thread"],
+        threads::FOLLOW.to_vec(),
+    );
+    let outcome = hprof::parse(&mut input, &mut dump);
     progress.stop();
     let input_len = input.offset();
     let mut cut_between_records = false;
@@ -48,8 +66,17 @@ pub fn analyze_input(mut input: Input, file: &str) -> Result<Report, String> {
         Err((Some(header), e)) => (header, true, Some(e)),
         Err((None, e)) => return Err(format!("{file}: {e}")),
     };
-    let (counted, histogram) = histogram.finish();
-    let mut warnings = histogram.warnings;
+    if failure.is_none() {
+        if let Some(reopen) = reopen {
+            further_passes(&mut dump, reopen)?;
+        }
+    }
+    let mut sizer = histogram::Sizer::new(&dump);
+    let (counted, histogram_warnings) = histogram::count(&dump, &mut sizer);
+    let finalizer = finalizer::report(&dump, &sizer, counted.shallow_bytes);
+    let threads = threads::report(&dump);
+    let mut warnings = std::mem::take(&mut dump.warnings);
+    warnings.extend(histogram_warnings);
     if let Some(e) = failure {
         warnings.insert(
             0,
@@ -74,15 +101,44 @@ pub fn analyze_input(mut input: Input, file: &str) -> Result<Report, String> {
         file: file.to_string(),
         format: header.format,
         id_size: header.id_size,
-        compressed_refs: counted.layout.compressed_oops,
-        compressed_class_pointers: counted.layout.compressed_class_pointers,
+        compressed_refs: sizer.layout().compressed_oops,
+        compressed_class_pointers: sizer.layout().compressed_class_pointers,
         objects: counted.objects,
         classes: counted.classes,
         shallow_bytes: counted.shallow_bytes,
         partial,
         warnings,
         histogram: counted.rows,
+        finalizer,
+        threads,
     })
+}
+
+/// Reads the dump again for the objects the reports want that came before
+/// what points at them (a thread's name before the thread).
+fn further_passes(dump: &mut Dump, reopen: Reopen) -> Result<(), String> {
+    for pass in 0..FURTHER_PASSES {
+        let unresolved = threads::unresolved(dump);
+        if unresolved.is_empty() {
+            break;
+        }
+        dump.wanted.extend(unresolved.iter().copied());
+        dump.further_pass = true;
+        let mut input = reopen()?;
+        let progress = Progress::start(&input, &format!("pass {} ", pass + 2));
+        let outcome = hprof::parse(&mut input, dump);
+        progress.stop();
+        if let Err((_, e)) = outcome {
+            return Err(format!("the dump changed while it was read: {e}"));
+        }
+        for id in unresolved {
+            if !dump.fields.contains_key(&id) && !dump.arrays.contains_key(&id) {
+                dump.missing.insert(id);
+            }
+        }
+    }
+    dump.further_pass = false;
+    Ok(())
 }
 
 /// Bytes done, rate and time left on stderr while the dump is read, when
@@ -93,7 +149,8 @@ struct Progress {
 }
 
 impl Progress {
-    fn start(input: &Input) -> Progress {
+    fn start(input: &Input, what: &str) -> Progress {
+        let what = what.to_string();
         let done = Arc::new(AtomicBool::new(false));
         if !std::io::stderr().is_terminal() {
             return Progress { done, thread: None };
@@ -109,7 +166,7 @@ impl Progress {
                 let rate = bytes as f64 / seconds;
                 let left = total.saturating_sub(bytes) as f64 / rate.max(1.0);
                 eprint!(
-                    "\rjvmapm heap: {} of {} ({:.0}%), {}/s, {:.0} s left   ",
+                    "\rjvmapm heap: {what}{} of {} ({:.0}%), {}/s, {:.0} s left   ",
                     report::bytes(bytes),
                     report::bytes(total),
                     bytes as f64 * 100.0 / total as f64,

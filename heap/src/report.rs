@@ -5,7 +5,9 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::finalizer::FinalizerReport;
 use crate::histogram::Row;
+use crate::threads::ThreadInfo;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -20,6 +22,8 @@ pub struct Report {
     pub partial: bool,
     pub warnings: Vec<String>,
     pub histogram: Vec<Row>,
+    pub finalizer: FinalizerReport,
+    pub threads: Vec<ThreadInfo>,
 }
 
 impl Report {
@@ -69,6 +73,39 @@ impl Report {
                 row.shallow_bytes as f64 * 100.0 / self.shallow_bytes.max(1) as f64,
                 row.class
             );
+        }
+        let f = &self.finalizer;
+        let _ = writeln!(
+            out,
+            "\nFinalizer: {} registered, {} queued for the Finalizer thread, {} being finalized; \
+             with what they keep {} ({:.1}% of the heap)",
+            f.registered,
+            f.queued,
+            f.in_processing,
+            bytes(f.shallow_bytes),
+            f.heap_percent
+        );
+        if !f.referents.is_empty() {
+            let _ = writeln!(
+                out,
+                "{:>12} {:>14}  objects the Finalizers hold, by class",
+                "objects", "bytes"
+            );
+            for r in f.referents.iter().take(top) {
+                let _ = writeln!(out, "{:>12} {:>14}  {}", r.count, r.shallow_bytes, r.class);
+            }
+        }
+        let _ = writeln!(out, "\nThreads ({})", self.threads.len());
+        for t in &self.threads {
+            let _ = writeln!(
+                out,
+                "\"{}\" {}",
+                t.name.as_deref().unwrap_or("?"),
+                t.state.as_deref().unwrap_or("")
+            );
+            for frame in t.stack.iter().take(top) {
+                let _ = writeln!(out, "    {frame}");
+            }
         }
         out
     }

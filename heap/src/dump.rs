@@ -1,0 +1,328 @@
+//! What one pass keeps of a dump, for the reports to read afterwards: names,
+//! classes, stack frames, thread roots, and a table of every object (id,
+//! class, array length: 16 bytes an object). The field values of the few
+//! objects the reports look into (Finalizers, threads, the strings and
+//! arrays they point at) are kept too; objects wanted only after they went
+//! by are read in a further pass over the file.
+
+use std::collections::HashMap;
+
+use crate::hprof::{ClassDump, Frame, Header, RootKind, Visitor};
+use crate::ids::{IdMap, IdSet};
+
+/// Slots below this are primitive arrays, by element type; a class's slot
+/// is this plus its index in [`Dump::classes`].
+pub const FIRST_CLASS_SLOT: u32 = 16;
+
+/// A class seen in the dump (by its CLASS DUMP, or only as an object's class).
+#[derive(Clone, Debug)]
+pub struct Class {
+    pub id: u64,
+    pub dump: Option<ClassDump>,
+    /// Whether its instances' fields are kept (Finalizers and threads).
+    captured: Option<bool>,
+}
+
+/// Every object: parallel columns, in dump order.
+#[derive(Default)]
+pub struct Objects {
+    pub ids: Vec<u64>,
+    pub slots: Vec<u32>,
+    /// Array length; 0 for instances.
+    pub lengths: Vec<u32>,
+}
+
+impl Objects {
+    fn push(&mut self, id: u64, slot: u32, length: u32) {
+        self.ids.push(id);
+        self.slots.push(slot);
+        self.lengths.push(length);
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// A thread as its root record gives it.
+#[derive(Clone, Copy, Debug)]
+pub struct ThreadRoot {
+    pub object_id: u64,
+    pub thread_serial: u32,
+    pub trace_serial: u32,
+}
+
+#[derive(Default)]
+pub struct Dump {
+    pub id_size: u8,
+    pub strings: IdMap<Box<str>>,
+    /// Class object id to its name's string id.
+    pub class_names: IdMap<u64>,
+    /// LOAD CLASS serial to class object id (frames name classes by serial).
+    pub class_serials: HashMap<u32, u64>,
+    pub slot_of: IdMap<u32>,
+    pub classes: Vec<Class>,
+    pub objects: Objects,
+    pub frames: IdMap<Frame>,
+    /// Stack trace serial to its frame ids.
+    pub traces: HashMap<u32, Vec<u64>>,
+    pub threads: Vec<ThreadRoot>,
+    /// Class slot and instance field bytes of the objects looked into.
+    pub fields: IdMap<(u32, Vec<u8>)>,
+    /// Contents of the primitive arrays looked into.
+    pub arrays: IdMap<Vec<u8>>,
+    /// Objects whose content is wanted when they come by.
+    pub wanted: IdSet,
+    /// Wanted objects not found in the dump at all.
+    pub missing: IdSet,
+    /// Class names whose instances (and subclasses' instances) are kept.
+    pub captured_classes: Vec<&'static str>,
+    /// Reference fields (declaring class, field) whose targets are wanted
+    /// too when an object holding them is kept: a thread's name, the
+    /// string's bytes.
+    pub follow: Vec<(&'static str, &'static str)>,
+    /// In a further pass only wanted objects are looked at.
+    pub further_pass: bool,
+    pub warnings: Vec<String>,
+}
+
+impl Dump {
+    pub fn new(
+        captured_classes: Vec<&'static str>,
+        follow: Vec<(&'static str, &'static str)>,
+    ) -> Dump {
+        Dump {
+            captured_classes,
+            follow,
+            ..Dump::default()
+        }
+    }
+
+    /// The value of field `name` declared by class `declaring` (internal
+    /// name) in kept object `id`: an id, or a primitive's bits.
+    pub fn field(&self, id: u64, declaring: &str, name: &str) -> Option<u64> {
+        let (slot, bytes) = self.fields.get(&id)?;
+        let mut at = 0;
+        for class_slot in self.chain(*slot) {
+            let class = self.class(class_slot)?;
+            let here = self.internal_name(class.id) == Some(declaring);
+            for field in &class.dump.as_ref()?.fields {
+                let size = crate::hprof::basic::dump_size(field.basic_type, self.id_size)?;
+                if here
+                    && self
+                        .strings
+                        .get(&field.name_id)
+                        .is_some_and(|n| &**n == name)
+                {
+                    let value = bytes.get(at..at + size)?;
+                    return Some(value.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)));
+                }
+                at += size;
+            }
+        }
+        None
+    }
+
+    /// The class slot of kept object `id`.
+    pub fn slot_of_object(&self, id: u64) -> Option<u32> {
+        self.fields.get(&id).map(|(slot, _)| *slot)
+    }
+
+    /// Keeps an instance's fields and wants what its followed fields point at.
+    fn keep(&mut self, id: u64, slot: u32, fields: &[u8]) {
+        self.fields.insert(id, (slot, fields.to_vec()));
+        let follow = self.follow.clone();
+        for (declaring, name) in follow {
+            if let Some(target) = self.field(id, declaring, name).filter(|&t| t != 0) {
+                self.wanted.insert(target);
+            }
+        }
+    }
+
+    pub fn string(&self, id: u64) -> String {
+        self.strings
+            .get(&id)
+            .map_or_else(|| format!("<string 0x{id:x}>"), |s| s.to_string())
+    }
+
+    /// The JVM's name of a class (`java/lang/String`), if it was loaded.
+    pub fn internal_name(&self, class_id: u64) -> Option<&str> {
+        let name = self.class_names.get(&class_id)?;
+        self.strings.get(name).map(|s| &**s)
+    }
+
+    /// A class's name in Java form.
+    pub fn class_name(&self, class_id: u64) -> String {
+        match self.internal_name(class_id) {
+            Some(name) => crate::histogram::java_name(name),
+            None => format!("<class 0x{class_id:x}>"),
+        }
+    }
+
+    /// The name of what lives in `slot`: a class or `byte[]` and such.
+    pub fn slot_name(&self, slot: u32) -> String {
+        match self.class(slot) {
+            Some(class) => self.class_name(class.id),
+            None => format!("{}[]", crate::hprof::basic::java_name(slot as u8)),
+        }
+    }
+
+    pub fn class(&self, slot: u32) -> Option<&Class> {
+        self.classes
+            .get(slot.checked_sub(FIRST_CLASS_SLOT)? as usize)
+    }
+
+    /// The slot of the class named `internal` (`java/lang/ref/Finalizer`).
+    pub fn slot_named(&self, internal: &str) -> Option<u32> {
+        let id = self
+            .class_names
+            .iter()
+            .find(|(_, &name)| self.strings.get(&name).is_some_and(|n| &**n == internal))
+            .map(|(&id, _)| id)?;
+        self.slot_of.get(&id).copied()
+    }
+
+    fn slot(&mut self, class_id: u64) -> u32 {
+        if let Some(&slot) = self.slot_of.get(&class_id) {
+            return slot;
+        }
+        let slot = FIRST_CLASS_SLOT + self.classes.len() as u32;
+        self.classes.push(Class {
+            id: class_id,
+            dump: None,
+            captured: None,
+        });
+        self.slot_of.insert(class_id, slot);
+        slot
+    }
+
+    /// The slots of `slot`'s class and its superclasses, nearest first.
+    pub fn chain(&self, slot: u32) -> Vec<u32> {
+        let mut chain = Vec::new();
+        let mut next = Some(slot);
+        while let Some(slot) = next {
+            if chain.len() > 1000 || chain.contains(&slot) {
+                break;
+            }
+            chain.push(slot);
+            next = self
+                .class(slot)
+                .and_then(|c| c.dump.as_ref())
+                .filter(|d| d.super_id != 0)
+                .and_then(|d| self.slot_of.get(&d.super_id).copied());
+        }
+        chain
+    }
+
+    /// Whether instances of `slot` are kept: it or a superclass is named in
+    /// `captured_classes`.
+    fn captures(&mut self, slot: u32) -> bool {
+        let index = (slot - FIRST_CLASS_SLOT) as usize;
+        if let Some(known) = self.classes[index].captured {
+            return known;
+        }
+        let captured = self.chain(slot).iter().any(|&s| {
+            self.class(s)
+                .and_then(|c| self.internal_name(c.id))
+                .is_some_and(|n| self.captured_classes.contains(&n))
+        });
+        self.classes[index].captured = Some(captured);
+        captured
+    }
+}
+
+impl Visitor for Dump {
+    fn header(&mut self, header: &Header) {
+        self.id_size = header.id_size;
+    }
+
+    fn utf8(&mut self, id: u64, text: &[u8]) {
+        if !self.further_pass {
+            self.strings
+                .insert(id, crate::names::modified_utf8(text).into());
+        }
+    }
+
+    fn load_class(&mut self, serial: u32, class_id: u64, name_id: u64) {
+        if !self.further_pass {
+            self.class_names.insert(class_id, name_id);
+            self.class_serials.insert(serial, class_id);
+        }
+    }
+
+    fn frame(&mut self, frame: Frame) {
+        if !self.further_pass {
+            self.frames.insert(frame.id, frame);
+        }
+    }
+
+    fn trace(&mut self, serial: u32, _thread_serial: u32, frames: Vec<u64>) {
+        if !self.further_pass {
+            self.traces.insert(serial, frames);
+        }
+    }
+
+    fn root(&mut self, kind: RootKind, id: u64, info: &[u32]) {
+        if kind == RootKind::ThreadObject && !self.further_pass {
+            self.threads.push(ThreadRoot {
+                object_id: id,
+                thread_serial: info.first().copied().unwrap_or(0),
+                trace_serial: info.get(1).copied().unwrap_or(0),
+            });
+        }
+    }
+
+    fn class_dump(&mut self, class: ClassDump) {
+        if self.further_pass {
+            return;
+        }
+        let slot = self.slot(class.id);
+        self.classes[(slot - FIRST_CLASS_SLOT) as usize].dump = Some(class);
+    }
+
+    fn instance(&mut self, id: u64, class_id: u64, fields: &[u8]) {
+        if self.further_pass {
+            if self.wanted.contains(&id) && !self.fields.contains_key(&id) {
+                let slot = self.slot(class_id);
+                self.keep(id, slot, fields);
+            }
+            return;
+        }
+        let slot = self.slot(class_id);
+        self.objects.push(id, slot, 0);
+        if self.captures(slot) || self.wanted.contains(&id) {
+            self.keep(id, slot, fields);
+        }
+    }
+
+    fn object_array(&mut self, id: u64, class_id: u64, length: u32) {
+        if !self.further_pass {
+            let slot = self.slot(class_id);
+            self.objects.push(id, slot, length);
+        }
+    }
+
+    fn primitive_array(&mut self, id: u64, element_type: u8, length: u32) {
+        if !self.further_pass {
+            self.objects.push(id, u32::from(element_type), length);
+        }
+    }
+
+    fn wants_array_content(&mut self, id: u64) -> bool {
+        self.wanted.contains(&id) && !self.arrays.contains_key(&id)
+    }
+
+    fn primitive_array_content(&mut self, id: u64, _element_type: u8, data: &[u8]) {
+        self.arrays.insert(id, data.to_vec());
+    }
+
+    fn warning(&mut self, text: String) {
+        if !self.further_pass {
+            self.warnings.push(text);
+        }
+    }
+}
