@@ -11,6 +11,8 @@ use flate2::bufread::MultiGzDecoder;
 
 /// Bytes read from the source at a time.
 const BLOCK: usize = 4 << 20;
+/// Most bytes one read may ask for at once; more is taken for damage.
+pub const MAX_READ: usize = 64 << 20;
 
 /// Where parsing stopped and what it expected there.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,14 +80,21 @@ impl Input {
         } else {
             Box::new(counted)
         };
-        Ok(Input::new(source, compressed, file_len, progress))
+        Ok(Input::new(source, compressed, file_len, progress, BLOCK))
     }
 
     /// Reads from memory (tests, fuzzing).
     pub fn from_bytes(bytes: Vec<u8>) -> Input {
         let len = bytes.len() as u64;
         let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        Input::new(Box::new(io::Cursor::new(bytes)), false, len, progress)
+        let block = (len as usize).clamp(64, BLOCK);
+        Input::new(
+            Box::new(io::Cursor::new(bytes)),
+            false,
+            len,
+            progress,
+            block,
+        )
     }
 
     fn new(
@@ -93,10 +102,11 @@ impl Input {
         compressed: bool,
         file_len: u64,
         progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        block: usize,
     ) -> Input {
         Input {
             source,
-            buf: vec![0; BLOCK],
+            buf: vec![0; block],
             pos: 0,
             end: 0,
             base: 0,
@@ -168,6 +178,11 @@ impl Input {
 
     /// The next `n` bytes (n at most a few MB), consumed.
     pub fn bytes(&mut self, n: usize, what: &str) -> Result<&[u8], ParseError> {
+        if n > MAX_READ {
+            return Err(self.error(format!(
+                "{what} of at most {MAX_READ} bytes, not {n}: damaged?"
+            )));
+        }
         if !self.fill(n) {
             return Err(self.short(what));
         }

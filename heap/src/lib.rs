@@ -189,3 +189,6 @@ impl Progress {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
