@@ -63,7 +63,7 @@ def main():
     size = DUMP.stat().st_size
     tools = {
         "jvmapm heap --json": [str(JVMAPM), "heap", "--json", str(DUMP)],
-        "hprof-slurp": [slurp, "-i", str(DUMP)],
+        "hprof-slurp": [slurp, str(DUMP)],
     }
     # Read once so both start from the page cache.
     subprocess.run(["cat", str(DUMP)], stdout=subprocess.DEVNULL, check=True)

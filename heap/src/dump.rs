@@ -13,6 +13,8 @@ use crate::ids::{IdMap, IdSet};
 /// Slots below this are primitive arrays, by element type; a class's slot
 /// is this plus its index in [`Dump::classes`].
 pub const FIRST_CLASS_SLOT: u32 = 16;
+/// Entries of the recent class lookups.
+const RECENT_SLOTS: usize = 256;
 
 /// A class seen in the dump (by its CLASS DUMP, or only as an object's class).
 #[derive(Clone, Debug)]
@@ -30,13 +32,17 @@ pub struct Objects {
     pub slots: Vec<u32>,
     /// Array length; 0 for instances.
     pub lengths: Vec<u32>,
+    /// Where the sub-records of instances and primitive arrays start (0
+    /// for object arrays), so a report can read one object again.
+    pub offsets: Vec<u64>,
 }
 
 impl Objects {
-    fn push(&mut self, id: u64, slot: u32, length: u32) {
+    fn push(&mut self, id: u64, slot: u32, length: u32, at: u64) {
         self.ids.push(id);
         self.slots.push(slot);
         self.lengths.push(length);
+        self.offsets.push(at);
     }
 
     pub fn len(&self) -> usize {
@@ -45,6 +51,26 @@ impl Objects {
 
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
+    }
+
+    /// The table indexes of `wanted` ids that are in it: binary searches
+    /// when the ids ascend (HotSpot walks the heap in address order), else
+    /// one scan.
+    pub fn find(&self, wanted: &IdSet) -> Vec<usize> {
+        if wanted.is_empty() {
+            return Vec::new();
+        }
+        if self.ids.is_sorted() {
+            let mut found: Vec<usize> = wanted
+                .iter()
+                .filter_map(|id| self.ids.binary_search(id).ok())
+                .collect();
+            found.sort_unstable();
+            return found;
+        }
+        (0..self.ids.len())
+            .filter(|&i| wanted.contains(&self.ids[i]))
+            .collect()
     }
 }
 
@@ -87,6 +113,9 @@ pub struct Dump {
     pub follow: Vec<(&'static str, &'static str)>,
     /// In a further pass only wanted objects are looked at.
     pub further_pass: bool,
+    /// Class ids last looked up, by a hash of the id: most objects are of
+    /// a few classes, and this spares the map.
+    recent_slots: Vec<(u64, u32)>,
     pub warnings: Vec<String>,
 }
 
@@ -98,6 +127,7 @@ impl Dump {
         Dump {
             captured_classes,
             follow,
+            recent_slots: vec![(0, 0); RECENT_SLOTS],
             ..Dump::default()
         }
     }
@@ -187,7 +217,12 @@ impl Dump {
     }
 
     fn slot(&mut self, class_id: u64) -> u32 {
+        let cached = &mut self.recent_slots[(class_id >> 3) as usize % RECENT_SLOTS];
+        if cached.0 == class_id && class_id != 0 {
+            return cached.1;
+        }
         if let Some(&slot) = self.slot_of.get(&class_id) {
+            self.recent_slots[(class_id >> 3) as usize % RECENT_SLOTS] = (class_id, slot);
             return slot;
         }
         let slot = FIRST_CLASS_SLOT + self.classes.len() as u32;
@@ -232,6 +267,61 @@ impl Dump {
         });
         self.classes[index].captured = Some(captured);
         captured
+    }
+}
+
+impl Dump {
+    /// Reads kept copies of the objects in `ids` straight from the file at
+    /// the offsets the first pass noted (a plain file only); returns how many
+    /// it found.
+    pub fn fetch(&mut self, file: &std::fs::File, ids: &[u64]) -> usize {
+        use std::os::unix::fs::FileExt;
+        let wanted: IdSet = ids.iter().copied().collect();
+        let places: Vec<u64> = self
+            .objects
+            .find(&wanted)
+            .into_iter()
+            .map(|i| self.objects.offsets[i])
+            .filter(|&at| at != 0)
+            .collect();
+        let mut found = 0;
+        for at in places {
+            let mut head = [0u8; 64];
+            let Ok(n) = file.read_at(&mut head, at) else {
+                continue;
+            };
+            let mut input = crate::input::Input::from_bytes(head[..n].to_vec());
+            let Ok(sub) = input.u8("") else { continue };
+            let size = self.id_size;
+            let parsed = (|| -> Result<(), crate::input::ParseError> {
+                let id = input.id(size, "")?;
+                input.u32("")?;
+                if sub == 0x21 {
+                    let class_id = input.id(size, "")?;
+                    let len = input.u32("")? as usize;
+                    let start = input.offset();
+                    let mut fields = vec![0u8; len.min(crate::input::MAX_READ)];
+                    file.read_exact_at(&mut fields, at + start)
+                        .map_err(|e| input.error(e.to_string()))?;
+                    let slot = self.slot(class_id);
+                    self.keep(id, slot, &fields);
+                } else if sub == 0x23 {
+                    let length = input.u32("")? as usize;
+                    let t = input.u8("")?;
+                    let bytes = length * crate::hprof::basic::dump_size(t, size).unwrap_or(1);
+                    let start = input.offset();
+                    let mut data = vec![0u8; bytes.min(crate::input::MAX_READ)];
+                    file.read_exact_at(&mut data, at + start)
+                        .map_err(|e| input.error(e.to_string()))?;
+                    self.arrays.insert(id, data);
+                }
+                Ok(())
+            })();
+            if parsed.is_ok() {
+                found += 1;
+            }
+        }
+        found
     }
 }
 
@@ -284,7 +374,7 @@ impl Visitor for Dump {
         self.classes[(slot - FIRST_CLASS_SLOT) as usize].dump = Some(class);
     }
 
-    fn instance(&mut self, id: u64, class_id: u64, fields: &[u8]) {
+    fn instance(&mut self, at: u64, id: u64, class_id: u64, fields: &[u8]) {
         if self.further_pass {
             if self.wanted.contains(&id) && !self.fields.contains_key(&id) {
                 let slot = self.slot(class_id);
@@ -293,8 +383,8 @@ impl Visitor for Dump {
             return;
         }
         let slot = self.slot(class_id);
-        self.objects.push(id, slot, 0);
-        if self.captures(slot) || self.wanted.contains(&id) {
+        self.objects.push(id, slot, 0, at);
+        if self.captures(slot) || (!self.wanted.is_empty() && self.wanted.contains(&id)) {
             self.keep(id, slot, fields);
         }
     }
@@ -302,18 +392,18 @@ impl Visitor for Dump {
     fn object_array(&mut self, id: u64, class_id: u64, length: u32) {
         if !self.further_pass {
             let slot = self.slot(class_id);
-            self.objects.push(id, slot, length);
+            self.objects.push(id, slot, length, 0);
         }
     }
 
-    fn primitive_array(&mut self, id: u64, element_type: u8, length: u32) {
+    fn primitive_array(&mut self, at: u64, id: u64, element_type: u8, length: u32) {
         if !self.further_pass {
-            self.objects.push(id, u32::from(element_type), length);
+            self.objects.push(id, u32::from(element_type), length, at);
         }
     }
 
     fn wants_array_content(&mut self, id: u64) -> bool {
-        self.wanted.contains(&id) && !self.arrays.contains_key(&id)
+        !self.wanted.is_empty() && self.wanted.contains(&id) && !self.arrays.contains_key(&id)
     }
 
     fn primitive_array_content(&mut self, id: u64, _element_type: u8, data: &[u8]) {

@@ -76,15 +76,13 @@ pub fn report(dump: &Dump, sizer: &Sizer, heap_bytes: u64) -> FinalizerReport {
         }
     }
     let mut by_slot: HashMap<u32, (u64, u64)> = HashMap::new();
-    for i in 0..dump.objects.len() {
-        let id = dump.objects.ids[i];
-        if referents.contains(&id) {
-            let group = by_slot.entry(dump.objects.slots[i]).or_default();
-            group.0 += 1;
-            group.1 += sizer.size_of(dump, i);
-        } else if finalizers.contains(&id) {
-            out.shallow_bytes += sizer.size_of(dump, i);
-        }
+    for i in dump.objects.find(&referents) {
+        let group = by_slot.entry(dump.objects.slots[i]).or_default();
+        group.0 += 1;
+        group.1 += sizer.size_of(dump, i);
+    }
+    for i in dump.objects.find(&finalizers) {
+        out.shallow_bytes += sizer.size_of(dump, i);
     }
     out.referents = by_slot
         .into_iter()

@@ -20,6 +20,11 @@ pub struct Row {
 pub struct Sizer {
     /// Instance size per class slot, when its class chain is known.
     instance: Vec<Option<[u64; LAYOUTS]>>,
+    /// Whether objects of a slot are arrays, by slot.
+    arrays: Vec<bool>,
+    /// Under the chosen layout: where elements start and how wide they are,
+    /// by primitive type slot, and for arrays of references last.
+    geometry: [(u64, u64); FIRST_CLASS_SLOT as usize + 1],
     /// The layout in force (an index into [`Layout::ALL`]).
     pub chosen: usize,
 }
@@ -48,10 +53,36 @@ impl Sizer {
                 complete.then(|| Layout::ALL.map(|l| l.instance_size(types.iter().copied())))
             })
             .collect();
-        Sizer {
+        let arrays = (0..FIRST_CLASS_SLOT + dump.classes.len() as u32)
+            .map(|slot| is_array(dump, slot))
+            .collect();
+        let mut sizer = Sizer {
             instance,
+            arrays,
+            geometry: [(0, 0); FIRST_CLASS_SLOT as usize + 1],
             chosen: 0,
+        };
+        sizer.choose(0);
+        sizer
+    }
+
+    /// Settles the layout (an index into [`Layout::ALL`]).
+    pub fn choose(&mut self, chosen: usize) {
+        self.chosen = chosen;
+        let layout = self.layout();
+        for (t, geometry) in self.geometry.iter_mut().enumerate() {
+            let t = if t == FIRST_CLASS_SLOT as usize {
+                basic::OBJECT
+            } else {
+                t as u8
+            };
+            let width = layout.field_size(t).max(1);
+            *geometry = (layout.array_base(width), width);
         }
+    }
+
+    pub fn is_array(&self, slot: u32) -> bool {
+        self.arrays.get(slot as usize).copied().unwrap_or(false)
     }
 
     /// An object's size under each layout: an instance of a class slot, or
@@ -105,9 +136,7 @@ const GAP_SAMPLES: usize = 200_000;
 /// Settles the layout and counts every object, biggest classes first.
 pub fn count(dump: &Dump, sizer: &mut Sizer) -> (Counted, Vec<String>) {
     let objects = &dump.objects;
-    let arrays: Vec<bool> = (0..FIRST_CLASS_SLOT + dump.classes.len() as u32)
-        .map(|slot| is_array(dump, slot))
-        .collect();
+    let arrays = sizer.arrays.clone();
     let mut detector = Detector::default();
     for i in 0..objects.len().saturating_sub(1).min(GAP_SAMPLES) {
         let slot = objects.slots[i];
@@ -119,12 +148,25 @@ pub fn count(dump: &Dump, sizer: &mut Sizer) -> (Counted, Vec<String>) {
         }
     }
     let (layout, layout_detected) = detector.verdict();
-    sizer.chosen = Layout::ALL.iter().position(|l| *l == layout).unwrap_or(0);
+    sizer.choose(Layout::ALL.iter().position(|l| *l == layout).unwrap_or(0));
+    // Instances of a class are all one size: counted here, sized below.
     let mut counts = vec![(0u64, 0u64); arrays.len()];
     for i in 0..objects.len() {
         let slot = objects.slots[i] as usize;
         counts[slot].0 += 1;
-        counts[slot].1 += sizer.size_of(dump, i);
+        if arrays[slot] {
+            counts[slot].1 += sizer.size_of(dump, i);
+        }
+    }
+    for (slot, (n, bytes)) in counts.iter_mut().enumerate() {
+        if !arrays[slot] && *n > 0 {
+            let layout = sizer.layout();
+            *bytes = *n
+                * sizer.sizes(slot as u32, 0, false).map_or_else(
+                    || layout.instance_size(std::iter::empty()),
+                    |s| s[sizer.chosen],
+                );
+        }
     }
     let mut warnings = Vec::new();
     let mut rows: Vec<Row> = counts

@@ -123,12 +123,13 @@ pub trait Visitor {
     /// object: its thread serial and stack trace serial).
     fn root(&mut self, kind: RootKind, id: u64, info: &[u32]) {}
     fn class_dump(&mut self, class: ClassDump) {}
-    fn instance(&mut self, id: u64, class_id: u64, fields: &[u8]) {}
+    /// An instance; `at` is where its sub-record starts in the dump.
+    fn instance(&mut self, at: u64, id: u64, class_id: u64, fields: &[u8]) {}
     /// An object array; its elements follow in [`Visitor::object_array_elements`] calls.
     fn object_array(&mut self, id: u64, class_id: u64, length: u32) {}
     /// Up to a block of an object array's elements (ids, big-endian).
     fn object_array_elements(&mut self, ids: &[u8]) {}
-    fn primitive_array(&mut self, id: u64, element_type: u8, length: u32) {}
+    fn primitive_array(&mut self, at: u64, id: u64, element_type: u8, length: u32) {}
     /// Whether the content of primitive array `id` is wanted (when small).
     fn wants_array_content(&mut self, id: u64) -> bool {
         false
@@ -345,7 +346,7 @@ impl Parser<'_> {
                     let class_id = self.input.id(id, "an instance's class id")?;
                     let n = self.input.u32("an instance's field byte count")? as usize;
                     let fields = self.input.bytes(n, "an instance's field values")?;
-                    v.instance(object, class_id, fields);
+                    v.instance(at, object, class_id, fields);
                 }
                 0x22 => {
                     let object = self.input.id(id, "an object array id")?;
@@ -374,7 +375,7 @@ impl Parser<'_> {
                                 "a primitive element type (4 to 11), found {element_type}"
                             ),
                         })?;
-                    v.primitive_array(object, element_type, length);
+                    v.primitive_array(at, object, element_type, length);
                     let bytes = u64::from(length) * size as u64;
                     if bytes as usize <= MAX_WHOLE && v.wants_array_content(object) {
                         let data = self

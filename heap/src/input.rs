@@ -176,41 +176,68 @@ impl Input {
         !self.fill(1)
     }
 
-    /// The next `n` bytes (n at most a few MB), consumed.
+    /// The next `n` bytes (n at most [`MAX_READ`]), consumed.
+    #[inline]
     pub fn bytes(&mut self, n: usize, what: &str) -> Result<&[u8], ParseError> {
-        if n > MAX_READ {
-            return Err(self.error(format!(
-                "{what} of at most {MAX_READ} bytes, not {n}: damaged?"
-            )));
-        }
-        if !self.fill(n) {
-            return Err(self.short(what));
+        if self.end - self.pos < n {
+            self.refill(n, what)?;
         }
         let start = self.pos;
         self.pos += n;
         Ok(&self.buf[start..start + n])
     }
 
+    /// The slow side of [`Input::bytes`]: reads more, or says why it cannot.
+    #[cold]
+    #[inline(never)]
+    fn refill(&mut self, n: usize, what: &str) -> Result<(), ParseError> {
+        if n > MAX_READ {
+            return Err(self.error(format!(
+                "{what} of at most {MAX_READ} bytes, not {n}: damaged?"
+            )));
+        }
+        if self.fill(n) {
+            Ok(())
+        } else {
+            Err(self.short(what))
+        }
+    }
+
+    /// The next `N` bytes as an array.
+    #[inline(always)]
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], ParseError> {
+        if self.end - self.pos < N {
+            self.refill(N, what)?;
+        }
+        let bytes: [u8; N] = self.buf[self.pos..self.pos + N]
+            .try_into()
+            .expect("N bytes");
+        self.pos += N;
+        Ok(bytes)
+    }
+
+    #[inline(always)]
     pub fn u8(&mut self, what: &str) -> Result<u8, ParseError> {
-        Ok(self.bytes(1, what)?[0])
+        Ok(self.array::<1>(what)?[0])
     }
 
+    #[inline(always)]
     pub fn u16(&mut self, what: &str) -> Result<u16, ParseError> {
-        let b = self.bytes(2, what)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
+        Ok(u16::from_be_bytes(self.array(what)?))
     }
 
+    #[inline(always)]
     pub fn u32(&mut self, what: &str) -> Result<u32, ParseError> {
-        let b = self.bytes(4, what)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        Ok(u32::from_be_bytes(self.array(what)?))
     }
 
+    #[inline(always)]
     pub fn u64(&mut self, what: &str) -> Result<u64, ParseError> {
-        let b = self.bytes(8, what)?;
-        Ok(u64::from_be_bytes(b.try_into().expect("8 bytes")))
+        Ok(u64::from_be_bytes(self.array(what)?))
     }
 
     /// An identifier of `size` bytes (4 or 8).
+    #[inline(always)]
     pub fn id(&mut self, size: u8, what: &str) -> Result<u64, ParseError> {
         if size == 4 {
             Ok(u64::from(self.u32(what)?))

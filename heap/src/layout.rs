@@ -64,7 +64,8 @@ impl Layout {
         }
     }
 
-    fn array_base(self, element_size: u64) -> u64 {
+    /// Where an array's elements of `element_size` bytes start.
+    pub fn array_base(self, element_size: u64) -> u64 {
         match (self.compressed_class_pointers, self.packed_array_base) {
             (true, _) => 16,
             (false, true) => 20u64.div_ceil(element_size) * element_size,

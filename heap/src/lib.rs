@@ -34,7 +34,11 @@ const FURTHER_PASSES: usize = 2;
 /// that is not a heap dump at all is an error.
 pub fn analyze(path: &Path) -> Result<Report, String> {
     let open = || Input::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
-    analyze_with(open()?, &path.display().to_string(), Some(&open))
+    let again = Again {
+        path,
+        reopen: &open,
+    };
+    analyze_with(open()?, &path.display().to_string(), Some(again))
 }
 
 /// [`analyze`] over any input, read once; `file` names it in the report.
@@ -42,9 +46,14 @@ pub fn analyze_input(input: Input, file: &str) -> Result<Report, String> {
     analyze_with(input, file, None)
 }
 
-type Reopen<'a> = &'a dyn Fn() -> Result<Input, String>;
+/// How to read the dump again: at offsets (a plain file), or from the start.
+struct Again<'a> {
+    path: &'a Path,
+    reopen: &'a dyn Fn() -> Result<Input, String>,
+}
 
-fn analyze_with(mut input: Input, file: &str, reopen: Option<Reopen>) -> Result<Report, String> {
+fn analyze_with(mut input: Input, file: &str, again: Option<Again>) -> Result<Report, String> {
+    let compressed = input.compressed;
     let progress = Progress::start(&input, "");
     let mut dump = Dump::new(
         vec!["java/lang/ref/Finalizer", "java/lang/Thread"],
@@ -67,8 +76,10 @@ fn analyze_with(mut input: Input, file: &str, reopen: Option<Reopen>) -> Result<
         Err((None, e)) => return Err(format!("{file}: {e}")),
     };
     if failure.is_none() {
-        if let Some(reopen) = reopen {
-            further_passes(&mut dump, reopen)?;
+        match again {
+            Some(again) if !compressed => fetch_at_offsets(&mut dump, again.path)?,
+            Some(again) => further_passes(&mut dump, again.reopen)?,
+            None => {}
         }
     }
     let mut sizer = histogram::Sizer::new(&dump);
@@ -114,9 +125,32 @@ fn analyze_with(mut input: Input, file: &str, reopen: Option<Reopen>) -> Result<
     })
 }
 
-/// Reads the dump again for the objects the reports want that came before
-/// what points at them (a thread's name before the thread).
-fn further_passes(dump: &mut Dump, reopen: Reopen) -> Result<(), String> {
+/// Reads the objects the reports want that came before what points at them
+/// (a thread's name before the thread) at the offsets the pass noted.
+fn fetch_at_offsets(dump: &mut Dump, path: &Path) -> Result<(), String> {
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    for _ in 0..FURTHER_PASSES + 1 {
+        let unresolved = threads::unresolved(dump);
+        if unresolved.is_empty() {
+            break;
+        }
+        dump.fetch(&file, &unresolved);
+        for id in unresolved {
+            if !dump.fields.contains_key(&id) && !dump.arrays.contains_key(&id) {
+                dump.missing.insert(id);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a compressed dump again for the objects the reports want that came
+/// before what points at them.
+fn further_passes(
+    dump: &mut Dump,
+    reopen: &dyn Fn() -> Result<Input, String>,
+) -> Result<(), String> {
     for pass in 0..FURTHER_PASSES {
         let unresolved = threads::unresolved(dump);
         if unresolved.is_empty() {
