@@ -38,6 +38,16 @@ pub struct Objects {
 }
 
 impl Objects {
+    /// Room for the objects a dump of `dump_bytes` may hold (at least 25
+    /// bytes each): address space only, memory is taken as it fills.
+    pub fn reserve_for(&mut self, dump_bytes: u64) {
+        let objects = (dump_bytes / 25).min(1 << 32) as usize;
+        self.ids.reserve(objects);
+        self.slots.reserve(objects);
+        self.lengths.reserve(objects);
+        self.offsets.reserve(objects);
+    }
+
     fn push(&mut self, id: u64, slot: u32, length: u32, at: u64) {
         self.ids.push(id);
         self.slots.push(slot);

@@ -61,6 +61,81 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
+/// Reads its source on a thread of its own, a block or two ahead, so that
+/// reading the file (and inflating it) overlaps parsing on the other core.
+struct Prefetch {
+    blocks: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    /// Emptied blocks go back to the reading thread.
+    recycle: std::sync::mpsc::SyncSender<Vec<u8>>,
+    current: Vec<u8>,
+    at: usize,
+    done: bool,
+}
+
+impl Prefetch {
+    fn start(mut source: Box<dyn Read + Send>) -> io::Result<Prefetch> {
+        let (send, blocks) = std::sync::mpsc::sync_channel(2);
+        let (recycle, recycled) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        std::thread::Builder::new()
+            .name("jvmapm-heap-read".into())
+            .spawn(move || loop {
+                let mut block = recycled.try_recv().unwrap_or_default();
+                block.resize(BLOCK, 0);
+                let mut filled = 0;
+                while filled < BLOCK {
+                    match source.read(&mut block[filled..]) {
+                        Ok(0) => break,
+                        Ok(k) => filled += k,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            let _ = send.send(Err(e));
+                            return;
+                        }
+                    }
+                }
+                block.truncate(filled);
+                // An empty block says the end; a dropped receiver, that
+                // nobody reads any more.
+                if send.send(Ok(block)).is_err() || filled == 0 {
+                    return;
+                }
+            })?;
+        Ok(Prefetch {
+            blocks,
+            recycle,
+            current: Vec::new(),
+            at: 0,
+            done: false,
+        })
+    }
+}
+
+impl Read for Prefetch {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.current.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.blocks.recv() {
+                Ok(Ok(block)) if !block.is_empty() => {
+                    let empty = std::mem::replace(&mut self.current, block);
+                    let _ = self.recycle.try_send(empty);
+                    self.at = 0;
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Ok(Ok(_)) | Err(_) => self.done = true,
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 impl Input {
     pub fn open(path: &Path) -> io::Result<Input> {
         let mut file = File::open(path)?;
@@ -80,6 +155,7 @@ impl Input {
         } else {
             Box::new(counted)
         };
+        let source = Box::new(Prefetch::start(source)?);
         Ok(Input::new(source, compressed, file_len, progress, BLOCK))
     }
 
@@ -287,6 +363,32 @@ mod tests {
         assert_eq!(e.offset, 6);
         assert!(e.expected.starts_with("an int"), "{e}");
         assert!(e.to_string().contains("cut short"), "{e}");
+    }
+
+    #[test]
+    fn files_plain_and_gzip_read_the_same_across_blocks() {
+        use std::io::Write;
+        let bytes: Vec<u8> = (0..10_000_000u32).map(|i| (i % 251) as u8).collect();
+        let dir = std::env::temp_dir().join(format!("jvmapm-heap-input-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let plain = dir.join("plain");
+        std::fs::write(&plain, &bytes).unwrap();
+        let gzip = dir.join("gzip");
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(&bytes).unwrap();
+        std::fs::write(&gzip, encoder.finish().unwrap()).unwrap();
+        for path in [&plain, &gzip] {
+            let mut input = Input::open(path).unwrap();
+            assert_eq!(input.compressed, path == &gzip);
+            input.skip(BLOCK as u64 - 2, "a").unwrap();
+            let at = BLOCK - 2;
+            let expected: Vec<u8> = (at..at + 4).map(|i| (i % 251) as u8).collect();
+            assert_eq!(input.bytes(4, "b").unwrap(), &expected[..]);
+            input.skip(bytes.len() as u64 - at as u64 - 5, "c").unwrap();
+            assert_eq!(input.u8("d").unwrap(), bytes[bytes.len() - 1]);
+            assert!(input.at_end());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

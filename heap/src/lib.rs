@@ -59,6 +59,9 @@ fn analyze_with(mut input: Input, file: &str, again: Option<Again>) -> Result<Re
         vec!["java/lang/ref/Finalizer", "java/lang/Thread"],
         threads::FOLLOW.to_vec(),
     );
+    if !input.compressed {
+        dump.objects.reserve_for(input.file_len);
+    }
     let outcome = hprof::parse(&mut input, &mut dump);
     progress.stop();
     let input_len = input.offset();
