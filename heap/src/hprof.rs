@@ -158,7 +158,7 @@ pub struct Parsed {
 /// with it, and everything visited before it stands.
 pub fn parse(
     input: &mut Input,
-    visitor: &mut dyn Visitor,
+    visitor: &mut impl Visitor,
 ) -> Result<Parsed, (Option<Header>, ParseError)> {
     let header = read_header(input).map_err(|e| (None, e))?;
     visitor.header(&header);
@@ -227,7 +227,7 @@ struct Parser<'a> {
 }
 
 impl Parser<'_> {
-    fn records(&mut self, v: &mut dyn Visitor) -> Result<(), ParseError> {
+    fn records(&mut self, v: &mut impl Visitor) -> Result<(), ParseError> {
         let id = self.id;
         while !self.input.at_end() {
             let start = self.input.offset();
@@ -316,7 +316,7 @@ impl Parser<'_> {
         Ok(())
     }
 
-    fn heap_dump(&mut self, v: &mut dyn Visitor, len: u64) -> Result<(), ParseError> {
+    fn heap_dump(&mut self, v: &mut impl Visitor, len: u64) -> Result<(), ParseError> {
         let id = self.id;
         let end = self.input.offset() + len;
         while self.input.offset() < end {
@@ -410,7 +410,7 @@ impl Parser<'_> {
     /// A root: its object id and `extra` u32s (thread serial first).
     fn root(
         &mut self,
-        v: &mut dyn Visitor,
+        v: &mut impl Visitor,
         kind: RootKind,
         extra: usize,
     ) -> Result<(), ParseError> {
