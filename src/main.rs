@@ -230,7 +230,7 @@ fn main() -> ExitCode {
                 .map(|n| tracing::debug!(points = n, "exported"))
                 .map_err(|e| e.to_string())
         }
-        Command::Heap { file, json, top } => match jvmapm_heap::analyze(&file) {
+        Command::Heap { file, json, top } => match jvmapm_analyzer::heap::analyze(&file) {
             Ok(report) => {
                 if json {
                     println!("{}", report.json());

@@ -92,7 +92,7 @@ fn jcmd_histogram(text: &str) -> (HashMap<String, (u64, u64)>, u64) {
         match fields.as_slice() {
             [rank, instances, bytes, class, ..] if rank.ends_with(':') => {
                 rows.insert(
-                    jvmapm_heap::histogram::java_name(class),
+                    jvmapm_analyzer::heap::histogram::java_name(class),
                     (instances.parse().unwrap(), bytes.parse().unwrap()),
                 );
             }
@@ -194,14 +194,14 @@ fn a_dump_cut_anywhere_gives_an_error_or_a_partial_report() {
     let launcher = &java_launchers()[0];
     Quiet::start(launcher, &[]).dump(&[], &dump);
     let bytes = std::fs::read(&dump).unwrap();
-    let whole = jvmapm_heap::analyze(&dump).unwrap();
+    let whole = jvmapm_analyzer::heap::analyze(&dump).unwrap();
     assert!(!whole.partial);
     let mut cuts: Vec<usize> = (0..40).collect();
     cuts.extend((1..150).map(|i| bytes.len() / 150 * i + i % 7));
     cuts.push(bytes.len() - 1);
     for cut in cuts {
-        let input = jvmapm_heap::input::Input::from_bytes(bytes[..cut].to_vec());
-        match jvmapm_heap::analyze_input(input, "cut") {
+        let input = jvmapm_analyzer::heap::input::Input::from_bytes(bytes[..cut].to_vec());
+        match jvmapm_analyzer::heap::analyze_input(input, "cut") {
             Err(e) => {
                 assert!(
                     cut < 31,

@@ -10,6 +10,7 @@ pub mod api;
 pub mod duration;
 pub mod export;
 pub mod glob;
+pub mod heap;
 pub mod instances;
 pub mod jvm_metrics;
 pub mod jvm_query;

@@ -4,11 +4,11 @@
 
 #![no_main]
 
-use jvmapm_heap::input::Input;
+use jvmapm_analyzer::heap::input::Input;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
-    match jvmapm_heap::analyze_input(Input::from_bytes(bytes.to_vec()), "fuzz") {
+    match jvmapm_analyzer::heap::analyze_input(Input::from_bytes(bytes.to_vec()), "fuzz") {
         Ok(report) => {
             let _ = report.json();
         }

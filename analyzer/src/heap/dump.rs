@@ -7,8 +7,8 @@
 
 use std::collections::HashMap;
 
-use crate::hprof::{ClassDump, Frame, Header, RootKind, Visitor};
-use crate::ids::{IdMap, IdSet};
+use crate::heap::hprof::{ClassDump, Frame, Header, RootKind, Visitor};
+use crate::heap::ids::{IdMap, IdSet};
 
 /// Slots below this are primitive arrays, by element type; a class's slot
 /// is this plus its index in [`Dump::classes`].
@@ -151,7 +151,7 @@ impl Dump {
             let class = self.class(class_slot)?;
             let here = self.internal_name(class.id) == Some(declaring);
             for field in &class.dump.as_ref()?.fields {
-                let size = crate::hprof::basic::dump_size(field.basic_type, self.id_size)?;
+                let size = crate::heap::hprof::basic::dump_size(field.basic_type, self.id_size)?;
                 if here
                     && self
                         .strings
@@ -198,7 +198,7 @@ impl Dump {
     /// A class's name in Java form.
     pub fn class_name(&self, class_id: u64) -> String {
         match self.internal_name(class_id) {
-            Some(name) => crate::histogram::java_name(name),
+            Some(name) => crate::heap::histogram::java_name(name),
             None => format!("<class 0x{class_id:x}>"),
         }
     }
@@ -207,7 +207,7 @@ impl Dump {
     pub fn slot_name(&self, slot: u32) -> String {
         match self.class(slot) {
             Some(class) => self.class_name(class.id),
-            None => format!("{}[]", crate::hprof::basic::java_name(slot as u8)),
+            None => format!("{}[]", crate::heap::hprof::basic::java_name(slot as u8)),
         }
     }
 
@@ -300,17 +300,17 @@ impl Dump {
             let Ok(n) = file.read_at(&mut head, at) else {
                 continue;
             };
-            let mut input = crate::input::Input::from_bytes(head[..n].to_vec());
+            let mut input = crate::heap::input::Input::from_bytes(head[..n].to_vec());
             let Ok(sub) = input.u8("") else { continue };
             let size = self.id_size;
-            let parsed = (|| -> Result<(), crate::input::ParseError> {
+            let parsed = (|| -> Result<(), crate::heap::input::ParseError> {
                 let id = input.id(size, "")?;
                 input.u32("")?;
                 if sub == 0x21 {
                     let class_id = input.id(size, "")?;
                     let len = input.u32("")? as usize;
                     let start = input.offset();
-                    let mut fields = vec![0u8; len.min(crate::input::MAX_READ)];
+                    let mut fields = vec![0u8; len.min(crate::heap::input::MAX_READ)];
                     file.read_exact_at(&mut fields, at + start)
                         .map_err(|e| input.error(e.to_string()))?;
                     let slot = self.slot(class_id);
@@ -318,9 +318,9 @@ impl Dump {
                 } else if sub == 0x23 {
                     let length = input.u32("")? as usize;
                     let t = input.u8("")?;
-                    let bytes = length * crate::hprof::basic::dump_size(t, size).unwrap_or(1);
+                    let bytes = length * crate::heap::hprof::basic::dump_size(t, size).unwrap_or(1);
                     let start = input.offset();
-                    let mut data = vec![0u8; bytes.min(crate::input::MAX_READ)];
+                    let mut data = vec![0u8; bytes.min(crate::heap::input::MAX_READ)];
                     file.read_exact_at(&mut data, at + start)
                         .map_err(|e| input.error(e.to_string()))?;
                     self.arrays.insert(id, data);
@@ -343,7 +343,7 @@ impl Visitor for Dump {
     fn utf8(&mut self, id: u64, text: &[u8]) {
         if !self.further_pass {
             self.strings
-                .insert(id, crate::names::modified_utf8(text).into());
+                .insert(id, crate::heap::names::modified_utf8(text).into());
         }
     }
 

@@ -4,9 +4,9 @@
 
 use serde::Serialize;
 
-use crate::dump::{Dump, FIRST_CLASS_SLOT};
-use crate::hprof::basic;
-use crate::layout::{Detector, Layout, LAYOUTS};
+use crate::heap::dump::{Dump, FIRST_CLASS_SLOT};
+use crate::heap::hprof::basic;
+use crate::heap::layout::{Detector, Layout, LAYOUTS};
 
 /// One row of the histogram.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

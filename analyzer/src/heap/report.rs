@@ -5,9 +5,9 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::finalizer::FinalizerReport;
-use crate::histogram::Row;
-use crate::threads::ThreadInfo;
+use crate::heap::finalizer::FinalizerReport;
+use crate::heap::histogram::Row;
+use crate::heap::threads::ThreadInfo;
 
 #[derive(Debug, Serialize)]
 pub struct Report {

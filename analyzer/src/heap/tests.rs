@@ -2,9 +2,9 @@
 //! thousands of damaged copies that must give an error or a partial report,
 //! never a panic or a hang.
 
-use crate::hprof::basic;
-use crate::input::Input;
-use crate::{analyze_input, report::Report};
+use crate::heap::hprof::basic;
+use crate::heap::input::Input;
+use crate::heap::{analyze_input, report::Report};
 
 /// Writes HPROF records with `id` bytes per identifier.
 struct Writer {
