@@ -150,6 +150,8 @@ impl Server {
             let _ = rx.wait_for(|stop| *stop).await;
         };
 
+        // At start, before anything is received: what is past retention goes.
+        expire(&store, &instances, config.retention).await;
         let retention = tokio::spawn(expire_loop(
             store.clone(),
             instances.clone(),
@@ -221,15 +223,20 @@ async fn expire_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        let cutoff = unix_ms().saturating_sub(retention.as_millis() as u64);
-        let store_for_expiry = store.clone();
-        let _ = tokio::task::spawn_blocking(move || store_for_expiry.expire(cutoff)).await;
-        instances.expire(cutoff);
         tokio::select! {
             _ = tokio::time::sleep(RETENTION_EVERY) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+        expire(&store, &instances, retention).await;
     }
+}
+
+/// Removes the segments and instances older than `retention`.
+async fn expire(store: &Arc<Store>, instances: &Instances, retention: Duration) {
+    let cutoff = unix_ms().saturating_sub(retention.as_millis() as u64);
+    let store_for_expiry = store.clone();
+    let _ = tokio::task::spawn_blocking(move || store_for_expiry.expire(cutoff)).await;
+    instances.expire(cutoff);
 }
 
 fn set_nodelay(stream: &mut tokio::net::TcpStream) {
