@@ -24,22 +24,19 @@ const LAYOUTS: [(&[&str], bool, bool); 3] = [
     ),
 ];
 
-/// HeapShapes in a JVM of `launcher`, quiet once it said "ready".
+/// A fixture in a JVM of `launcher`, quiet once it said "ready".
 struct Quiet {
     child: Child,
     jcmd: PathBuf,
 }
 
 impl Quiet {
-    fn start(launcher: &Path, flags: &[&str]) -> Quiet {
-        // Without the shared archive, every java.lang.Class in the heap is a
-        // loaded class's, as in the dump.
+    fn start(launcher: &Path, flags: &[&str], class: &str) -> Quiet {
         let mut child = Command::new(launcher)
-            .arg("-Xshare:off")
             .args(flags)
             .arg("-cp")
             .arg(java_fixtures())
-            .arg("HeapShapes")
+            .arg(class)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -53,6 +50,14 @@ impl Quiet {
             child,
             jcmd: launcher.with_file_name("jcmd"),
         }
+    }
+
+    /// HeapShapes without the shared archive, so every java.lang.Class in
+    /// the heap is a loaded class's, as in the dump.
+    fn heap_shapes(launcher: &Path, flags: &[&str]) -> Quiet {
+        let mut all = vec!["-Xshare:off"];
+        all.extend(flags);
+        Quiet::start(launcher, &all, "HeapShapes")
     }
 
     fn jcmd(&self, args: &[&str]) -> String {
@@ -137,7 +142,7 @@ fn the_histogram_matches_jcmd_for_every_layout_and_gzip_gives_the_same_report() 
             let plain = dir.path().join(format!("{name}.hprof"));
             let gzip = dir.path().join(format!("{name}.hprof.gz"));
             let (mut histogram, total) = {
-                let jvm = Quiet::start(&launcher, flags);
+                let jvm = Quiet::heap_shapes(&launcher, flags);
                 let histogram = jvm.jcmd(&["GC.class_histogram"]);
                 jvm.dump(&[], &plain);
                 jvm.dump(&["-gz=1"], &gzip);
@@ -192,7 +197,7 @@ fn a_dump_cut_anywhere_gives_an_error_or_a_partial_report() {
     let dir = tempfile::tempdir().unwrap();
     let dump = dir.path().join("shapes.hprof");
     let launcher = &java_launchers()[0];
-    Quiet::start(launcher, &[]).dump(&[], &dump);
+    Quiet::heap_shapes(launcher, &[]).dump(&[], &dump);
     let bytes = std::fs::read(&dump).unwrap();
     let whole = jvmapm_analyzer::heap::analyze(&dump).unwrap();
     assert!(!whole.partial);
@@ -230,35 +235,13 @@ fn a_dump_cut_anywhere_gives_an_error_or_a_partial_report() {
     assert!(!ok && err.contains("not an HPROF"), "{err}");
 }
 
-/// Runs the FinalizerLeak fixture in `launcher`'s JVM and dumps it.
-fn finalizer_leak_dump(launcher: &Path, dump: &Path) {
-    let mut child = Command::new(launcher)
-        .arg("-cp")
-        .arg(java_fixtures())
-        .arg("FinalizerLeak")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ready");
-    let jvm = Quiet {
-        child,
-        jcmd: launcher.with_file_name("jcmd"),
-    };
-    jvm.dump(&[], dump);
-}
-
 #[test]
 fn the_finalizer_overview_names_the_leaking_statements_and_the_threads_show_why() {
     let dir = tempfile::tempdir().unwrap();
     for launcher in java_launchers() {
         let jdk = launcher_version(&launcher);
         let dump = dir.path().join(format!("leak-{jdk}.hprof"));
-        finalizer_leak_dump(&launcher, &dump);
+        Quiet::start(&launcher, &[], "FinalizerLeak").dump(&[], &dump);
         let report = report(&dump);
         let finalizer = &report["finalizer"];
         assert_eq!(finalizer["registered"], 3000, "JDK {jdk}: {finalizer:#}");
