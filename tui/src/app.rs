@@ -13,7 +13,9 @@ use crossterm::event::{
 };
 use ratatui::layout::Rect;
 
-use crate::points::{hex, CompiledFilter, Filter, Measure, Points, Row};
+use jvmapm_analyzer::point::hex;
+
+use crate::points::{CompiledFilter, Filter, Measure, Points, Row};
 use crate::scatter::{Grid, Selection, TimeScale, YScale};
 use crate::source::{Detail, EndpointRow, InstanceRow, JvmData, Request, Update};
 

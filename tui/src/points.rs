@@ -264,10 +264,6 @@ fn parse_hex<const N: usize>(s: &str) -> [u8; N] {
     jvmapm_analyzer::point::parse_hex::<N>(s).unwrap_or([0; N])
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    jvmapm_analyzer::point::hex(bytes)
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -300,7 +296,10 @@ pub(crate) mod tests {
         assert_eq!(points.endpoints.get(points.txns[1].endpoint), "/b");
         assert_eq!(points.txns[1].cpu_us(), Some(15_000));
         assert_eq!(points.txns[1].sql_us(), None);
-        assert_eq!(hex(&points.txns[0].trace_id), format!("{:032x}", 1_001));
+        assert_eq!(
+            jvmapm_analyzer::point::hex(&points.txns[0].trace_id),
+            format!("{:032x}", 1_001)
+        );
         assert!(std::mem::size_of::<Txn>() <= 64);
     }
 

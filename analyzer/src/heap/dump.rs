@@ -167,11 +167,6 @@ impl Dump {
         None
     }
 
-    /// The class slot of kept object `id`.
-    pub fn slot_of_object(&self, id: u64) -> Option<u32> {
-        self.fields.get(&id).map(|(slot, _)| *slot)
-    }
-
     /// Keeps an instance's fields and wants what its followed fields point at.
     fn keep(&mut self, id: u64, slot: u32, fields: &[u8]) {
         self.fields.insert(id, (slot, fields.to_vec()));

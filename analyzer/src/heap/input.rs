@@ -339,17 +339,6 @@ impl Input {
     }
 }
 
-/// Reads a big-endian identifier of `size` bytes from `bytes` at `at`.
-pub fn id_at(bytes: &[u8], at: usize, size: u8) -> Option<u64> {
-    if size == 4 {
-        Some(u64::from(u32::from_be_bytes(
-            bytes.get(at..at + 4)?.try_into().ok()?,
-        )))
-    } else {
-        Some(u64::from_be_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
