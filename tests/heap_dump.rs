@@ -206,22 +206,26 @@ fn a_dump_cut_anywhere_gives_an_error_or_a_partial_report() {
     cuts.push(bytes.len() - 1);
     for cut in cuts {
         let input = jvmapm_analyzer::heap::input::Input::from_bytes(bytes[..cut].to_vec());
-        match jvmapm_analyzer::heap::analyze_input(input, "cut") {
-            Err(e) => {
-                assert!(
-                    cut < 31,
-                    "only a cut header is no report at all (cut at {cut}): {e}"
-                );
-                assert!(e.contains("at byte"), "{e}");
-            }
-            Ok(report) => {
-                assert!(report.partial, "cut at {cut} of {}", bytes.len());
-                assert!(
-                    report.warnings[0].contains("at byte"),
-                    "{:?}",
-                    report.warnings
-                );
-                assert!(report.objects <= whole.objects, "cut at {cut}");
+        let streamed = jvmapm_analyzer::heap::analyze_input(input, "cut");
+        let mapped = jvmapm_analyzer::heap::analyze_bytes(bytes[..cut].to_vec(), "cut");
+        for outcome in [streamed, mapped] {
+            match outcome {
+                Err(e) => {
+                    assert!(
+                        cut < 31,
+                        "only a cut header is no report at all (cut at {cut}): {e}"
+                    );
+                    assert!(e.contains("at byte"), "{e}");
+                }
+                Ok(report) => {
+                    assert!(report.partial, "cut at {cut} of {}", bytes.len());
+                    assert!(
+                        report.warnings[0].contains("at byte"),
+                        "{:?}",
+                        report.warnings
+                    );
+                    assert!(report.objects <= whole.objects, "cut at {cut}");
+                }
             }
         }
     }

@@ -1,6 +1,7 @@
-//! Fuzz target for the heap dump parser and reports: any bytes given as a
-//! dump give a report (perhaps partial) or an error naming a byte offset; a
-//! panic, a hang or an allocation out of proportion is a bug.
+//! Fuzz target for the heap dump parser and reports, read front to back and
+//! as a mapped file: any bytes given as a dump give a report (perhaps
+//! partial) or an error naming a byte offset; a panic, a hang or an
+//! allocation out of proportion is a bug.
 
 #![no_main]
 
@@ -8,10 +9,14 @@ use jvmapm_analyzer::heap::input::Input;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
-    match jvmapm_analyzer::heap::analyze_input(Input::from_bytes(bytes.to_vec()), "fuzz") {
-        Ok(report) => {
-            let _ = report.json();
+    let streamed = jvmapm_analyzer::heap::analyze_input(Input::from_bytes(bytes.to_vec()), "fuzz");
+    let mapped = jvmapm_analyzer::heap::analyze_bytes(bytes.to_vec(), "fuzz");
+    for outcome in [streamed, mapped] {
+        match outcome {
+            Ok(report) => {
+                let _ = report.json();
+            }
+            Err(e) => assert!(e.contains("at byte"), "{e}"),
         }
-        Err(e) => assert!(e.contains("at byte"), "{e}"),
     }
 });

@@ -7,8 +7,11 @@
 
 use std::collections::HashMap;
 
-use crate::heap::hprof::{ClassDump, Frame, Header, RootKind, Visitor};
+use std::sync::Arc;
+
+use crate::heap::hprof::{basic, ClassDump, Frame, Header, RootKind, Visitor};
 use crate::heap::ids::{IdMap, IdSet};
+use crate::heap::input::{Input, Mapped, ParseError};
 
 /// Slots below this are primitive arrays, by element type; a class's slot
 /// is this plus its index in [`Dump::classes`].
@@ -32,9 +35,10 @@ pub struct Objects {
     pub slots: Vec<u32>,
     /// Array length; 0 for instances.
     pub lengths: Vec<u32>,
-    /// Where the sub-records of instances and primitive arrays start (0
-    /// for object arrays), so a report can read one object again.
+    /// Where each object's sub-record starts, so a report can read it again.
     pub offsets: Vec<u64>,
+    /// Whether the ids ascend, once asked (after the pass).
+    sorted: std::sync::OnceLock<bool>,
 }
 
 impl Objects {
@@ -48,11 +52,29 @@ impl Objects {
         self.offsets.reserve(objects);
     }
 
-    fn push(&mut self, id: u64, slot: u32, length: u32, at: u64) {
+    #[inline(always)]
+    pub fn push(&mut self, id: u64, slot: u32, length: u32, at: u64) {
         self.ids.push(id);
         self.slots.push(slot);
         self.lengths.push(length);
         self.offsets.push(at);
+    }
+
+    /// Adds `other`'s objects after these, freeing each of its columns as
+    /// soon as it is copied.
+    pub fn append(&mut self, other: Objects) {
+        self.sorted = std::sync::OnceLock::new();
+        if self.ids.is_empty() {
+            *self = other;
+            return;
+        }
+        fn move_over<T: Copy>(to: &mut Vec<T>, from: Vec<T>) {
+            to.extend_from_slice(&from);
+        }
+        move_over(&mut self.ids, other.ids);
+        move_over(&mut self.slots, other.slots);
+        move_over(&mut self.lengths, other.lengths);
+        move_over(&mut self.offsets, other.offsets);
     }
 
     pub fn len(&self) -> usize {
@@ -70,7 +92,7 @@ impl Objects {
         if wanted.is_empty() {
             return Vec::new();
         }
-        if self.ids.is_sorted() {
+        if *self.sorted.get_or_init(|| self.ids.is_sorted()) {
             let mut found: Vec<usize> = wanted
                 .iter()
                 .filter_map(|id| self.ids.binary_search(id).ok())
@@ -90,6 +112,17 @@ pub struct ThreadRoot {
     pub object_id: u64,
     pub thread_serial: u32,
     pub trace_serial: u32,
+}
+
+impl ThreadRoot {
+    /// From a ROOT THREAD OBJECT's id and numbers (thread serial, trace serial).
+    pub fn new(object_id: u64, info: &[u32]) -> ThreadRoot {
+        ThreadRoot {
+            object_id,
+            thread_serial: info.first().copied().unwrap_or(0),
+            trace_serial: info.get(1).copied().unwrap_or(0),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -123,10 +156,35 @@ pub struct Dump {
     pub follow: Vec<(&'static str, &'static str)>,
     /// In a further pass only wanted objects are looked at.
     pub further_pass: bool,
-    /// Class ids last looked up, by a hash of the id: most objects are of
-    /// a few classes, and this spares the map.
-    recent_slots: Vec<(u64, u32)>,
+    recent_slots: RecentSlots,
     pub warnings: Vec<String>,
+    /// Heap dump segments left for [`crate::heap::segments`] to parse, when
+    /// it parses them (a mapped dump); `None` parses them in the pass.
+    pub deferred_segments: Option<Vec<(u64, u64)>>,
+}
+
+/// Class ids last looked up, by a hash of the id: most objects are of a
+/// few classes, and this spares the map.
+pub struct RecentSlots(Vec<(u64, u32)>);
+
+impl Default for RecentSlots {
+    fn default() -> RecentSlots {
+        RecentSlots(vec![(0, 0); RECENT_SLOTS])
+    }
+}
+
+impl RecentSlots {
+    /// The slot of `class_id`: from the recent ones, or from `lookup`.
+    #[inline(always)]
+    pub fn get(&mut self, class_id: u64, lookup: impl FnOnce(u64) -> u32) -> u32 {
+        let cached = &mut self.0[(class_id >> 3) as usize % RECENT_SLOTS];
+        if cached.0 == class_id && class_id != 0 {
+            return cached.1;
+        }
+        let slot = lookup(class_id);
+        *cached = (class_id, slot);
+        slot
+    }
 }
 
 impl Dump {
@@ -137,7 +195,6 @@ impl Dump {
         Dump {
             captured_classes,
             follow,
-            recent_slots: vec![(0, 0); RECENT_SLOTS],
             ..Dump::default()
         }
     }
@@ -221,23 +278,33 @@ impl Dump {
         self.slot_of.get(&id).copied()
     }
 
-    fn slot(&mut self, class_id: u64) -> u32 {
-        let cached = &mut self.recent_slots[(class_id >> 3) as usize % RECENT_SLOTS];
-        if cached.0 == class_id && class_id != 0 {
-            return cached.1;
+    /// The slot of class `class_id`, given one when it is new.
+    pub fn slot(&mut self, class_id: u64) -> u32 {
+        let (slot_of, classes) = (&mut self.slot_of, &mut self.classes);
+        self.recent_slots.get(class_id, |class_id| {
+            *slot_of.entry(class_id).or_insert_with(|| {
+                classes.push(Class {
+                    id: class_id,
+                    dump: None,
+                    captured: None,
+                });
+                FIRST_CLASS_SLOT + classes.len() as u32 - 1
+            })
+        })
+    }
+
+    /// Gives every class a LOAD CLASS record named a slot, in serial order,
+    /// so that segments parsed apart agree on them.
+    pub fn slot_loaded_classes(&mut self) {
+        let mut loaded: Vec<(u32, u64)> = self
+            .class_serials
+            .iter()
+            .map(|(&serial, &id)| (serial, id))
+            .collect();
+        loaded.sort_unstable();
+        for (_, id) in loaded {
+            self.slot(id);
         }
-        if let Some(&slot) = self.slot_of.get(&class_id) {
-            self.recent_slots[(class_id >> 3) as usize % RECENT_SLOTS] = (class_id, slot);
-            return slot;
-        }
-        let slot = FIRST_CLASS_SLOT + self.classes.len() as u32;
-        self.classes.push(Class {
-            id: class_id,
-            dump: None,
-            captured: None,
-        });
-        self.slot_of.insert(class_id, slot);
-        slot
     }
 
     /// The slots of `slot`'s class and its superclasses, nearest first.
@@ -260,7 +327,7 @@ impl Dump {
 
     /// Whether instances of `slot` are kept: it or a superclass is named in
     /// `captured_classes`.
-    fn captures(&mut self, slot: u32) -> bool {
+    pub fn captures(&mut self, slot: u32) -> bool {
         let index = (slot - FIRST_CLASS_SLOT) as usize;
         if let Some(known) = self.classes[index].captured {
             return known;
@@ -276,49 +343,34 @@ impl Dump {
 }
 
 impl Dump {
-    /// Reads kept copies of the objects in `ids` straight from the file at
-    /// the offsets the first pass noted (a plain file only); returns how many
-    /// it found.
-    pub fn fetch(&mut self, file: &std::fs::File, ids: &[u64]) -> usize {
-        use std::os::unix::fs::FileExt;
-        let wanted: IdSet = ids.iter().copied().collect();
-        let places: Vec<u64> = self
-            .objects
-            .find(&wanted)
-            .into_iter()
-            .map(|i| self.objects.offsets[i])
-            .filter(|&at| at != 0)
-            .collect();
+    /// Keeps copies of the objects whose sub-records start at `places` in a
+    /// mapped dump (instances and primitive arrays); returns how many it
+    /// read.
+    pub fn keep_at(
+        &mut self,
+        mapped: &Arc<Mapped>,
+        places: impl IntoIterator<Item = u64>,
+    ) -> usize {
+        let size = self.id_size;
         let mut found = 0;
         for at in places {
-            let mut head = [0u8; 64];
-            let Ok(n) = file.read_at(&mut head, at) else {
-                continue;
-            };
-            let mut input = crate::heap::input::Input::from_bytes(head[..n].to_vec());
-            let Ok(sub) = input.u8("") else { continue };
-            let size = self.id_size;
-            let parsed = (|| -> Result<(), crate::heap::input::ParseError> {
-                let id = input.id(size, "")?;
-                input.u32("")?;
+            let mut input = Input::mapped(mapped.clone(), at as usize..mapped.bytes().len());
+            let parsed = (|| -> Result<(), ParseError> {
+                let sub = input.u8("a sub-record tag")?;
+                let id = input.id(size, "an object id")?;
+                input.u32("a stack trace serial")?;
                 if sub == 0x21 {
-                    let class_id = input.id(size, "")?;
-                    let len = input.u32("")? as usize;
-                    let start = input.offset();
-                    let mut fields = vec![0u8; len.min(crate::heap::input::MAX_READ)];
-                    file.read_exact_at(&mut fields, at + start)
-                        .map_err(|e| input.error(e.to_string()))?;
+                    let class_id = input.id(size, "a class id")?;
+                    let len = input.u32("a field byte count")? as usize;
+                    let fields = input.bytes(len, "field values")?;
                     let slot = self.slot(class_id);
-                    self.keep(id, slot, &fields);
+                    self.keep(id, slot, fields);
                 } else if sub == 0x23 {
-                    let length = input.u32("")? as usize;
-                    let t = input.u8("")?;
-                    let bytes = length * crate::heap::hprof::basic::dump_size(t, size).unwrap_or(1);
-                    let start = input.offset();
-                    let mut data = vec![0u8; bytes.min(crate::heap::input::MAX_READ)];
-                    file.read_exact_at(&mut data, at + start)
-                        .map_err(|e| input.error(e.to_string()))?;
-                    self.arrays.insert(id, data);
+                    let length = input.u32("an array length")? as usize;
+                    let t = input.u8("an element type")?;
+                    let bytes = length * basic::dump_size(t, size).unwrap_or(1);
+                    let data = input.bytes(bytes, "array elements")?;
+                    self.arrays.insert(id, data.to_vec());
                 }
                 Ok(())
             })();
@@ -327,6 +379,16 @@ impl Dump {
             }
         }
         found
+    }
+
+    /// Where the sub-records of the objects `ids` start, for those in the table.
+    pub fn places(&self, ids: &[u64]) -> Vec<u64> {
+        let wanted: IdSet = ids.iter().copied().collect();
+        self.objects
+            .find(&wanted)
+            .into_iter()
+            .map(|i| self.objects.offsets[i])
+            .collect()
     }
 }
 
@@ -363,11 +425,7 @@ impl Visitor for Dump {
 
     fn root(&mut self, kind: RootKind, id: u64, info: &[u32]) {
         if kind == RootKind::ThreadObject && !self.further_pass {
-            self.threads.push(ThreadRoot {
-                object_id: id,
-                thread_serial: info.first().copied().unwrap_or(0),
-                trace_serial: info.get(1).copied().unwrap_or(0),
-            });
+            self.threads.push(ThreadRoot::new(id, info));
         }
     }
 
@@ -394,10 +452,10 @@ impl Visitor for Dump {
         }
     }
 
-    fn object_array(&mut self, id: u64, class_id: u64, length: u32) {
+    fn object_array(&mut self, at: u64, id: u64, class_id: u64, length: u32) {
         if !self.further_pass {
             let slot = self.slot(class_id);
-            self.objects.push(id, slot, length, 0);
+            self.objects.push(id, slot, length, at);
         }
     }
 
@@ -418,6 +476,16 @@ impl Visitor for Dump {
     fn warning(&mut self, text: String) {
         if !self.further_pass {
             self.warnings.push(text);
+        }
+    }
+
+    fn heap_segment(&mut self, at: u64, len: u64) -> bool {
+        match &mut self.deferred_segments {
+            Some(segments) => {
+                segments.push((at, len));
+                true
+            }
+            None => false,
         }
     }
 }

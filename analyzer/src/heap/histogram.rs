@@ -25,6 +25,8 @@ pub struct Sizer {
     /// Under the chosen layout: where elements start and how wide they are,
     /// by primitive type slot, and for arrays of references last.
     geometry: [(u64, u64); FIRST_CLASS_SLOT as usize + 1],
+    /// Under the chosen layout: the size of an instance, by class slot.
+    instance_chosen: Vec<u64>,
     /// The layout in force (an index into [`Layout::ALL`]).
     pub chosen: usize,
 }
@@ -60,6 +62,7 @@ impl Sizer {
             instance,
             arrays,
             geometry: [(0, 0); FIRST_CLASS_SLOT as usize + 1],
+            instance_chosen: Vec::new(),
             chosen: 0,
         };
         sizer.choose(0);
@@ -79,6 +82,15 @@ impl Sizer {
             let width = layout.field_size(t).max(1);
             *geometry = (layout.array_base(width), width);
         }
+        let fieldless = layout.instance_size(std::iter::empty());
+        self.instance_chosen = (0..FIRST_CLASS_SLOT)
+            .map(|_| 0)
+            .chain(
+                self.instance
+                    .iter()
+                    .map(|sizes| sizes.map_or(fieldless, |s| s[chosen])),
+            )
+            .collect();
     }
 
     pub fn is_array(&self, slot: u32) -> bool {
@@ -103,11 +115,19 @@ impl Sizer {
 
     /// Object `i` of the table under the chosen layout.
     pub fn size_of(&self, dump: &Dump, i: usize) -> u64 {
-        let (slot, length) = (dump.objects.slots[i], dump.objects.lengths[i]);
-        self.sizes(slot, length, is_array(dump, slot)).map_or_else(
-            || self.layout().instance_size(std::iter::empty()),
-            |s| s[self.chosen],
-        )
+        self.size(dump.objects.slots[i], dump.objects.lengths[i])
+    }
+
+    /// An object of `slot` (an array of `length`) under the chosen layout.
+    #[inline]
+    pub fn size(&self, slot: u32, length: u32) -> u64 {
+        let slot = slot as usize;
+        if self.arrays[slot] {
+            let (base, width) = self.geometry[slot.min(FIRST_CLASS_SLOT as usize)];
+            (base + width * u64::from(length)).div_ceil(8) * 8
+        } else {
+            self.instance_chosen[slot]
+        }
     }
 }
 
@@ -159,13 +179,8 @@ pub fn count(dump: &Dump, sizer: &mut Sizer) -> (Counted, Vec<String>) {
         }
     }
     for (slot, (n, bytes)) in counts.iter_mut().enumerate() {
-        if !arrays[slot] && *n > 0 {
-            let layout = sizer.layout();
-            *bytes = *n
-                * sizer.sizes(slot as u32, 0, false).map_or_else(
-                    || layout.instance_size(std::iter::empty()),
-                    |s| s[sizer.chosen],
-                );
+        if !arrays[slot] {
+            *bytes = *n * sizer.size(slot as u32, 0);
         }
     }
     let mut warnings = Vec::new();
@@ -196,6 +211,7 @@ pub fn count(dump: &Dump, sizer: &mut Sizer) -> (Counted, Vec<String>) {
             .cmp(&a.shallow_bytes)
             .then(a.class.cmp(&b.class))
     });
+    warnings.sort();
     let counted = Counted {
         layout_detected,
         objects: rows.iter().map(|r| r.instances).sum(),

@@ -126,7 +126,7 @@ pub trait Visitor {
     /// An instance; `at` is where its sub-record starts in the dump.
     fn instance(&mut self, at: u64, id: u64, class_id: u64, fields: &[u8]) {}
     /// An object array; its elements follow in [`Visitor::object_array_elements`] calls.
-    fn object_array(&mut self, id: u64, class_id: u64, length: u32) {}
+    fn object_array(&mut self, at: u64, id: u64, class_id: u64, length: u32) {}
     /// Up to a block of an object array's elements (ids, big-endian).
     fn object_array_elements(&mut self, ids: &[u8]) {}
     fn primitive_array(&mut self, at: u64, id: u64, element_type: u8, length: u32) {}
@@ -136,6 +136,12 @@ pub trait Visitor {
     }
     fn primitive_array_content(&mut self, id: u64, element_type: u8, data: &[u8]) {}
     fn warning(&mut self, text: String) {}
+    /// A heap dump record (or segment) of `len` bytes starting at `at`:
+    /// true when the visitor takes it to parse later ([`parse_segment`]),
+    /// and the parser skips it.
+    fn heap_segment(&mut self, at: u64, len: u64) -> bool {
+        false
+    }
 }
 
 /// Largest UTF8 record or array content read whole; longer ones are skipped.
@@ -177,6 +183,26 @@ pub fn parse(
         }),
         Err(e) => Err((Some(header), e)),
     }
+}
+
+/// Parses the sub-records of one heap dump segment (or HEAP DUMP record)
+/// that a visitor took: `input` reads just its body. Returns whether part
+/// of it was skipped (an unknown sub-record).
+pub fn parse_segment(
+    input: &mut Input,
+    id_size: u8,
+    visitor: &mut impl Visitor,
+    len: u64,
+) -> Result<bool, ParseError> {
+    let mut parser = Parser {
+        input,
+        id: id_size,
+        warned_tags: Vec::new(),
+        skipped_data: false,
+        heap_complete: false,
+    };
+    parser.sub_records(visitor, len)?;
+    Ok(parser.skipped_data)
 }
 
 fn read_header(input: &mut Input) -> Result<Header, ParseError> {
@@ -277,12 +303,12 @@ impl Parser<'_> {
                     v.trace(serial, thread_serial, frames);
                 }
                 0x0C => {
-                    self.heap_dump(v, len)?;
+                    self.heap_dump(v, body, len)?;
                     self.heap_complete = true;
                 }
                 0x1C => {
                     self.heap_complete = false;
-                    self.heap_dump(v, len)?;
+                    self.heap_dump(v, body, len)?;
                 }
                 0x2C => {
                     self.heap_complete = true;
@@ -316,7 +342,15 @@ impl Parser<'_> {
         Ok(())
     }
 
-    fn heap_dump(&mut self, v: &mut impl Visitor, len: u64) -> Result<(), ParseError> {
+    /// A heap dump record or segment: parsed now, or handed to the visitor.
+    fn heap_dump(&mut self, v: &mut impl Visitor, at: u64, len: u64) -> Result<(), ParseError> {
+        if v.heap_segment(at, len) {
+            return self.input.skip(len, "the rest of a heap dump segment");
+        }
+        self.sub_records(v, len)
+    }
+
+    fn sub_records(&mut self, v: &mut impl Visitor, len: u64) -> Result<(), ParseError> {
         let id = self.id;
         let end = self.input.offset() + len;
         while self.input.offset() < end {
@@ -353,7 +387,7 @@ impl Parser<'_> {
                     self.input.u32("a stack trace serial")?;
                     let length = self.input.u32("an object array's length")?;
                     let class_id = self.input.id(id, "an object array's class id")?;
-                    v.object_array(object, class_id, length);
+                    v.object_array(at, object, class_id, length);
                     let mut left = u64::from(length) * u64::from(id);
                     while left > 0 {
                         let n = left.min(ELEMENT_CHUNK as u64) as usize;

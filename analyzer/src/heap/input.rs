@@ -1,7 +1,10 @@
-//! The dump's bytes, read front to back in large blocks (plain or gzip, told
-//! apart by the gzip magic), with the offset of every read known so an error
-//! can say where it happened. Nothing of the dump is held beyond the block
-//! being parsed.
+//! The dump's bytes, with the offset of every read known so an error can say
+//! where it happened. A plain file is mapped into memory ([`Mapped`]) and
+//! read in place, a range at a time, so the heap's segments can be parsed on
+//! every core; a gzip file (told by its magic) is inflated front to back in
+//! large blocks. Nothing of the dump is copied into the process beyond the
+//! block being parsed. (A file cut short by another process while it is
+//! mapped would fault: dumps are read once they are written.)
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -28,10 +31,110 @@ impl std::fmt::Display for ParseError {
     }
 }
 
+/// A plain dump's bytes: the file mapped read-only, or bytes in memory.
+pub struct Mapped {
+    ptr: *const u8,
+    len: usize,
+    /// Bytes in memory (tests, fuzzing); empty for a mapping.
+    owned: Vec<u8>,
+}
+
+// SAFETY: the mapping is read-only and private, and lives until `Mapped`
+// is dropped; nothing writes through `ptr`.
+unsafe impl Send for Mapped {}
+unsafe impl Sync for Mapped {}
+
+impl Mapped {
+    /// Maps the file at `path`. Fails for an empty file or one that cannot
+    /// be mapped (a pipe).
+    pub fn open(path: &Path) -> io::Result<Mapped> {
+        use std::os::fd::AsRawFd;
+        let file = File::open(path)?;
+        let len = usize::try_from(file.metadata()?.len())
+            .map_err(|_| io::Error::other("the file is larger than the address space"))?;
+        if len == 0 {
+            return Err(io::Error::other("the file is empty"));
+        }
+        // SAFETY: a fresh read-only private mapping of an open file; the
+        // pointer is checked before use and unmapped only in `drop`.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: advice on the range just mapped; a failure only loses the hint.
+        unsafe { libc::madvise(ptr, len, libc::MADV_WILLNEED) };
+        Ok(Mapped {
+            ptr: ptr as *const u8,
+            len,
+            owned: Vec::new(),
+        })
+    }
+
+    /// Bytes in memory, read as a mapped file is (tests, fuzzing).
+    pub fn from_vec(owned: Vec<u8>) -> Mapped {
+        Mapped {
+            ptr: owned.as_ptr(),
+            len: owned.len(),
+            owned,
+        }
+    }
+
+    /// Says the pages of `range` will not be read again soon, so they stop
+    /// counting in this process's memory (they stay in the page cache and
+    /// are read back in if they are read after all).
+    pub fn release(&self, range: std::ops::Range<usize>) {
+        const PAGE: usize = 4096;
+        let start = range.start.div_ceil(PAGE) * PAGE;
+        let end = range.end.min(self.len) / PAGE * PAGE;
+        if self.owned.is_empty() && start < end {
+            // SAFETY: the page-aligned range lies inside the read-only
+            // private mapping; a dropped page is read back from the file
+            // on its next access.
+            unsafe {
+                libc::madvise(
+                    self.ptr.add(start) as *mut libc::c_void,
+                    end - start,
+                    libc::MADV_DONTNEED,
+                )
+            };
+        }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` is the start of `len` readable bytes (the mapping,
+        // or `owned`, whose buffer never moves) for as long as `self` lives.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        if self.owned.is_empty() {
+            // SAFETY: unmaps exactly what `open` mapped, once.
+            unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
+        }
+    }
+}
+
 /// A forward-only reader of big-endian values.
 pub struct Input {
-    source: Box<dyn Read + Send>,
+    /// Where further bytes come from; `None` for a mapped range, which is
+    /// whole from the start.
+    source: Option<Box<dyn Read + Send>>,
     buf: Vec<u8>,
+    /// The mapping a mapped range reads, kept alive while it is read.
+    _mapped: Option<std::sync::Arc<Mapped>>,
+    /// The readable bytes: `buf`, or the mapped range (`end` bytes from here).
+    data: *const u8,
     pos: usize,
     end: usize,
     /// Offset of `buf[0]` in the dump.
@@ -136,13 +239,50 @@ impl Read for Prefetch {
     }
 }
 
+/// Whether the file at `path` is gzip-compressed (by its magic number).
+pub fn is_gzip(path: &Path) -> io::Result<bool> {
+    let mut magic = [0u8; 2];
+    let mut file = File::open(path)?;
+    let mut read = 0;
+    while read < 2 {
+        match file.read(&mut magic[read..])? {
+            0 => break,
+            n => read += n,
+        }
+    }
+    Ok(read == 2 && magic == [0x1f, 0x8b])
+}
+
+// SAFETY: `data` points into `buf` or into `mapped`, both owned by the
+// Input and moved with it (a Vec's buffer does not move with the Vec).
+unsafe impl Send for Input {}
+
 impl Input {
+    /// Reads `range` of a mapped dump in place; offsets are the file's.
+    pub fn mapped(mapped: std::sync::Arc<Mapped>, range: std::ops::Range<usize>) -> Input {
+        let range = range.start.min(mapped.len)..range.end.min(mapped.len);
+        let data = mapped.bytes()[range.clone()].as_ptr();
+        Input {
+            source: None,
+            buf: Vec::new(),
+            data,
+            pos: 0,
+            end: range.len(),
+            base: range.start as u64,
+            eof: true,
+            failure: None,
+            compressed: false,
+            file_len: mapped.len as u64,
+            progress: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            _mapped: Some(mapped),
+        }
+    }
+
+    /// Opens a gzip dump, or a plain one that could not be mapped, to
+    /// read front to back.
     pub fn open(path: &Path) -> io::Result<Input> {
-        let mut file = File::open(path)?;
-        let file_len = file.metadata()?.len();
-        let mut magic = [0u8; 2];
-        let compressed = file.read(&mut magic)? == 2 && magic == [0x1f, 0x8b];
-        drop(file);
+        let file_len = std::fs::metadata(path)?.len();
+        let compressed = is_gzip(path)?;
         let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counted = Counted {
             inner: File::open(path)?,
@@ -180,9 +320,12 @@ impl Input {
         progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
         block: usize,
     ) -> Input {
+        let buf = vec![0; block];
         Input {
-            source,
-            buf: vec![0; block],
+            source: Some(source),
+            data: buf.as_ptr(),
+            buf,
+            _mapped: None,
             pos: 0,
             end: 0,
             base: 0,
@@ -214,12 +357,23 @@ impl Input {
         }
     }
 
+    /// The readable bytes.
+    #[inline(always)]
+    fn window(&self) -> &[u8] {
+        // SAFETY: `data` is the start of `end` readable bytes: `buf`'s
+        // (re-pointed after every change of `buf`) or the mapped range's.
+        unsafe { std::slice::from_raw_parts(self.data, self.end) }
+    }
+
     /// Makes `n` bytes available after `pos` (n at most a block); false at
     /// the end of the input.
     fn fill(&mut self, n: usize) -> bool {
         if self.end - self.pos >= n {
             return true;
         }
+        let Some(source) = self.source.as_mut() else {
+            return false;
+        };
         self.buf.copy_within(self.pos..self.end, 0);
         self.base += self.pos as u64;
         self.end -= self.pos;
@@ -228,7 +382,7 @@ impl Input {
             self.buf.resize(n, 0);
         }
         while self.end < n && !self.eof {
-            match self.source.read(&mut self.buf[self.end..]) {
+            match source.read(&mut self.buf[self.end..]) {
                 Ok(0) => self.eof = true,
                 Ok(k) => self.end += k,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -238,6 +392,7 @@ impl Input {
                 }
             }
         }
+        self.data = self.buf.as_ptr();
         if !self.compressed {
             self.progress.store(
                 self.base + self.end as u64,
@@ -260,7 +415,7 @@ impl Input {
         }
         let start = self.pos;
         self.pos += n;
-        Ok(&self.buf[start..start + n])
+        Ok(&self.window()[start..start + n])
     }
 
     /// The slow side of [`Input::bytes`]: reads more, or says why it cannot.
@@ -285,7 +440,7 @@ impl Input {
         if self.end - self.pos < N {
             self.refill(N, what)?;
         }
-        let bytes: [u8; N] = self.buf[self.pos..self.pos + N]
+        let bytes: [u8; N] = self.window()[self.pos..self.pos + N]
             .try_into()
             .expect("N bytes");
         self.pos += N;

@@ -1,9 +1,11 @@
-//! `jvmapm heap FILE`: explains a HotSpot heap dump offline. One streaming
-//! pass (`hprof` over `input`) fills the `dump` model: names, classes, an
-//! object table of 16 bytes an object, and the fields of the few objects the
-//! reports read; a further pass fetches those that came before what points at
-//! them. The reports (`histogram`, `finalizer`, `threads`) read the model;
-//! `report` prints them.
+//! `jvmapm heap FILE`: explains a HotSpot heap dump offline. One pass
+//! (`hprof` over `input`) fills the `dump` model: names, classes, an object
+//! table of 24 bytes an object, and the fields of the few objects the
+//! reports read. A plain file is mapped and its heap segments parsed on
+//! every core (`segments`); the objects the reports read are then read in
+//! place. A gzip file is inflated front to back, and a further pass fetches
+//! objects that came before what points at them. The reports (`histogram`,
+//! `finalizer`, `threads`) read the model; `report` prints them.
 
 pub mod dump;
 pub mod finalizer;
@@ -14,16 +16,18 @@ pub mod input;
 pub mod layout;
 mod names;
 pub mod report;
+mod segments;
 pub mod threads;
 
 use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dump::Dump;
-use input::Input;
+use hprof::{Header, Parsed};
+use input::{Input, Mapped, ParseError};
 use report::Report;
 
 /// Further passes at most, to fetch objects the reports read.
@@ -31,40 +35,106 @@ const FURTHER_PASSES: usize = 2;
 
 /// Reads the dump at `path` and makes the report. A dump cut short or
 /// damaged gives the report of what came before, marked partial; a file
-/// that is not a heap dump at all is an error.
+/// that is not a heap dump at all is an error. A plain file is mapped and
+/// its heap parsed on every core; a gzip file is read front to back.
 pub fn analyze(path: &Path) -> Result<Report, String> {
-    let open = || Input::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
-    let again = Again {
-        path,
-        reopen: &open,
-    };
-    analyze_with(open()?, &path.display().to_string(), Some(again))
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let file = path.display().to_string();
+    if !input::is_gzip(path).map_err(cannot)? {
+        if let Ok(mapped) = Mapped::open(path) {
+            return analyze_mapped(Arc::new(mapped), &file);
+        }
+    }
+    let open = || Input::open(path).map_err(cannot);
+    analyze_streamed(open()?, &file, Some(&open))
+}
+
+/// [`analyze`] over a dump in memory, read as a mapped file is.
+pub fn analyze_bytes(bytes: Vec<u8>, file: &str) -> Result<Report, String> {
+    analyze_mapped(Arc::new(Mapped::from_vec(bytes)), file)
 }
 
 /// [`analyze`] over any input, read once; `file` names it in the report.
 pub fn analyze_input(input: Input, file: &str) -> Result<Report, String> {
-    analyze_with(input, file, None)
+    analyze_streamed(input, file, None)
 }
 
-/// How to read the dump again: at offsets (a plain file), or from the start.
-struct Again<'a> {
-    path: &'a Path,
-    reopen: &'a dyn Fn() -> Result<Input, String>,
-}
-
-fn analyze_with(mut input: Input, file: &str, again: Option<Again>) -> Result<Report, String> {
-    let compressed = input.compressed;
-    let progress = Progress::start(&input, "");
-    let mut dump = Dump::new(
+fn new_dump() -> Dump {
+    Dump::new(
         vec!["java/lang/ref/Finalizer", "java/lang/Thread"],
         threads::FOLLOW.to_vec(),
-    );
+    )
+}
+
+/// What the pass over the dump found, before the reports.
+type Outcome = Result<Parsed, (Option<Header>, ParseError)>;
+
+fn analyze_mapped(mapped: Arc<Mapped>, file: &str) -> Result<Report, String> {
+    let len = mapped.bytes().len() as u64;
+    let done = Arc::new(AtomicU64::new(0));
+    let progress = Progress::start(done.clone(), len, "");
+    let mut dump = new_dump();
+    let outcome = segments::parse(&mapped, &mut dump, &done);
+    progress.stop();
+    if outcome.is_ok() {
+        keep_what_reports_read(&mut dump, &mapped);
+    }
+    report(dump, outcome, file, len)
+}
+
+/// Keeps the fields of the objects the reports read (Finalizers, threads)
+/// and of what they point at, read in place in the mapped dump.
+fn keep_what_reports_read(dump: &mut Dump, mapped: &Arc<Mapped>) {
+    let captured: Vec<bool> = (0..dump.classes.len() as u32)
+        .map(|i| dump.captures(dump::FIRST_CLASS_SLOT + i))
+        .collect();
+    let objects = &dump.objects;
+    let places: Vec<u64> = (0..objects.len())
+        .filter(|&i| {
+            objects.slots[i]
+                .checked_sub(dump::FIRST_CLASS_SLOT)
+                .is_some_and(|c| captured[c as usize])
+        })
+        .map(|i| objects.offsets[i])
+        .collect();
+    dump.keep_at(mapped, places);
+    for _ in 0..FURTHER_PASSES + 1 {
+        let unresolved = threads::unresolved(dump);
+        if unresolved.is_empty() {
+            break;
+        }
+        let places = dump.places(&unresolved);
+        dump.keep_at(mapped, places);
+        for id in unresolved {
+            if !dump.fields.contains_key(&id) && !dump.arrays.contains_key(&id) {
+                dump.missing.insert(id);
+            }
+        }
+    }
+}
+
+fn analyze_streamed(
+    mut input: Input,
+    file: &str,
+    reopen: Option<&dyn Fn() -> Result<Input, String>>,
+) -> Result<Report, String> {
+    let progress = Progress::start(input.progress.clone(), input.file_len, "");
+    let mut dump = new_dump();
     if !input.compressed {
         dump.objects.reserve_for(input.file_len);
     }
     let outcome = hprof::parse(&mut input, &mut dump);
     progress.stop();
-    let input_len = input.offset();
+    if outcome.is_ok() {
+        if let Some(reopen) = reopen {
+            further_passes(&mut dump, reopen)?;
+        }
+    }
+    report(dump, outcome, file, input.offset())
+}
+
+/// The reports from what the pass found; `input_len` is where it stopped.
+fn report(mut dump: Dump, outcome: Outcome, file: &str, input_len: u64) -> Result<Report, String> {
     let mut cut_between_records = false;
     let (header, partial, failure) = match outcome {
         Ok(parsed) => {
@@ -78,13 +148,6 @@ fn analyze_with(mut input: Input, file: &str, again: Option<Again>) -> Result<Re
         Err((Some(header), e)) => (header, true, Some(e)),
         Err((None, e)) => return Err(format!("{file}: {e}")),
     };
-    if failure.is_none() {
-        match again {
-            Some(again) if !compressed => fetch_at_offsets(&mut dump, again.path)?,
-            Some(again) => further_passes(&mut dump, again.reopen)?,
-            None => {}
-        }
-    }
     let mut sizer = histogram::Sizer::new(&dump);
     let (counted, histogram_warnings) = histogram::count(&dump, &mut sizer);
     let finalizer = finalizer::report(&dump, &sizer, counted.shallow_bytes);
@@ -128,26 +191,6 @@ fn analyze_with(mut input: Input, file: &str, again: Option<Again>) -> Result<Re
     })
 }
 
-/// Reads the objects the reports want that came before what points at them
-/// (a thread's name before the thread) at the offsets the pass noted.
-fn fetch_at_offsets(dump: &mut Dump, path: &Path) -> Result<(), String> {
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    for _ in 0..FURTHER_PASSES + 1 {
-        let unresolved = threads::unresolved(dump);
-        if unresolved.is_empty() {
-            break;
-        }
-        dump.fetch(&file, &unresolved);
-        for id in unresolved {
-            if !dump.fields.contains_key(&id) && !dump.arrays.contains_key(&id) {
-                dump.missing.insert(id);
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Reads a compressed dump again for the objects the reports want that came
 /// before what points at them.
 fn further_passes(
@@ -162,7 +205,11 @@ fn further_passes(
         dump.wanted.extend(unresolved.iter().copied());
         dump.further_pass = true;
         let mut input = reopen()?;
-        let progress = Progress::start(&input, &format!("pass {} ", pass + 2));
+        let progress = Progress::start(
+            input.progress.clone(),
+            input.file_len,
+            &format!("pass {} ", pass + 2),
+        );
         let outcome = hprof::parse(&mut input, dump);
         progress.stop();
         if let Err((_, e)) = outcome {
@@ -186,13 +233,14 @@ struct Progress {
 }
 
 impl Progress {
-    fn start(input: &Input, what: &str) -> Progress {
+    /// Shows `read` of `total` bytes until stopped.
+    fn start(read: Arc<AtomicU64>, total: u64, what: &str) -> Progress {
         let what = what.to_string();
         let done = Arc::new(AtomicBool::new(false));
         if !std::io::stderr().is_terminal() {
             return Progress { done, thread: None };
         }
-        let (read, total) = (input.progress.clone(), input.file_len.max(1));
+        let total = total.max(1);
         let stop = done.clone();
         let thread = std::thread::spawn(move || {
             let started = Instant::now();

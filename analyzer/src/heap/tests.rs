@@ -4,7 +4,7 @@
 
 use crate::heap::hprof::basic;
 use crate::heap::input::Input;
-use crate::heap::{analyze_input, report::Report};
+use crate::heap::{analyze_bytes, analyze_input, report::Report};
 
 /// Writes HPROF records with `id` bytes per identifier.
 struct Writer {
@@ -88,6 +88,8 @@ fn sample(id_size: u8) -> Vec<u8> {
     }
     heap.push(0x05);
     w.id(&mut heap, 0x200);
+    // Three segments: the classes and the root, the Pairs, the arrays.
+    w.record(0x1C, &std::mem::take(&mut heap));
     // Laid out one after the other as a JVM with compressed oops would:
     // Pairs of 24 bytes, then the int[] (32 bytes), then the Pair[].
     for (i, object) in [0x1000u64, 0x1018, 0x1030].into_iter().enumerate() {
@@ -99,6 +101,7 @@ fn sample(id_size: u8) -> Vec<u8> {
         heap.extend_from_slice(&(i as u32).to_be_bytes());
         w.id(&mut heap, if i == 0 { 0 } else { object - 0x18 });
     }
+    w.record(0x1C, &std::mem::take(&mut heap));
     heap.push(0x23);
     w.id(&mut heap, 0x1048);
     heap.extend_from_slice(&0u32.to_be_bytes());
@@ -117,8 +120,19 @@ fn sample(id_size: u8) -> Vec<u8> {
     w.out
 }
 
+/// The report read front to back, after checking that reading the same
+/// bytes as a mapped file (segments parsed apart) gives the same one.
 fn run(bytes: Vec<u8>) -> Result<Report, String> {
-    analyze_input(Input::from_bytes(bytes), "sample")
+    let mapped = analyze_bytes(bytes.clone(), "sample");
+    let streamed = analyze_input(Input::from_bytes(bytes), "sample");
+    if let (Ok(mapped), Ok(streamed)) = (&mapped, &streamed) {
+        if !streamed.partial {
+            let json = |r: &Report| serde_json::to_string(r).unwrap();
+            assert_eq!(json(mapped), json(streamed));
+        }
+    }
+    assert_eq!(mapped.is_ok(), streamed.is_ok(), "{mapped:?} {streamed:?}");
+    streamed
 }
 
 #[test]
