@@ -79,20 +79,34 @@ enum Command {
     },
     /// Explain a HotSpot heap dump (jcmd GC.heap_dump, jmap, the agent's dumps; gzip too).
     #[command(
-        after_help = "Prints the class histogram (instances and shallow bytes as the JVM lays \
-        objects out). A dump cut short or damaged gives the report of what comes before it, marked \
-        partial, and exit status 2."
+        after_help = "Prints the class histogram (instances, shallow bytes as the JVM lays objects \
+        out, and retained bytes), the Finalizer overview, the threads, the biggest objects by \
+        retained size and the leak suspects (objects or classes keeping more than 10% of the heap, \
+        where their objects accumulate, and the shortest path from a GC root). Weak, soft and \
+        phantom references keep nothing alive; an object only its Finalizer keeps is reported as \
+        such. A dump cut short or damaged gives the report of what comes before it, marked partial, \
+        and exit status 2.\n\nExamples:\n  jvmapm heap app.hprof\n  jvmapm heap --json app.hprof.gz\n  \
+        jvmapm heap --path-to-root 0x7ff01a2b8 app.hprof\n  jvmapm heap --diff monday.hprof tuesday.hprof"
     )]
     Heap {
         /// The .hprof file (or .hprof.gz).
-        #[arg(value_name = "FILE")]
-        file: PathBuf,
+        #[arg(value_name = "FILE", required_unless_present = "diff")]
+        file: Option<PathBuf>,
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
-        /// Rows per table in the text report.
+        /// Rows per table in the text report, and objects in the biggest-objects table.
         #[arg(long, value_name = "N", default_value_t = 30)]
         top: usize,
+        /// Skip the dominator tree (retained sizes, biggest objects, leak suspects): faster.
+        #[arg(long)]
+        no_dominators: bool,
+        /// Print the shortest path from a GC root to this object (id in hex 0x... or decimal).
+        #[arg(long, value_name = "OBJECT_ID", value_parser = parse_object_id)]
+        path_to_root: Option<u64>,
+        /// Compare two dumps: the classes whose instances or bytes grew most.
+        #[arg(long, num_args = 2, value_names = ["OLD", "NEW"], conflicts_with_all = ["file", "path_to_root"])]
+        diff: Option<Vec<PathBuf>>,
     },
     /// Try it all: an analyzer, a JVM with the agent under load, and the XLog viewer on it.
     #[command(
@@ -230,20 +244,38 @@ fn main() -> ExitCode {
                 .map(|n| tracing::debug!(points = n, "exported"))
                 .map_err(|e| e.to_string())
         }
-        Command::Heap { file, json, top } => match jvmapm_analyzer::heap::analyze(&file) {
-            Ok(report) => {
-                if json {
-                    println!("{}", report.json());
-                } else {
-                    print!("{}", report.text(top));
-                }
-                if report.partial {
-                    return ExitCode::from(2);
-                }
-                Ok(())
+        Command::Heap {
+            file,
+            json,
+            top,
+            no_dominators,
+            path_to_root,
+            diff,
+        } => {
+            let options = jvmapm_analyzer::heap::Options {
+                dominators: !no_dominators && diff.is_none(),
+                top,
+                path_to_root,
+            };
+            match (diff, file) {
+                (Some(files), _) => heap_diff(&files[0], &files[1], &options, json, top),
+                (None, None) => Err("heap: give a FILE (or --diff OLD NEW)".to_string()),
+                (None, Some(file)) => match jvmapm_analyzer::heap::analyze(&file, &options) {
+                    Ok(report) => {
+                        if json {
+                            println!("{}", report.json());
+                        } else {
+                            print!("{}", report.text(top));
+                        }
+                        if report.partial {
+                            return ExitCode::from(2);
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
             }
-            Err(e) => Err(e),
-        },
+        }
         Command::Demo { agent, keep } => demo::run(demo::DemoOptions {
             agent,
             keep,
@@ -282,6 +314,42 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `jvmapm heap --diff OLD NEW`: both histograms, then what grew.
+fn heap_diff(
+    old: &std::path::Path,
+    new: &std::path::Path,
+    options: &jvmapm_analyzer::heap::Options,
+    json: bool,
+    top: usize,
+) -> Result<(), String> {
+    let old = jvmapm_analyzer::heap::analyze(old, options)?;
+    let new = jvmapm_analyzer::heap::analyze(new, options)?;
+    for report in [&old, &new] {
+        if report.partial {
+            eprintln!(
+                "jvmapm: {} is damaged or cut short: its counts cover what comes before",
+                report.file
+            );
+        }
+    }
+    let diff = jvmapm_analyzer::heap::diff::diff(&old, &new);
+    if json {
+        println!("{}", diff.json());
+    } else {
+        print!("{}", diff.text(top));
+    }
+    Ok(())
+}
+
+/// An object id as `jvmapm heap` prints it (0x7ff01a2b8) or in decimal.
+fn parse_object_id(text: &str) -> Result<u64, String> {
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    parsed.map_err(|_| format!("{text:?} is not an object id (0x... in hex, or decimal)"))
 }
 
 /// The viewer's window width and end from --from, --to and --window.

@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
     let streamed = jvmapm_analyzer::heap::analyze_input(Input::from_bytes(bytes.to_vec()), "fuzz");
-    let mapped = jvmapm_analyzer::heap::analyze_bytes(bytes.to_vec(), "fuzz");
+    let mapped = jvmapm_analyzer::heap::analyze_bytes(bytes.to_vec(), "fuzz", &Default::default());
     for outcome in [streamed, mapped] {
         match outcome {
             Ok(report) => {

@@ -140,9 +140,14 @@ pub struct Dump {
     /// Stack trace serial to its frame ids.
     pub traces: HashMap<u32, Vec<u64>>,
     pub threads: Vec<ThreadRoot>,
+    /// Every GC root: its kind and the object (or class) it holds.
+    pub roots: Vec<(RootKind, u64)>,
+    /// Heap dump segments as a mapped dump's pass split them into runs:
+    /// each run's segments and the table index of its first object.
+    pub runs: Vec<(Vec<(u64, u64)>, usize)>,
     /// Class slot and instance field bytes of the objects looked into.
     pub fields: IdMap<(u32, Vec<u8>)>,
-    /// Contents of the primitive arrays looked into.
+    /// Contents of the arrays looked into (an object array's as ids).
     pub arrays: IdMap<Vec<u8>>,
     /// Objects whose content is wanted when they come by.
     pub wanted: IdSet,
@@ -156,6 +161,8 @@ pub struct Dump {
     pub follow: Vec<(&'static str, &'static str)>,
     /// In a further pass only wanted objects are looked at.
     pub further_pass: bool,
+    /// The wanted object array whose elements are coming, in a further pass.
+    array_kept: Option<u64>,
     recent_slots: RecentSlots,
     pub warnings: Vec<String>,
     /// Heap dump segments left for [`crate::heap::segments`] to parse, when
@@ -217,6 +224,26 @@ impl Dump {
                 {
                     let value = bytes.get(at..at + size)?;
                     return Some(value.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)));
+                }
+                at += size;
+            }
+        }
+        None
+    }
+
+    /// The name of the reference field of kept object `id` that holds `value`.
+    pub fn field_holding(&self, id: u64, value: u64) -> Option<String> {
+        let (slot, bytes) = self.fields.get(&id)?;
+        let mut at = 0;
+        for class_slot in self.chain(*slot) {
+            let class = self.class(class_slot)?;
+            for field in &class.dump.as_ref()?.fields {
+                let size = basic::dump_size(field.basic_type, self.id_size)?;
+                if field.basic_type == basic::OBJECT {
+                    let held = bytes.get(at..at + size)?;
+                    if held.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)) == value {
+                        return Some(self.string(field.name_id));
+                    }
                 }
                 at += size;
             }
@@ -365,6 +392,11 @@ impl Dump {
                     let fields = input.bytes(len, "field values")?;
                     let slot = self.slot(class_id);
                     self.keep(id, slot, fields);
+                } else if sub == 0x22 {
+                    let length = input.u32("an array length")? as usize;
+                    input.id(size, "an array class id")?;
+                    let data = input.bytes(length * usize::from(size), "array elements")?;
+                    self.arrays.insert(id, data.to_vec());
                 } else if sub == 0x23 {
                     let length = input.u32("an array length")? as usize;
                     let t = input.u8("an element type")?;
@@ -424,7 +456,11 @@ impl Visitor for Dump {
     }
 
     fn root(&mut self, kind: RootKind, id: u64, info: &[u32]) {
-        if kind == RootKind::ThreadObject && !self.further_pass {
+        if self.further_pass {
+            return;
+        }
+        self.roots.push((kind, id));
+        if kind == RootKind::ThreadObject {
             self.threads.push(ThreadRoot::new(id, info));
         }
     }
@@ -453,9 +489,19 @@ impl Visitor for Dump {
     }
 
     fn object_array(&mut self, at: u64, id: u64, class_id: u64, length: u32) {
+        self.array_kept = None;
         if !self.further_pass {
             let slot = self.slot(class_id);
             self.objects.push(id, slot, length, at);
+        } else if self.wanted.contains(&id) && !self.arrays.contains_key(&id) {
+            self.arrays.insert(id, Vec::new());
+            self.array_kept = Some(id);
+        }
+    }
+
+    fn object_array_elements(&mut self, ids: &[u8]) {
+        if let Some(array) = self.array_kept.and_then(|id| self.arrays.get_mut(&id)) {
+            array.extend_from_slice(ids);
         }
     }
 

@@ -11,9 +11,15 @@ use crate::heap::layout::{Detector, Layout, LAYOUTS};
 /// One row of the histogram.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Row {
+    /// The class's slot in the dump model.
+    #[serde(skip)]
+    pub slot: u32,
     pub class: String,
     pub instances: u64,
     pub shallow_bytes: u64,
+    /// What the class's objects keep alive (not with `--no-dominators`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retained_bytes: Option<u64>,
 }
 
 /// Shallow sizes of the dump's objects under each candidate layout.
@@ -109,6 +115,21 @@ impl Sizer {
         self.instance[(slot - FIRST_CLASS_SLOT) as usize]
     }
 
+    /// The size of a class's `java.lang.Class` object: its own fields, then
+    /// the class's static fields.
+    pub fn mirror_size(&self, dump: &Dump, class: &crate::heap::hprof::ClassDump) -> u64 {
+        let base = dump
+            .slot_named("java/lang/Class")
+            .map_or(0, |slot| self.size(slot, 0));
+        let layout = self.layout();
+        let statics: u64 = class
+            .statics
+            .iter()
+            .map(|s| layout.field_size(s.basic_type))
+            .sum();
+        (base + statics).div_ceil(8) * 8
+    }
+
     pub fn layout(&self) -> Layout {
         Layout::ALL[self.chosen]
     }
@@ -197,9 +218,11 @@ pub fn count(dump: &Dump, sizer: &mut Sizer) -> (Counted, Vec<String>) {
                 ));
             }
             Row {
+                slot,
                 class: dump.slot_name(slot),
                 instances,
                 shallow_bytes,
+                retained_bytes: None,
             }
         })
         .collect();
@@ -225,29 +248,18 @@ pub fn count(dump: &Dump, sizer: &mut Sizer) -> (Counted, Vec<String>) {
 /// The `java.lang.Class` objects: one per class dumped, each an instance of
 /// `java.lang.Class` with the class's static fields after its own.
 fn mirrors(dump: &Dump, sizer: &Sizer) -> Option<Row> {
-    let class_class = dump.slot_named("java/lang/Class")?;
-    let base = sizer.sizes(class_class, 0, false)?[sizer.chosen];
-    let layout = sizer.layout();
+    let slot = dump.slot_named("java/lang/Class")?;
     let dumped: Vec<_> = dump
         .classes
         .iter()
         .filter_map(|c| c.dump.as_ref())
         .collect();
-    let bytes = dumped
-        .iter()
-        .map(|c| {
-            let statics: u64 = c
-                .statics
-                .iter()
-                .map(|s| layout.field_size(s.basic_type))
-                .sum();
-            (base + statics).div_ceil(8) * 8
-        })
-        .sum();
     Some(Row {
+        slot,
         class: "java.lang.Class".to_string(),
         instances: dumped.len() as u64,
-        shallow_bytes: bytes,
+        shallow_bytes: dumped.iter().map(|c| sizer.mirror_size(dump, c)).sum(),
+        retained_bytes: None,
     })
 }
 

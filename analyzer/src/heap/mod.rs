@@ -7,8 +7,11 @@
 //! objects that came before what points at them. The reports (`histogram`,
 //! `finalizer`, `threads`) read the model; `report` prints them.
 
+pub mod diff;
+pub mod dominators;
 pub mod dump;
 pub mod finalizer;
+pub mod graph;
 pub mod histogram;
 pub mod hprof;
 mod ids;
@@ -16,6 +19,7 @@ pub mod input;
 pub mod layout;
 mod names;
 pub mod report;
+pub mod retained;
 mod segments;
 pub mod threads;
 
@@ -33,30 +37,56 @@ use report::Report;
 /// Further passes at most, to fetch objects the reports read.
 const FURTHER_PASSES: usize = 2;
 
+/// What to analyze beyond the histogram, Finalizers and threads.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The dominator tree: retained sizes, biggest objects, leak suspects.
+    pub dominators: bool,
+    /// Rows of the biggest objects by retained size.
+    pub top: usize,
+    /// An object whose path from a GC root is wanted.
+    pub path_to_root: Option<u64>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            dominators: true,
+            top: 30,
+            path_to_root: None,
+        }
+    }
+}
+
 /// Reads the dump at `path` and makes the report. A dump cut short or
 /// damaged gives the report of what came before, marked partial; a file
 /// that is not a heap dump at all is an error. A plain file is mapped and
 /// its heap parsed on every core; a gzip file is read front to back.
-pub fn analyze(path: &Path) -> Result<Report, String> {
+pub fn analyze(path: &Path, options: &Options) -> Result<Report, String> {
     let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
     let file = path.display().to_string();
     if !input::is_gzip(path).map_err(cannot)? {
         if let Ok(mapped) = Mapped::open(path) {
-            return analyze_mapped(Arc::new(mapped), &file);
+            return analyze_mapped(Arc::new(mapped), &file, options);
         }
     }
     let open = || Input::open(path).map_err(cannot);
-    analyze_streamed(open()?, &file, Some(&open))
+    analyze_streamed(open()?, &file, Some(&open), options)
 }
 
 /// [`analyze`] over a dump in memory, read as a mapped file is.
-pub fn analyze_bytes(bytes: Vec<u8>, file: &str) -> Result<Report, String> {
-    analyze_mapped(Arc::new(Mapped::from_vec(bytes)), file)
+pub fn analyze_bytes(bytes: Vec<u8>, file: &str, options: &Options) -> Result<Report, String> {
+    analyze_mapped(Arc::new(Mapped::from_vec(bytes)), file, options)
 }
 
-/// [`analyze`] over any input, read once; `file` names it in the report.
+/// [`analyze`] over any input, read once (so without the dominator tree,
+/// which reads the heap twice); `file` names it in the report.
 pub fn analyze_input(input: Input, file: &str) -> Result<Report, String> {
-    analyze_streamed(input, file, None)
+    let options = Options {
+        dominators: false,
+        ..Options::default()
+    };
+    analyze_streamed(input, file, None, &options)
 }
 
 fn new_dump() -> Dump {
@@ -69,7 +99,70 @@ fn new_dump() -> Dump {
 /// What the pass over the dump found, before the reports.
 type Outcome = Result<Parsed, (Option<Header>, ParseError)>;
 
-fn analyze_mapped(mapped: Arc<Mapped>, file: &str) -> Result<Report, String> {
+/// Where the dump can be read again, after the first pass.
+enum Source<'a> {
+    Mapped(&'a Arc<Mapped>),
+    /// Front to back from a new start, when it can be opened again.
+    Streamed(Option<&'a dyn Fn() -> Result<Input, String>>),
+}
+
+impl Source<'_> {
+    /// Keeps the fields (or elements) of objects `ids` in the model.
+    fn keep(&self, dump: &mut Dump, ids: &[u64]) -> Result<(), String> {
+        match self {
+            Source::Mapped(mapped) => {
+                let places = dump.places(ids);
+                dump.keep_at(mapped, places);
+            }
+            Source::Streamed(Some(reopen)) => {
+                dump.wanted.extend(ids.iter().copied());
+                dump.further_pass = true;
+                let mut input = reopen()?;
+                let progress = Progress::start(
+                    input.progress.clone(),
+                    input.file_len,
+                    "reading objects again: ",
+                );
+                let outcome = hprof::parse(&mut input, dump);
+                progress.stop();
+                dump.further_pass = false;
+                outcome.map_err(|(_, e)| format!("the dump changed while it was read: {e}"))?;
+            }
+            Source::Streamed(None) => {}
+        }
+        for &id in ids {
+            if !dump.fields.contains_key(&id) && !dump.arrays.contains_key(&id) {
+                dump.missing.insert(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `visit` over the dump read again from the start.
+    fn reread(
+        &self,
+        visit: &mut dyn FnMut(&mut Input) -> Result<(), ParseError>,
+    ) -> Result<(), String> {
+        let Source::Streamed(Some(reopen)) = self else {
+            return Err("the dump cannot be read again".into());
+        };
+        let mut input = reopen()?;
+        let progress = Progress::start(
+            input.progress.clone(),
+            input.file_len,
+            "reading references: ",
+        );
+        let read = visit(&mut input);
+        progress.stop();
+        read.map_err(|e| format!("the dump changed while it was read: {e}"))
+    }
+
+    fn can_reread(&self) -> bool {
+        !matches!(self, Source::Streamed(None))
+    }
+}
+
+fn analyze_mapped(mapped: Arc<Mapped>, file: &str, options: &Options) -> Result<Report, String> {
     let len = mapped.bytes().len() as u64;
     let done = Arc::new(AtomicU64::new(0));
     let progress = Progress::start(done.clone(), len, "");
@@ -79,7 +172,7 @@ fn analyze_mapped(mapped: Arc<Mapped>, file: &str) -> Result<Report, String> {
     if outcome.is_ok() {
         keep_what_reports_read(&mut dump, &mapped);
     }
-    report(dump, outcome, file, len)
+    report(dump, outcome, file, len, &Source::Mapped(&mapped), options)
 }
 
 /// Keeps the fields of the objects the reports read (Finalizers, threads)
@@ -103,13 +196,7 @@ fn keep_what_reports_read(dump: &mut Dump, mapped: &Arc<Mapped>) {
         if unresolved.is_empty() {
             break;
         }
-        let places = dump.places(&unresolved);
-        dump.keep_at(mapped, places);
-        for id in unresolved {
-            if !dump.fields.contains_key(&id) && !dump.arrays.contains_key(&id) {
-                dump.missing.insert(id);
-            }
-        }
+        let _ = Source::Mapped(mapped).keep(dump, &unresolved);
     }
 }
 
@@ -117,6 +204,7 @@ fn analyze_streamed(
     mut input: Input,
     file: &str,
     reopen: Option<&dyn Fn() -> Result<Input, String>>,
+    options: &Options,
 ) -> Result<Report, String> {
     let progress = Progress::start(input.progress.clone(), input.file_len, "");
     let mut dump = new_dump();
@@ -130,11 +218,19 @@ fn analyze_streamed(
             further_passes(&mut dump, reopen)?;
         }
     }
-    report(dump, outcome, file, input.offset())
+    let source = Source::Streamed(reopen);
+    report(dump, outcome, file, input.offset(), &source, options)
 }
 
 /// The reports from what the pass found; `input_len` is where it stopped.
-fn report(mut dump: Dump, outcome: Outcome, file: &str, input_len: u64) -> Result<Report, String> {
+fn report(
+    mut dump: Dump,
+    outcome: Outcome,
+    file: &str,
+    input_len: u64,
+    source: &Source,
+    options: &Options,
+) -> Result<Report, String> {
     let mut cut_between_records = false;
     let (header, partial, failure) = match outcome {
         Ok(parsed) => {
@@ -149,7 +245,7 @@ fn report(mut dump: Dump, outcome: Outcome, file: &str, input_len: u64) -> Resul
         Err((None, e)) => return Err(format!("{file}: {e}")),
     };
     let mut sizer = histogram::Sizer::new(&dump);
-    let (counted, histogram_warnings) = histogram::count(&dump, &mut sizer);
+    let (mut counted, histogram_warnings) = histogram::count(&dump, &mut sizer);
     let finalizer = finalizer::report(&dump, &sizer, counted.shallow_bytes);
     let threads = threads::report(&dump);
     let mut warnings = std::mem::take(&mut dump.warnings);
@@ -174,6 +270,25 @@ fn report(mut dump: Dump, outcome: Outcome, file: &str, input_len: u64) -> Resul
             "no neighbouring objects told the object layout: sizes assume compressed oops and class pointers".into(),
         );
     }
+    let wants_graph = options.dominators || options.path_to_root.is_some();
+    let analysis = if wants_graph && partial {
+        warnings.push(
+            "no dominator tree or paths for a partial dump: the references that are missing would make them wrong".into(),
+        );
+        None
+    } else if wants_graph && !source.can_reread() {
+        None
+    } else if wants_graph {
+        Some(dominator_reports(
+            &mut dump,
+            &sizer,
+            source,
+            options,
+            &mut counted.rows,
+        )?)
+    } else {
+        None
+    };
     Ok(Report {
         file: file.to_string(),
         format: header.format,
@@ -188,7 +303,149 @@ fn report(mut dump: Dump, outcome: Outcome, file: &str, input_len: u64) -> Resul
         histogram: counted.rows,
         finalizer,
         threads,
+        dominators: analysis.as_ref().and_then(|a| a.dominators.clone()),
+        leak_suspects: analysis.as_ref().and_then(|a| a.leak_suspects.clone()),
+        path_to_root: analysis.and_then(|a| a.path_to_root),
     })
+}
+
+/// What the dominator tree adds to the report.
+struct Analysis {
+    dominators: Option<report::DominatorReport>,
+    leak_suspects: Option<Vec<retained::Suspect>>,
+    path_to_root: Option<Vec<retained::Hop>>,
+}
+
+/// Builds the object graph and its dominator tree (unless only a path is
+/// wanted) and makes their reports; adds retained bytes to `rows`.
+fn dominator_reports(
+    dump: &mut Dump,
+    sizer: &histogram::Sizer,
+    source: &Source,
+    options: &Options,
+    rows: &mut [histogram::Row],
+) -> Result<Analysis, String> {
+    let target = options.path_to_root;
+    let mapped = match source {
+        Source::Mapped(mapped) => Some(*mapped),
+        Source::Streamed(_) => None,
+    };
+    let graph = graph::build(dump, sizer, mapped, &|visit| source.reread(visit))?;
+    let mut analysis = Analysis {
+        dominators: None,
+        leak_suspects: None,
+        path_to_root: None,
+    };
+    let mut found = Vec::new();
+    if options.dominators {
+        let class_class = dump
+            .slot_named("java/lang/Class")
+            .unwrap_or(dominators::NONE);
+        let mut class_of = dump.objects.slots.clone();
+        class_of.extend(std::iter::repeat_n(class_class, dump.classes.len()));
+        class_of.push(dominators::NONE);
+        let slots = dump::FIRST_CLASS_SLOT as usize + dump.classes.len();
+        let tree = retained::compute(&graph, &class_of, slots);
+        for row in rows.iter_mut() {
+            row.retained_bytes = tree.per_class.get(row.slot as usize).copied();
+        }
+        let names = retained::Names {
+            dump,
+            graph: &graph,
+        };
+        analysis.dominators = Some(report::DominatorReport {
+            top: retained::top_objects(&names, &tree, options.top),
+            kept_by_finalizers: graph.finalizable.len() as u64,
+        });
+        found = retained::suspects(&graph, &tree, &class_of);
+    }
+    let parents = retained::parents(&graph);
+    let target_node = match target {
+        Some(id) => Some(
+            node_of(dump, &graph, id)
+                .ok_or_else(|| format!("--path-to-root: no object 0x{id:x} ({id}) in the dump"))?,
+        ),
+        None => None,
+    };
+    let paths: Vec<Vec<u32>> = found
+        .iter()
+        .map(|f| f.accumulation.map_or(f.node, |a| a.3))
+        .chain(target_node)
+        .map(|node| retained::path(&parents, graph.root, node))
+        .collect();
+    drop(parents);
+    let mut on_paths: Vec<u64> = paths
+        .iter()
+        .flatten()
+        .filter(|&&node| (node as usize) < graph.objects)
+        .map(|&node| dump.objects.ids[node as usize])
+        .collect();
+    on_paths.sort_unstable();
+    on_paths.dedup();
+    source.keep(dump, &on_paths)?;
+    let names = retained::Names {
+        dump,
+        graph: &graph,
+    };
+    let heap = graph
+        .shallow
+        .iter()
+        .map(|&s| u64::from(s))
+        .sum::<u64>()
+        .max(1);
+    let mut paths = paths.into_iter();
+    if options.dominators {
+        analysis.leak_suspects = Some(
+            found
+                .iter()
+                .zip(paths.by_ref())
+                .map(|(f, path)| retained::Suspect {
+                    object_id: names.id(f.node),
+                    class: match f.accumulation {
+                        Some((_, slot, _, _)) if f.kind == "class" => dump.slot_name(slot),
+                        _ => names.class(f.node),
+                    },
+                    kind: f.kind,
+                    retained_bytes: f.retained,
+                    percent: f.retained as f64 * 100.0 / heap as f64,
+                    accumulation: f.accumulation.map(|(at, slot, count, _)| {
+                        retained::Accumulation {
+                            object_id: if at == dominators::NONE {
+                                0
+                            } else {
+                                names.id(at)
+                            },
+                            holder_class: if at == dominators::NONE {
+                                String::new()
+                            } else {
+                                names.class(at)
+                            },
+                            class: if slot == dominators::NONE {
+                                "<classes>".into()
+                            } else {
+                                dump.slot_name(slot)
+                            },
+                            count,
+                        }
+                    }),
+                    path_to_root: retained::hops(&names, &path),
+                })
+                .collect(),
+        );
+    }
+    if target_node.is_some() {
+        analysis.path_to_root = paths.next().map(|path| retained::hops(&names, &path));
+    }
+    Ok(analysis)
+}
+
+/// The graph node of object (or class) `id`.
+fn node_of(dump: &Dump, graph: &graph::ObjectGraph, id: u64) -> Option<u32> {
+    if let Some(&slot) = dump.slot_of.get(&id) {
+        return Some(graph.class_node(slot));
+    }
+    let wanted: ids::IdSet = [id].into_iter().collect();
+    dump.objects.find(&wanted).first().map(|&i| i as u32)
 }
 
 /// Reads a compressed dump again for the objects the reports want that came

@@ -7,7 +7,16 @@ use serde::Serialize;
 
 use crate::heap::finalizer::FinalizerReport;
 use crate::heap::histogram::Row;
+use crate::heap::retained::{Hop, Suspect, TopObject};
 use crate::heap::threads::ThreadInfo;
+
+/// The biggest objects by retained size.
+#[derive(Clone, Debug, Serialize)]
+pub struct DominatorReport {
+    pub top: Vec<TopObject>,
+    /// Objects nothing but their Finalizer keeps alive.
+    pub kept_by_finalizers: u64,
+}
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -24,6 +33,12 @@ pub struct Report {
     pub histogram: Vec<Row>,
     pub finalizer: FinalizerReport,
     pub threads: Vec<ThreadInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dominators: Option<DominatorReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leak_suspects: Option<Vec<Suspect>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_to_root: Option<Vec<Hop>>,
 }
 
 impl Report {
@@ -58,21 +73,62 @@ impl Report {
         for warning in &self.warnings {
             let _ = writeln!(out, "warning: {warning}");
         }
+        if let Some(path) = &self.path_to_root {
+            let _ = writeln!(out, "\nPath from a GC root");
+            write_path(&mut out, path);
+        }
+        if let Some(suspects) = &self.leak_suspects {
+            self.write_suspects(&mut out, suspects);
+        }
         let _ = writeln!(
             out,
             "\nClass histogram (by shallow bytes, top {top} of {})",
             self.histogram.len()
         );
-        let _ = writeln!(out, "{:>12} {:>14} {:>6}  class", "instances", "bytes", "%");
+        let retained = self.dominators.is_some();
+        let _ = writeln!(
+            out,
+            "{:>12} {:>14} {:>6}{}  class",
+            "instances",
+            "bytes",
+            "%",
+            if retained { "       retained" } else { "" }
+        );
         for row in self.histogram.iter().take(top) {
             let _ = writeln!(
                 out,
-                "{:>12} {:>14} {:>5.1}%  {}",
+                "{:>12} {:>14} {:>5.1}%{}  {}",
                 row.instances,
                 row.shallow_bytes,
                 row.shallow_bytes as f64 * 100.0 / self.shallow_bytes.max(1) as f64,
+                row.retained_bytes
+                    .map_or(String::new(), |r| format!(" {:>14}", r)),
                 row.class
             );
+        }
+        if let Some(dominators) = &self.dominators {
+            let _ = writeln!(
+                out,
+                "\nBiggest objects by retained size (top {top}); {} objects kept alive only by their Finalizer",
+                dominators.kept_by_finalizers
+            );
+            let _ = writeln!(
+                out,
+                "{:>14} {:>12} {:>18} {:>18}  class",
+                "retained", "shallow", "object", "dominated by"
+            );
+            for o in dominators.top.iter().take(top) {
+                let _ = writeln!(
+                    out,
+                    "{:>14} {:>12} {:>18} {:>18}  {}",
+                    o.retained_bytes,
+                    o.shallow_bytes,
+                    format!("0x{:x}", o.object_id),
+                    o.dominator_id
+                        .map_or_else(|| "GC roots".to_string(), |d| format!("0x{d:x}")),
+                    o.class
+                );
+            }
         }
         let f = &self.finalizer;
         let _ = writeln!(
@@ -108,6 +164,60 @@ impl Report {
             }
         }
         out
+    }
+}
+
+impl Report {
+    fn write_suspects(&self, out: &mut String, suspects: &[Suspect]) {
+        let _ = writeln!(
+            out,
+            "\nLeak suspects (keeping more than 10% of the heap): {}",
+            suspects.len()
+        );
+        for (n, s) in suspects.iter().enumerate() {
+            let what = if s.kind == "class" {
+                format!("the instances of {}", s.class)
+            } else {
+                format!("{} 0x{:x}", s.class, s.object_id)
+            };
+            let _ = writeln!(
+                out,
+                "{}. {what} keep {} ({:.1}% of the heap)",
+                n + 1,
+                bytes(s.retained_bytes),
+                s.percent
+            );
+            if let Some(a) = &s.accumulation {
+                if a.holder_class.is_empty() {
+                    let _ = writeln!(out, "   {} objects of {}", a.count, a.class);
+                } else {
+                    let _ = writeln!(
+                        out,
+                        "   {} objects of {} hang from {} 0x{:x}",
+                        a.count, a.class, a.holder_class, a.object_id
+                    );
+                }
+            }
+            let _ = writeln!(out, "   shortest path from a GC root:");
+            write_path(out, &s.path_to_root);
+        }
+    }
+}
+
+/// One line a step, indented as it goes down.
+fn write_path(out: &mut String, path: &[Hop]) {
+    if path.is_empty() {
+        let _ = writeln!(out, "     (no GC root reaches it)");
+    }
+    for (depth, hop) in path.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "     {}{} 0x{:x}  ({})",
+            "  ".repeat(depth.min(20)),
+            hop.class,
+            hop.object_id,
+            hop.field
+        );
     }
 }
 

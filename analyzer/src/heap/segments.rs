@@ -33,6 +33,7 @@ struct Found {
     objects: Objects,
     class_dumps: Vec<ClassDump>,
     threads: Vec<ThreadRoot>,
+    roots: Vec<(RootKind, u64)>,
     warnings: Vec<String>,
     skipped_data: bool,
     /// Where the run could not be read on: nothing after it counts.
@@ -59,6 +60,7 @@ impl Part<'_> {
 
 impl Visitor for Part<'_> {
     fn root(&mut self, kind: RootKind, id: u64, info: &[u32]) {
+        self.found.roots.push((kind, id));
         if kind == RootKind::ThreadObject {
             self.found.threads.push(ThreadRoot::new(id, info));
         }
@@ -121,9 +123,10 @@ pub fn parse(
     });
     let mut skipped_data = false;
     let mut failure = None;
-    for part in parts {
+    for (part, run) in parts.into_iter().zip(&runs) {
         skipped_data |= part.skipped_data;
         let failed = part.failure.clone();
+        dump.runs.push((run.to_vec(), dump.objects.len()));
         join(dump, part);
         if failed.is_some() {
             failure = failed;
@@ -216,6 +219,7 @@ fn join(dump: &mut Dump, mut part: Found) {
     }
     dump.objects.append(part.objects);
     dump.threads.append(&mut part.threads);
+    dump.roots.append(&mut part.roots);
     dump.warnings.append(&mut part.warnings);
 }
 

@@ -4,7 +4,7 @@
 
 use crate::heap::hprof::basic;
 use crate::heap::input::Input;
-use crate::heap::{analyze_bytes, analyze_input, report::Report};
+use crate::heap::{analyze_bytes, analyze_input, report::Report, Options};
 
 /// Writes HPROF records with `id` bytes per identifier.
 struct Writer {
@@ -121,9 +121,18 @@ fn sample(id_size: u8) -> Vec<u8> {
 }
 
 /// The report read front to back, after checking that reading the same
-/// bytes as a mapped file (segments parsed apart) gives the same one.
+/// bytes as a mapped file (segments parsed apart) gives the same one, and
+/// that the dominator tree can be made of them.
 fn run(bytes: Vec<u8>) -> Result<Report, String> {
-    let mapped = analyze_bytes(bytes.clone(), "sample");
+    let with_tree = analyze_bytes(bytes.clone(), "sample", &Options::default());
+    if let Ok(report) = &with_tree {
+        assert!(report.partial || report.dominators.is_some());
+    }
+    let options = Options {
+        dominators: false,
+        ..Options::default()
+    };
+    let mapped = analyze_bytes(bytes.clone(), "sample", &options);
     let streamed = analyze_input(Input::from_bytes(bytes), "sample");
     if let (Ok(mapped), Ok(streamed)) = (&mapped, &streamed) {
         if !streamed.partial {

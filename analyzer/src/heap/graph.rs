@@ -1,0 +1,486 @@
+//! The object graph of a dump, for the dominator tree. One node per object
+//! of the table (its index), one per class (its `java.lang.Class` object,
+//! after the objects, by slot), and last a virtual root that points at every
+//! GC root. References are read in a second pass over the heap (over the
+//! mapped segments on every core, or front to back for gzip): an instance's
+//! reference fields and its class, an object array's elements and its
+//! class, a class's static fields, loader and superclass.
+//!
+//! `java.lang.ref.Reference.referent` is not followed: weak, soft and
+//! phantom references do not keep an object alive. A Finalizer's referent
+//! is kept alive, as the JVM keeps it, but only where nothing else holds
+//! it: such objects hang from the root as kept by their Finalizer, so the
+//! dominator tree shows what really holds the rest.
+
+use std::sync::Arc;
+
+use crate::heap::dominators::{Graph, NONE};
+use crate::heap::dump::{Dump, FIRST_CLASS_SLOT};
+use crate::heap::histogram::Sizer;
+use crate::heap::hprof::{self, basic, RootKind, Visitor};
+use crate::heap::ids::IdMap;
+use crate::heap::input::{Input, Mapped, ParseError};
+
+/// The graph and what the analyses need to read it.
+pub struct ObjectGraph {
+    pub graph: Graph,
+    /// Objects in the table: nodes below this are objects.
+    pub objects: usize,
+    /// The virtual root.
+    pub root: u32,
+    /// Shallow size of every node (bytes, at most `u32::MAX`).
+    pub shallow: Vec<u32>,
+    /// Objects only their Finalizer keeps alive.
+    pub finalizable: Vec<u32>,
+}
+
+impl ObjectGraph {
+    /// The node of class `slot`'s `java.lang.Class` object.
+    pub fn class_node(&self, slot: u32) -> u32 {
+        (self.objects + (slot - FIRST_CLASS_SLOT) as usize) as u32
+    }
+
+    /// The class slot of a class node.
+    pub fn class_slot(&self, node: u32) -> Option<u32> {
+        let index = (node as usize).checked_sub(self.objects)?;
+        (node != self.root).then_some(FIRST_CLASS_SLOT + index as u32)
+    }
+}
+
+/// Finds the node of an id: an object of the table (by address, in a
+/// bucketed index over the sorted ids), else a class.
+pub struct NodeIndex<'a> {
+    ids: &'a [u64],
+    /// When the table's ids do not ascend: its indexes in id order.
+    order: Option<Vec<u32>>,
+    sorted: Option<Vec<u64>>,
+    min: u64,
+    shift: u32,
+    /// Index (into the sorted ids) of the first id of each bucket, and one past.
+    starts: Vec<u32>,
+    classes: &'a IdMap<u32>,
+    objects: usize,
+}
+
+impl<'a> NodeIndex<'a> {
+    pub fn new(dump: &'a Dump) -> NodeIndex<'a> {
+        let ids = &dump.objects.ids[..];
+        let (order, sorted) = if ids.is_sorted() {
+            (None, None)
+        } else {
+            let mut order: Vec<u32> = (0..ids.len() as u32).collect();
+            order.sort_unstable_by_key(|&i| ids[i as usize]);
+            let sorted = order.iter().map(|&i| ids[i as usize]).collect();
+            (Some(order), Some(sorted))
+        };
+        let by_id = sorted.as_deref().unwrap_or(ids);
+        let (min, max) = match (by_id.first(), by_id.last()) {
+            (Some(&min), Some(&max)) => (min, max),
+            _ => (0, 0),
+        };
+        // About four objects a bucket.
+        let buckets_wanted = (by_id.len() / 4).max(1) as u64;
+        let span = max - min + 1;
+        let shift = (span / buckets_wanted).max(1).ilog2();
+        let buckets = (span >> shift) as usize + 1;
+        let mut starts = Vec::with_capacity(buckets + 1);
+        let mut at = 0usize;
+        for bucket in 0..=buckets as u64 {
+            while at < by_id.len() && (by_id[at] - min) >> shift < bucket {
+                at += 1;
+            }
+            starts.push(at as u32);
+        }
+        NodeIndex {
+            ids,
+            order,
+            sorted,
+            min,
+            shift,
+            starts,
+            classes: &dump.slot_of,
+            objects: ids.len(),
+        }
+    }
+
+    /// The node of `id`, if the dump holds it.
+    #[inline]
+    pub fn node(&self, id: u64) -> Option<u32> {
+        self.object(id).or_else(|| {
+            let slot = *self.classes.get(&id)?;
+            Some((self.objects + (slot - FIRST_CLASS_SLOT) as usize) as u32)
+        })
+    }
+
+    #[inline]
+    fn object(&self, id: u64) -> Option<u32> {
+        let bucket = (id.checked_sub(self.min)? >> self.shift) as usize;
+        let (&lo, &hi) = (self.starts.get(bucket)?, self.starts.get(bucket + 1)?);
+        let by_id = self.sorted.as_deref().unwrap_or(self.ids);
+        let found = lo as usize + by_id[lo as usize..hi as usize].binary_search(&id).ok()?;
+        Some(match &self.order {
+            Some(order) => order[found],
+            None => found as u32,
+        })
+    }
+}
+
+/// Per class slot: where its instances hold references, and whether an
+/// instance's reference to its class is worth an edge.
+struct Plan {
+    id_size: usize,
+    /// Byte offsets of reference fields in an instance's field values, by
+    /// slot: `fields[ranges[slot].0..ranges[slot].1]`.
+    fields: Vec<u32>,
+    ranges: Vec<(u32, u32)>,
+    /// The class node an object of the slot points at, or NONE (a class
+    /// that is a GC root anyway, or a primitive array).
+    class_edge: Vec<u32>,
+}
+
+impl Plan {
+    fn new(dump: &Dump, objects: usize, rooted: &[bool]) -> Plan {
+        let slots = FIRST_CLASS_SLOT as usize + dump.classes.len();
+        let mut plan = Plan {
+            id_size: usize::from(dump.id_size),
+            fields: Vec::new(),
+            ranges: vec![(0, 0); slots],
+            class_edge: vec![NONE; slots],
+        };
+        for slot in FIRST_CLASS_SLOT..slots as u32 {
+            let index = (slot - FIRST_CLASS_SLOT) as usize;
+            if !rooted[index] {
+                plan.class_edge[slot as usize] = (objects + index) as u32;
+            }
+            let start = plan.fields.len() as u32;
+            let mut at = 0usize;
+            for class_slot in dump.chain(slot) {
+                let Some(class) = dump.class(class_slot) else {
+                    break;
+                };
+                let Some(class_dump) = class.dump.as_ref() else {
+                    break;
+                };
+                let referent_holder =
+                    dump.internal_name(class.id) == Some("java/lang/ref/Reference");
+                for field in &class_dump.fields {
+                    let size = basic::dump_size(field.basic_type, dump.id_size).unwrap_or(0);
+                    let referent = referent_holder
+                        && dump
+                            .strings
+                            .get(&field.name_id)
+                            .is_some_and(|n| &**n == "referent");
+                    if field.basic_type == basic::OBJECT && !referent {
+                        plan.fields.push(at as u32);
+                    }
+                    at += size;
+                }
+            }
+            plan.ranges[slot as usize] = (start, plan.fields.len() as u32);
+        }
+        plan
+    }
+}
+
+/// Reads the references of a run of objects, in table order.
+struct EdgeReader<'a> {
+    plan: &'a Plan,
+    index: &'a NodeIndex<'a>,
+    slots: &'a [u32],
+    /// Table index of the next object, and where the run's objects end.
+    next: usize,
+    end: usize,
+    /// For each object of the run, where its references end in `targets`.
+    ends: Vec<u32>,
+    targets: Vec<u32>,
+    /// The object array whose elements are coming is in the run.
+    in_array: bool,
+}
+
+impl EdgeReader<'_> {
+    /// Starts the next object of the table; false past the run's end.
+    #[inline]
+    fn start(&mut self) -> Option<u32> {
+        if self.next >= self.end {
+            return None;
+        }
+        let slot = self.slots[self.next];
+        self.next += 1;
+        Some(slot)
+    }
+
+    #[inline]
+    fn finish(&mut self) {
+        self.ends.push(self.targets.len() as u32);
+    }
+
+    #[inline]
+    fn reference(&mut self, id: u64) {
+        if id != 0 {
+            if let Some(node) = self.index.node(id) {
+                self.targets.push(node);
+            }
+        }
+    }
+
+    #[inline]
+    fn id_at(bytes: &[u8], id_size: usize) -> u64 {
+        if id_size == 4 {
+            u64::from(u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes")))
+        } else {
+            u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"))
+        }
+    }
+}
+
+impl Visitor for EdgeReader<'_> {
+    #[inline]
+    fn instance(&mut self, _at: u64, _id: u64, _class_id: u64, fields: &[u8]) {
+        self.in_array = false;
+        let Some(slot) = self.start() else { return };
+        let plan = self.plan;
+        let (from, to) = plan.ranges[slot as usize];
+        for &offset in &plan.fields[from as usize..to as usize] {
+            let offset = offset as usize;
+            if let Some(bytes) = fields.get(offset..offset + plan.id_size) {
+                self.reference(Self::id_at(bytes, plan.id_size));
+            }
+        }
+        let class = plan.class_edge[slot as usize];
+        if class != NONE {
+            self.targets.push(class);
+        }
+        self.finish();
+    }
+
+    fn object_array(&mut self, _at: u64, _id: u64, _class_id: u64, _length: u32) {
+        self.in_array = false;
+        let Some(slot) = self.start() else { return };
+        self.in_array = true;
+        let class = self.plan.class_edge[slot as usize];
+        if class != NONE {
+            self.targets.push(class);
+        }
+        // The elements come next; the array is finished by the next object.
+        self.finish();
+    }
+
+    fn object_array_elements(&mut self, ids: &[u8]) {
+        if !self.in_array {
+            return;
+        }
+        let id_size = self.plan.id_size;
+        for bytes in ids.chunks_exact(id_size) {
+            self.reference(Self::id_at(bytes, id_size));
+        }
+        // The array's references end after its last elements so far.
+        if let Some(end) = self.ends.last_mut() {
+            *end = self.targets.len() as u32;
+        }
+    }
+
+    #[inline]
+    fn primitive_array(&mut self, _at: u64, _id: u64, _element_type: u8, _length: u32) {
+        self.in_array = false;
+        if self.start().is_some() {
+            self.finish();
+        }
+    }
+}
+
+/// Heap segments (offset, length) and the table indexes their objects take.
+type RunOfObjects<'a> = (&'a [(u64, u64)], usize, usize);
+
+/// Reads the dump again from the start with the visit it is given.
+pub type Reread<'a> =
+    &'a dyn Fn(&mut dyn FnMut(&mut Input) -> Result<(), ParseError>) -> Result<(), String>;
+
+/// Builds the graph of `dump`: references read again from the mapped dump,
+/// or by `reread` (a pass front to back) when it is not mapped.
+pub fn build(
+    dump: &Dump,
+    sizer: &Sizer,
+    mapped: Option<&Arc<Mapped>>,
+    reread: Reread,
+) -> Result<ObjectGraph, String> {
+    let objects = dump.objects.len();
+    let classes = dump.classes.len();
+    let root = (objects + classes) as u32;
+    if objects + classes >= NONE as usize - 1 {
+        return Err(format!(
+            "{objects} objects: the dominator tree takes at most {} objects",
+            NONE - 2
+        ));
+    }
+    let mut rooted = vec![false; classes];
+    for &(kind, id) in &dump.roots {
+        if kind == RootKind::StickyClass {
+            if let Some(&slot) = dump.slot_of.get(&id) {
+                rooted[(slot - FIRST_CLASS_SLOT) as usize] = true;
+            }
+        }
+    }
+    let plan = Plan::new(dump, objects, &rooted);
+    let index = NodeIndex::new(dump);
+    // Each run's segments and the table indexes of its objects.
+    let no_segments: Vec<(u64, u64)> = Vec::new();
+    let runs: Vec<RunOfObjects> = match mapped {
+        Some(_) => dump
+            .runs
+            .iter()
+            .enumerate()
+            .map(|(i, (segments, first))| {
+                let end = dump.runs.get(i + 1).map_or(objects, |r| r.1);
+                (&segments[..], *first, end)
+            })
+            .collect(),
+        None => vec![(&no_segments[..], 0, objects)],
+    };
+    let reader = |first: usize, end: usize| EdgeReader {
+        plan: &plan,
+        index: &index,
+        slots: &dump.objects.slots,
+        next: first,
+        end,
+        ends: Vec::with_capacity(end - first),
+        targets: Vec::with_capacity((end - first) * 2),
+        in_array: false,
+    };
+    let read: Vec<(Vec<u32>, Vec<u32>)> = match mapped {
+        Some(mapped) => std::thread::scope(|scope| {
+            let workers: Vec<_> = runs
+                .iter()
+                .map(|(segments, first, end)| {
+                    let mut reader = reader(*first, *end);
+                    scope.spawn(move || {
+                        for &(at, len) in segments.iter() {
+                            let range = at as usize..(at + len) as usize;
+                            let mut input = Input::mapped(mapped.clone(), range.clone());
+                            if hprof::parse_segment(&mut input, dump.id_size, &mut reader, len)
+                                .is_err()
+                            {
+                                break;
+                            }
+                            mapped.release(range);
+                        }
+                        (reader.ends, reader.targets)
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("a reference reader panicked"))
+                .collect()
+        }),
+        None => {
+            let mut reader = reader(0, objects);
+            reread(&mut |input| {
+                hprof::parse(input, &mut reader)
+                    .map(|_| ())
+                    .map_err(|e| e.1)
+            })?;
+            vec![(reader.ends, reader.targets)]
+        }
+    };
+    let mut graph = Graph {
+        offsets: Vec::with_capacity(objects + classes + 2),
+        targets: Vec::with_capacity(read.iter().map(|r| r.1.len()).sum::<usize>() + classes * 4),
+    };
+    graph.offsets.push(0);
+    for ((ends, targets), (_, first, end)) in read.into_iter().zip(&runs) {
+        let base = graph.targets.len() as u64;
+        if base + targets.len() as u64 >= u64::from(u32::MAX) {
+            return Err("more than 4 billion references: too many for the dominator tree".into());
+        }
+        let base = base as u32;
+        graph.offsets.extend(ends.iter().map(|&e| base + e));
+        // Objects of a run cut short have no references.
+        let last = graph.targets.len() as u32 + targets.len() as u32;
+        graph
+            .offsets
+            .extend(std::iter::repeat_n(last, end - first - ends.len()));
+        graph.targets.extend_from_slice(&targets);
+    }
+    for class in &dump.classes {
+        if let Some(class_dump) = &class.dump {
+            let ids = class_dump
+                .statics
+                .iter()
+                .filter(|s| s.basic_type == basic::OBJECT)
+                .map(|s| s.value)
+                .chain([class_dump.loader_id, class_dump.super_id]);
+            graph
+                .targets
+                .extend(ids.filter(|&id| id != 0).filter_map(|id| index.node(id)));
+        }
+        graph.offsets.push(graph.targets.len() as u32);
+    }
+    let mut from_root: Vec<u32> = dump
+        .roots
+        .iter()
+        .filter_map(|&(_, id)| index.node(id))
+        .collect();
+    from_root.sort_unstable();
+    from_root.dedup();
+    graph.targets.extend_from_slice(&from_root);
+    graph.offsets.push(graph.targets.len() as u32);
+    let finalizable = hang_finalizable(dump, &index, &mut graph, root);
+    let mut shallow: Vec<u32> = (0..objects)
+        .map(|i| sizer.size_of(dump, i).min(u64::from(u32::MAX)) as u32)
+        .collect();
+    shallow.extend(dump.classes.iter().map(|class| {
+        class.dump.as_ref().map_or(0, |d| {
+            sizer.mirror_size(dump, d).min(u64::from(u32::MAX)) as u32
+        })
+    }));
+    shallow.push(0);
+    Ok(ObjectGraph {
+        graph,
+        objects,
+        root,
+        shallow,
+        finalizable,
+    })
+}
+
+/// Hangs from the root the Finalizers' referents that nothing else keeps
+/// alive, and returns them.
+fn hang_finalizable(dump: &Dump, index: &NodeIndex, graph: &mut Graph, root: u32) -> Vec<u32> {
+    let Some(finalizer) = dump.slot_named("java/lang/ref/Finalizer") else {
+        return Vec::new();
+    };
+    let mut referents: Vec<u32> = dump
+        .fields
+        .iter()
+        .filter(|(_, (slot, _))| *slot == finalizer)
+        .filter_map(|(&id, _)| dump.field(id, "java/lang/ref/Reference", "referent"))
+        .filter(|&r| r != 0)
+        .filter_map(|r| index.node(r))
+        .collect();
+    if referents.is_empty() {
+        return referents;
+    }
+    let reached = reachable(graph, root);
+    referents.retain(|&r| !reached[r as usize]);
+    referents.sort_unstable();
+    referents.dedup();
+    graph.targets.extend_from_slice(&referents);
+    *graph.offsets.last_mut().expect("the root's end") = graph.targets.len() as u32;
+    referents
+}
+
+/// The nodes `root` reaches.
+fn reachable(graph: &Graph, root: u32) -> Vec<bool> {
+    let mut reached = vec![false; graph.node_count()];
+    let mut stack = vec![root];
+    reached[root as usize] = true;
+    while let Some(v) = stack.pop() {
+        for &w in graph.successors(v) {
+            if !reached[w as usize] {
+                reached[w as usize] = true;
+                stack.push(w);
+            }
+        }
+    }
+    reached
+}

@@ -1,0 +1,360 @@
+//! What the dominator tree tells an operator: how much each class keeps
+//! alive, the objects that keep the most, leak suspects with the point where
+//! their objects accumulate, and the shortest path from a GC root to any
+//! object, with the fields it goes through.
+
+use serde::Serialize;
+
+use crate::heap::dominators::{self, Dominators, NONE};
+use crate::heap::dump::Dump;
+use crate::heap::graph::ObjectGraph;
+use crate::heap::hprof::basic;
+
+/// A suspect keeps more than this share of the heap.
+const SUSPECT_SHARE: f64 = 0.10;
+/// Going down from a suspect, a child keeping at least this share of its
+/// parent's retained size is where the memory still is.
+const FOLLOW_SHARE: f64 = 0.80;
+
+/// The dominator tree and retained sizes of a graph.
+pub struct Retained {
+    pub idom: Vec<u32>,
+    /// Reachable nodes, each after its immediate dominator.
+    pub preorder: Vec<u32>,
+    pub retained: Vec<u64>,
+    /// Retained bytes by class slot.
+    pub per_class: Vec<u64>,
+}
+
+/// Computes dominators and retained sizes; `class_of` gives each node's
+/// class slot (NONE for the root).
+pub fn compute(graph: &ObjectGraph, class_of: &[u32], slots: usize) -> Retained {
+    let doms: Dominators = dominators::dominators(&graph.graph, graph.root);
+    let retained = dominators::retained_sizes(&doms, &graph.shallow);
+    let per_class = dominators::retained_per_class(&doms, &retained, class_of, slots);
+    Retained {
+        idom: doms.idom,
+        preorder: doms.preorder,
+        retained,
+        per_class,
+    }
+}
+
+/// One of the objects that keep the most.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TopObject {
+    pub object_id: u64,
+    pub class: String,
+    pub shallow_bytes: u64,
+    pub retained_bytes: u64,
+    /// The object that dominates it; none when only GC roots do.
+    pub dominator_id: Option<u64>,
+}
+
+/// One step of a path from a GC root.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Hop {
+    pub object_id: u64,
+    pub class: String,
+    /// How the step before refers to this object (`queue`, `[12]`,
+    /// `static TIMER`), or for the first, which GC root it is.
+    pub field: String,
+}
+
+/// Where many similar objects hang below a suspect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Accumulation {
+    /// The object they hang from.
+    pub object_id: u64,
+    pub holder_class: String,
+    /// The class of most of what hangs there, and how many of them.
+    pub class: String,
+    pub count: u64,
+}
+
+/// An object (or a class, by its `java.lang.Class`) that keeps more than a
+/// tenth of the heap, or a class whose objects together do.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Suspect {
+    pub object_id: u64,
+    pub class: String,
+    /// `object`, or `class` when the class's instances keep it together.
+    pub kind: &'static str,
+    pub retained_bytes: u64,
+    pub percent: f64,
+    pub accumulation: Option<Accumulation>,
+    pub path_to_root: Vec<Hop>,
+}
+
+/// Reads node names and ids for the reports.
+pub struct Names<'a> {
+    pub dump: &'a Dump,
+    pub graph: &'a ObjectGraph,
+}
+
+impl Names<'_> {
+    pub fn id(&self, node: u32) -> u64 {
+        match self.graph.class_slot(node) {
+            Some(slot) => self.dump.class(slot).map_or(0, |c| c.id),
+            None if (node as usize) < self.graph.objects => self.dump.objects.ids[node as usize],
+            None => 0,
+        }
+    }
+
+    pub fn class(&self, node: u32) -> String {
+        match self.graph.class_slot(node) {
+            Some(slot) => format!("class {}", self.dump.slot_name(slot)),
+            None if (node as usize) < self.graph.objects => {
+                self.dump.slot_name(self.dump.objects.slots[node as usize])
+            }
+            None => "<root>".into(),
+        }
+    }
+}
+
+/// The `top` objects (and classes' static data) keeping the most.
+pub fn top_objects(names: &Names, retained: &Retained, top: usize) -> Vec<TopObject> {
+    let root = names.graph.root;
+    let mut nodes: Vec<u32> = (0..root).collect();
+    let key = |v: &u32| (std::cmp::Reverse(retained.retained[*v as usize]), *v);
+    if nodes.len() > top {
+        nodes.select_nth_unstable_by_key(top, key);
+        nodes.truncate(top);
+    }
+    nodes.sort_by_key(key);
+    nodes
+        .into_iter()
+        .filter(|&v| retained.retained[v as usize] > 0)
+        .map(|v| {
+            let d = retained.idom[v as usize];
+            TopObject {
+                object_id: names.id(v),
+                class: names.class(v),
+                shallow_bytes: u64::from(names.graph.shallow[v as usize]),
+                retained_bytes: retained.retained[v as usize],
+                dominator_id: (d != NONE && d != root).then(|| names.id(d)),
+            }
+        })
+        .collect()
+}
+
+/// A suspect found in the tree, before its path is named.
+pub struct Found {
+    pub node: u32,
+    pub kind: &'static str,
+    pub retained: u64,
+    /// The accumulation point, the class slot (or NONE for class nodes)
+    /// and count of what hangs there, and one of them.
+    pub accumulation: Option<(u32, u32, u64, u32)>,
+}
+
+/// The suspects: the topmost objects keeping more than a tenth of the heap
+/// (their dominators keep less), then classes whose objects together do.
+pub fn suspects(graph: &ObjectGraph, retained: &Retained, class_of: &[u32]) -> Vec<Found> {
+    let root = graph.root;
+    let heap = retained.retained[root as usize];
+    let big = |v: u32| retained.retained[v as usize] as f64 > heap as f64 * SUSPECT_SHARE;
+    let mut found: Vec<Found> = (0..root)
+        .filter(|&v| big(v))
+        .filter(|&v| {
+            let d = retained.idom[v as usize];
+            d == root || d == NONE || !big(d)
+        })
+        .map(|v| Found {
+            node: v,
+            kind: "object",
+            retained: retained.retained[v as usize],
+            accumulation: None,
+        })
+        .collect();
+    let mut biggest_child = vec![NONE; graph.shallow.len()];
+    for (v, &d) in retained.idom.iter().enumerate() {
+        if d != NONE {
+            let best = &mut biggest_child[d as usize];
+            if *best == NONE || retained.retained[v] > retained.retained[*best as usize] {
+                *best = v as u32;
+            }
+        }
+    }
+    for suspect in &mut found {
+        let mut at = suspect.node;
+        loop {
+            let child = biggest_child[at as usize];
+            if child == NONE
+                || (retained.retained[child as usize] as f64)
+                    < retained.retained[at as usize] as f64 * FOLLOW_SHARE
+            {
+                break;
+            }
+            at = child;
+        }
+        suspect.accumulation = accumulation(retained, class_of, at);
+    }
+    drop(biggest_child);
+    // What the object suspects hold is theirs: a class is a suspect of its
+    // own when its objects keep a tenth of the heap together, none alone,
+    // and most of what they keep lies outside the object suspects.
+    let mut under = vec![false; graph.shallow.len()];
+    for f in &found {
+        under[f.node as usize] = true;
+    }
+    for &v in &retained.preorder {
+        let d = retained.idom[v as usize];
+        if d != NONE && under[d as usize] {
+            under[v as usize] = true;
+        }
+    }
+    let slots = retained.per_class.len();
+    // Per class: instances, bytes kept under object suspects, the biggest.
+    let mut instances = vec![(0u64, 0u64, NONE); slots];
+    for v in 0..root {
+        let class = class_of[v as usize];
+        if class == NONE {
+            continue;
+        }
+        let entry = &mut instances[class as usize];
+        entry.0 += 1;
+        if under[v as usize] {
+            entry.1 += retained.retained[v as usize];
+        }
+        if entry.2 == NONE || retained.retained[v as usize] > retained.retained[entry.2 as usize] {
+            entry.2 = v;
+        }
+    }
+    drop(under);
+    for (slot, &bytes) in retained.per_class.iter().enumerate() {
+        let (count, held, biggest) = instances[slot];
+        if bytes as f64 > heap as f64 * SUSPECT_SHARE
+            && biggest != NONE
+            && !big(biggest)
+            && held < bytes / 2
+        {
+            found.push(Found {
+                node: biggest,
+                kind: "class",
+                retained: bytes,
+                accumulation: Some((NONE, slot as u32, count, biggest)),
+            });
+        }
+    }
+    found.sort_by_key(|f| (std::cmp::Reverse(f.retained), f.node));
+    found
+}
+
+/// What hangs from `at`: the class whose dominated children keep the most,
+/// their count, and the biggest of them.
+fn accumulation(retained: &Retained, class_of: &[u32], at: u32) -> Option<(u32, u32, u64, u32)> {
+    let mut by_class: std::collections::HashMap<u32, (u64, u64, u32)> = Default::default();
+    for (v, &d) in retained.idom.iter().enumerate() {
+        if d == at {
+            let entry = by_class.entry(class_of[v]).or_insert((0, 0, v as u32));
+            entry.0 += retained.retained[v];
+            entry.1 += 1;
+            if retained.retained[v] > retained.retained[entry.2 as usize] {
+                entry.2 = v as u32;
+            }
+        }
+    }
+    let (&class, &(_, count, biggest)) = by_class
+        .iter()
+        .max_by_key(|(&class, e)| (e.0, std::cmp::Reverse(class)))?;
+    Some((at, class, count, biggest))
+}
+
+/// Shortest paths from the GC roots: each reached node's parent on one.
+pub fn parents(graph: &ObjectGraph) -> Vec<u32> {
+    let mut parent = vec![NONE; graph.shallow.len()];
+    let root = graph.root;
+    parent[root as usize] = root;
+    let mut queue = std::collections::VecDeque::from([root]);
+    while let Some(v) = queue.pop_front() {
+        for &w in graph.graph.successors(v) {
+            if parent[w as usize] == NONE {
+                parent[w as usize] = v;
+                queue.push_back(w);
+            }
+        }
+    }
+    parent
+}
+
+/// The nodes from a GC root down to `node` (the root itself left out);
+/// empty when no root reaches it.
+pub fn path(parents: &[u32], root: u32, node: u32) -> Vec<u32> {
+    let mut path = Vec::new();
+    let mut at = node;
+    while at != root {
+        let Some(&p) = parents.get(at as usize).filter(|&&p| p != NONE) else {
+            return Vec::new();
+        };
+        path.push(at);
+        at = p;
+    }
+    path.reverse();
+    path
+}
+
+/// Names the steps of a path: the field, element or static each goes
+/// through, from objects whose fields the dump model holds.
+pub fn hops(names: &Names, path: &[u32]) -> Vec<Hop> {
+    let mut previous: Option<u32> = None;
+    path.iter()
+        .map(|&node| {
+            let id = names.id(node);
+            let field = match previous {
+                None => root_kind(names, node),
+                Some(p) => field_between(names, p, id, node).unwrap_or_else(|| "?".into()),
+            };
+            previous = Some(node);
+            Hop {
+                object_id: id,
+                class: names.class(node),
+                field,
+            }
+        })
+        .collect()
+}
+
+fn root_kind(names: &Names, node: u32) -> String {
+    if names.graph.finalizable.contains(&node) {
+        return "kept alive by its Finalizer".into();
+    }
+    let id = names.id(node);
+    match names.dump.roots.iter().find(|(_, r)| *r == id) {
+        Some((kind, _)) => format!("GC root: {kind:?}"),
+        None => "GC root".into(),
+    }
+}
+
+/// How node `from` refers to the object `to_id` (node `to`).
+fn field_between(names: &Names, from: u32, to_id: u64, to: u32) -> Option<String> {
+    let dump = names.dump;
+    if let Some(slot) = names.graph.class_slot(from) {
+        let class = dump.class(slot)?.dump.as_ref()?;
+        if let Some(s) = class
+            .statics
+            .iter()
+            .find(|s| s.basic_type == basic::OBJECT && s.value == to_id)
+        {
+            return Some(format!("static {}", dump.string(s.name_id)));
+        }
+        if class.loader_id == to_id {
+            return Some("<class loader>".into());
+        }
+        return (class.super_id == to_id).then(|| "<superclass>".into());
+    }
+    let from_id = names.id(from);
+    if names.graph.class_slot(to).is_some()
+        && dump.objects.slots[from as usize] == names.graph.class_slot(to)?
+    {
+        return Some("<class>".into());
+    }
+    if let Some(elements) = dump.arrays.get(&from_id) {
+        let size = usize::from(dump.id_size);
+        return elements
+            .chunks_exact(size)
+            .position(|e| e.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)) == to_id)
+            .map(|i| format!("[{i}]"));
+    }
+    dump.field_holding(from_id, to_id)
+}
