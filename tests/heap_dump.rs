@@ -278,5 +278,195 @@ fn the_finalizer_overview_names_the_leaking_statements_and_the_threads_show_why(
             "JDK {jdk}"
         );
         assert_eq!(thread("main")["state"], "RUNNABLE", "JDK {jdk}");
+        // The statements are a leak suspect: they hang from the timer's
+        // queue, and the path runs from the Timer thread through its queue
+        // to a statement and what it holds.
+        let suspects = report["leak_suspects"].as_array().unwrap();
+        let timer = suspects
+            .iter()
+            .find(|s| s["accumulation"]["holder_class"] == "java.util.TimerTask[]")
+            .unwrap_or_else(|| panic!("JDK {jdk}: the timer queue is a suspect: {suspects:#?}"));
+        // All but the task the timer thread holds on its stack, if any.
+        let tasks = timer["accumulation"]["count"].as_u64().unwrap();
+        assert!((2999..=3000).contains(&tasks), "JDK {jdk}: {tasks}");
+        assert!(
+            timer["retained_bytes"].as_u64().unwrap() > 3000 * (24 + 112),
+            "JDK {jdk}"
+        );
+        let classes: Vec<&str> = timer["path_to_root"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|hop| hop["class"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            classes[..4],
+            [
+                "java.util.TaskQueue",
+                "java.util.TimerTask[]",
+                "FinalizerLeak$1",
+                "FinalizerLeak$LeakyStatement"
+            ],
+            "JDK {jdk}: {timer:#}"
+        );
+        let held_by = timer["path_to_root"][0]["field"].as_str().unwrap();
+        assert!(
+            held_by.contains("in thread \"statement-timeouts\""),
+            "JDK {jdk}: {held_by}"
+        );
+        // The queued objects are only their Finalizers' to keep.
+        assert!(
+            report["dominators"]["kept_by_finalizers"].as_u64().unwrap() >= 500,
+            "JDK {jdk}"
+        );
+    }
+}
+
+/// The histogram row of `class`: (instances, shallow bytes, retained bytes).
+fn retained_row(report: &Value, class: &str) -> (u64, u64, u64) {
+    let row = report["histogram"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["class"] == class)
+        .unwrap_or_else(|| panic!("no row for {class}"));
+    (
+        row["instances"].as_u64().unwrap(),
+        row["shallow_bytes"].as_u64().unwrap(),
+        row["retained_bytes"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn retained_sizes_and_dominators_are_exact_on_graphs_built_to_be_known() {
+    let dir = tempfile::tempdir().unwrap();
+    for launcher in java_launchers() {
+        let jdk = launcher_version(&launcher);
+        let dump = dir.path().join(format!("dominators-{jdk}.hprof"));
+        Quiet::start(&launcher, &[], "DominatorShapes").dump(&[], &dump);
+        let report = report(&dump);
+        assert_eq!(report["compressed_class_pointers"], true, "JDK {jdk}");
+        // A byte[n] with compressed class pointers: 16 bytes, then n, aligned to 8.
+        let bytes = |n: u64| (16 + n).div_ceil(8) * 8;
+        let own = |class: &str| {
+            let (instances, shallow, _) =
+                retained_row(&report, &format!("DominatorShapes${class}"));
+            assert_eq!(instances, 1, "JDK {jdk}: one {class}");
+            shallow
+        };
+        let retained = |class: &str| retained_row(&report, &format!("DominatorShapes${class}")).2;
+        let expect =
+            |class: &str, want: u64| assert_eq!(retained(class), want, "JDK {jdk}: {class}");
+        // The chain: each link keeps the rest.
+        expect("ChainTail", own("ChainTail") + bytes(100));
+        expect(
+            "ChainMiddle",
+            own("ChainMiddle") + own("ChainTail") + bytes(100),
+        );
+        expect(
+            "ChainHead",
+            own("ChainHead") + own("ChainMiddle") + own("ChainTail") + bytes(100),
+        );
+        // The diamond: the bottom is the top's, not a side's.
+        expect("DiamondLeft", own("DiamondLeft"));
+        expect("DiamondRight", own("DiamondRight"));
+        expect("DiamondBottom", own("DiamondBottom") + bytes(200));
+        expect(
+            "DiamondTop",
+            own("DiamondTop")
+                + own("DiamondLeft")
+                + own("DiamondRight")
+                + own("DiamondBottom")
+                + bytes(200),
+        );
+        // The cycle, entered at A: A keeps all, B keeps C, C its bytes.
+        let cycle_c = own("CycleC") + bytes(300);
+        expect("CycleC", cycle_c);
+        expect("CycleB", own("CycleB") + cycle_c);
+        expect("CycleA", own("CycleA") + own("CycleB") + cycle_c);
+        // A shared child belongs to neither owner.
+        expect("SharedOwnerOne", own("SharedOwnerOne"));
+        expect("SharedOwnerTwo", own("SharedOwnerTwo"));
+        expect("SharedChild", own("SharedChild") + bytes(400));
+        // A weak reference keeps nothing: the strong owner keeps the target.
+        let (_, weak_reference, _) = retained_row(&report, "java.lang.ref.WeakReference");
+        let weak_target = own("WeakTarget") + bytes(500);
+        expect("WeakTarget", weak_target);
+        let weak_owner = retained("WeakOwner");
+        assert!(
+            weak_owner >= own("WeakOwner") + weak_target + 32
+                && weak_owner <= own("WeakOwner") + weak_target + weak_reference,
+            "JDK {jdk}: the weak owner keeps its target and its WeakReference: {weak_owner}"
+        );
+        // A soft reference keeps nothing: its target is kept by nobody.
+        expect("SoftTarget", 0);
+        let soft_owner = retained("SoftOwner");
+        assert!(
+            soft_owner > own("SoftOwner") && soft_owner < own("SoftOwner") + 64,
+            "JDK {jdk}: the soft owner keeps only its SoftReference: {soft_owner}"
+        );
+        // The big cache behind a static field is the leak suspect: its 2000
+        // entries hang from the map's table, reached through ENTRIES.
+        let suspects = report["leak_suspects"].as_array().unwrap();
+        let cache = suspects
+            .iter()
+            .find(|s| s["accumulation"]["class"] == "java.util.HashMap$Node")
+            .unwrap_or_else(|| panic!("JDK {jdk}: the cache is a suspect: {suspects:#?}"));
+        assert_eq!(cache["accumulation"]["count"], 2000, "JDK {jdk}");
+        assert_eq!(
+            cache["accumulation"]["holder_class"],
+            "java.util.HashMap$Node[]"
+        );
+        assert!(cache["retained_bytes"].as_u64().unwrap() > 2000 * bytes(5000));
+        let path: Vec<String> = cache["path_to_root"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|hop| {
+                format!(
+                    "{} {}",
+                    hop["field"].as_str().unwrap(),
+                    hop["class"].as_str().unwrap()
+                )
+            })
+            .collect();
+        let path = path.join(" / ");
+        for step in [
+            "static ENTRIES java.util.HashMap",
+            "table java.util.HashMap$Node[]",
+            "java.util.HashMap$Node",
+            "value byte[]",
+        ] {
+            assert!(path.contains(step), "JDK {jdk}: {step} in {path}");
+        }
+        assert!(path.starts_with("GC root"), "JDK {jdk}: {path}");
+        // The biggest objects name what dominates them.
+        let top = report["dominators"]["top"].as_array().unwrap();
+        assert!(top.len() >= 10, "JDK {jdk}");
+        assert!(top
+            .windows(2)
+            .all(|w| w[0]["retained_bytes"].as_u64() >= w[1]["retained_bytes"].as_u64()));
+        // Any object's path, by id.
+        let entries = cache["path_to_root"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|hop| hop["field"] == "static ENTRIES")
+            .unwrap()["object_id"]
+            .as_u64()
+            .unwrap();
+        let (ok, out, err) = jvmapm(&[
+            "heap",
+            "--no-dominators",
+            "--path-to-root",
+            &format!("0x{entries:x}"),
+            dump.to_str().unwrap(),
+        ]);
+        assert!(ok, "{err}");
+        assert!(
+            out.contains("Path from a GC root") && out.contains("static ENTRIES"),
+            "{out}"
+        );
+        assert!(!out.contains("Leak suspects"), "--no-dominators: {out}");
     }
 }

@@ -114,6 +114,28 @@ pub struct ThreadRoot {
     pub trace_serial: u32,
 }
 
+/// A GC root.
+#[derive(Clone, Copy, Debug)]
+pub struct Root {
+    pub kind: RootKind,
+    pub id: u64,
+    /// Thread serial and frame number, where the kind has them.
+    pub info: [u32; 2],
+}
+
+impl Root {
+    pub fn new(kind: RootKind, id: u64, info: &[u32]) -> Root {
+        Root {
+            kind,
+            id,
+            info: [
+                info.first().copied().unwrap_or(0),
+                info.get(1).copied().unwrap_or(0),
+            ],
+        }
+    }
+}
+
 impl ThreadRoot {
     /// From a ROOT THREAD OBJECT's id and numbers (thread serial, trace serial).
     pub fn new(object_id: u64, info: &[u32]) -> ThreadRoot {
@@ -140,8 +162,9 @@ pub struct Dump {
     /// Stack trace serial to its frame ids.
     pub traces: HashMap<u32, Vec<u64>>,
     pub threads: Vec<ThreadRoot>,
-    /// Every GC root: its kind and the object (or class) it holds.
-    pub roots: Vec<(RootKind, u64)>,
+    /// Every GC root: its kind, the object (or class) it holds, and its
+    /// numbers (a thread serial and frame number where it has them).
+    pub roots: Vec<Root>,
     /// Heap dump segments as a mapped dump's pass split them into runs:
     /// each run's segments and the table index of its first object.
     pub runs: Vec<(Vec<(u64, u64)>, usize)>,
@@ -459,7 +482,7 @@ impl Visitor for Dump {
         if self.further_pass {
             return;
         }
-        self.roots.push((kind, id));
+        self.roots.push(Root::new(kind, id, info));
         if kind == RootKind::ThreadObject {
             self.threads.push(ThreadRoot::new(id, info));
         }

@@ -4,7 +4,8 @@
 //! GC root. References are read in a second pass over the heap (over the
 //! mapped segments on every core, or front to back for gzip): an instance's
 //! reference fields and its class, an object array's elements and its
-//! class, a class's static fields, loader and superclass.
+//! class, a class's static fields, loader and superclass, and a class
+//! loader's classes.
 //!
 //! `java.lang.ref.Reference.referent` is not followed: weak, soft and
 //! phantom references do not keep an object alive. A Finalizer's referent
@@ -182,9 +183,50 @@ impl Plan {
     }
 }
 
+/// Class loaders and the classes they defined: a loader keeps its classes
+/// alive, as the JVM's loader does.
+struct Loaders {
+    /// One bit an object: whether it is a loader of a dumped class.
+    bits: Vec<u64>,
+    classes: std::collections::HashMap<u32, Vec<u32>>,
+}
+
+impl Loaders {
+    fn new(dump: &Dump, index: &NodeIndex, objects: usize) -> Loaders {
+        let mut loaders = Loaders {
+            bits: vec![0; objects.div_ceil(64)],
+            classes: Default::default(),
+        };
+        for (i, class) in dump.classes.iter().enumerate() {
+            let Some(loader) = class.dump.as_ref().map(|d| d.loader_id).filter(|&l| l != 0) else {
+                continue;
+            };
+            if let Some(node) = index.node(loader).filter(|&n| (n as usize) < objects) {
+                loaders.bits[node as usize / 64] |= 1 << (node % 64);
+                loaders
+                    .classes
+                    .entry(node)
+                    .or_default()
+                    .push((objects + i) as u32);
+            }
+        }
+        loaders
+    }
+
+    /// The classes object `node` defined, if it is a loader.
+    #[inline]
+    fn classes_of(&self, node: usize) -> Option<&Vec<u32>> {
+        if self.bits[node / 64] & (1 << (node % 64)) == 0 {
+            return None;
+        }
+        self.classes.get(&(node as u32))
+    }
+}
+
 /// Reads the references of a run of objects, in table order.
 struct EdgeReader<'a> {
     plan: &'a Plan,
+    loaders: &'a Loaders,
     index: &'a NodeIndex<'a>,
     slots: &'a [u32],
     /// Table index of the next object, and where the run's objects end.
@@ -250,6 +292,9 @@ impl Visitor for EdgeReader<'_> {
         if class != NONE {
             self.targets.push(class);
         }
+        if let Some(classes) = self.loaders.classes_of(self.next - 1) {
+            self.targets.extend_from_slice(classes);
+        }
         self.finish();
     }
 
@@ -313,15 +358,16 @@ pub fn build(
         ));
     }
     let mut rooted = vec![false; classes];
-    for &(kind, id) in &dump.roots {
-        if kind == RootKind::StickyClass {
-            if let Some(&slot) = dump.slot_of.get(&id) {
+    for root in &dump.roots {
+        if root.kind == RootKind::StickyClass {
+            if let Some(&slot) = dump.slot_of.get(&root.id) {
                 rooted[(slot - FIRST_CLASS_SLOT) as usize] = true;
             }
         }
     }
     let plan = Plan::new(dump, objects, &rooted);
     let index = NodeIndex::new(dump);
+    let loaders = Loaders::new(dump, &index, objects);
     // Each run's segments and the table indexes of its objects.
     let no_segments: Vec<(u64, u64)> = Vec::new();
     let runs: Vec<RunOfObjects> = match mapped {
@@ -338,6 +384,7 @@ pub fn build(
     };
     let reader = |first: usize, end: usize| EdgeReader {
         plan: &plan,
+        loaders: &loaders,
         index: &index,
         slots: &dump.objects.slots,
         next: first,
@@ -418,7 +465,7 @@ pub fn build(
     let mut from_root: Vec<u32> = dump
         .roots
         .iter()
-        .filter_map(|&(_, id)| index.node(id))
+        .filter_map(|root| index.node(root.id))
         .collect();
     from_root.sort_unstable();
     from_root.dedup();

@@ -8,13 +8,17 @@ use serde::Serialize;
 use crate::heap::dominators::{self, Dominators, NONE};
 use crate::heap::dump::Dump;
 use crate::heap::graph::ObjectGraph;
-use crate::heap::hprof::basic;
+use crate::heap::hprof::{basic, RootKind};
 
 /// A suspect keeps more than this share of the heap.
 const SUSPECT_SHARE: f64 = 0.10;
 /// Going down from a suspect, a child keeping at least this share of its
 /// parent's retained size is where the memory still is.
 const FOLLOW_SHARE: f64 = 0.80;
+
+/// The path of a suspect goes down from the biggest of its accumulated
+/// objects while a child keeps at least this share: to where the memory is.
+const REPRESENTATIVE_SHARE: f64 = 0.50;
 
 /// The dominator tree and retained sizes of a graph.
 pub struct Retained {
@@ -143,8 +147,9 @@ pub struct Found {
     pub node: u32,
     pub kind: &'static str,
     pub retained: u64,
-    /// The accumulation point, the class slot (or NONE for class nodes)
-    /// and count of what hangs there, and one of them.
+    /// The accumulation point, the class slot and count of what hangs
+    /// there, and where the biggest of them keeps its memory (the path
+    /// goes there).
     pub accumulation: Option<(u32, u32, u64, u32)>,
 }
 
@@ -176,19 +181,23 @@ pub fn suspects(graph: &ObjectGraph, retained: &Retained, class_of: &[u32]) -> V
             }
         }
     }
-    for suspect in &mut found {
-        let mut at = suspect.node;
-        loop {
-            let child = biggest_child[at as usize];
-            if child == NONE
-                || (retained.retained[child as usize] as f64)
-                    < retained.retained[at as usize] as f64 * FOLLOW_SHARE
-            {
-                break;
-            }
-            at = child;
+    // Down from `at` while one child keeps `share` of what its parent keeps.
+    let descend = |mut at: u32, share: f64| loop {
+        let child = biggest_child[at as usize];
+        if child == NONE
+            || (retained.retained[child as usize] as f64)
+                < retained.retained[at as usize] as f64 * share
+        {
+            return at;
         }
-        suspect.accumulation = accumulation(retained, class_of, at);
+        at = child;
+    };
+    for suspect in &mut found {
+        let at = descend(suspect.node, FOLLOW_SHARE);
+        suspect.accumulation =
+            accumulation(retained, class_of, at).map(|(at, class, count, biggest)| {
+                (at, class, count, descend(biggest, REPRESENTATIVE_SHARE))
+            });
     }
     drop(biggest_child);
     // What the object suspects hold is theirs: a class is a suspect of its
@@ -320,10 +329,33 @@ fn root_kind(names: &Names, node: u32) -> String {
         return "kept alive by its Finalizer".into();
     }
     let id = names.id(node);
-    match names.dump.roots.iter().find(|(_, r)| *r == id) {
-        Some((kind, _)) => format!("GC root: {kind:?}"),
-        None => "GC root".into(),
-    }
+    let dump = names.dump;
+    let Some(root) = dump.roots.iter().find(|r| r.id == id) else {
+        return "GC root".into();
+    };
+    let kind = format!("GC root: {:?}", root.kind);
+    let in_thread = matches!(
+        root.kind,
+        RootKind::JavaFrame | RootKind::JniLocal | RootKind::NativeStack | RootKind::ThreadBlock
+    );
+    let Some(thread) = dump
+        .threads
+        .iter()
+        .find(|t| in_thread && t.thread_serial == root.info[0])
+    else {
+        return kind;
+    };
+    let name = crate::heap::threads::name(dump, thread.object_id).unwrap_or_else(|| "?".into());
+    let frame = (root.kind == RootKind::JavaFrame)
+        .then(|| {
+            dump.traces
+                .get(&thread.trace_serial)?
+                .get(root.info[1] as usize)
+        })
+        .flatten()
+        .map(|&frame| format!(", {}", crate::heap::threads::frame_text(dump, frame)))
+        .unwrap_or_default();
+    format!("{kind} in thread \"{name}\"{frame}")
 }
 
 /// How node `from` refers to the object `to_id` (node `to`).
@@ -344,6 +376,15 @@ fn field_between(names: &Names, from: u32, to_id: u64, to: u32) -> Option<String
         return (class.super_id == to_id).then(|| "<superclass>".into());
     }
     let from_id = names.id(from);
+    if let Some(class) = names
+        .graph
+        .class_slot(to)
+        .and_then(|slot| dump.class(slot)?.dump.as_ref())
+    {
+        if class.loader_id == from_id {
+            return Some("<defined class>".into());
+        }
+    }
     if names.graph.class_slot(to).is_some()
         && dump.objects.slots[from as usize] == names.graph.class_slot(to)?
     {

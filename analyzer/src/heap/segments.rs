@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::heap::dump::{Dump, Objects, RecentSlots, ThreadRoot};
+use crate::heap::dump::{Dump, Objects, RecentSlots, Root, ThreadRoot};
 use crate::heap::hprof::{self, ClassDump, Parsed, RootKind, Visitor};
 use crate::heap::ids::IdMap;
 use crate::heap::input::{Input, Mapped, ParseError};
@@ -33,7 +33,7 @@ struct Found {
     objects: Objects,
     class_dumps: Vec<ClassDump>,
     threads: Vec<ThreadRoot>,
-    roots: Vec<(RootKind, u64)>,
+    roots: Vec<Root>,
     warnings: Vec<String>,
     skipped_data: bool,
     /// Where the run could not be read on: nothing after it counts.
@@ -60,7 +60,7 @@ impl Part<'_> {
 
 impl Visitor for Part<'_> {
     fn root(&mut self, kind: RootKind, id: u64, info: &[u32]) {
-        self.found.roots.push((kind, id));
+        self.found.roots.push(Root::new(kind, id, info));
         if kind == RootKind::ThreadObject {
             self.found.threads.push(ThreadRoot::new(id, info));
         }

@@ -27,9 +27,7 @@ pub fn report(dump: &Dump) -> Vec<ThreadInfo> {
         .iter()
         .map(|root| {
             let thread = root.object_id;
-            let name = dump
-                .field(thread, "java/lang/Thread", "name")
-                .and_then(|s| string_value(dump, s));
+            let name = name(dump, thread);
             let status = dump
                 .field(thread, "java/lang/Thread", "threadStatus")
                 .or_else(|| {
@@ -48,6 +46,12 @@ pub fn report(dump: &Dump) -> Vec<ThreadInfo> {
             }
         })
         .collect()
+}
+
+/// A thread's name, when its objects were kept.
+pub fn name(dump: &Dump, thread: u64) -> Option<String> {
+    dump.field(thread, "java/lang/Thread", "name")
+        .and_then(|s| string_value(dump, s))
 }
 
 /// Objects the report would read that are not kept yet (found earlier in the
@@ -98,7 +102,7 @@ pub fn string_value(dump: &Dump, string: u64) -> Option<String> {
 }
 
 /// `at java.lang.Thread.sleep(Native Method)`.
-fn frame_text(dump: &Dump, frame_id: u64) -> String {
+pub fn frame_text(dump: &Dump, frame_id: u64) -> String {
     let Some(frame) = dump.frames.get(&frame_id) else {
         return format!("at <frame 0x{frame_id:x}>");
     };
