@@ -232,14 +232,38 @@ struct EdgeReader<'a> {
     /// Table index of the next object, and where the run's objects end.
     next: usize,
     end: usize,
-    /// For each object of the run, where its references end in `targets`.
-    ends: Vec<u32>,
+    /// For each object of the run, where its references end in `targets`
+    /// (the run's part of the graph's offsets), and how many are done.
+    ends: &'a mut [u32],
+    done: usize,
     targets: Vec<u32>,
     /// The object array whose elements are coming is in the run.
     in_array: bool,
 }
 
-impl EdgeReader<'_> {
+impl<'a> EdgeReader<'a> {
+    /// Reads objects `first..end` of the table; `ends` is their part of the
+    /// graph's offsets.
+    fn new(
+        (plan, loaders, index, slots): (&'a Plan, &'a Loaders, &'a NodeIndex<'a>, &'a [u32]),
+        first: usize,
+        end: usize,
+        ends: &'a mut [u32],
+    ) -> EdgeReader<'a> {
+        EdgeReader {
+            plan,
+            loaders,
+            index,
+            slots,
+            next: first,
+            end,
+            ends,
+            done: 0,
+            targets: Vec::with_capacity((end - first) * 2),
+            in_array: false,
+        }
+    }
+
     /// Starts the next object of the table; false past the run's end.
     #[inline]
     fn start(&mut self) -> Option<u32> {
@@ -253,7 +277,8 @@ impl EdgeReader<'_> {
 
     #[inline]
     fn finish(&mut self) {
-        self.ends.push(self.targets.len() as u32);
+        self.ends[self.done] = self.targets.len() as u32;
+        self.done += 1;
     }
 
     #[inline]
@@ -319,7 +344,7 @@ impl Visitor for EdgeReader<'_> {
             self.reference(Self::id_at(bytes, id_size));
         }
         // The array's references end after its last elements so far.
-        if let Some(end) = self.ends.last_mut() {
+        if let Some(end) = self.done.checked_sub(1).map(|last| &mut self.ends[last]) {
             *end = self.targets.len() as u32;
         }
     }
@@ -382,23 +407,24 @@ pub fn build(
             .collect(),
         None => vec![(&no_segments[..], 0, objects)],
     };
-    let reader = |first: usize, end: usize| EdgeReader {
-        plan: &plan,
-        loaders: &loaders,
-        index: &index,
-        slots: &dump.objects.slots,
-        next: first,
-        end,
-        ends: Vec::with_capacity(end - first),
-        targets: Vec::with_capacity((end - first) * 2),
-        in_array: false,
-    };
-    let read: Vec<(Vec<u32>, Vec<u32>)> = match mapped {
+    // The objects' offsets are written in place, each run into its part.
+    let mut offsets = vec![0u32; objects + classes + 2];
+    let mut parts = Vec::with_capacity(runs.len());
+    let mut rest = &mut offsets[1..=objects];
+    for (_, first, end) in &runs {
+        let (part, tail) = std::mem::take(&mut rest).split_at_mut(end - first);
+        parts.push(part);
+        rest = tail;
+    }
+    let shared = (&plan, &loaders, &index, &dump.objects.slots[..]);
+    let reader = |first: usize, end: usize, ends| EdgeReader::new(shared, first, end, ends);
+    let read: Vec<(Vec<u32>, usize)> = match mapped {
         Some(mapped) => std::thread::scope(|scope| {
             let workers: Vec<_> = runs
                 .iter()
-                .map(|(segments, first, end)| {
-                    let mut reader = reader(*first, *end);
+                .zip(parts)
+                .map(|((segments, first, end), part)| {
+                    let mut reader = reader(*first, *end, part);
                     scope.spawn(move || {
                         for &(at, len) in segments.iter() {
                             let range = at as usize..(at + len) as usize;
@@ -410,7 +436,7 @@ pub fn build(
                             }
                             mapped.release(range);
                         }
-                        (reader.ends, reader.targets)
+                        (reader.targets, reader.done)
                     })
                 })
                 .collect();
@@ -420,34 +446,39 @@ pub fn build(
                 .collect()
         }),
         None => {
-            let mut reader = reader(0, objects);
+            let part = parts.pop().unwrap_or_default();
+            let mut reader = reader(0, objects, part);
             reread(&mut |input| {
                 hprof::parse(input, &mut reader)
                     .map(|_| ())
                     .map_err(|e| e.1)
             })?;
-            vec![(reader.ends, reader.targets)]
+            vec![(reader.targets, reader.done)]
         }
     };
     let mut graph = Graph {
-        offsets: Vec::with_capacity(objects + classes + 2),
-        targets: Vec::with_capacity(read.iter().map(|r| r.1.len()).sum::<usize>() + classes * 4),
+        offsets,
+        targets: Vec::new(),
     };
-    graph.offsets.push(0);
-    for ((ends, targets), (_, first, end)) in read.into_iter().zip(&runs) {
+    for ((targets, done), (_, first, end)) in read.into_iter().zip(&runs) {
         let base = graph.targets.len() as u64;
         if base + targets.len() as u64 >= u64::from(u32::MAX) {
             return Err("more than 4 billion references: too many for the dominator tree".into());
         }
         let base = base as u32;
-        graph.offsets.extend(ends.iter().map(|&e| base + e));
+        let part = &mut graph.offsets[first + 1..=*end];
         // Objects of a run cut short have no references.
-        let last = graph.targets.len() as u32 + targets.len() as u32;
-        graph
-            .offsets
-            .extend(std::iter::repeat_n(last, end - first - ends.len()));
-        graph.targets.extend_from_slice(&targets);
+        part[done..].fill(targets.len() as u32);
+        for offset in part {
+            *offset += base;
+        }
+        if graph.targets.is_empty() {
+            graph.targets = targets;
+        } else {
+            graph.targets.extend_from_slice(&targets);
+        }
     }
+    graph.offsets.truncate(objects + 1);
     for class in &dump.classes {
         if let Some(class_dump) = &class.dump {
             let ids = class_dump

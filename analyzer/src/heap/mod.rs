@@ -111,7 +111,11 @@ impl Source<'_> {
     fn keep(&self, dump: &mut Dump, ids: &[u64]) -> Result<(), String> {
         match self {
             Source::Mapped(mapped) => {
-                let places = dump.places(ids);
+                let places = if dump.objects.offsets.is_empty() {
+                    segments::places(mapped, dump, &ids.iter().copied().collect())
+                } else {
+                    dump.places(ids)
+                };
                 dump.keep_at(mapped, places);
             }
             Source::Streamed(Some(reopen)) => {
@@ -337,11 +341,18 @@ fn dominator_reports(
         path_to_root: None,
     };
     let mut found = Vec::new();
+    // Array lengths were for sizes, which the graph now holds; places are
+    // found again for the few objects the paths go through.
+    dump.objects.lengths = Vec::new();
+    if mapped.is_some() {
+        dump.objects.offsets = Vec::new();
+    }
     if options.dominators {
+        // Each node's class: the objects' slots column, lent for a while.
         let class_class = dump
             .slot_named("java/lang/Class")
             .unwrap_or(dominators::NONE);
-        let mut class_of = dump.objects.slots.clone();
+        let mut class_of = std::mem::take(&mut dump.objects.slots);
         class_of.extend(std::iter::repeat_n(class_class, dump.classes.len()));
         class_of.push(dominators::NONE);
         let slots = dump::FIRST_CLASS_SLOT as usize + dump.classes.len();
@@ -349,6 +360,9 @@ fn dominator_reports(
         for row in rows.iter_mut() {
             row.retained_bytes = tree.per_class.get(row.slot as usize).copied();
         }
+        found = retained::suspects(&graph, &tree, &class_of);
+        class_of.truncate(graph.objects);
+        dump.objects.slots = class_of;
         let names = retained::Names {
             dump,
             graph: &graph,
@@ -357,7 +371,6 @@ fn dominator_reports(
             top: retained::top_objects(&names, &tree, options.top),
             kept_by_finalizers: graph.finalizable.len() as u64,
         });
-        found = retained::suspects(&graph, &tree, &class_of);
     }
     let parents = retained::parents(&graph);
     let target_node = match target {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::heap::dump::{Dump, Objects, RecentSlots, Root, ThreadRoot};
 use crate::heap::hprof::{self, ClassDump, Parsed, RootKind, Visitor};
-use crate::heap::ids::IdMap;
+use crate::heap::ids::{IdMap, IdSet};
 use crate::heap::input::{Input, Mapped, ParseError};
 
 /// Slots from here up are a part's own for classes no LOAD CLASS named;
@@ -221,6 +221,68 @@ fn join(dump: &mut Dump, mut part: Found) {
     dump.threads.append(&mut part.threads);
     dump.roots.append(&mut part.roots);
     dump.warnings.append(&mut part.warnings);
+}
+
+/// Finds where the sub-records of wanted objects start.
+struct Finder<'a> {
+    wanted: &'a IdSet,
+    places: Vec<u64>,
+}
+
+impl Visitor for Finder<'_> {
+    #[inline]
+    fn instance(&mut self, at: u64, id: u64, _class_id: u64, _fields: &[u8]) {
+        if self.wanted.contains(&id) {
+            self.places.push(at);
+        }
+    }
+
+    fn object_array(&mut self, at: u64, id: u64, _class_id: u64, _length: u32) {
+        if self.wanted.contains(&id) {
+            self.places.push(at);
+        }
+    }
+
+    #[inline]
+    fn primitive_array(&mut self, at: u64, id: u64, _element_type: u8, _length: u32) {
+        if self.wanted.contains(&id) {
+            self.places.push(at);
+        }
+    }
+}
+
+/// Where the sub-records of objects `wanted` start, found by parsing the
+/// runs of a mapped dump again (on every core): for when the table's own
+/// column of places was given up to save memory.
+pub fn places(mapped: &Arc<Mapped>, dump: &Dump, wanted: &IdSet) -> Vec<u64> {
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = dump
+            .runs
+            .iter()
+            .map(|(run, _)| {
+                scope.spawn(move || {
+                    let mut finder = Finder {
+                        wanted,
+                        places: Vec::new(),
+                    };
+                    for &(at, len) in run {
+                        let range = at as usize..(at + len) as usize;
+                        let mut input = Input::mapped(mapped.clone(), range.clone());
+                        if hprof::parse_segment(&mut input, dump.id_size, &mut finder, len).is_err()
+                        {
+                            break;
+                        }
+                        mapped.release(range);
+                    }
+                    finder.places
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a finder panicked"))
+            .collect()
+    })
 }
 
 #[cfg(test)]
