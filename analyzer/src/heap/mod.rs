@@ -334,7 +334,9 @@ fn dominator_reports(
         Source::Mapped(mapped) => Some(*mapped),
         Source::Streamed(_) => None,
     };
-    let graph = graph::build(dump, sizer, mapped, &|visit| source.reread(visit))?;
+    let mut graph = graph::build(dump, sizer, mapped, &|visit| source.reread(visit))?;
+    // Shortest paths first: the dominator tree is made without the references.
+    let parents = retained::parents(&graph);
     let mut analysis = Analysis {
         dominators: None,
         leak_suspects: None,
@@ -356,7 +358,7 @@ fn dominator_reports(
         class_of.extend(std::iter::repeat_n(class_class, dump.classes.len()));
         class_of.push(dominators::NONE);
         let slots = dump::FIRST_CLASS_SLOT as usize + dump.classes.len();
-        let tree = retained::compute(&graph, &class_of, slots);
+        let tree = retained::compute(&mut graph, &class_of, slots);
         for row in rows.iter_mut() {
             row.retained_bytes = tree.per_class.get(row.slot as usize).copied();
         }
@@ -372,7 +374,6 @@ fn dominator_reports(
             kept_by_finalizers: graph.finalizable.len() as u64,
         });
     }
-    let parents = retained::parents(&graph);
     let target_node = match target {
         Some(id) => Some(
             node_of(dump, &graph, id)

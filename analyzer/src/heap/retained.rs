@@ -31,9 +31,11 @@ pub struct Retained {
 }
 
 /// Computes dominators and retained sizes; `class_of` gives each node's
-/// class slot (NONE for the root).
-pub fn compute(graph: &ObjectGraph, class_of: &[u32], slots: usize) -> Retained {
+/// class slot (NONE for the root). The graph's references are given up
+/// once the dominators are known (the paths need only `parents`).
+pub fn compute(graph: &mut ObjectGraph, class_of: &[u32], slots: usize) -> Retained {
     let doms: Dominators = dominators::dominators(&graph.graph, graph.root);
+    graph.graph = Default::default();
     let retained = dominators::retained_sizes(&doms, &graph.shallow);
     let per_class = dominators::retained_per_class(&doms, &retained, class_of, slots);
     Retained {
