@@ -1,7 +1,8 @@
-//! `jvmapm heap` on dumps made by real JVMs (`jcmd GC.heap_dump`) of the
-//! HeapShapes fixture, checked against `jcmd GC.class_histogram` of the same
-//! quiet JVM, for each object layout HotSpot offers, plain and gzip; and
-//! dumps cut at many offsets.
+//! `jvmapm heap` on dumps made by real JVMs (`jcmd GC.heap_dump`): the
+//! HeapShapes fixture checked against `jcmd GC.class_histogram` of the same
+//! quiet JVM, for each object layout HotSpot offers, plain and gzip; dumps
+//! cut at many offsets; the classic Finalizer leak; graphs whose dominators
+//! and retained sizes are known by construction; and `--diff`.
 
 mod common;
 
@@ -27,6 +28,7 @@ const LAYOUTS: [(&[&str], bool, bool); 3] = [
 /// A fixture in a JVM of `launcher`, quiet once it said "ready".
 struct Quiet {
     child: Child,
+    out: BufReader<std::process::ChildStdout>,
     jcmd: PathBuf,
 }
 
@@ -41,15 +43,29 @@ impl Quiet {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready");
-        Quiet {
+        let mut quiet = Quiet {
+            out: BufReader::new(child.stdout.take().unwrap()),
             child,
             jcmd: launcher.with_file_name("jcmd"),
-        }
+        };
+        assert_eq!(quiet.line(), "ready");
+        quiet
+    }
+
+    /// The fixture's next line.
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        line.trim().to_string()
+    }
+
+    /// Says a line to the fixture and returns its answer.
+    fn say(&mut self, line: &str) -> String {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+        self.line()
     }
 
     /// HeapShapes without the shared archive, so every java.lang.Class in
@@ -469,4 +485,49 @@ fn retained_sizes_and_dominators_are_exact_on_graphs_built_to_be_known() {
         );
         assert!(!out.contains("Leak suspects"), "--no-dominators: {out}");
     }
+}
+
+#[test]
+fn diff_names_the_class_that_grew_between_two_dumps() {
+    let dir = tempfile::tempdir().unwrap();
+    let launcher = &java_launchers()[0];
+    let mut jvm = Quiet::start(launcher, &[], "Grows");
+    assert_eq!(jvm.say("grow"), "grown");
+    let (old, new) = (dir.path().join("old.hprof"), dir.path().join("new.hprof"));
+    jvm.dump(&[], &old);
+    assert_eq!(jvm.say("grow"), "grown");
+    assert_eq!(jvm.say("grow"), "grown");
+    jvm.dump(&[], &new);
+    let (ok, out, err) = jvmapm(&[
+        "heap",
+        "--json",
+        "--diff",
+        old.to_str().unwrap(),
+        new.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let diff: Value = serde_json::from_str(&out).unwrap();
+    let top = &diff["classes"][0];
+    assert_eq!(top["class"], "Grows$Entry", "{diff:#}");
+    assert_eq!(top["instances_old"], 10000);
+    assert_eq!(top["instances_new"], 30000);
+    assert_eq!(top["instances_delta"], 20000);
+    // 12 bytes of header and a long, aligned to 8.
+    assert_eq!(top["bytes_delta"], 20000 * 24);
+    let (ok, text, err) = jvmapm(&[
+        "heap",
+        "--diff",
+        old.to_str().unwrap(),
+        new.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let first = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Grew most"))
+        .nth(2)
+        .unwrap_or_default();
+    assert!(
+        first.contains("+480000") && first.contains("Grows$Entry"),
+        "{text}"
+    );
 }
