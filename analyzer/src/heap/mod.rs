@@ -34,7 +34,7 @@ use hprof::{Header, Parsed};
 use input::{Input, Mapped, ParseError};
 use report::Report;
 
-/// Further passes at most, to fetch objects the reports read.
+/// Further reads at most, to fetch objects the reports read.
 const FURTHER_PASSES: usize = 2;
 
 /// What to analyze beyond the histogram, Finalizers and threads.
@@ -195,13 +195,7 @@ fn keep_what_reports_read(dump: &mut Dump, mapped: &Arc<Mapped>) {
         .map(|i| objects.offsets[i])
         .collect();
     dump.keep_at(mapped, places);
-    for _ in 0..FURTHER_PASSES + 1 {
-        let unresolved = threads::unresolved(dump);
-        if unresolved.is_empty() {
-            break;
-        }
-        let _ = Source::Mapped(mapped).keep(dump, &unresolved);
-    }
+    let _ = keep_what_threads_read(dump, &Source::Mapped(mapped));
 }
 
 fn analyze_streamed(
@@ -217,12 +211,10 @@ fn analyze_streamed(
     }
     let outcome = hprof::parse(&mut input, &mut dump);
     progress.stop();
-    if outcome.is_ok() {
-        if let Some(reopen) = reopen {
-            further_passes(&mut dump, reopen)?;
-        }
-    }
     let source = Source::Streamed(reopen);
+    if outcome.is_ok() {
+        keep_what_threads_read(&mut dump, &source)?;
+    }
     report(dump, outcome, file, input.offset(), &source, options)
 }
 
@@ -462,37 +454,17 @@ fn node_of(dump: &Dump, graph: &graph::ObjectGraph, id: u64) -> Option<u32> {
     dump.objects.find(&wanted).first().map(|&i| i as u32)
 }
 
-/// Reads a compressed dump again for the objects the reports want that came
-/// before what points at them.
-fn further_passes(
-    dump: &mut Dump,
-    reopen: &dyn Fn() -> Result<Input, String>,
-) -> Result<(), String> {
-    for pass in 0..FURTHER_PASSES {
+/// Keeps what the thread report reads and the first pass could not keep:
+/// objects that came before what points at them (a thread's name before
+/// the thread), a step of the chain at a time.
+fn keep_what_threads_read(dump: &mut Dump, source: &Source) -> Result<(), String> {
+    for _ in 0..FURTHER_PASSES {
         let unresolved = threads::unresolved(dump);
         if unresolved.is_empty() {
             break;
         }
-        dump.wanted.extend(unresolved.iter().copied());
-        dump.further_pass = true;
-        let mut input = reopen()?;
-        let progress = Progress::start(
-            input.progress.clone(),
-            input.file_len,
-            &format!("pass {} ", pass + 2),
-        );
-        let outcome = hprof::parse(&mut input, dump);
-        progress.stop();
-        if let Err((_, e)) = outcome {
-            return Err(format!("the dump changed while it was read: {e}"));
-        }
-        for id in unresolved {
-            if !dump.fields.contains_key(&id) && !dump.arrays.contains_key(&id) {
-                dump.missing.insert(id);
-            }
-        }
+        source.keep(dump, &unresolved)?;
     }
-    dump.further_pass = false;
     Ok(())
 }
 
