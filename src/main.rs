@@ -1,7 +1,12 @@
 //! The `jvmapm` command line: parses arguments and hands each subcommand to
-//! the library that does the work (`demo` only wires the others together).
+//! the library that does the work (`demo` only wires the others together;
+//! `huge_pages` is the allocator).
 
 mod demo;
+mod huge_pages;
+
+#[global_allocator]
+static ALLOCATOR: huge_pages::HugePages = huge_pages::HugePages;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
