@@ -350,7 +350,9 @@ fn dominator_reports(
         class_of.extend(std::iter::repeat_n(class_class, dump.classes.len()));
         class_of.push(dominators::NONE);
         let slots = dump::FIRST_CLASS_SLOT as usize + dump.classes.len();
+        let packed = dump.objects.pack_ids();
         let tree = retained::compute(&mut graph, &class_of, slots);
+        dump.objects.unpack_ids(packed);
         for row in rows.iter_mut() {
             row.retained_bytes = tree.per_class.get(row.slot as usize).copied();
         }

@@ -228,3 +228,28 @@ fn damaged_dumps_give_an_error_or_a_partial_report_never_a_panic() {
         }
     }
 }
+
+#[test]
+fn packed_ids_come_back_as_they_were_and_odd_ones_stay_unpacked() {
+    use crate::heap::dump::Objects;
+    let ids = [
+        0x7_0000_0010u64,
+        0x7_0000_0018,
+        0x7_0000_0008,
+        0x7_0000_0008 + (8 << 31),
+    ];
+    let mut objects = Objects::default();
+    for (i, &id) in ids.iter().enumerate() {
+        objects.push(id, 16, 0, i as u64);
+    }
+    let packed = objects.pack_ids();
+    assert!(packed.is_some() && objects.ids.is_empty());
+    objects.unpack_ids(packed);
+    assert_eq!(objects.ids, ids);
+    objects.push(0x7_0000_0013, 16, 0, 9);
+    assert!(
+        objects.pack_ids().is_none(),
+        "not a multiple of 8 from the lowest"
+    );
+    assert_eq!(objects.ids.len(), 5);
+}
