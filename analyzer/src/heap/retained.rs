@@ -233,9 +233,12 @@ pub fn suspects(graph: &ObjectGraph, retained: &Retained, class_of: &[u32]) -> V
         }
     }
     drop(under);
+    // Classes themselves (java.lang.Class) are suspects only one by one.
+    let mirrors = class_of.get(graph.objects).copied().unwrap_or(NONE);
     for (slot, &bytes) in retained.per_class.iter().enumerate() {
         let (count, held, biggest) = instances[slot];
-        if bytes as f64 > heap as f64 * SUSPECT_SHARE
+        if slot as u32 != mirrors
+            && bytes as f64 > heap as f64 * SUSPECT_SHARE
             && biggest != NONE
             && !big(biggest)
             && held < bytes / 2
