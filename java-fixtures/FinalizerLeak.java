@@ -53,10 +53,20 @@ public class FinalizerLeak {
 
     static final Timer TIMER = new Timer("statement-timeouts", true);
 
+    static void awaitTimedWait(String name) throws InterruptedException {
+        for (int tries = 0; tries < 1000; tries++) {
+            for (Thread thread : Thread.getAllStackTraces().keySet()) {
+                if (thread.getName().equals(name) && thread.getState() == Thread.State.TIMED_WAITING) {
+                    return;
+                }
+            }
+            Thread.sleep(10);
+        }
+        throw new IllegalStateException(name + " never slept");
+    }
+
     public static void main(String[] args) throws Exception {
-        // Each query's timeout, cancelled when the query is done (after all
-        // were scheduled, so the timer thread, asleep until the first one is
-        // due, never drops one).
+        // Each query's timeout, cancelled when the query is done.
         TimerTask[] timeouts = new TimerTask[3000];
         for (int i = 0; i < timeouts.length; i++) {
             LeakyStatement statement = new LeakyStatement(i);
@@ -68,6 +78,10 @@ public class FinalizerLeak {
             };
             TIMER.schedule(timeouts[i], 3_600_000L + i);
         }
+        // The timer thread takes out a cancelled task it finds at the head
+        // of its queue when it wakes: cancel only once it sleeps until the
+        // first task is due (nothing wakes it before that).
+        awaitTimedWait("statement-timeouts");
         for (TimerTask timeout : timeouts) {
             timeout.cancel();
         }
