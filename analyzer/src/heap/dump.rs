@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use std::sync::Arc;
 
-use crate::heap::hprof::{basic, ClassDump, Frame, Header, RootKind, Visitor};
+use crate::heap::hprof::{basic, ClassDump, FieldDef, Frame, Header, RootKind, Visitor};
 use crate::heap::ids::{IdMap, IdSet};
 use crate::heap::input::{Input, Mapped, ParseError};
 
@@ -131,6 +131,15 @@ impl Objects {
     }
 }
 
+/// An instance field and where its value lies in the instance's dumped values.
+pub struct FieldAt<'a> {
+    /// The class declaring it.
+    pub declaring: u64,
+    pub def: &'a FieldDef,
+    pub at: usize,
+    pub size: usize,
+}
+
 /// The object ids, packed (see [`Objects::pack_ids`]).
 pub struct PackedIds {
     base: u64,
@@ -167,17 +176,6 @@ impl Root {
     }
 }
 
-impl ThreadRoot {
-    /// From a ROOT THREAD OBJECT's id and numbers (thread serial, trace serial).
-    pub fn new(object_id: u64, info: &[u32]) -> ThreadRoot {
-        ThreadRoot {
-            object_id,
-            thread_serial: info.first().copied().unwrap_or(0),
-            trace_serial: info.get(1).copied().unwrap_or(0),
-        }
-    }
-}
-
 #[derive(Default)]
 pub struct Dump {
     pub id_size: u8,
@@ -192,7 +190,6 @@ pub struct Dump {
     pub frames: IdMap<Frame>,
     /// Stack trace serial to its frame ids.
     pub traces: HashMap<u32, Vec<u64>>,
-    pub threads: Vec<ThreadRoot>,
     /// Every GC root: its kind, the object (or class) it holds, and its
     /// numbers (a thread serial and frame number where it has them).
     pub roots: Vec<Root>,
@@ -264,45 +261,51 @@ impl Dump {
     /// name) in kept object `id`: an id, or a primitive's bits.
     pub fn field(&self, id: u64, declaring: &str, name: &str) -> Option<u64> {
         let (slot, bytes) = self.fields.get(&id)?;
-        let mut at = 0;
-        for class_slot in self.chain(*slot) {
-            let class = self.class(class_slot)?;
-            let here = self.internal_name(class.id) == Some(declaring);
-            for field in &class.dump.as_ref()?.fields {
-                let size = crate::heap::hprof::basic::dump_size(field.basic_type, self.id_size)?;
-                if here
+        self.field_layout(*slot)
+            .find(|f| {
+                self.internal_name(f.declaring) == Some(declaring)
                     && self
                         .strings
-                        .get(&field.name_id)
+                        .get(&f.def.name_id)
                         .is_some_and(|n| &**n == name)
-                {
-                    let value = bytes.get(at..at + size)?;
-                    return Some(value.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)));
-                }
-                at += size;
-            }
-        }
-        None
+            })
+            .and_then(|f| Some(basic::value(bytes.get(f.at..f.at + f.size)?)))
     }
 
     /// The name of the reference field of kept object `id` that holds `value`.
     pub fn field_holding(&self, id: u64, value: u64) -> Option<String> {
         let (slot, bytes) = self.fields.get(&id)?;
+        self.field_layout(*slot)
+            .find(|f| {
+                f.def.basic_type == basic::OBJECT
+                    && bytes.get(f.at..f.at + f.size).map(basic::value) == Some(value)
+            })
+            .map(|f| self.string(f.def.name_id))
+    }
+
+    /// The fields of an instance of `slot` as the dump lays out its values:
+    /// the class's own first, then each superclass's, up to the first class
+    /// without a CLASS DUMP.
+    pub fn field_layout(&self, slot: u32) -> impl Iterator<Item = FieldAt<'_>> + '_ {
         let mut at = 0;
-        for class_slot in self.chain(*slot) {
-            let class = self.class(class_slot)?;
-            for field in &class.dump.as_ref()?.fields {
-                let size = basic::dump_size(field.basic_type, self.id_size)?;
-                if field.basic_type == basic::OBJECT {
-                    let held = bytes.get(at..at + size)?;
-                    if held.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)) == value {
-                        return Some(self.string(field.name_id));
-                    }
-                }
+        self.chain(slot)
+            .into_iter()
+            .map_while(|class_slot| self.class(class_slot))
+            .map_while(|class| Some((class.id, class.dump.as_ref()?)))
+            .flat_map(|(declaring, class_dump)| {
+                class_dump.fields.iter().map(move |def| (declaring, def))
+            })
+            .map_while(move |(declaring, def)| {
+                let size = basic::dump_size(def.basic_type, self.id_size)?;
+                let field = FieldAt {
+                    declaring,
+                    def,
+                    at,
+                    size,
+                };
                 at += size;
-            }
-        }
-        None
+                Some(field)
+            })
     }
 
     /// Keeps an instance's fields and wants what its followed fields point at.
@@ -386,6 +389,18 @@ impl Dump {
         for (_, id) in loaded {
             self.slot(id);
         }
+    }
+
+    /// The threads, from their ROOT THREAD OBJECT records.
+    pub fn threads(&self) -> impl Iterator<Item = ThreadRoot> + '_ {
+        self.roots
+            .iter()
+            .filter(|r| r.kind == RootKind::ThreadObject)
+            .map(|r| ThreadRoot {
+                object_id: r.id,
+                thread_serial: r.info[0],
+                trace_serial: r.info[1],
+            })
     }
 
     /// The slots of `slot`'s class and its superclasses, nearest first.
@@ -514,9 +529,6 @@ impl Visitor for Dump {
             return;
         }
         self.roots.push(Root::new(kind, id, info));
-        if kind == RootKind::ThreadObject {
-            self.threads.push(ThreadRoot::new(id, info));
-        }
     }
 
     fn class_dump(&mut self, class: ClassDump) {

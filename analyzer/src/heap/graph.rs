@@ -21,6 +21,7 @@ use crate::heap::histogram::Sizer;
 use crate::heap::hprof::{self, basic, RootKind, Visitor};
 use crate::heap::ids::IdMap;
 use crate::heap::input::{Input, Mapped, ParseError};
+use crate::heap::segments;
 
 /// The graph and what the analyses need to read it.
 pub struct ObjectGraph {
@@ -35,10 +36,16 @@ pub struct ObjectGraph {
     pub finalizable: Vec<u32>,
 }
 
+/// The node of class `slot`'s `java.lang.Class` object in a graph of
+/// `objects` objects: classes follow the objects, by slot.
+fn class_node(objects: usize, slot: u32) -> u32 {
+    (objects + (slot - FIRST_CLASS_SLOT) as usize) as u32
+}
+
 impl ObjectGraph {
     /// The node of class `slot`'s `java.lang.Class` object.
     pub fn class_node(&self, slot: u32) -> u32 {
-        (self.objects + (slot - FIRST_CLASS_SLOT) as usize) as u32
+        class_node(self.objects, slot)
     }
 
     /// The class slot of a class node.
@@ -107,10 +114,8 @@ impl<'a> NodeIndex<'a> {
     /// The node of `id`, if the dump holds it.
     #[inline]
     pub fn node(&self, id: u64) -> Option<u32> {
-        self.object(id).or_else(|| {
-            let slot = *self.classes.get(&id)?;
-            Some((self.objects + (slot - FIRST_CLASS_SLOT) as usize) as u32)
-        })
+        self.object(id)
+            .or_else(|| Some(class_node(self.objects, *self.classes.get(&id)?)))
     }
 
     #[inline]
@@ -149,34 +154,19 @@ impl Plan {
             class_edge: vec![NONE; slots],
         };
         for slot in FIRST_CLASS_SLOT..slots as u32 {
-            let index = (slot - FIRST_CLASS_SLOT) as usize;
-            if !rooted[index] {
-                plan.class_edge[slot as usize] = (objects + index) as u32;
+            if !rooted[(slot - FIRST_CLASS_SLOT) as usize] {
+                plan.class_edge[slot as usize] = class_node(objects, slot);
             }
             let start = plan.fields.len() as u32;
-            let mut at = 0usize;
-            for class_slot in dump.chain(slot) {
-                let Some(class) = dump.class(class_slot) else {
-                    break;
-                };
-                let Some(class_dump) = class.dump.as_ref() else {
-                    break;
-                };
-                let referent_holder =
-                    dump.internal_name(class.id) == Some("java/lang/ref/Reference");
-                for field in &class_dump.fields {
-                    let size = basic::dump_size(field.basic_type, dump.id_size).unwrap_or(0);
-                    let referent = referent_holder
-                        && dump
-                            .strings
-                            .get(&field.name_id)
-                            .is_some_and(|n| &**n == "referent");
-                    if field.basic_type == basic::OBJECT && !referent {
-                        plan.fields.push(at as u32);
-                    }
-                    at += size;
-                }
-            }
+            let references = dump.field_layout(slot).filter(|f| {
+                let referent = dump.internal_name(f.declaring) == Some("java/lang/ref/Reference")
+                    && dump
+                        .strings
+                        .get(&f.def.name_id)
+                        .is_some_and(|n| &**n == "referent");
+                f.def.basic_type == basic::OBJECT && !referent
+            });
+            plan.fields.extend(references.map(|f| f.at as u32));
             plan.ranges[slot as usize] = (start, plan.fields.len() as u32);
         }
         plan
@@ -201,13 +191,14 @@ impl Loaders {
             let Some(loader) = class.dump.as_ref().map(|d| d.loader_id).filter(|&l| l != 0) else {
                 continue;
             };
+            let slot = FIRST_CLASS_SLOT + i as u32;
             if let Some(node) = index.node(loader).filter(|&n| (n as usize) < objects) {
                 loaders.bits[node as usize / 64] |= 1 << (node % 64);
                 loaders
                     .classes
                     .entry(node)
                     .or_default()
-                    .push((objects + i) as u32);
+                    .push(class_node(objects, slot));
             }
         }
         loaders
@@ -419,32 +410,16 @@ pub fn build(
     let shared = (&plan, &loaders, &index, &dump.objects.slots[..]);
     let reader = |first: usize, end: usize, ends| EdgeReader::new(shared, first, end, ends);
     let read: Vec<(Vec<u32>, usize)> = match mapped {
-        Some(mapped) => std::thread::scope(|scope| {
-            let workers: Vec<_> = runs
+        Some(mapped) => {
+            let readers = runs
                 .iter()
                 .zip(parts)
-                .map(|((segments, first, end), part)| {
-                    let mut reader = reader(*first, *end, part);
-                    scope.spawn(move || {
-                        for &(at, len) in segments.iter() {
-                            let range = at as usize..(at + len) as usize;
-                            let mut input = Input::mapped(mapped.clone(), range.clone());
-                            if hprof::parse_segment(&mut input, dump.id_size, &mut reader, len)
-                                .is_err()
-                            {
-                                break;
-                            }
-                            mapped.release(range);
-                        }
-                        (reader.targets, reader.done)
-                    })
-                })
-                .collect();
-            workers
+                .map(|(&(segments, first, end), part)| (segments, reader(first, end, part)));
+            segments::parse_runs(mapped, dump.id_size, readers, None)
                 .into_iter()
-                .map(|w| w.join().expect("a reference reader panicked"))
+                .map(|(reader, _)| (reader.targets, reader.done))
                 .collect()
-        }),
+        }
         None => {
             let part = parts.pop().unwrap_or_default();
             let mut reader = reader(0, objects, part);

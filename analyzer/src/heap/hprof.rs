@@ -41,6 +41,12 @@ pub mod basic {
         }
     }
 
+    /// A value as the dump writes it (big-endian, 1 to 8 bytes): an id, or
+    /// a primitive's bits.
+    pub fn value(bytes: &[u8]) -> u64 {
+        bytes.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
+    }
+
     /// The Java name of a primitive type, for `byte[]` and such.
     pub fn java_name(t: u8) -> &'static str {
         match t {
@@ -486,7 +492,7 @@ impl Parser<'_> {
             let basic_type = self.input.u8("a static field's type")?;
             let size = self.value_size(basic_type)?;
             let bytes = self.input.bytes(size, "a static field's value")?;
-            let value = bytes.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+            let value = basic::value(bytes);
             statics.push(StaticField {
                 name_id,
                 basic_type,

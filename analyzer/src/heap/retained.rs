@@ -344,8 +344,7 @@ fn root_kind(names: &Names, node: u32) -> String {
         RootKind::JavaFrame | RootKind::JniLocal | RootKind::NativeStack | RootKind::ThreadBlock
     );
     let Some(thread) = dump
-        .threads
-        .iter()
+        .threads()
         .find(|t| in_thread && t.thread_serial == root.info[0])
     else {
         return kind;
@@ -399,7 +398,7 @@ fn field_between(names: &Names, from: u32, to_id: u64, to: u32) -> Option<String
         let size = usize::from(dump.id_size);
         return elements
             .chunks_exact(size)
-            .position(|e| e.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)) == to_id)
+            .position(|e| basic::value(e) == to_id)
             .map(|i| format!("[{i}]"));
     }
     dump.field_holding(from_id, to_id)

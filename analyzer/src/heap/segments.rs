@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::heap::dump::{Dump, Objects, RecentSlots, Root, ThreadRoot};
+use crate::heap::dump::{Dump, Objects, RecentSlots, Root};
 use crate::heap::hprof::{self, ClassDump, Parsed, RootKind, Visitor};
 use crate::heap::ids::{IdMap, IdSet};
 use crate::heap::input::{Input, Mapped, ParseError};
@@ -32,12 +32,8 @@ struct Found {
     unknown: Vec<u64>,
     objects: Objects,
     class_dumps: Vec<ClassDump>,
-    threads: Vec<ThreadRoot>,
     roots: Vec<Root>,
     warnings: Vec<String>,
-    skipped_data: bool,
-    /// Where the run could not be read on: nothing after it counts.
-    failure: Option<ParseError>,
 }
 
 impl Part<'_> {
@@ -61,9 +57,6 @@ impl Part<'_> {
 impl Visitor for Part<'_> {
     fn root(&mut self, kind: RootKind, id: u64, info: &[u32]) {
         self.found.roots.push(Root::new(kind, id, info));
-        if kind == RootKind::ThreadObject {
-            self.found.threads.push(ThreadRoot::new(id, info));
-        }
     }
 
     fn class_dump(&mut self, class: ClassDump) {
@@ -110,27 +103,35 @@ pub fn parse(
     }
     dump.slot_loaded_classes();
     let runs = split(&segments, cores());
-    let parts: Vec<Found> = std::thread::scope(|scope| {
-        let (loaded, id_size) = (&dump.slot_of, dump.id_size);
-        let workers: Vec<_> = runs
-            .iter()
-            .map(|run| scope.spawn(move || parse_run(mapped, run, loaded, id_size, progress)))
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("a segment parser panicked"))
-            .collect()
+    let parts = runs.iter().map(|&run| {
+        let mut part = Part {
+            loaded: &dump.slot_of,
+            recent: RecentSlots::default(),
+            unknown_slots: IdMap::default(),
+            found: Found::default(),
+        };
+        part.found
+            .objects
+            .reserve_for(run.iter().map(|s| s.1).sum());
+        (run, part)
     });
+    let parsed: Vec<(Found, Result<bool, ParseError>)> =
+        parse_runs(mapped, dump.id_size, parts, Some(progress))
+            .into_iter()
+            .map(|(part, outcome)| (part.found, outcome))
+            .collect();
     let mut skipped_data = false;
     let mut failure = None;
-    for (part, run) in parts.into_iter().zip(&runs) {
-        skipped_data |= part.skipped_data;
-        let failed = part.failure.clone();
+    for ((found, outcome), run) in parsed.into_iter().zip(&runs) {
         dump.runs.push((run.to_vec(), dump.objects.len()));
-        join(dump, part);
-        if failed.is_some() {
-            failure = failed;
-            break;
+        join(dump, found);
+        match outcome {
+            Ok(skipped) => skipped_data |= skipped,
+            Err(e) => {
+                // Nothing after a run that failed counts.
+                failure = Some(e);
+                break;
+            }
         }
     }
     progress.store(len as u64, Ordering::Relaxed);
@@ -173,35 +174,44 @@ fn split(segments: &[(u64, u64)], n: usize) -> Vec<&[(u64, u64)]> {
     runs
 }
 
-fn parse_run(
+/// Parses each run's segments with the visitor given for it, one thread a
+/// run, giving each segment's pages back once it is parsed and adding its
+/// bytes to `progress`. A run stops at its first segment that cannot be
+/// read. Each visitor comes back, in run order, with whether part of its
+/// run was skipped (an unknown sub-record) or where it failed.
+pub fn parse_runs<'r, V: Visitor + Send>(
     mapped: &Arc<Mapped>,
-    run: &[(u64, u64)],
-    loaded: &IdMap<u32>,
     id_size: u8,
-    progress: &AtomicU64,
-) -> Found {
-    let bytes: u64 = run.iter().map(|s| s.1).sum();
-    let mut part = Part {
-        loaded,
-        recent: RecentSlots::default(),
-        unknown_slots: IdMap::default(),
-        found: Found::default(),
-    };
-    part.found.objects.reserve_for(bytes);
-    for &(at, len) in run {
-        let end = at.saturating_add(len).min(usize::MAX as u64) as usize;
-        let mut input = Input::mapped(mapped.clone(), at as usize..end);
-        match hprof::parse_segment(&mut input, id_size, &mut part, len) {
-            Ok(skipped) => part.found.skipped_data |= skipped,
-            Err(e) => {
-                part.found.failure = Some(e);
-                break;
-            }
-        }
-        mapped.release(at as usize..end);
-        progress.fetch_add(len, Ordering::Relaxed);
-    }
-    part.found
+    runs: impl IntoIterator<Item = (&'r [(u64, u64)], V)>,
+    progress: Option<&AtomicU64>,
+) -> Vec<(V, Result<bool, ParseError>)> {
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = runs
+            .into_iter()
+            .map(|(run, mut visitor)| {
+                scope.spawn(move || {
+                    let mut skipped = false;
+                    for &(at, len) in run {
+                        let end = at.saturating_add(len).min(usize::MAX as u64) as usize;
+                        let mut input = Input::mapped(mapped.clone(), at as usize..end);
+                        match hprof::parse_segment(&mut input, id_size, &mut visitor, len) {
+                            Ok(skipped_here) => skipped |= skipped_here,
+                            Err(e) => return (visitor, Err(e)),
+                        }
+                        mapped.release(at as usize..end);
+                        if let Some(progress) = progress {
+                            progress.fetch_add(len, Ordering::Relaxed);
+                        }
+                    }
+                    (visitor, Ok(skipped))
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a segment parser panicked"))
+            .collect()
+    })
 }
 
 /// Adds a part to the dump, its classes given their real slots.
@@ -218,7 +228,6 @@ fn join(dump: &mut Dump, mut part: Found) {
         }
     }
     dump.objects.append(part.objects);
-    dump.threads.append(&mut part.threads);
     dump.roots.append(&mut part.roots);
     dump.warnings.append(&mut part.warnings);
 }
@@ -255,34 +264,17 @@ impl Visitor for Finder<'_> {
 /// runs of a mapped dump again (on every core): for when the table's own
 /// column of places was given up to save memory.
 pub fn places(mapped: &Arc<Mapped>, dump: &Dump, wanted: &IdSet) -> Vec<u64> {
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = dump
-            .runs
-            .iter()
-            .map(|(run, _)| {
-                scope.spawn(move || {
-                    let mut finder = Finder {
-                        wanted,
-                        places: Vec::new(),
-                    };
-                    for &(at, len) in run {
-                        let range = at as usize..(at + len) as usize;
-                        let mut input = Input::mapped(mapped.clone(), range.clone());
-                        if hprof::parse_segment(&mut input, dump.id_size, &mut finder, len).is_err()
-                        {
-                            break;
-                        }
-                        mapped.release(range);
-                    }
-                    finder.places
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("a finder panicked"))
-            .collect()
-    })
+    let finders = dump.runs.iter().map(|(run, _)| {
+        let finder = Finder {
+            wanted,
+            places: Vec::new(),
+        };
+        (&run[..], finder)
+    });
+    parse_runs(mapped, dump.id_size, finders, None)
+        .into_iter()
+        .flat_map(|(finder, _)| finder.places)
+        .collect()
 }
 
 #[cfg(test)]

@@ -23,8 +23,7 @@ pub const FOLLOW: [(&str, &str); 3] = [
 ];
 
 pub fn report(dump: &Dump) -> Vec<ThreadInfo> {
-    dump.threads
-        .iter()
+    dump.threads()
         .map(|root| {
             let thread = root.object_id;
             let name = name(dump, thread);
@@ -63,7 +62,7 @@ pub fn unresolved(dump: &Dump) -> Vec<u64> {
             out.push(id);
         }
     };
-    for root in &dump.threads {
+    for root in dump.threads() {
         let thread = root.object_id;
         want(Some(thread), dump.fields.contains_key(&thread));
         let name = dump.field(thread, "java/lang/Thread", "name");
