@@ -34,6 +34,9 @@ pub struct ObjectGraph {
     pub shallow: Vec<u32>,
     /// Objects only their Finalizer keeps alive.
     pub finalizable: Vec<u32>,
+    /// Shortest paths from the GC roots: each node's parent on one (NONE
+    /// where none reaches, the root its own).
+    pub parents: Vec<u32>,
 }
 
 /// The node of class `slot`'s `java.lang.Class` object in a graph of
@@ -477,7 +480,7 @@ pub fn build(
     from_root.dedup();
     graph.targets.extend_from_slice(&from_root);
     graph.offsets.push(graph.targets.len() as u32);
-    let finalizable = hang_finalizable(dump, &index, &mut graph, root);
+    let (parents, finalizable) = paths_and_finalizable(dump, &index, &mut graph, root);
     let mut shallow: Vec<u32> = (0..objects)
         .map(|i| sizer.size_of(dump, i).min(u64::from(u32::MAX)) as u32)
         .collect();
@@ -493,14 +496,25 @@ pub fn build(
         root,
         shallow,
         finalizable,
+        parents,
     })
 }
 
-/// Hangs from the root the Finalizers' referents that nothing else keeps
-/// alive, and returns them.
-fn hang_finalizable(dump: &Dump, index: &NodeIndex, graph: &mut Graph, root: u32) -> Vec<u32> {
+/// Shortest paths from the GC roots, breadth first: each node's parent on
+/// one (NONE where none reaches). Then the Finalizers' referents that
+/// nothing else reaches are hung from the root, and the paths go on from
+/// them; they are returned too.
+fn paths_and_finalizable(
+    dump: &Dump,
+    index: &NodeIndex,
+    graph: &mut Graph,
+    root: u32,
+) -> (Vec<u32>, Vec<u32>) {
+    let mut parents = vec![NONE; graph.node_count()];
+    parents[root as usize] = root;
+    breadth_first(graph, &mut parents, vec![root]);
     let Some(finalizer) = dump.slot_named("java/lang/ref/Finalizer") else {
-        return Vec::new();
+        return (parents, Vec::new());
     };
     let mut referents: Vec<u32> = dump
         .fields
@@ -509,31 +523,29 @@ fn hang_finalizable(dump: &Dump, index: &NodeIndex, graph: &mut Graph, root: u32
         .filter_map(|(&id, _)| dump.field(id, "java/lang/ref/Reference", "referent"))
         .filter(|&r| r != 0)
         .filter_map(|r| index.node(r))
+        .filter(|&r| parents[r as usize] == NONE)
         .collect();
-    if referents.is_empty() {
-        return referents;
-    }
-    let reached = reachable(graph, root);
-    referents.retain(|&r| !reached[r as usize]);
     referents.sort_unstable();
     referents.dedup();
     graph.targets.extend_from_slice(&referents);
     *graph.offsets.last_mut().expect("the root's end") = graph.targets.len() as u32;
-    referents
+    for &r in &referents {
+        parents[r as usize] = root;
+    }
+    breadth_first(graph, &mut parents, referents.clone());
+    (parents, referents)
 }
 
-/// The nodes `root` reaches.
-fn reachable(graph: &Graph, root: u32) -> Vec<bool> {
-    let mut reached = vec![false; graph.node_count()];
-    let mut stack = vec![root];
-    reached[root as usize] = true;
-    while let Some(v) = stack.pop() {
+/// Goes on breadth first from `start` (reached already), setting the
+/// parent of each node it reaches first.
+fn breadth_first(graph: &Graph, parents: &mut [u32], start: Vec<u32>) {
+    let mut queue = std::collections::VecDeque::from(start);
+    while let Some(v) = queue.pop_front() {
         for &w in graph.successors(v) {
-            if !reached[w as usize] {
-                reached[w as usize] = true;
-                stack.push(w);
+            if parents[w as usize] == NONE {
+                parents[w as usize] = v;
+                queue.push_back(w);
             }
         }
     }
-    reached
 }

@@ -271,19 +271,11 @@ fn report(
         warnings.push(
             "no dominator tree or paths for a partial dump: the references that are missing would make them wrong".into(),
         );
-        None
-    } else if wants_graph && !source.can_reread() {
-        None
-    } else if wants_graph {
-        Some(dominator_reports(
-            &mut dump,
-            &sizer,
-            source,
-            options,
-            &mut counted.rows,
-        )?)
+        Analysis::default()
+    } else if wants_graph && source.can_reread() {
+        dominator_reports(&mut dump, &sizer, source, options, &mut counted.rows)?
     } else {
-        None
+        Analysis::default()
     };
     Ok(Report {
         file: file.to_string(),
@@ -299,13 +291,14 @@ fn report(
         histogram: counted.rows,
         finalizer,
         threads,
-        dominators: analysis.as_ref().and_then(|a| a.dominators.clone()),
-        leak_suspects: analysis.as_ref().and_then(|a| a.leak_suspects.clone()),
-        path_to_root: analysis.and_then(|a| a.path_to_root),
+        dominators: analysis.dominators,
+        leak_suspects: analysis.leak_suspects,
+        path_to_root: analysis.path_to_root,
     })
 }
 
 /// What the dominator tree adds to the report.
+#[derive(Default)]
 struct Analysis {
     dominators: Option<report::DominatorReport>,
     leak_suspects: Option<Vec<retained::Suspect>>,
@@ -327,13 +320,7 @@ fn dominator_reports(
         Source::Streamed(_) => None,
     };
     let mut graph = graph::build(dump, sizer, mapped, &|visit| source.reread(visit))?;
-    // Shortest paths first: the dominator tree is made without the references.
-    let parents = retained::parents(&graph);
-    let mut analysis = Analysis {
-        dominators: None,
-        leak_suspects: None,
-        path_to_root: None,
-    };
+    let mut analysis = Analysis::default();
     let mut found = Vec::new();
     // Array lengths were for sizes, which the graph now holds; places are
     // found again for the few objects the paths go through.
@@ -377,11 +364,11 @@ fn dominator_reports(
     };
     let paths: Vec<Vec<u32>> = found
         .iter()
-        .map(|f| f.accumulation.map_or(f.node, |a| a.3))
+        .map(|f| f.path_end())
         .chain(target_node)
-        .map(|node| retained::path(&parents, graph.root, node))
+        .map(|node| retained::path(&graph.parents, graph.root, node))
         .collect();
-    drop(parents);
+    graph.parents = Vec::new();
     let mut on_paths: Vec<u64> = paths
         .iter()
         .flatten()
@@ -395,49 +382,13 @@ fn dominator_reports(
         dump,
         graph: &graph,
     };
-    let heap = graph
-        .shallow
-        .iter()
-        .map(|&s| u64::from(s))
-        .sum::<u64>()
-        .max(1);
     let mut paths = paths.into_iter();
     if options.dominators {
         analysis.leak_suspects = Some(
             found
                 .iter()
                 .zip(paths.by_ref())
-                .map(|(f, path)| retained::Suspect {
-                    object_id: names.id(f.node),
-                    class: match f.accumulation {
-                        Some((_, slot, _, _)) if f.kind == "class" => dump.slot_name(slot),
-                        _ => names.class(f.node),
-                    },
-                    kind: f.kind,
-                    retained_bytes: f.retained,
-                    percent: f.retained as f64 * 100.0 / heap as f64,
-                    accumulation: f.accumulation.map(|(at, slot, count, _)| {
-                        retained::Accumulation {
-                            object_id: if at == dominators::NONE {
-                                0
-                            } else {
-                                names.id(at)
-                            },
-                            holder_class: if at == dominators::NONE {
-                                String::new()
-                            } else {
-                                names.class(at)
-                            },
-                            class: if slot == dominators::NONE {
-                                "<classes>".into()
-                            } else {
-                                dump.slot_name(slot)
-                            },
-                            count,
-                        }
-                    }),
-                    path_to_root: retained::hops(&names, &path),
-                })
+                .map(|(f, path)| f.describe(&names, &path))
                 .collect(),
         );
     }

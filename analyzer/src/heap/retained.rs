@@ -149,10 +149,56 @@ pub struct Found {
     pub node: u32,
     pub kind: &'static str,
     pub retained: u64,
-    /// The accumulation point, the class slot and count of what hangs
-    /// there, and where the biggest of them keeps its memory (the path
-    /// goes there).
-    pub accumulation: Option<(u32, u32, u64, u32)>,
+    /// Its share of what the GC roots keep, in percent.
+    pub percent: f64,
+    pub pile: Option<Pile>,
+}
+
+/// Where a suspect's objects accumulate.
+#[derive(Clone, Copy)]
+pub struct Pile {
+    /// The object they hang from (none for a class suspect: its instances).
+    pub holder: Option<u32>,
+    /// The class slot of most of them, and how many there are.
+    pub class: u32,
+    pub count: u64,
+    /// Where the biggest of them keeps its memory: the path goes there.
+    pub representative: u32,
+}
+
+impl Found {
+    /// Where the suspect's path from a GC root goes.
+    pub fn path_end(&self) -> u32 {
+        self.pile.map_or(self.node, |p| p.representative)
+    }
+
+    /// The suspect, named, with `path` (from [`Found::path_end`]).
+    pub fn describe(&self, names: &Names, path: &[u32]) -> Suspect {
+        let class_name = |slot: u32| {
+            if slot == NONE {
+                "<classes>".to_string()
+            } else {
+                names.dump.slot_name(slot)
+            }
+        };
+        Suspect {
+            object_id: names.id(self.node),
+            class: match self.pile {
+                Some(pile) if self.kind == "class" => class_name(pile.class),
+                _ => names.class(self.node),
+            },
+            kind: self.kind,
+            retained_bytes: self.retained,
+            percent: self.percent,
+            accumulation: self.pile.map(|pile| Accumulation {
+                object_id: pile.holder.map_or(0, |h| names.id(h)),
+                holder_class: pile.holder.map_or_else(String::new, |h| names.class(h)),
+                class: class_name(pile.class),
+                count: pile.count,
+            }),
+            path_to_root: hops(names, path),
+        }
+    }
 }
 
 /// The suspects: the topmost objects keeping more than a tenth of the heap
@@ -171,7 +217,8 @@ pub fn suspects(graph: &ObjectGraph, retained: &Retained, class_of: &[u32]) -> V
             node: v,
             kind: "object",
             retained: retained.retained[v as usize],
-            accumulation: None,
+            percent: retained.retained[v as usize] as f64 * 100.0 / heap.max(1) as f64,
+            pile: None,
         })
         .collect();
     let mut biggest_child = vec![NONE; graph.shallow.len()];
@@ -196,10 +243,10 @@ pub fn suspects(graph: &ObjectGraph, retained: &Retained, class_of: &[u32]) -> V
     };
     for suspect in &mut found {
         let at = descend(suspect.node, FOLLOW_SHARE);
-        suspect.accumulation =
-            accumulation(retained, class_of, at).map(|(at, class, count, biggest)| {
-                (at, class, count, descend(biggest, REPRESENTATIVE_SHARE))
-            });
+        suspect.pile = accumulation(retained, class_of, at).map(|pile| Pile {
+            representative: descend(pile.representative, REPRESENTATIVE_SHARE),
+            ..pile
+        });
     }
     drop(biggest_child);
     // What the object suspects hold is theirs: a class is a suspect of its
@@ -247,7 +294,13 @@ pub fn suspects(graph: &ObjectGraph, retained: &Retained, class_of: &[u32]) -> V
                 node: biggest,
                 kind: "class",
                 retained: bytes,
-                accumulation: Some((NONE, slot as u32, count, biggest)),
+                percent: bytes as f64 * 100.0 / heap.max(1) as f64,
+                pile: Some(Pile {
+                    holder: None,
+                    class: slot as u32,
+                    count,
+                    representative: biggest,
+                }),
             });
         }
     }
@@ -257,7 +310,7 @@ pub fn suspects(graph: &ObjectGraph, retained: &Retained, class_of: &[u32]) -> V
 
 /// What hangs from `at`: the class whose dominated children keep the most,
 /// their count, and the biggest of them.
-fn accumulation(retained: &Retained, class_of: &[u32], at: u32) -> Option<(u32, u32, u64, u32)> {
+fn accumulation(retained: &Retained, class_of: &[u32], at: u32) -> Option<Pile> {
     let mut by_class: std::collections::HashMap<u32, (u64, u64, u32)> = Default::default();
     for (v, &d) in retained.idom.iter().enumerate() {
         if d == at {
@@ -272,24 +325,12 @@ fn accumulation(retained: &Retained, class_of: &[u32], at: u32) -> Option<(u32, 
     let (&class, &(_, count, biggest)) = by_class
         .iter()
         .max_by_key(|(&class, e)| (e.0, std::cmp::Reverse(class)))?;
-    Some((at, class, count, biggest))
-}
-
-/// Shortest paths from the GC roots: each reached node's parent on one.
-pub fn parents(graph: &ObjectGraph) -> Vec<u32> {
-    let mut parent = vec![NONE; graph.shallow.len()];
-    let root = graph.root;
-    parent[root as usize] = root;
-    let mut queue = std::collections::VecDeque::from([root]);
-    while let Some(v) = queue.pop_front() {
-        for &w in graph.graph.successors(v) {
-            if parent[w as usize] == NONE {
-                parent[w as usize] = v;
-                queue.push_back(w);
-            }
-        }
-    }
-    parent
+    Some(Pile {
+        holder: Some(at),
+        class,
+        count,
+        representative: biggest,
+    })
 }
 
 /// The nodes from a GC root down to `node` (the root itself left out);
