@@ -14,6 +14,8 @@ use flate2::bufread::MultiGzDecoder;
 
 /// Bytes read from the source at a time.
 const BLOCK: usize = 4 << 20;
+/// Skipped stretches of a mapped dump from this long up are given back.
+const RELEASE_SKIPPED: u64 = 64 << 10;
 /// Most bytes one read may ask for at once; more is taken for damage.
 pub const MAX_READ: usize = 64 << 20;
 
@@ -131,8 +133,8 @@ pub struct Input {
     /// whole from the start.
     source: Option<Box<dyn Read + Send>>,
     buf: Vec<u8>,
-    /// The mapping a mapped range reads, kept alive while it is read.
-    _mapped: Option<std::sync::Arc<Mapped>>,
+    /// The mapping a mapped range reads (kept alive while it is read).
+    mapped: Option<std::sync::Arc<Mapped>>,
     /// The readable bytes: `buf`, or the mapped range (`end` bytes from here).
     data: *const u8,
     pos: usize,
@@ -274,7 +276,7 @@ impl Input {
             compressed: false,
             file_len: mapped.len as u64,
             progress: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
-            _mapped: Some(mapped),
+            mapped: Some(mapped),
         }
     }
 
@@ -325,7 +327,7 @@ impl Input {
             source: Some(source),
             data: buf.as_ptr(),
             buf,
-            _mapped: None,
+            mapped: None,
             pos: 0,
             end: 0,
             base: 0,
@@ -478,10 +480,17 @@ impl Input {
     }
 
     /// Skips `n` bytes, reading through them.
+    /// A mapped input gives back the pages of a long stretch it skips: the
+    /// kernel may have mapped them around the last page read (a large
+    /// page-cache folio), and nothing will read them from here.
     pub fn skip(&mut self, mut n: u64, what: &str) -> Result<(), ParseError> {
         loop {
             let here = (self.end - self.pos) as u64;
             if here >= n {
+                if let Some(mapped) = self.mapped.as_ref().filter(|_| n >= RELEASE_SKIPPED) {
+                    let from = self.offset() as usize;
+                    mapped.release(from..from + n as usize);
+                }
                 self.pos += n as usize;
                 return Ok(());
             }

@@ -98,6 +98,10 @@ pub fn parse(
     dump.deferred_segments = Some(Vec::new());
     let walked = hprof::parse(&mut input, dump);
     let segments = dump.deferred_segments.take().unwrap_or_default();
+    // The walk touched each segment's first page, and the kernel may have
+    // mapped much more around it (a large page-cache folio): give it all
+    // back before the segments are read for real.
+    mapped.release(0..len);
     if let Err((None, e)) = walked {
         return Err((None, e));
     }
