@@ -47,9 +47,9 @@ fn got(points: &[Value]) -> BTreeSet<Expected> {
 }
 
 /// Sends a mix of spans through `provider` and returns the points they must make:
-/// SERVER spans (ok, 500, a thrown error), a root INTERNAL span (a batch job),
-/// a CONSUMER child; CLIENT and INTERNAL children make no point but are kept
-/// with their transaction.
+/// SERVER spans (ok, 500, one without a route, a thrown error), a root
+/// INTERNAL span (a batch job), a CONSUMER child; CLIENT and INTERNAL children
+/// make no point but are kept with their transaction.
 fn send_scenario(provider: &SdkTracerProvider) -> BTreeSet<Expected> {
     let tracer = provider.tracer("jvmapm-test");
     let base = SystemTime::now() - Duration::from_secs(5);
@@ -124,6 +124,28 @@ fn send_scenario(provider: &SdkTracerProvider) -> BTreeSet<Expected> {
         step.end_with_timestamp(start + Duration::from_millis(2));
         span.end_with_timestamp(start + Duration::from_millis(elapsed_ms));
     }
+    // A request without a route, named by method and target as SDKs do: its
+    // endpoint is the target, as the routed spans' endpoints are routes.
+    let start = base + Duration::from_millis(500);
+    let mut unrouted = tracer
+        .span_builder("GET /command/core/get-version")
+        .with_kind(SpanKind::Server)
+        .with_start_time(start)
+        .with_attributes([
+            KeyValue::new("http.request.method", "GET"),
+            KeyValue::new("http.response.status_code", 200_i64),
+        ])
+        .start(&tracer);
+    expect(
+        &unrouted,
+        "/command/core/get-version",
+        9,
+        200,
+        false,
+        None,
+        None,
+    );
+    unrouted.end_with_timestamp(start + Duration::from_millis(9));
     // A handler that threw: status Error without an HTTP status.
     let start = base + Duration::from_millis(600);
     let mut thrown = tracer

@@ -48,6 +48,8 @@ impl Attr<'_> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Key {
     Route,
+    Method,
+    LegacyMethod,
     StatusCode,
     LegacyStatusCode,
     CpuTime,
@@ -56,7 +58,7 @@ pub enum Key {
     Event,
 }
 
-const KEY_COUNT: usize = 7;
+const KEY_COUNT: usize = 9;
 
 impl Key {
     /// The key named by the raw bytes of an attribute key (all ours are ASCII,
@@ -68,6 +70,8 @@ impl Key {
         const EVENT: &[u8] = crate::xlog::EVENT_ATTRIBUTE.as_bytes();
         Some(match name {
             b"http.route" => Key::Route,
+            b"http.request.method" => Key::Method,
+            b"http.method" => Key::LegacyMethod,
             b"http.response.status_code" => Key::StatusCode,
             b"http.status_code" => Key::LegacyStatusCode,
             CPU_TIME => Key::CpuTime,
@@ -233,6 +237,11 @@ mod tests {
                     "http.route",
                     any_value::Value::StringValue("/orders/{id}".into()),
                 ),
+                kv(
+                    "http.request.method",
+                    any_value::Value::StringValue("GET".into()),
+                ),
+                kv("http.method", any_value::Value::StringValue("get".into())),
                 kv("http.response.status_code", any_value::Value::IntValue(503)),
                 kv("jvmapm.sql.time", any_value::Value::DoubleValue(0.002)),
                 kv(
@@ -264,6 +273,8 @@ mod tests {
             ("GET /orders/{id}", 2, 1_000, 5_000, 2)
         );
         assert_eq!(raw.attr(Key::Route), Some(Attr::Str("/orders/{id}")));
+        assert_eq!(raw.attr(Key::Method), Some(Attr::Str("GET")));
+        assert_eq!(raw.attr(Key::LegacyMethod), Some(Attr::Str("get")));
         assert_eq!(raw.attr(Key::StatusCode).and_then(Attr::as_i64), Some(503));
         assert_eq!(raw.attr(Key::SqlTime).and_then(Attr::as_micros), Some(2000));
         assert_eq!(raw.attr(Key::SqlCount).and_then(Attr::as_i64), Some(4));

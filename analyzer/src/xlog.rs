@@ -371,10 +371,7 @@ fn add_span(
         count: sql_count.unwrap_or(0),
         time_us: sql_time.unwrap_or(0),
     });
-    let endpoint = match span.attr(Key::Route) {
-        Some(Attr::Str(route)) if !route.is_empty() => route,
-        _ => span.name()?,
-    };
+    let endpoint = endpoint(&span)?;
     group.spans.push(SpanPoint {
         end_ms: end / 1_000_000,
         elapsed_us: (end - span.start_ns) / 1_000,
@@ -388,6 +385,29 @@ fn add_span(
         detail: start..start + bytes.len(),
     });
     Ok(())
+}
+
+/// A transaction's endpoint: its `http.route` when it has one, else its span
+/// name without the HTTP method in front. OpenTelemetry names a server span
+/// `GET /orders/{id}` with a route and `GET /orders/7` without, so stripping
+/// the method makes a service's endpoints read alike either way. A name that
+/// does not start with the span's method and a space (a batch job's
+/// `Batch.run`, a bare `GET`) is the endpoint as it is.
+fn endpoint<'a>(span: &RawSpan<'a>) -> Result<&'a str, WireError> {
+    if let Some(Attr::Str(route)) = span.attr(Key::Route) {
+        if !route.is_empty() {
+            return Ok(route);
+        }
+    }
+    let name = span.name()?;
+    let Some(Attr::Str(method)) = span.attr(Key::Method).or(span.attr(Key::LegacyMethod)) else {
+        return Ok(name);
+    };
+    Ok(name
+        .strip_prefix(method)
+        .and_then(|rest| rest.strip_prefix(' '))
+        .filter(|target| !target.is_empty())
+        .unwrap_or(name))
 }
 
 fn event(kind: &str, identity: &Identity, span: &Span) -> JvmEvent {
@@ -407,5 +427,90 @@ fn event(kind: &str, identity: &Identity, span: &Span) -> JvmEvent {
         t_ms: start_ms,
         json: serde_json::to_vec(&json).expect("JSON values serialize"),
         identity: identity.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+
+    fn text(key: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(value.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The points one export of root spans `(name, attributes)` makes.
+    fn points(spans: Vec<(&str, Vec<KeyValue>)>) -> Vec<SpanPoint> {
+        let now_ns = crate::unix_ms() * 1_000_000;
+        let spans = spans
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, attributes))| Span {
+                trace_id: vec![1; 16],
+                span_id: vec![i as u8 + 1; 8],
+                name: name.into(),
+                kind: SpanKind::Server as i32,
+                start_time_unix_nano: now_ns - 5_000_000,
+                end_time_unix_nano: now_ns,
+                attributes,
+                ..Default::default()
+            })
+            .collect();
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let batch = build(Bytes::from(request.encode_to_vec())).unwrap();
+        batch.groups.into_iter().flat_map(|g| g.spans).collect()
+    }
+
+    #[test]
+    fn the_endpoint_is_the_route_else_the_span_name_without_its_method() {
+        let get = || text("http.request.method", "GET");
+        let endpoints: Vec<String> = points(vec![
+            (
+                "GET /orders/{id}",
+                vec![get(), text("http.route", "/orders/{id}")],
+            ),
+            // An SDK span without a route: method, space, target.
+            ("GET /command/core/get-version", vec![get()]),
+            (
+                "POST /pay",
+                vec![text("http.method", "POST"), text("http.route", "")],
+            ),
+            // No method to strip, or a name that does not start with it.
+            ("POST /checkout", vec![]),
+            ("GET /stock", vec![text("http.request.method", "PUT")]),
+            ("GET", vec![get()]),
+            ("com.acme.Batch#run", vec![get()]),
+        ])
+        .into_iter()
+        .map(|p| p.endpoint)
+        .collect();
+        assert_eq!(
+            endpoints,
+            [
+                "/orders/{id}",
+                "/command/core/get-version",
+                "/pay",
+                "POST /checkout",
+                "GET /stock",
+                "GET",
+                "com.acme.Batch#run",
+            ]
+        );
     }
 }
