@@ -136,6 +136,8 @@ fn export_prints_stored_points_as_jsonl_and_csv() {
         .collect();
     assert_eq!(rows.len(), 25);
     assert_eq!(rows[0]["service"], "ledger");
+    // These spans carry no HTTP status: null, not 0.
+    assert!(rows.iter().all(|r| r["status_code"].is_null()), "{out}");
     let ids: BTreeSet<String> = rows
         .iter()
         .map(|r| r["span_id"].as_str().unwrap().to_string())
@@ -149,7 +151,12 @@ fn export_prints_stored_points_as_jsonl_and_csv() {
         lines.next().unwrap(),
         "end_ms,elapsed_us,service,instance,endpoint,status_code,error,trace_id,span_id,cpu_us,sql_count,sql_us"
     );
-    assert_eq!(lines.count(), 25);
+    let csv_rows: Vec<&str> = lines.collect();
+    assert_eq!(csv_rows.len(), 25);
+    assert!(
+        csv_rows.iter().all(|r| r.split(',').nth(5) == Some("")),
+        "an empty status_code field: {out}"
+    );
 
     // A time range that holds nothing.
     let (ok, out, _) = jvmapm(&["export", "--data", data, "--from", "0", "--to", "1000"]);

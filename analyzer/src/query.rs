@@ -194,7 +194,9 @@ pub struct PointRow {
     pub service: Arc<str>,
     pub instance: Arc<str>,
     pub endpoint: Arc<str>,
-    pub status_code: u16,
+    /// HTTP status code; `None` (`null`, an empty CSV field) when the
+    /// transaction had none, as a handler that threw or a batch job.
+    pub status_code: Option<u16>,
     pub error: bool,
     pub trace_id: String,
     pub span_id: String,
@@ -211,7 +213,7 @@ impl PointRow {
             service: store.strings.get(p.service),
             instance: store.strings.get(p.instance),
             endpoint: store.strings.get(p.endpoint),
-            status_code: p.status_code,
+            status_code: (p.status_code != 0).then_some(p.status_code),
             error: p.error,
             trace_id: hex(&p.trace_id),
             span_id: hex(&p.span_id),
@@ -246,7 +248,7 @@ impl PointRow {
             csv_quote(&self.service),
             csv_quote(&self.instance),
             csv_quote(&self.endpoint),
-            self.status_code.to_string(),
+            opt(self.status_code.map(u64::from)),
             self.error.to_string(),
             self.trace_id.clone(),
             self.span_id.clone(),
@@ -263,5 +265,35 @@ fn csv_quote(s: &str) -> String {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Mode;
+
+    #[test]
+    fn a_point_without_an_http_status_has_none_in_json_and_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Mode::Write).unwrap();
+        let row = |status_code| {
+            PointRow::new(
+                &Point {
+                    status_code,
+                    ..Point::default()
+                },
+                &store,
+            )
+        };
+        let status_of = |row: &PointRow| {
+            let json = serde_json::to_value(row).unwrap();
+            let csv = row.csv();
+            let field = csv.split(',').nth(5).unwrap().to_string();
+            (json["status_code"].clone(), field)
+        };
+        assert_eq!(status_of(&row(0)), (serde_json::Value::Null, String::new()));
+        assert_eq!(status_of(&row(503)), (503.into(), "503".to_string()));
+        assert_eq!(PointRow::FIELDS[5], "status_code");
     }
 }

@@ -51,7 +51,7 @@ fn rows(from: usize, to: usize, count: usize) -> Vec<Row> {
                 service: "shop".into(),
                 instance: "shop-1".into(),
                 endpoint: format!("/api/{}", r % 40),
-                status_code: 200,
+                status_code: Some(200),
                 error: r % 100 == 50,
                 trace_id: format!("{:032x}", i + 1),
                 span_id: format!("{:016x}", i + 1),

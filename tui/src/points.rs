@@ -17,7 +17,8 @@ pub struct Row {
     pub service: String,
     pub instance: String,
     pub endpoint: String,
-    pub status_code: u16,
+    /// `null` when the transaction had no HTTP status.
+    pub status_code: Option<u16>,
     pub error: bool,
     pub trace_id: String,
     pub span_id: String,
@@ -38,6 +39,7 @@ pub struct Txn {
     cpu_us: u32,
     sql_us: u32,
     pub sql_count: u16,
+    /// HTTP status, 0 when the transaction had none.
     pub status_code: u16,
     pub service: u16,
     pub instance: u16,
@@ -231,7 +233,7 @@ impl Points {
             sql_count: row
                 .sql_count
                 .map_or(0, |c| u16::try_from(c).unwrap_or(u16::MAX)),
-            status_code: row.status_code,
+            status_code: row.status_code.unwrap_or(0),
             service: small_id(self.services.id(&row.service)),
             instance: small_id(self.instances.id(&row.instance)),
             endpoint: self.endpoints.id(&row.endpoint),
@@ -276,7 +278,7 @@ pub(crate) mod tests {
             service: "orders".into(),
             instance: "orders-1".into(),
             endpoint: endpoint.into(),
-            status_code: if error { 500 } else { 200 },
+            status_code: Some(if error { 500 } else { 200 }),
             error,
             trace_id: format!("{:032x}", end_ms + 1),
             span_id: format!("{:016x}", elapsed_ms + 1),
@@ -301,6 +303,20 @@ pub(crate) mod tests {
             format!("{:032x}", 1_001)
         );
         assert!(std::mem::size_of::<Txn>() <= 64);
+    }
+
+    #[test]
+    fn a_row_without_an_http_status_is_taken_in() {
+        let json = serde_json::json!({
+            "end_ms": 1_000, "elapsed_us": 5_000, "service": "orders",
+            "instance": "orders-1", "endpoint": "POST /pay", "status_code": null,
+            "error": true, "trace_id": format!("{:032x}", 1), "span_id": format!("{:016x}", 2),
+            "cpu_us": null, "sql_count": null, "sql_us": null
+        });
+        let row: Row = serde_json::from_value(json).unwrap();
+        assert_eq!(row.status_code, None);
+        let mut points = Points::default();
+        assert_eq!(points.push(&row).status_code, 0, "shown as none");
     }
 
     #[test]

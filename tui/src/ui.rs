@@ -253,15 +253,17 @@ pub fn detail_lines(json: &Value, stuck_stack: Option<&str>) -> Vec<Line<'static
             Style::default().add_modifier(Modifier::BOLD),
         )
     };
+    let status = json["status_code"]
+        .as_u64()
+        .map_or("-".to_string(), |code| code.to_string());
     let mut lines = vec![Line::from(format!(
-        "{}  {}  {:.1} ms  status {}  {}",
+        "{}  {}  {:.1} ms  status {status}  {}",
         json["name"]
             .as_str()
             .or(json["endpoint"].as_str())
             .unwrap_or("?"),
         json["service"].as_str().unwrap_or("?"),
         json["elapsed_us"].as_f64().unwrap_or(0.0) / 1e3,
-        json["status_code"],
         if json["error"] == true { "ERROR" } else { "ok" },
     ))];
     lines.push(Line::from(format!(
@@ -577,5 +579,16 @@ mod tests {
         assert!(has("stack when it was reported stuck"));
         assert!(has("  at Shop.load(Shop.java:12)"));
         assert!(has("host.name = vm"));
+    }
+
+    #[test]
+    fn a_transaction_without_an_http_status_shows_a_dash() {
+        let detail = json!({
+            "name": "POST /pay", "service": "shop", "elapsed_us": 25_000,
+            "status_code": null, "error": true, "trace_id": "ab", "span_id": "cd",
+            "instance": "shop-1"
+        });
+        let first = detail_lines(&detail, None)[0].to_string();
+        assert_eq!(first, "POST /pay  shop  25.0 ms  status -  ERROR");
     }
 }
