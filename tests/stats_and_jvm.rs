@@ -1,7 +1,8 @@
 //! Statistics and JVM data through the query API: percentiles from
 //! `/api/v1/stats` match those computed from the sent durations within HDR
-//! precision (from the live meters and, after a restart, from the store), and
-//! JVM metrics and GC pause events come back per instance from `/api/v1/jvm`.
+//! precision (from the live meters and, after a restart, from the store), TPS
+//! is over the time the points cover, and JVM metrics and GC pause events come
+//! back per instance from `/api/v1/jvm`.
 
 mod common;
 
@@ -128,6 +129,35 @@ fn percentiles_match_the_sent_durations_within_hdr_precision() {
     check_rows(&stats, &durations);
     let tps = stats["endpoints"][0]["tps"].as_f64().unwrap();
     assert!(tps > 0.0, "{stats}");
+}
+
+#[test]
+fn tps_is_the_count_over_the_time_the_points_cover() {
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &[]);
+    // 1001 points ending over exactly 10 s from now (ends ahead of the clock
+    // are accepted), so the live minute windows hold them as the store does.
+    let first_ms = now_ns() / 1_000_000;
+    let spans = (0..=1000u64)
+        .map(|n| {
+            let end_ns = (first_ms + n * 10) * 1_000_000;
+            span(n, "/quote", end_ns, 2_000, vec![])
+        })
+        .collect();
+    analyzer.post_traces(traces(spans));
+    let from_store = "/api/v1/stats?from=0".to_string();
+    let since_start = "/api/v1/stats".to_string();
+    let from_live_windows = format!("/api/v1/stats?from={first_ms}");
+    for path in [from_store, since_start, from_live_windows] {
+        let stats = analyzer.get(&path);
+        let row = &stats["endpoints"][0];
+        assert_eq!(row["count"], 1001, "{path}: {stats}");
+        let tps = row["tps"].as_f64().unwrap();
+        assert!(
+            (tps - 100.1).abs() < 0.01,
+            "{path}: tps {tps}, not 1001 / 10 s"
+        );
+    }
 }
 
 fn number(t: u64, v: f64) -> NumberDataPoint {

@@ -147,8 +147,7 @@ async fn stats(State(s): State<ApiState>, Query(p): Params) -> Result<Json<Value
     let now = unix_ms();
     if number(&p, "from")?.is_none() && number(&p, "to")?.is_none() {
         let meter = s.meter.lock().unwrap();
-        let seconds = (now.saturating_sub(meter.started_ms()) as f64 / 1000.0).max(0.001);
-        let rows = meter.since_start().finish(&s.store.strings, seconds);
+        let rows = meter.since_start().finish(&s.store.strings);
         return Ok(Json(
             json!({ "since_ms": meter.started_ms(), "endpoints": rows }),
         ));

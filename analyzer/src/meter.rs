@@ -4,6 +4,10 @@
 //!
 //! Minute windows are kept for [`MINUTE_HORIZON`] minutes; older ranges are
 //! answered from the store instead (see `query`).
+//!
+//! The TPS of a statistics answer is over the time its points cover (first
+//! to last end time), not over the range asked for: `from=0` is not a rate
+//! since 1970, nor is the time since start one while nothing was sent.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -40,14 +44,54 @@ impl Counts {
     }
 }
 
+/// The first and last end time of the points counted: the time they cover.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct EndTimes {
+    first_ms: u64,
+    last_ms: u64,
+}
+
+impl Default for EndTimes {
+    /// No point yet.
+    fn default() -> Self {
+        EndTimes {
+            first_ms: u64::MAX,
+            last_ms: 0,
+        }
+    }
+}
+
+impl EndTimes {
+    fn add(&mut self, end_ms: u64) {
+        self.merge(EndTimes {
+            first_ms: end_ms,
+            last_ms: end_ms,
+        });
+    }
+
+    fn merge(&mut self, other: EndTimes) {
+        self.first_ms = self.first_ms.min(other.first_ms);
+        self.last_ms = self.last_ms.max(other.last_ms);
+    }
+
+    /// Seconds from the first to the last end time; at least one, so a
+    /// single point (or points within one second) is a rate per second,
+    /// never a division by zero.
+    fn seconds(self) -> f64 {
+        (self.last_ms.saturating_sub(self.first_ms) as f64 / 1000.0).max(1.0)
+    }
+}
+
 struct MinuteWindow {
     counts: Counts,
+    ends: EndTimes,
     elapsed: Histogram<u32>,
 }
 
 struct EndpointMeter {
     since_start: Histogram<u64>,
     counts: Counts,
+    ends: EndTimes,
     minutes: BTreeMap<u64, MinuteWindow>,
 }
 
@@ -86,18 +130,22 @@ impl Meter {
         let meter = self.endpoints.entry(key).or_insert_with(|| EndpointMeter {
             since_start: histogram(3),
             counts: Counts::default(),
+            ends: EndTimes::default(),
             minutes: BTreeMap::new(),
         });
         let value = elapsed_us.clamp(1, HIGHEST_US);
         meter.since_start.saturating_record(value);
         meter.counts.add(error);
+        meter.ends.add(end_ms);
         let minute = end_ms / 60_000;
         if minute + MINUTE_HORIZON >= now_ms / 60_000 {
             let window = meter.minutes.entry(minute).or_insert_with(|| MinuteWindow {
                 counts: Counts::default(),
+                ends: EndTimes::default(),
                 elapsed: Histogram::new_with_bounds(1, HIGHEST_US, 2).expect("bounds are valid"),
             });
             window.counts.add(error);
+            window.ends.add(end_ms);
             window.elapsed.saturating_record(value);
         }
     }
@@ -122,12 +170,13 @@ impl Meter {
     pub fn since_start(&self) -> Accumulator {
         let mut acc = Accumulator::default();
         for (key, meter) in &self.endpoints {
-            acc.merge(*key, meter.counts, &meter.since_start);
+            acc.merge(*key, meter.counts, meter.ends, &meter.since_start);
         }
         acc
     }
 
-    /// Statistics from the minute windows overlapping `[from_ms, to_ms]`.
+    /// Statistics from the minute windows overlapping `[from_ms, to_ms]`
+    /// (so also of points a little outside it, in its first and last minute).
     pub fn window(&self, from_ms: u64, to_ms: u64) -> Accumulator {
         let mut acc = Accumulator::default();
         for (key, meter) in &self.endpoints {
@@ -136,7 +185,7 @@ impl Meter {
                 .range(from_ms / 60_000..=to_ms / 60_000)
                 .map(|(_, w)| w)
             {
-                acc.merge(*key, window.counts, &window.elapsed);
+                acc.merge(*key, window.counts, window.ends, &window.elapsed);
             }
         }
         acc
@@ -151,10 +200,12 @@ impl Meter {
     }
 }
 
-/// Histograms and counts per endpoint, being summed up for one answer.
+/// Histograms and counts per endpoint, being summed up for one answer, and
+/// the end times of all its points.
 #[derive(Default)]
 pub struct Accumulator {
     endpoints: HashMap<EndpointKey, (Counts, Histogram<u64>)>,
+    ends: EndTimes,
 }
 
 impl Accumulator {
@@ -165,7 +216,8 @@ impl Accumulator {
     }
 
     /// Adds one point (used when statistics are computed from the store).
-    pub fn record(&mut self, key: EndpointKey, elapsed_us: u64, error: bool) {
+    pub fn record(&mut self, key: EndpointKey, end_ms: u64, elapsed_us: u64, error: bool) {
+        self.ends.add(end_ms);
         let (counts, hist) = self.entry(key);
         counts.add(error);
         hist.saturating_record(elapsed_us.clamp(1, HIGHEST_US));
@@ -175,8 +227,10 @@ impl Accumulator {
         &mut self,
         key: EndpointKey,
         add: Counts,
+        ends: EndTimes,
         elapsed: &Histogram<C>,
     ) {
+        self.ends.merge(ends);
         let (counts, hist) = self.entry(key);
         counts.count += add.count;
         counts.errors += add.errors;
@@ -185,9 +239,15 @@ impl Accumulator {
         }
     }
 
-    /// One row per endpoint, busiest first; `seconds` is the length of the
-    /// range, for TPS.
-    pub fn finish(self, strings: &Strings, seconds: f64) -> Vec<EndpointStats> {
+    /// One row per endpoint, busiest first.
+    ///
+    /// TPS is an endpoint's count over the time all the answer's points
+    /// cover, the same time for every row: an operator comparing endpoints
+    /// sees their shares of the load, and the rows add up to the total. Over
+    /// each endpoint's own first and last point, one called once would show
+    /// 1/s, as high as one called every second of the hour.
+    pub fn finish(self, strings: &Strings) -> Vec<EndpointStats> {
+        let seconds = self.ends.seconds();
         let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         let mut rows: Vec<EndpointStats> = self
             .endpoints
@@ -197,11 +257,7 @@ impl Accumulator {
                 endpoint: strings.get(endpoint).to_string(),
                 count: counts.count,
                 errors: counts.errors,
-                tps: if seconds > 0.0 {
-                    counts.count as f64 / seconds
-                } else {
-                    0.0
-                },
+                tps: counts.count as f64 / seconds,
                 p50_ms: ms(&h, 0.50),
                 p90_ms: ms(&h, 0.90),
                 p95_ms: ms(&h, 0.95),
@@ -245,8 +301,8 @@ mod tests {
             m.record((0, 1), now - (i % 120) * 1000, i * 1000, i % 10 == 0, now);
         }
         let strings = Strings::default();
-        let total = m.since_start().finish(&strings, 1.0);
-        let window = m.window(now - 5 * 60_000, now).finish(&strings, 1.0);
+        let total = m.since_start().finish(&strings);
+        let window = m.window(now - 5 * 60_000, now).finish(&strings);
         assert_eq!(total[0].count, 1000);
         assert_eq!(total[0].errors, 100);
         assert_eq!(window[0].count, 1000);
@@ -269,11 +325,35 @@ mod tests {
         let mut m = Meter::new(0);
         m.record((0, 1), 0, 5_000, false, 60_000);
         m.prune(MINUTE_HORIZON * 60_000 + 120_000);
-        assert!(m
-            .window(0, 60_000)
-            .finish(&Strings::default(), 1.0)
-            .is_empty());
-        assert_eq!(m.since_start().finish(&Strings::default(), 1.0)[0].count, 1);
+        assert!(m.window(0, 60_000).finish(&Strings::default()).is_empty());
+        assert_eq!(m.since_start().finish(&Strings::default())[0].count, 1);
         assert!(!m.covers(0, MINUTE_HORIZON * 60_000 + 120_000));
+    }
+
+    #[test]
+    fn tps_is_over_the_time_the_points_cover() {
+        // 101 points over exactly 10 s, long after 1970: 100 on /a, 1 on /b.
+        let start = 1_763_780_000_000;
+        let now = start + 60_000;
+        let mut m = Meter::new(0);
+        let mut stored = Accumulator::default();
+        for i in 0..=100u64 {
+            let endpoint = if i == 50 { 2 } else { 1 };
+            let end_ms = start + i * 100;
+            m.record((0, endpoint), end_ms, 5_000, false, now);
+            stored.record((0, endpoint), end_ms, 5_000, false);
+        }
+        let strings = Strings::default();
+        for rows in [
+            m.since_start().finish(&strings),
+            m.window(0, now).finish(&strings),
+            stored.finish(&strings),
+        ] {
+            let tps: Vec<f64> = rows.iter().map(|r| r.tps).collect();
+            assert_eq!(tps, [10.0, 0.1], "every row over the same 10 s");
+        }
+        let mut single = Accumulator::default();
+        single.record((0, 1), start, 5_000, false);
+        assert_eq!(single.finish(&strings)[0].tps, 1.0, "one point, one second");
     }
 }

@@ -158,7 +158,8 @@ pub fn for_each(
 }
 
 /// Per-endpoint statistics of `[from_ms, to_ms]`: from the live meters when
-/// they hold the whole range, else computed from the stored points.
+/// they hold the whole range, else computed from the stored points. TPS is
+/// over the part of the range the points cover (see [`Accumulator::finish`]).
 pub fn stats(
     store: &Store,
     meter: &std::sync::Mutex<Meter>,
@@ -166,7 +167,6 @@ pub fn stats(
     to_ms: u64,
     now_ms: u64,
 ) -> io::Result<Vec<EndpointStats>> {
-    let seconds = (to_ms.min(now_ms).saturating_sub(from_ms) as f64 / 1000.0).max(0.001);
     let from_meter = {
         let meter = meter.lock().unwrap();
         meter
@@ -178,12 +178,12 @@ pub fn stats(
         None => {
             let mut acc = Accumulator::default();
             for_each(store, &XlogFilter::range(from_ms, to_ms), |p| {
-                acc.record((p.service, p.endpoint), p.elapsed_us, p.error)
+                acc.record((p.service, p.endpoint), p.end_ms, p.elapsed_us, p.error)
             })?;
             acc
         }
     };
-    Ok(acc.finish(&store.strings, seconds))
+    Ok(acc.finish(&store.strings))
 }
 
 /// A point as the query API and `jvmapm export` print it.
