@@ -9,7 +9,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use common::{java_fixtures, java_launchers, java_with_agent, launcher_version, Analyzer};
 use serde_json::Value;
@@ -141,31 +140,6 @@ fn send_all(service: &Service) -> Vec<Sent> {
         .collect()
 }
 
-/// The points of `service`, waiting until `count` have arrived.
-fn points_of(analyzer: &Analyzer, service: &str, count: usize) -> Vec<Value> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let points: Vec<Value> = analyzer
-            .points()
-            .into_iter()
-            .filter(|p| p["service"] == service)
-            .collect();
-        if points.len() >= count || std::time::Instant::now() > deadline {
-            return points;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn attributes(analyzer: &Analyzer, point: &Value) -> Value {
-    let detail = analyzer.get(&format!(
-        "/api/v1/transactions/{}/{}",
-        point["trace_id"].as_str().unwrap(),
-        point["span_id"].as_str().unwrap()
-    ));
-    detail["attributes"].clone()
-}
-
 #[test]
 fn every_http_exchange_is_one_point_with_its_time_status_and_error() {
     let _turn = take_turn();
@@ -194,7 +168,7 @@ fn every_http_exchange_is_one_point_with_its_time_status_and_error() {
         assert!(!stderr.contains("as it was"), "{service}: {stderr}");
 
         let total = WARM_UP + sent.len() + 1;
-        let points = points_of(&analyzer, &service, total);
+        let points = analyzer.points_of(&service, total);
         assert_eq!(points.len(), total, "{service}: {points:#?}\n{stderr}");
         let mut by_endpoint: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
         for p in &points {
@@ -248,19 +222,26 @@ fn every_http_exchange_is_one_point_with_its_time_status_and_error() {
             (fail["status_code"].as_u64(), fail["error"].as_bool()),
             (Some(500), Some(true))
         );
-        assert_eq!(attributes(&analyzer, fail)["error.type"], "500");
+        assert_eq!(analyzer.attributes(fail)["error.type"], "500");
+        // The handler threw before answering: the JDK server closed the
+        // connection, so the client got no status, and neither does the point.
         let thrown = by_endpoint["/throw"][0];
         assert_eq!(thrown["error"], true);
-        let thrown_attributes = attributes(&analyzer, thrown);
+        assert!(thrown["status_code"].is_null(), "{thrown}");
+        let thrown_attributes = analyzer.attributes(thrown);
         assert_eq!(
             thrown_attributes["error.type"],
             "java.lang.IllegalStateException"
+        );
+        assert!(
+            thrown_attributes.get("http.response.status_code").is_none(),
+            "{thrown_attributes}"
         );
         assert!(by_endpoint["/fast"]
             .iter()
             .all(|p| p["error"] == false && p["status_code"] == 200));
 
-        let fast = attributes(&analyzer, by_endpoint["/fast"][0]);
+        let fast = analyzer.attributes(by_endpoint["/fast"][0]);
         assert_eq!(fast["http.request.method"], "GET");
         assert_eq!(fast["url.path"], "/fast");
         assert_eq!(fast["http.route"], "/fast");
@@ -338,7 +319,7 @@ fn a_hooked_method_is_an_application_transaction_and_nested_calls_are_not() {
         "the job's output is the same with the agent"
     );
 
-    let points = points_of(&analyzer, "batch", 6);
+    let points = analyzer.points_of("batch", 6);
     assert_eq!(points.len(), 6, "{points:#?}\n{stderr}");
     for p in &points {
         assert_eq!(p["endpoint"], "Batch.run", "{p}");
@@ -347,7 +328,7 @@ fn a_hooked_method_is_an_application_transaction_and_nested_calls_are_not() {
     let errors: Vec<&Value> = points.iter().filter(|p| p["error"] == true).collect();
     assert_eq!(errors.len(), 1);
     assert_eq!(
-        attributes(&analyzer, errors[0])["error.type"],
+        analyzer.attributes(errors[0])["error.type"],
         "java.lang.IllegalArgumentException"
     );
 }
@@ -397,7 +378,7 @@ fn every_servlet_request_is_one_point_behind_its_filters() {
 
         // One point per request although two filters and the servlet are
         // all instrumented.
-        let points = points_of(&analyzer, &service, WARM_UP + 5);
+        let points = analyzer.points_of(&service, WARM_UP + 5);
         assert_eq!(
             points.len(),
             WARM_UP + 5,
@@ -419,21 +400,22 @@ fn every_servlet_request_is_one_point_behind_its_filters() {
             ),
             (Some(500), Some(true))
         );
+        // The servlet threw: the client got Tomcat's 500, and so does the point.
         let boom = endpoint("/boom");
-        assert_eq!(boom[0]["error"], true);
-        let boom_attributes = attributes(&analyzer, boom[0]);
+        assert_eq!(
+            (boom[0]["status_code"].as_u64(), boom[0]["error"].as_bool()),
+            (Some(500), Some(true))
+        );
+        let boom_attributes = analyzer.attributes(boom[0]);
         assert_eq!(
             boom_attributes["error.type"],
             "jakarta.servlet.ServletException"
         );
-        assert!(
-            boom_attributes.get("http.response.status_code").is_none(),
-            "{boom_attributes}"
-        );
+        assert_eq!(boom_attributes["http.response.status_code"], 500);
         assert!(points
             .iter()
             .any(|p| p["trace_id"] == "5bf92f3577b34da6a3ce929d0e0e4736"));
-        let hello = attributes(&analyzer, endpoint("/hello")[0]);
+        let hello = analyzer.attributes(endpoint("/hello")[0]);
         assert_eq!(hello["http.request.method"], "GET");
         assert_eq!(hello["url.path"], "/hello");
     }
@@ -457,11 +439,11 @@ fn a_stuck_transaction_is_reported_once_with_its_stack() {
     assert_eq!(service.get("/fast", &[]).0, 200);
     let stderr = service.stop();
 
-    let points = points_of(&analyzer, "stuck", 2);
+    let points = analyzer.points_of("stuck", 2);
     let slow = points.iter().find(|p| p["endpoint"] == "/slow").unwrap();
     let fast = points.iter().find(|p| p["endpoint"] == "/fast").unwrap();
-    assert_eq!(attributes(&analyzer, slow)["jvmapm.stuck"], true);
-    assert!(attributes(&analyzer, fast).get("jvmapm.stuck").is_none());
+    assert_eq!(analyzer.attributes(slow)["jvmapm.stuck"], true);
+    assert!(analyzer.attributes(fast).get("jvmapm.stuck").is_none());
 
     let jvm = analyzer.jvm_of("stuck");
     let stuck: Vec<&Value> = jvm["events"]
@@ -522,7 +504,7 @@ fn exchanges_on_virtual_threads_are_measured_on_jdk_21_and_newer() {
             }
         });
         let stderr = server.stop();
-        let points = points_of(&analyzer, &service, delays.len());
+        let points = analyzer.points_of(&service, delays.len());
         assert_eq!(
             points.len(),
             delays.len(),
@@ -572,7 +554,7 @@ fn sql_count_and_time_are_the_statements_the_transaction_ran() {
         assert_eq!(server.get(path, &[]).0, 200, "{path}");
     }
     let stderr = server.stop();
-    let points = points_of(&analyzer, "sql", 3);
+    let points = analyzer.points_of("sql", 3);
     assert_eq!(points.len(), 3, "{points:#?}\n{stderr}");
     let mut counts: Vec<Option<u64>> = points.iter().map(|p| p["sql_count"].as_u64()).collect();
     counts.sort();
@@ -622,21 +604,21 @@ fn sample_thins_successful_transactions_but_counts_them_all_and_keeps_errors() {
         server.get(path, &[]);
     }
     let stderr = server.stop();
-    let points = points_of(&analyzer, "sampled", 3);
+    let points = analyzer.points_of("sampled", 3);
     assert_eq!(
         points.len(),
         3,
         "every transaction is counted: {points:#?}\n{stderr}"
     );
     let find = |e: &str| points.iter().find(|p| p["endpoint"] == e).unwrap();
-    let fast = attributes(&analyzer, find("/fast"));
+    let fast = analyzer.attributes(find("/fast"));
     assert_eq!(fast["jvmapm.detail"], "thinned", "{fast}");
     assert!(
         fast.get("thread.name").is_none() && fast.get("url.path").is_none(),
         "{fast}"
     );
     assert_eq!(find("/sql")["sql_count"], 3, "SQL is still counted");
-    let fail = attributes(&analyzer, find("/fail"));
+    let fail = analyzer.attributes(find("/fail"));
     assert!(
         fail.get("jvmapm.detail").is_none(),
         "errors keep their detail: {fail}"
@@ -726,7 +708,7 @@ fn odd_classes_are_left_alone_or_wrapped_and_the_program_runs_the_same() {
             assert!(analyzer.points().iter().all(|p| p["service"] != "odd-Old"));
         } else {
             assert!(!stderr.contains("as it was"), "{stderr}");
-            assert_eq!(points_of(&analyzer, "odd-Huge", 1).len(), 1);
+            assert_eq!(analyzer.points_of("odd-Huge", 1).len(), 1);
         }
     }
 }

@@ -1,12 +1,13 @@
-//! A small streaming class-file rewriter for the one change the agent makes:
-//! wrapping a method. The original method keeps its bytes, frames and
+//! A small streaming class-file rewriter for the two changes the agent makes.
+//! Wrapping a method: the original method keeps its bytes, frames and
 //! attributes under a new private name (`jvmapm$NAME`); a new method with the
 //! original name and descriptor calls the probe's entry code, the original,
-//! and the probe's exit code, also when the original throws. Everything else
-//! in the class is copied as it is, and new constants are appended to the
-//! pool, so no existing offset or index moves.
+//! and the probe's exit code, also when the original throws. Adding a field
+//! with an interface whose two methods read and write it (a JDBC statement's
+//! SQL text). Everything else in the class is copied as it is, and new
+//! constants are appended to the pool, so no existing offset or index moves.
 //!
-//! Only legal when a class is first loaded (it adds a method). Anything this
+//! Only legal when a class is first loaded (it adds methods). Anything this
 //! reader does not understand is a `Refusal`: the caller then hands the
 //! original bytes back.
 
@@ -34,6 +35,7 @@ const ACC_STATIC: u16 = 0x0008;
 const ACC_SYNCHRONIZED: u16 = 0x0020;
 const ACC_BRIDGE: u16 = 0x0040;
 const ACC_VARARGS: u16 = 0x0080;
+const ACC_TRANSIENT: u16 = 0x0080;
 const ACC_NATIVE: u16 = 0x0100;
 const ACC_INTERFACE: u16 = 0x0200;
 const ACC_ABSTRACT: u16 = 0x0400;
@@ -114,7 +116,11 @@ const DESCRIBING_ATTRIBUTES: [&str; 9] = [
 impl Method {
     /// Public and not static: a method callers reach through an interface.
     pub fn is_public_instance(&self) -> bool {
-        self.access & ACC_PUBLIC != 0 && self.access & ACC_STATIC == 0
+        self.access & ACC_PUBLIC != 0 && !self.is_static()
+    }
+
+    pub fn is_static(&self) -> bool {
+        self.access & ACC_STATIC != 0
     }
 }
 
@@ -128,6 +134,8 @@ pub struct ClassFile<'a> {
     pub name: String,
     /// Internal names of the interfaces the class declares it implements.
     pub interfaces: Vec<String>,
+    interfaces_count_at: usize,
+    fields_count_at: usize,
     methods_count_at: usize,
     pub methods: Vec<Method>,
     methods_end: usize,
@@ -188,6 +196,7 @@ impl<'a> ClassFile<'a> {
         let this_class = r.u2()?;
         let _super_class = r.u2()?;
         let class_name = |index: u16| classes.get(&index).and_then(|n| utf8.get(n)).cloned();
+        let interfaces_count_at = r.at;
         let mut interfaces = Vec::new();
         for _ in 0..r.u2()? {
             let index = r.u2()?;
@@ -196,6 +205,7 @@ impl<'a> ClassFile<'a> {
                     .ok_or_else(|| Refusal("an interface is not a class constant".into()))?,
             );
         }
+        let fields_count_at = r.at;
         for _ in 0..r.u2()? {
             r.take(6)?;
             r.skip_attributes()?;
@@ -249,17 +259,23 @@ impl<'a> ClassFile<'a> {
             access,
             name,
             interfaces,
+            interfaces_count_at,
+            fields_count_at,
             methods_count_at,
             methods,
             methods_end,
         })
     }
 
+    pub fn is_interface(&self) -> bool {
+        self.access & ACC_INTERFACE != 0
+    }
+
     /// Whether `method` can be wrapped at all: it has code, is not a
     /// constructor or initialiser, not a bridge or synthetic method, and the
     /// class is not an interface.
     pub fn wrappable(&self, method: &Method) -> Result<(), Refusal> {
-        if self.access & ACC_INTERFACE != 0 {
+        if self.is_interface() {
             return refuse("an interface");
         }
         if method.access & (ACC_ABSTRACT | ACC_NATIVE) != 0 {
@@ -449,6 +465,7 @@ pub struct Code {
 /// Opcodes used by the wrappers.
 mod op {
     pub const ACONST_NULL: u8 = 0x01;
+    pub const LCONST_0: u8 = 0x09;
     pub const LDC: u8 = 0x12;
     pub const LDC_W: u8 = 0x13;
     pub const ILOAD: u8 = 0x15;
@@ -460,6 +477,8 @@ mod op {
     pub const LSTORE: u8 = 0x37;
     pub const FSTORE: u8 = 0x38;
     pub const DSTORE: u8 = 0x39;
+    pub const ALOAD_0: u8 = 0x2a;
+    pub const ALOAD_1: u8 = 0x2b;
     pub const ASTORE: u8 = 0x3a;
     pub const IRETURN: u8 = 0xac;
     pub const LRETURN: u8 = 0xad;
@@ -467,6 +486,8 @@ mod op {
     pub const DRETURN: u8 = 0xaf;
     pub const ARETURN: u8 = 0xb0;
     pub const RETURN: u8 = 0xb1;
+    pub const GETFIELD: u8 = 0xb4;
+    pub const PUTFIELD: u8 = 0xb5;
     pub const INVOKESPECIAL: u8 = 0xb7;
     pub const INVOKESTATIC: u8 = 0xb8;
     pub const ATHROW: u8 = 0xbf;
@@ -526,6 +547,12 @@ impl Code {
         self.effect(1);
     }
 
+    /// Pushes the long 0 (a token that stands for nothing).
+    pub fn long_zero(&mut self) {
+        self.bytes.push(op::LCONST_0);
+        self.effect(2);
+    }
+
     /// Pushes a constant (a String or Integer constant of the pool).
     pub fn constant(&mut self, index: u16) {
         if index <= 255 {
@@ -581,11 +608,15 @@ impl Code {
 }
 
 /// The locals of a wrapper the probe code may read: `this`, the parameters
-/// by position, the entry token, and in the exceptional exit the Throwable.
+/// by position, the entry token, in the normal exit what the original
+/// returned, and in the exceptional exit the Throwable.
 pub struct Frame {
     receiver: bool,
     pub params: Vec<(Type, u16)>,
     pub token: u16,
+    /// The returned value's kind and slot in the normal exit of a method
+    /// that returns one; `None` otherwise.
+    pub result: Option<(Kind, u16)>,
     /// The Throwable in the exceptional exit; `None` in the normal one.
     pub thrown: Option<u16>,
 }
@@ -638,8 +669,24 @@ fn verification_type(pool: &mut Pool, t: &Type, out: &mut Vec<u8>) -> Result<(),
     Ok(())
 }
 
-/// Wraps each `(method index, probe)` of `class` and returns the new class file.
-pub fn wrap(class: &ClassFile, targets: &[(usize, &dyn Probe)]) -> Result<Vec<u8>, Refusal> {
+/// A private field of `descriptor` type added to a class, with `interface`
+/// (an interface of the boot loader's helper) implemented by a getter and a
+/// setter of it.
+pub struct FieldAccess {
+    pub interface: &'static str,
+    pub field: &'static str,
+    pub descriptor: &'static str,
+    pub getter: &'static str,
+    pub setter: &'static str,
+}
+
+/// Wraps each `(method index, probe)` of `class`, adds `field` when given,
+/// and returns the new class file.
+pub fn rewrite(
+    class: &ClassFile,
+    targets: &[(usize, &dyn Probe)],
+    field: Option<&FieldAccess>,
+) -> Result<Vec<u8>, Refusal> {
     let mut pool = Pool::new(class.pool_count);
     let this = class.name.clone();
     let mut renamed_headers: HashMap<usize, (u16, u16)> = HashMap::new();
@@ -655,13 +702,36 @@ pub fn wrap(class: &ClassFile, targets: &[(usize, &dyn Probe)]) -> Result<Vec<u8
         renamed_headers.insert(index, (renamed_access, renamed_index));
         wrappers.push(wrapper(class, &mut pool, &this, method, &renamed, probe)?);
     }
+    let added = match field {
+        Some(field) => Some(add_field(class, &mut pool, field, &mut wrappers)?),
+        None => None,
+    };
 
     let mut out = Vec::with_capacity(class.bytes.len() + pool.bytes.len() + 512);
     out.extend_from_slice(&class.bytes[..8]);
     out.extend_from_slice(&pool.next.to_be_bytes());
     out.extend_from_slice(&class.bytes[10..class.pool_end]);
     out.extend_from_slice(&pool.bytes);
-    out.extend_from_slice(&class.bytes[class.pool_end..class.methods_count_at]);
+    match added {
+        Some((interface, field_info)) => {
+            out.extend_from_slice(&class.bytes[class.pool_end..class.interfaces_count_at]);
+            let interfaces = u16::try_from(class.interfaces.len() + 1)
+                .map_err(|_| Refusal("too many interfaces".into()))?;
+            out.extend_from_slice(&interfaces.to_be_bytes());
+            out.extend_from_slice(
+                &class.bytes[class.interfaces_count_at + 2..class.fields_count_at],
+            );
+            out.extend_from_slice(&interface.to_be_bytes());
+            let at = class.fields_count_at;
+            let fields = u16::from_be_bytes([class.bytes[at], class.bytes[at + 1]])
+                .checked_add(1)
+                .ok_or_else(|| Refusal("too many fields".into()))?;
+            out.extend_from_slice(&fields.to_be_bytes());
+            out.extend_from_slice(&class.bytes[at + 2..class.methods_count_at]);
+            out.extend_from_slice(&field_info);
+        }
+        None => out.extend_from_slice(&class.bytes[class.pool_end..class.methods_count_at]),
+    }
     let count = class.methods.len() + wrappers.len();
     let count = u16::try_from(count).map_err(|_| Refusal("too many methods".into()))?;
     out.extend_from_slice(&count.to_be_bytes());
@@ -686,6 +756,75 @@ pub fn wrap(class: &ClassFile, targets: &[(usize, &dyn Probe)]) -> Result<Vec<u8
     }
     out.extend_from_slice(&class.bytes[class.methods_end..]);
     Ok(out)
+}
+
+/// Adds `field`'s constants, its getter and setter to `methods`; returns the
+/// interface's class constant and the `field_info`.
+fn add_field(
+    class: &ClassFile,
+    pool: &mut Pool,
+    field: &FieldAccess,
+    methods: &mut Vec<Vec<u8>>,
+) -> Result<(u16, Vec<u8>), Refusal> {
+    if class.is_interface() {
+        return refuse("an interface cannot hold a field");
+    }
+    let interface = pool.class(field.interface)?;
+    let name = pool.utf8(field.field)?;
+    let descriptor = pool.utf8(field.descriptor)?;
+    let reference = pool.member(9, &class.name, field.field, field.descriptor)?;
+    let mut field_info = Vec::new();
+    let access = ACC_PRIVATE | ACC_TRANSIENT | ACC_SYNTHETIC;
+    for part in [access, name, descriptor, 0] {
+        field_info.extend_from_slice(&part.to_be_bytes());
+    }
+    let [high, low] = reference.to_be_bytes();
+    let getter = [op::ALOAD_0, op::GETFIELD, high, low, op::ARETURN];
+    let setter = [
+        op::ALOAD_0,
+        op::ALOAD_1,
+        op::PUTFIELD,
+        high,
+        low,
+        op::RETURN,
+    ];
+    let code_name = pool.utf8("Code")?;
+    let accessors = [
+        (
+            field.getter,
+            format!("(){}", field.descriptor),
+            &getter[..],
+            1u16,
+            1u16,
+        ),
+        (
+            field.setter,
+            format!("({})V", field.descriptor),
+            &setter[..],
+            2,
+            2,
+        ),
+    ];
+    for (method, signature, code, max_stack, max_locals) in accessors {
+        let mut info = Vec::new();
+        for part in [
+            ACC_PUBLIC | ACC_SYNTHETIC,
+            pool.utf8(method)?,
+            pool.utf8(&signature)?,
+            1,
+            code_name,
+        ] {
+            info.extend_from_slice(&part.to_be_bytes());
+        }
+        info.extend_from_slice(&(12 + code.len() as u32).to_be_bytes());
+        info.extend_from_slice(&max_stack.to_be_bytes());
+        info.extend_from_slice(&max_locals.to_be_bytes());
+        info.extend_from_slice(&(code.len() as u32).to_be_bytes());
+        info.extend_from_slice(code);
+        info.extend_from_slice(&[0, 0, 0, 0]); // no exception table, no attributes
+        methods.push(info);
+    }
+    Ok((interface, field_info))
 }
 
 /// The `method_info` of the wrapper for `method`.
@@ -713,6 +852,7 @@ fn wrapper(
         receiver,
         params: located,
         token,
+        result: (ret.kind != Kind::Void).then_some((ret.kind, result)),
         thrown: None,
     };
 
@@ -746,6 +886,7 @@ fn wrapper(
     code.depth = 1;
     code.max_depth = code.max_depth.max(1);
     code.store(Kind::Reference, thrown);
+    frame.result = None;
     frame.thrown = Some(thrown);
     probe.exit(pool, &mut code, &frame)?;
     code.load(Kind::Reference, thrown);
@@ -862,10 +1003,15 @@ mod tests {
     }
 
     /// Real javac output: the agent's own helper classes.
-    const REAL_CLASSES: [&[u8]; 3] = [
+    const REAL_CLASSES: [&[u8]; 8] = [
         include_bytes!("../java/classes/Hooks.class"),
+        include_bytes!("../java/classes/Hooks$1.class"),
+        include_bytes!("../java/classes/Hooks$SqlText.class"),
         include_bytes!("../java/classes/Hooks$Http.class"),
         include_bytes!("../java/classes/Hooks$Http$1.class"),
+        include_bytes!("../java/classes/Hooks$Http$2.class"),
+        include_bytes!("../java/classes/Hooks$Servlet.class"),
+        include_bytes!("../java/classes/Hooks$Exchange.class"),
     ];
 
     struct Nothing;
@@ -884,14 +1030,18 @@ mod tests {
 
     #[test]
     fn wrapping_every_method_of_real_classes_gives_parsable_classes() {
+        let mut wrapped_classes = 0;
         for bytes in REAL_CLASSES {
             let class = ClassFile::parse(bytes).unwrap();
             let targets: Vec<(usize, &dyn Probe)> = (0..class.methods.len())
                 .filter(|&i| class.wrappable(&class.methods[i]).is_ok())
                 .map(|i| (i, &Nothing as &dyn Probe))
                 .collect();
-            assert!(!targets.is_empty(), "{}", class.name);
-            let wrapped = wrap(&class, &targets).unwrap();
+            if targets.is_empty() {
+                continue; // an interface, or a class with only a constructor
+            }
+            wrapped_classes += 1;
+            let wrapped = rewrite(&class, &targets, None).unwrap();
             let again = ClassFile::parse(&wrapped).unwrap();
             assert_eq!(again.name, class.name);
             assert_eq!(again.methods.len(), class.methods.len() + targets.len());
@@ -903,6 +1053,38 @@ mod tests {
                 let original = again.methods.iter().find(|m| m.name == renamed).unwrap();
                 assert!(again.wrappable(original).is_err());
             }
+        }
+        assert!(wrapped_classes >= 5, "{wrapped_classes} classes wrapped");
+    }
+
+    #[test]
+    fn an_added_field_comes_with_its_interface_and_accessors() {
+        const TEXT: FieldAccess = crate::probe::STATEMENT_SQL;
+        for bytes in REAL_CLASSES {
+            let class = ClassFile::parse(bytes).unwrap();
+            if class.is_interface() {
+                assert!(rewrite(&class, &[], Some(&TEXT)).is_err());
+                continue;
+            }
+            let again = rewrite(&class, &[], Some(&TEXT)).unwrap();
+            let again = ClassFile::parse(&again).unwrap();
+            assert_eq!(
+                again.interfaces.last().map(String::as_str),
+                Some(TEXT.interface)
+            );
+            assert_eq!(again.interfaces.len(), class.interfaces.len() + 1);
+            let signatures: Vec<(&str, &str)> = again
+                .methods
+                .iter()
+                .map(|m| (m.name.as_str(), m.descriptor.as_str()))
+                .collect();
+            assert!(signatures.contains(&("jvmapm$sql", "()Ljava/lang/String;")));
+            assert!(signatures.contains(&("jvmapm$setSql", "(Ljava/lang/String;)V")));
+            assert_eq!(again.methods.len(), class.methods.len() + 2);
+            let fields = |c: &ClassFile| {
+                u16::from_be_bytes([c.bytes[c.fields_count_at], c.bytes[c.fields_count_at + 1]])
+            };
+            assert_eq!(fields(&again), fields(&class) + 1);
         }
     }
 
@@ -926,7 +1108,7 @@ mod tests {
                         .filter(|&i| class.wrappable(&class.methods[i]).is_ok())
                         .map(|i| (i, &Nothing as &dyn Probe))
                         .collect();
-                    let _ = wrap(&class, &targets);
+                    let _ = rewrite(&class, &targets, None);
                 }
             }
         }

@@ -9,12 +9,12 @@ use std::collections::HashSet;
 use std::ffi::{c_char, c_void, CStr};
 use std::sync::OnceLock;
 
-use crate::classfile::{self, ClassFile, Probe, Refusal};
+use crate::classfile::{self, ClassFile, Method, Probe, Refusal};
 use crate::jni::{Global, Jni, JniResult};
 use crate::jvmti::{JInt, JniEnvPtr, Jvmti, RawEnv};
 use crate::log::line;
 use crate::options::{LogLevel, MethodHook};
-use crate::probe::{HttpProbe, MethodProbe, SqlProbe};
+use crate::probe::{HttpProbe, MethodProbe, PrepareProbe, SqlProbe, STATEMENT_SQL};
 use crate::transaction::{self, Site, SiteKind};
 
 /// An HTTP entry point: a class, a method and descriptor, and which
@@ -54,26 +54,20 @@ const HTTP_ENTRIES: [HttpEntry; 3] = [
     },
 ];
 
-/// Servlet filters: any class that declares it implements `Filter` has its
-/// `doFilter` wrapped (the outermost entry on a thread makes the transaction).
-const FILTER_INTERFACES: [(&str, &str); 2] = [
-    (
-        "jakarta/servlet/Filter",
-        "(Ljakarta/servlet/ServletRequest;Ljakarta/servlet/ServletResponse;Ljakarta/servlet/FilterChain;)V",
-    ),
-    (
-        "javax/servlet/Filter",
-        "(Ljavax/servlet/ServletRequest;Ljavax/servlet/ServletResponse;Ljavax/servlet/FilterChain;)V",
-    ),
+/// Servlet filters: every `doFilter(request, response, chain)` with code,
+/// wherever it sits in the filter's hierarchy (a filter extending
+/// `GenericFilter`, `HttpFilter` or a framework's base filter declares no
+/// `Filter` of its own), is wrapped; the outermost entry on a thread makes
+/// the transaction. No other method has this name and descriptor.
+const FILTER_DESCRIPTORS: [&str; 2] = [
+    "(Ljakarta/servlet/ServletRequest;Ljakarta/servlet/ServletResponse;Ljakarta/servlet/FilterChain;)V",
+    "(Ljavax/servlet/ServletRequest;Ljavax/servlet/ServletResponse;Ljavax/servlet/FilterChain;)V",
 ];
 
-/// JDBC statements: the execute methods of any class that declares it
-/// implements one of these.
-const STATEMENT_INTERFACES: [&str; 3] = [
-    "java/sql/Statement",
-    "java/sql/PreparedStatement",
-    "java/sql/CallableStatement",
-];
+/// JDBC statements: the execute methods, recognised by name and shape in
+/// any class (a driver's statement often declares no `java.sql` interface
+/// of its own: pgjdbc's `PgStatement` implements its `BaseStatement`); the
+/// helper measures a call only when its receiver is a `java.sql.Statement`.
 const EXECUTE_METHODS: [&str; 6] = [
     "execute",
     "executeQuery",
@@ -83,13 +77,41 @@ const EXECUTE_METHODS: [&str; 6] = [
     "executeLargeBatch",
 ];
 
+/// Whether `method` has the shape of a JDBC execute method: public, of an
+/// instance, no parameters or the SQL text first, returning a value.
+fn is_execute(method: &Method) -> bool {
+    method.is_public_instance()
+        && EXECUTE_METHODS.contains(&method.name.as_str())
+        && (method.descriptor.starts_with("()")
+            || method.descriptor.starts_with("(Ljava/lang/String;"))
+        && !method.descriptor.ends_with(")V")
+}
+
+/// JDBC connections: the SQL text given to `prepareStatement` and
+/// `prepareCall` (recognised by name and shape, like the execute methods)
+/// is kept in the statement they return.
+const PREPARE_METHODS: [&str; 2] = ["prepareStatement", "prepareCall"];
+
+fn is_prepare(method: &Method) -> bool {
+    method.is_public_instance()
+        && PREPARE_METHODS.contains(&method.name.as_str())
+        && method.descriptor.starts_with("(Ljava/lang/String;")
+        && method.descriptor.contains(")L")
+}
+
 /// Bytes that every class implementing a servlet `Filter` or a JDBC
-/// statement holds in its constant pool: a cheap test before parsing a
-/// class that is not named as a target.
+/// statement or connection holds in its constant pool: a cheap test before
+/// parsing a class that is not named as a target.
 const MARKS: [&[u8]; 2] = [b"servlet/Filter", b"java/sql/"];
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Whether a class holds JDBC execute methods: it gets the field for the
+/// SQL text its statements were prepared with.
+fn is_statement(class: &ClassFile) -> bool {
+    !class.is_interface() && class.methods.iter().any(is_execute)
 }
 
 /// What the hook instruments, fixed when the agent starts.
@@ -129,25 +151,24 @@ impl Targets {
                 .find(|e| e.class == class.name && (e.method, e.descriptor) == signature)
                 .map(|e| (e.request, e.response))
                 .or_else(|| {
-                    FILTER_INTERFACES
-                        .iter()
-                        .any(|(interface, descriptor)| {
-                            class.interfaces.iter().any(|i| i == interface)
-                                && signature == ("doFilter", *descriptor)
-                        })
-                        .then_some((0, 1))
+                    (method.name == "doFilter"
+                        && FILTER_DESCRIPTORS.contains(&signature.1)
+                        && !method.is_static())
+                    .then_some((0, 1))
                 });
-            let statement = method.is_public_instance()
-                && EXECUTE_METHODS.contains(&method.name.as_str())
-                && class
-                    .interfaces
-                    .iter()
-                    .any(|i| STATEMENT_INTERFACES.contains(&i.as_str()));
+            let statement = is_execute(method);
+            let prepare = is_prepare(method);
             let hooked = self
                 .hooks
                 .iter()
                 .any(|h| h.class == dotted && (h.method == "*" || h.method == method.name));
-            if !(http.is_some() || statement || hooked) || class.wrappable(method).is_err() {
+            if !(http.is_some() || statement || prepare || hooked)
+                || class.wrappable(method).is_err()
+            {
+                continue;
+            }
+            if prepare && !hooked {
+                chosen.push((index, Box::new(PrepareProbe)));
                 continue;
             }
             let kind = if http.is_some() {
@@ -200,10 +221,18 @@ static READY: OnceLock<Ready> = OnceLock::new();
 
 /// The helper's classes (compiled by `native-agent/java/build.sh`), the
 /// class with the natives first.
-const HELPER_CLASSES: [(&CStr, &[u8]); 3] = [
+const HELPER_CLASSES: [(&CStr, &[u8]); 8] = [
     (
         c"jvmapm/agent/Hooks",
         include_bytes!("../java/classes/Hooks.class"),
+    ),
+    (
+        c"jvmapm/agent/Hooks$1",
+        include_bytes!("../java/classes/Hooks$1.class"),
+    ),
+    (
+        c"jvmapm/agent/Hooks$SqlText",
+        include_bytes!("../java/classes/Hooks$SqlText.class"),
     ),
     (
         c"jvmapm/agent/Hooks$Http",
@@ -212,6 +241,18 @@ const HELPER_CLASSES: [(&CStr, &[u8]); 3] = [
     (
         c"jvmapm/agent/Hooks$Http$1",
         include_bytes!("../java/classes/Hooks$Http$1.class"),
+    ),
+    (
+        c"jvmapm/agent/Hooks$Http$2",
+        include_bytes!("../java/classes/Hooks$Http$2.class"),
+    ),
+    (
+        c"jvmapm/agent/Hooks$Servlet",
+        include_bytes!("../java/classes/Hooks$Servlet.class"),
+    ),
+    (
+        c"jvmapm/agent/Hooks$Exchange",
+        include_bytes!("../java/classes/Hooks$Exchange.class"),
     ),
 ];
 
@@ -308,7 +349,8 @@ unsafe fn rewrite(
 ) -> Result<Option<Vec<u8>>, Refusal> {
     let class = ClassFile::parse(original)?;
     let chosen = ready.targets.select(&class);
-    if chosen.is_empty() {
+    let field = is_statement(&class).then_some(&STATEMENT_SQL);
+    if chosen.is_empty() && field.is_none() {
         return Ok(None);
     }
     // A class in a named module reads only what its module reads: let it
@@ -328,5 +370,5 @@ unsafe fn rewrite(
             .map_err(|e| Refusal(format!("AddModuleReads failed (JVMTI error {})", e.0)))?;
     }
     let targets: Vec<(usize, &dyn Probe)> = chosen.iter().map(|(i, p)| (*i, p.as_ref())).collect();
-    classfile::wrap(&class, &targets).map(Some)
+    classfile::rewrite(&class, &targets, field).map(Some)
 }

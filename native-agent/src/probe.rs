@@ -5,7 +5,7 @@
 //! the request itself, so the wrappers have no branches and need no frames
 //! beyond the exception handler's.
 
-use crate::classfile::{Code, Frame, Kind, Pool, Probe, Refusal};
+use crate::classfile::{Code, FieldAccess, Frame, Kind, Pool, Probe, Refusal};
 
 const HOOKS: &str = "jvmapm/agent/Hooks";
 
@@ -86,8 +86,9 @@ pub struct SqlProbe {
 }
 
 impl Probe for SqlProbe {
-    fn enter(&self, pool: &mut Pool, code: &mut Code, _frame: &Frame) -> Result<(), Refusal> {
-        call(pool, code, "enterSql", "()J")
+    fn enter(&self, pool: &mut Pool, code: &mut Code, frame: &Frame) -> Result<(), Refusal> {
+        frame.load_receiver(code)?;
+        call(pool, code, "enterSql", "(Ljava/lang/Object;)J")
     }
 
     fn exit(&self, pool: &mut Pool, code: &mut Code, frame: &Frame) -> Result<(), Refusal> {
@@ -107,3 +108,40 @@ impl Probe for SqlProbe {
         )
     }
 }
+
+/// A `Connection`'s `prepareStatement` or `prepareCall`: hands the statement
+/// it returns and the SQL text it was given to the helper, which keeps the
+/// text in the statement (see [`STATEMENT_SQL`]). Runs inside or outside a
+/// transaction (statements are often prepared ahead); nothing after a throw.
+pub struct PrepareProbe;
+
+impl Probe for PrepareProbe {
+    fn enter(&self, _pool: &mut Pool, code: &mut Code, _frame: &Frame) -> Result<(), Refusal> {
+        code.long_zero();
+        Ok(())
+    }
+
+    fn exit(&self, pool: &mut Pool, code: &mut Code, frame: &Frame) -> Result<(), Refusal> {
+        let Some((Kind::Reference, slot)) = frame.result else {
+            return Ok(());
+        };
+        code.load(Kind::Reference, slot);
+        frame.load_param(code, 0)?;
+        call(
+            pool,
+            code,
+            "prepared",
+            "(Ljava/lang/Object;Ljava/lang/String;)V",
+        )
+    }
+}
+
+/// The field every JDBC statement class gets for the SQL text the
+/// application prepared it with (read back by `Hooks.exitSql`).
+pub const STATEMENT_SQL: FieldAccess = FieldAccess {
+    interface: "jvmapm/agent/Hooks$SqlText",
+    field: "jvmapm$sql",
+    descriptor: "Ljava/lang/String;",
+    getter: "jvmapm$sql",
+    setter: "jvmapm$setSql",
+};

@@ -269,9 +269,10 @@ fn transaction_span(t: Finished) -> Parts {
             if let Some(route) = t.ending.route.clone() {
                 attributes.push(KeyValue::new("http.route", route));
             }
-            // After a throw the container decides the status (a 500, or a
-            // closed connection); a 2xx read before that is not the answer.
-            if t.ending.status >= 0 && (t.ending.error_type.is_none() || t.ending.status >= 400) {
+            // The status the client received, as the helper worked it out
+            // (after a throw: the container's answer, or none when the
+            // connection was closed without one).
+            if t.ending.status >= 0 {
                 attributes.push(KeyValue::new(
                     "http.response.status_code",
                     i64::from(t.ending.status),

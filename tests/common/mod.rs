@@ -4,6 +4,9 @@
 
 #![allow(dead_code)] // each test file uses its own part of the harness
 
+pub mod postgres;
+pub mod tomcat;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -251,6 +254,36 @@ impl Analyzer {
     pub fn points(&self) -> Vec<Value> {
         let page = self.get("/api/v1/xlog?from=0&limit=100000");
         page["points"].as_array().unwrap().clone()
+    }
+
+    /// The points of `service`, waiting (up to 20 s) until `count` have arrived.
+    pub fn points_of(&self, service: &str, count: usize) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let points: Vec<Value> = self
+                .points()
+                .into_iter()
+                .filter(|p| p["service"] == service)
+                .collect();
+            if points.len() >= count || std::time::Instant::now() > deadline {
+                return points;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The detail of a point: its transaction with attributes and children.
+    pub fn detail(&self, point: &Value) -> Value {
+        self.get(&format!(
+            "/api/v1/transactions/{}/{}",
+            point["trace_id"].as_str().unwrap(),
+            point["span_id"].as_str().unwrap()
+        ))
+    }
+
+    /// The attributes of a point's transaction.
+    pub fn attributes(&self, point: &Value) -> Value {
+        self.detail(point)["attributes"].clone()
     }
 
     /// Waits until the server logged a line containing `needle`.

@@ -29,6 +29,25 @@ public final class Hooks {
      */
     private static final ThreadLocal<long[]> STATE = ThreadLocal.withInitial(() -> new long[2]);
 
+    /**
+     * Whether a class is a java.sql.Statement (this class, in the boot
+     * loader, cannot name the java.sql module's types: it asks the class's
+     * own loader).
+     */
+    private static final ClassValue<Boolean> IS_STATEMENT = new ClassValue<>() {
+        @Override
+        protected Boolean computeValue(Class<?> type) {
+            ClassLoader loader = type.getClassLoader();
+            try {
+                Class<?> statement = Class.forName("java.sql.Statement", false,
+                        loader == null ? ClassLoader.getPlatformClassLoader() : loader);
+                return statement.isAssignableFrom(type);
+            } catch (ClassNotFoundException | LinkageError notJdbc) {
+                return false;
+            }
+        }
+    };
+
     private Hooks() {
     }
 
@@ -41,14 +60,23 @@ public final class Hooks {
         return open(site, null);
     }
 
-    /** Entry of an HTTP transaction: the request carries the traceparent. */
+    /**
+     * Entry of an HTTP transaction: the request carries the traceparent. A
+     * servlet request dispatched again by its container (to an error page,
+     * or after async processing) makes no transaction of its own: its first
+     * dispatch already made the point.
+     */
     public static long enterHttp(int site, Object request) {
         if (STATE.get()[0] != 0L) {
             return 0L;
         }
         String traceparent = null;
         try {
-            traceparent = Http.of(request).header(request, "traceparent");
+            Http http = Http.of(request);
+            if (http.redispatched(request)) {
+                return 0L;
+            }
+            traceparent = http.header(request, "traceparent");
         } catch (Throwable ignored) {
             // An unknown request type: no incoming trace.
         }
@@ -72,13 +100,14 @@ public final class Hooks {
     }
 
     /**
-     * Entry of a JDBC statement's execute method: only inside a transaction,
-     * and not inside another statement call. Returns the start time
+     * Entry of a method shaped like a JDBC statement's execute: measured
+     * only inside a transaction, not inside another statement call, and when
+     * the receiver is a java.sql.Statement. Returns the start time
      * (System.nanoTime), or 0 when this call is not measured.
      */
-    public static long enterSql() {
+    public static long enterSql(Object statement) {
         long[] state = STATE.get();
-        if (state[0] == 0L || state[1] != 0L) {
+        if (state[0] == 0L || state[1] != 0L || !IS_STATEMENT.get(statement.getClass())) {
             return 0L;
         }
         state[1] = 1L;
@@ -88,8 +117,9 @@ public final class Hooks {
 
     /**
      * Exit of a JDBC statement's execute method: sql is the statement text
-     * when the method took it, else the statement's own description (most
-     * drivers' prepared statements describe themselves by their SQL).
+     * when the method took it, else the text the application prepared the
+     * statement with, else the statement's own description (what a driver
+     * says of a statement prepared before the agent came in).
      */
     public static void exitSql(long start, int site, Object statement, String sql, Throwable error) {
         if (start == 0L) {
@@ -98,6 +128,9 @@ public final class Hooks {
         long[] state = STATE.get();
         state[1] = 0L;
         String text = sql;
+        if (text == null && statement instanceof SqlText prepared) {
+            text = prepared.jvmapm$sql();
+        }
         if (text == null) {
             try {
                 text = String.valueOf(statement);
@@ -106,6 +139,28 @@ public final class Hooks {
             }
         }
         endSql(state[0], site, text, start, errorType(error));
+    }
+
+    /**
+     * Exit of a Connection's prepareStatement or prepareCall: the statement
+     * keeps the SQL text the application passed, which its execute methods
+     * then report (a driver's own description of a prepared statement is
+     * often its rewritten form, e.g. pgjdbc's "(?::int4)").
+     */
+    public static void prepared(Object statement, String sql) {
+        if (statement instanceof SqlText prepared) {
+            prepared.jvmapm$setSql(sql);
+        }
+    }
+
+    /**
+     * What the agent adds to every JDBC statement class when it loads: a
+     * field for the SQL text the statement was prepared with.
+     */
+    public interface SqlText {
+        String jvmapm$sql();
+
+        void jvmapm$setSql(String sql);
     }
 
     /** Exit of a hooked method; error is what it throws, or null. */
@@ -131,8 +186,8 @@ public final class Hooks {
             Http http = Http.of(request);
             method = http.method(request);
             path = http.path(request);
-            route = http.route(request);
-            status = http.status(response);
+            status = http.status(response, error);
+            route = http.route(request, status);
         } catch (Throwable ignored) {
             // An unknown request type: the transaction is still counted.
         }
@@ -162,54 +217,40 @@ public final class Hooks {
         return error == null ? null : error.getClass().getName();
     }
 
-    /** How to read one kind of HTTP request. */
-    private static final class Http {
-        private static final MethodType STRING = MethodType.methodType(String.class, Object.class);
-        private static final MethodType HEADER =
-                MethodType.methodType(String.class, Object.class, String.class);
-        private static final MethodType INT = MethodType.methodType(int.class, Object.class);
-        private static final Http NONE = new Http(null, null, null, null, null, null);
+    /** How to read one kind of HTTP request: a servlet's or a JDK HttpExchange. */
+    private abstract static class Http {
+        static final MethodType STRING = MethodType.methodType(String.class, Object.class);
+        static final MethodType OBJECT = MethodType.methodType(Object.class, Object.class);
+        static final MethodType HEADER = MethodType.methodType(String.class, Object.class, String.class);
+        static final MethodType INT = MethodType.methodType(int.class, Object.class);
+        static final MethodType BOOLEAN = MethodType.methodType(boolean.class, Object.class);
+
+        private static final Http NONE = new Http() {
+        };
 
         private static final ClassValue<Http> BY_CLASS = new ClassValue<>() {
             @Override
             protected Http computeValue(Class<?> type) {
-                for (String servlet : new String[] {"jakarta.servlet.http", "javax.servlet.http"}) {
+                for (String servlet : new String[] {"jakarta.servlet", "javax.servlet"}) {
                     try {
-                        return servlet(type, servlet);
+                        return new Servlet(type, servlet);
                     } catch (ReflectiveOperationException | RuntimeException notThisOne) {
                         // try the next API
                     }
                 }
                 try {
-                    return exchange(type);
+                    return new Exchange(type);
                 } catch (ReflectiveOperationException | RuntimeException notAnExchange) {
                     return NONE;
                 }
             }
         };
 
-        final MethodHandle method;
-        final MethodHandle path;
-        final MethodHandle route;
-        final MethodHandle status;
-        final MethodHandle header;
-        final MethodHandle uriPath;
-
-        private Http(MethodHandle method, MethodHandle path, MethodHandle route, MethodHandle status,
-                MethodHandle header, MethodHandle uriPath) {
-            this.method = method;
-            this.path = path;
-            this.route = route;
-            this.status = status;
-            this.header = header;
-            this.uriPath = uriPath;
-        }
-
         static Http of(Object request) {
             return request == null ? NONE : BY_CLASS.get(request.getClass());
         }
 
-        private static Class<?> api(Class<?> type, String name) throws ClassNotFoundException {
+        static Class<?> api(Class<?> type, String name) throws ClassNotFoundException {
             Class<?> api = Class.forName(name, false, type.getClassLoader());
             if (!api.isAssignableFrom(type)) {
                 throw new ClassNotFoundException(name);
@@ -217,64 +258,223 @@ public final class Hooks {
             return api;
         }
 
-        private static MethodHandle find(Class<?> api, String name, Class<?> returns, Class<?>... params)
+        static MethodHandle find(Class<?> api, String name, Class<?> returns, Class<?>... params)
                 throws ReflectiveOperationException {
             return MethodHandles.publicLookup().findVirtual(api, name, MethodType.methodType(returns, params));
         }
 
-        /** A servlet request (its response is read through the sibling API). */
-        private static Http servlet(Class<?> type, String pkg) throws ReflectiveOperationException {
-            Class<?> request = api(type, pkg + ".HttpServletRequest");
-            Class<?> response = Class.forName(pkg + ".HttpServletResponse", false, type.getClassLoader());
-            return new Http(
-                    find(request, "getMethod", String.class).asType(STRING),
-                    find(request, "getRequestURI", String.class).asType(STRING),
-                    find(request, "getServletPath", String.class).asType(STRING),
-                    find(response, "getStatus", int.class).asType(INT),
-                    find(request, "getHeader", String.class, String.class).asType(HEADER),
-                    null);
-        }
-
-        /** A com.sun.net.httpserver.HttpExchange (request and response at once). */
-        private static Http exchange(Class<?> type) throws ReflectiveOperationException {
-            Class<?> exchange = api(type, "com.sun.net.httpserver.HttpExchange");
-            Class<?> headers = Class.forName("com.sun.net.httpserver.Headers", false, exchange.getClassLoader());
-            Class<?> context = Class.forName("com.sun.net.httpserver.HttpContext", false, exchange.getClassLoader());
-            MethodHandle getHeaders = find(exchange, "getRequestHeaders", headers);
-            MethodHandle getFirst = find(headers, "getFirst", String.class, String.class);
-            MethodHandle getContext = find(exchange, "getHttpContext", context);
-            MethodHandle contextPath = find(context, "getPath", String.class);
-            return new Http(
-                    find(exchange, "getRequestMethod", String.class).asType(STRING),
-                    null,
-                    MethodHandles.filterReturnValue(getContext, contextPath).asType(STRING),
-                    find(exchange, "getResponseCode", int.class).asType(INT),
-                    MethodHandles.filterArguments(getFirst, 0, getHeaders).asType(HEADER),
-                    find(exchange, "getRequestURI", URI.class).asType(MethodType.methodType(URI.class, Object.class)));
+        /** Whether this is a container's further dispatch of a request already measured. */
+        boolean redispatched(Object request) throws Throwable {
+            return false;
         }
 
         String header(Object request, String name) throws Throwable {
-            return header == null ? null : (String) header.invokeExact(request, name);
+            return null;
         }
 
         String method(Object request) throws Throwable {
-            return method == null ? null : (String) method.invokeExact(request);
+            return null;
         }
 
         String path(Object request) throws Throwable {
-            if (uriPath != null) {
-                return ((URI) uriPath.invokeExact(request)).getPath();
+            return null;
+        }
+
+        /** The status the client receives; -1 when it receives none. */
+        int status(Object response, Throwable error) throws Throwable {
+            return -1;
+        }
+
+        /** The route (`http.route`), given the status the client receives. */
+        String route(Object request, int status) throws Throwable {
+            return null;
+        }
+    }
+
+    /** A servlet request and response (jakarta or javax), through the API's public methods. */
+    private static final class Servlet extends Http {
+        private final MethodHandle method;
+        private final MethodHandle requestUri;
+        private final MethodHandle contextPath;
+        private final MethodHandle servletPath;
+        private final MethodHandle pathInfo;
+        private final MethodHandle header;
+        private final MethodHandle dispatcherType;
+        /** Servlet 4.0 and later; null before. */
+        private final MethodHandle mapping;
+        private final MethodHandle mappingMatch;
+        private final MethodHandle mappingPattern;
+        private final MethodHandle status;
+        private final MethodHandle committed;
+
+        Servlet(Class<?> type, String pkg) throws ReflectiveOperationException {
+            Class<?> request = api(type, pkg + ".http.HttpServletRequest");
+            ClassLoader loader = type.getClassLoader();
+            Class<?> response = Class.forName(pkg + ".http.HttpServletResponse", false, loader);
+            method = find(request, "getMethod", String.class).asType(STRING);
+            requestUri = find(request, "getRequestURI", String.class).asType(STRING);
+            contextPath = find(request, "getContextPath", String.class).asType(STRING);
+            servletPath = find(request, "getServletPath", String.class).asType(STRING);
+            pathInfo = find(request, "getPathInfo", String.class).asType(STRING);
+            header = find(request, "getHeader", String.class, String.class).asType(HEADER);
+            Class<?> dispatcher = Class.forName(pkg + ".DispatcherType", false, loader);
+            dispatcherType = find(request, "getDispatcherType", dispatcher).asType(OBJECT);
+            MethodHandle[] mappingHandles = mapping(request, pkg, loader);
+            mapping = mappingHandles[0];
+            mappingMatch = mappingHandles[1];
+            mappingPattern = mappingHandles[2];
+            status = find(response, "getStatus", int.class).asType(INT);
+            committed = find(response, "isCommitted", boolean.class).asType(BOOLEAN);
+        }
+
+        /** getHttpServletMapping, getMappingMatch and getPattern, or nulls before Servlet 4.0. */
+        private static MethodHandle[] mapping(Class<?> request, String pkg, ClassLoader loader) {
+            try {
+                Class<?> mapping = Class.forName(pkg + ".http.HttpServletMapping", false, loader);
+                Class<?> match = Class.forName(pkg + ".http.MappingMatch", false, loader);
+                return new MethodHandle[] {
+                    find(request, "getHttpServletMapping", mapping).asType(OBJECT),
+                    find(mapping, "getMappingMatch", match).asType(OBJECT),
+                    find(mapping, "getPattern", String.class).asType(STRING),
+                };
+            } catch (ReflectiveOperationException | RuntimeException before40) {
+                return new MethodHandle[3];
             }
-            return path == null ? null : (String) path.invokeExact(request);
         }
 
-        String route(Object request) throws Throwable {
-            String route = this.route == null ? null : (String) this.route.invokeExact(request);
+        @Override
+        boolean redispatched(Object request) throws Throwable {
+            Object type = dispatcherType.invokeExact(request);
+            return type != null && !"REQUEST".equals(((Enum<?>) type).name());
+        }
+
+        @Override
+        String header(Object request, String name) throws Throwable {
+            return (String) header.invokeExact(request, name);
+        }
+
+        @Override
+        String method(Object request) throws Throwable {
+            return (String) method.invokeExact(request);
+        }
+
+        @Override
+        String path(Object request) throws Throwable {
+            return (String) requestUri.invokeExact(request);
+        }
+
+        /**
+         * An exception that escapes the servlet (or the outermost filter) is
+         * answered by the container: 500 (503 for UnavailableException),
+         * unless the response was already committed with its status.
+         */
+        @Override
+        int status(Object response, Throwable error) throws Throwable {
+            if (response == null) {
+                return -1;
+            }
+            if (error == null || (boolean) committed.invokeExact(response)) {
+                return (int) status.invokeExact(response);
+            }
+            return error.getClass().getName().endsWith(".UnavailableException") ? 503 : 500;
+        }
+
+        /**
+         * The context path and the servlet's mapping: the pattern of a path
+         * mapping (`/api/*`), the path itself for exact, extension and
+         * default-servlet mappings, `/` for the context root. A welcome file
+         * keeps the directory the client asked for; a default servlet's 404
+         * is `/*` (every mistyped path would otherwise be an endpoint).
+         */
+        @Override
+        String route(Object request, int status) throws Throwable {
+            String context = (String) contextPath.invokeExact(request);
+            String servlet = (String) servletPath.invokeExact(request);
+            String match = null;
+            String pattern = null;
+            if (mapping != null) {
+                Object found = mapping.invokeExact(request);
+                if (found != null) {
+                    Object kind = mappingMatch.invokeExact(found);
+                    match = kind == null ? null : ((Enum<?>) kind).name();
+                    pattern = (String) mappingPattern.invokeExact(found);
+                }
+            }
+            String route;
+            if ("PATH".equals(match) && pattern != null) {
+                route = pattern;
+            } else if ("CONTEXT_ROOT".equals(match)) {
+                route = "/";
+            } else if ("DEFAULT".equals(match) && status == 404) {
+                route = "/*";
+            } else if (match == null && (String) pathInfo.invokeExact(request) != null) {
+                // Before Servlet 4.0: a path mapping leaves the rest in the path info.
+                route = servlet + "/*";
+            } else {
+                String asked = (String) requestUri.invokeExact(request);
+                if (asked != null && asked.endsWith("/") && !servlet.endsWith("/")
+                        && asked.startsWith(context)) {
+                    return asked; // a welcome file: the directory the client asked for
+                }
+                route = servlet.isEmpty() ? "/" : servlet;
+            }
+            return context == null || context.isEmpty() ? route : context + route;
+        }
+    }
+
+    /** A com.sun.net.httpserver.HttpExchange (request and response at once). */
+    private static final class Exchange extends Http {
+        private final MethodHandle method;
+        private final MethodHandle header;
+        private final MethodHandle uri;
+        private final MethodHandle contextPath;
+        private final MethodHandle status;
+
+        Exchange(Class<?> type) throws ReflectiveOperationException {
+            Class<?> exchange = api(type, "com.sun.net.httpserver.HttpExchange");
+            ClassLoader loader = exchange.getClassLoader();
+            Class<?> headers = Class.forName("com.sun.net.httpserver.Headers", false, loader);
+            Class<?> context = Class.forName("com.sun.net.httpserver.HttpContext", false, loader);
+            MethodHandle getHeaders = find(exchange, "getRequestHeaders", headers);
+            MethodHandle getFirst = find(headers, "getFirst", String.class, String.class);
+            MethodHandle getContext = find(exchange, "getHttpContext", context);
+            method = find(exchange, "getRequestMethod", String.class).asType(STRING);
+            header = MethodHandles.filterArguments(getFirst, 0, getHeaders).asType(HEADER);
+            uri = find(exchange, "getRequestURI", URI.class).asType(MethodType.methodType(URI.class, Object.class));
+            contextPath = MethodHandles.filterReturnValue(getContext, find(context, "getPath", String.class))
+                    .asType(STRING);
+            status = find(exchange, "getResponseCode", int.class).asType(INT);
+        }
+
+        @Override
+        String header(Object request, String name) throws Throwable {
+            return (String) header.invokeExact(request, name);
+        }
+
+        @Override
+        String method(Object request) throws Throwable {
+            return (String) method.invokeExact(request);
+        }
+
+        @Override
+        String path(Object request) throws Throwable {
+            return ((URI) uri.invokeExact(request)).getPath();
+        }
+
+        /**
+         * The status the handler sent; -1 when it sent none (after a throw
+         * the server closes the connection without an answer).
+         */
+        @Override
+        int status(Object response, Throwable error) throws Throwable {
+            return (int) status.invokeExact(response);
+        }
+
+        /** The context the exchange was handed to. */
+        @Override
+        String route(Object request, int status) throws Throwable {
+            String route = (String) contextPath.invokeExact(request);
             return route == null || route.isEmpty() ? null : route;
-        }
-
-        int status(Object response) throws Throwable {
-            return status == null || response == null ? -1 : (int) status.invokeExact(response);
         }
     }
 
