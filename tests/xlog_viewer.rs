@@ -164,6 +164,12 @@ fn assert_terminal_restored(output: &[u8]) {
     assert!(tail.contains("\x1b[?25h"), "cursor shown again");
 }
 
+/// This machine's host name, as the agent reports it in `host.name`.
+fn host_name() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    name.trim().to_string()
+}
+
 /// The HttpService fixture with the agent, and a way to call it.
 struct Service {
     child: Child,
@@ -225,6 +231,9 @@ fn the_viewer_shows_points_arriving_live_and_then_offline() {
     viewer.wait_for("the endpoint table", |s| {
         s.contains("/fail") && s.contains("/fast")
     });
+    // The JVM is named as operators know it: service, host and pid.
+    let named = format!("active: shop@{}:{} ", host_name(), service.child.id());
+    viewer.wait_for(&named, |s| s.contains(&named));
 
     // New transactions appear while it runs.
     service.call(&["/fast", "/slow?ms=20", "/fast", "/fail"]);
@@ -269,6 +278,7 @@ fn the_viewer_shows_points_arriving_live_and_then_offline() {
     let viewer = Viewer::start(&["xlog", "--data", data]);
     let screen = viewer.wait_for("the stored points", |s| points_shown(s) >= 11);
     assert!(screen.contains("OFFLINE"), "{screen}");
+    viewer.wait_for(&named, |s| s.contains(&named));
     assert_terminal_restored(&viewer.quit());
 }
 

@@ -309,6 +309,13 @@ impl App {
         }
     }
 
+    /// The chosen instance as the panels name it (see [`InstanceRow::label`]).
+    pub fn instance_label(&self) -> Option<String> {
+        let id = self.instance.as_ref()?;
+        let row = self.instances.iter().find(|i| &i.instance == id);
+        Some(row.map_or_else(|| id.clone(), InstanceRow::label))
+    }
+
     /// Lists the selection's transactions that pass the filter, by end time.
     fn fill_list(&mut self) {
         let Some(selection) = self.selection else {

@@ -54,6 +54,21 @@ pub struct InstanceRow {
     pub service: String,
     pub instance: String,
     pub last_seen_ms: u64,
+    /// Resource attributes (host, pid, runtime) the instance reported.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl InstanceRow {
+    /// The instance as operators know a JVM, `service@host:pid`; its id
+    /// (often 32 hex digits) when it did not report both host and pid.
+    pub fn label(&self) -> String {
+        let attribute = |key: &str| self.attributes.get(key).filter(|v| !v.is_empty());
+        match (attribute("host.name"), attribute("process.pid")) {
+            (Some(host), Some(pid)) => format!("{}@{host}:{pid}", self.service),
+            _ => self.instance.clone(),
+        }
+    }
 }
 
 /// `/api/v1/jvm` of one instance.
@@ -543,4 +558,36 @@ fn parse<T: DeserializeOwned>(v: Value) -> Result<T, String> {
 
 fn parse_field<T: DeserializeOwned>(mut v: Value, field: &str) -> Result<T, String> {
     parse(v[field].take())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jvmapm_analyzer::xlog::Identity;
+
+    #[test]
+    fn offline_instances_are_named_by_service_host_and_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), Mode::Write).unwrap());
+        let registry = Instances::load(dir.path().join("instances.json"));
+        let identity = |instance: &str, attributes: &[(&str, &str)]| Identity {
+            service: "orders".into(),
+            instance: instance.into(),
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let with_host = [("host.name", "web-01"), ("process.pid", "4242")];
+        registry.seen(&identity("f444e8abf2e375e57ba9795da1c0ffee", &with_host), 1);
+        registry.seen(&identity("orders-2", &[("host.name", "web-02")]), 1);
+        registry.save_if_dirty().unwrap();
+
+        let mut offline = Offline::open(dir.path()).unwrap();
+        let rows: Vec<InstanceRow> =
+            parse_field(offline.instances().unwrap(), "instances").unwrap();
+        let labels: Vec<String> = rows.iter().map(InstanceRow::label).collect();
+        assert_eq!(labels, ["orders@web-01:4242", "orders-2"], "no pid: the id");
+        assert_eq!(rows[0].instance, "f444e8abf2e375e57ba9795da1c0ffee");
+    }
 }

@@ -356,7 +356,9 @@ fn panels(frame: &mut Frame, app: &App, area: Rect) {
         tps,
     );
 
-    let instance = app.instance.as_deref().unwrap_or("no instance");
+    let instance = app
+        .instance_label()
+        .unwrap_or_else(|| "no instance".to_string());
     let by_age = app.latest("jvmapm.transactions.active");
     let lines: Vec<Line> = [
         ("<3s", Color::Cyan),
@@ -545,6 +547,11 @@ fn help(frame: &mut Frame, area: Rect) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::Config;
+    use crate::source::{InstanceRow, Update};
+    use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
     use serde_json::json;
 
     #[test]
@@ -579,6 +586,78 @@ mod tests {
         assert!(has("stack when it was reported stuck"));
         assert!(has("  at Shop.load(Shop.java:12)"));
         assert!(has("host.name = vm"));
+    }
+
+    /// The screen of `app` on a 120 x 30 terminal, line by line.
+    fn screen(app: &App) -> Vec<String> {
+        let mut terminal = Terminal::new(TestBackend::new(120, 30)).unwrap();
+        terminal.draw(|frame| draw(frame, app)).unwrap();
+        let buffer = terminal.backend().buffer();
+        (0..buffer.area.height)
+            .map(|y| {
+                (0..buffer.area.width)
+                    .map(|x| buffer[(x, y)].symbol())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_panels_name_an_instance_by_service_host_and_pid() {
+        let config = Config {
+            window_ms: 60_000,
+            to_ms: Some(60_000),
+            live: false,
+            slow_ms: 800,
+            y_max_ms: 1_000,
+        };
+        let mut app = App::new(&config, 60_000);
+        let hex_id = "f444e8abf2e375e57ba9795da1c0ffee";
+        let instance = |id: &str, last_seen_ms, attributes: &[(&str, &str)]| InstanceRow {
+            service: "orders".into(),
+            instance: id.into(),
+            last_seen_ms,
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        app.update(Update::Instances(vec![
+            instance(
+                hex_id,
+                2,
+                &[("host.name", "web-01"), ("process.pid", "4242")],
+            ),
+            instance("orders-7", 1, &[]),
+        ]));
+        let has = |app: &App, needle: &str| screen(app).iter().any(|l| l.contains(needle));
+        assert!(
+            has(&app, "active: orders@web-01:4242"),
+            "{:#?}",
+            screen(&app)
+        );
+        assert!(!has(&app, "f444e8ab"), "no id where the label is");
+        app.handle(&Event::Key(KeyEvent::new(
+            KeyCode::Char('i'),
+            KeyModifiers::NONE,
+        )));
+        assert!(
+            has(&app, "active: orders-7 "),
+            "no host and pid: the id; {:#?}",
+            screen(&app)
+        );
+        assert_eq!(app.instance.as_deref(), Some("orders-7"), "asked by id");
+
+        // The transaction in full keeps the whole id.
+        let detail = json!({"name": "GET /orders", "instance": hex_id});
+        let text: Vec<String> = detail_lines(&detail, None)
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
+        assert!(
+            text[1].ends_with(&format!("instance {hex_id}")),
+            "{text:#?}"
+        );
     }
 
     #[test]
