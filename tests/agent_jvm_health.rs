@@ -70,6 +70,57 @@ fn jni_warnings(out: &Output) -> Vec<String> {
         .collect()
 }
 
+/// Regression: a pause was named only when one collector alone had run
+/// since the last sampling round, so a round with young collections and a
+/// full one (and often the first pause) had an empty collector and action.
+#[test]
+fn every_gc_pause_is_named_by_its_collector_when_two_collectors_ran_in_one_round() {
+    const ROUNDS: usize = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &[]);
+    for launcher in java_launchers() {
+        let service = format!("gc-mix-{}", launcher_version(&launcher));
+        let out = java_with_agent(
+            &launcher,
+            &format!(
+                "service={service},endpoint=http://{},interval=1s,export_interval=200ms",
+                analyzer.grpc
+            ),
+            &["-Xmx256m", "-Xmn8m", "GcMix", &ROUNDS.to_string()],
+        )
+        .output()
+        .unwrap();
+        let stderr = succeeded(&out, &service);
+        let jvm = analyzer.jvm_of(&service);
+        let pauses = jvm["gc_pauses"].as_array().unwrap();
+        let named = |name: &str, action: &str| {
+            pauses
+                .iter()
+                .filter(|p| p["gc_name"] == name && p["action"] == action)
+                .count()
+        };
+        let young = named("G1 Young Generation", "end of minor GC");
+        let full = named("G1 Old Generation", "end of major GC");
+        let details = format!("{service}: {pauses:#?}\n{stderr}");
+        // Every collection a collector counted names its pause.
+        assert_eq!(full, ROUNDS, "one full pause per System.gc(): {details}");
+        assert!(young >= ROUNDS, "young collections ran: {details}");
+        assert_eq!(
+            young as f64,
+            total(&jvm, "jvm.gc.count{jvm.gc.name=G1 Young Generation}"),
+            "{details}"
+        );
+        // JDK 17's G1 also pauses briefly around a System.gc() without any
+        // collector counting it: such a pause stays unnamed, not misnamed.
+        let unnamed = pauses.len() - young - full;
+        if launcher_version(&launcher) >= 21 {
+            assert_eq!(unnamed, 0, "{details}");
+        } else {
+            assert!(unnamed <= ROUNDS, "{details}");
+        }
+    }
+}
+
 #[test]
 fn gc_pauses_collectors_and_pools_arrive_under_check_jni() {
     const GCS: usize = 12;

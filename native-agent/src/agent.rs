@@ -229,7 +229,7 @@ unsafe extern "system" fn on_vm_death(_jvmti: *mut RawEnv, jni: JniEnvPtr) {
         // lost; skipped if the sampler is busy (a heap dump in progress).
         if let Ok(mut sampler) = agent.sampler.try_lock() {
             // SAFETY: the JVM passes this thread's JNIEnv to the callback.
-            sampler.round(&unsafe { Jni::from_raw(jni) });
+            sampler.round(&unsafe { Jni::from_raw(jni) }, true);
         }
         agent.exporter.flush(FLUSH_LIMIT);
     });

@@ -2,10 +2,19 @@
 //! GarbageCollectionFinish events. The callbacks run inside the pause, on the
 //! VM thread, where JNI is forbidden: they read two clocks and write to a
 //! fixed ring of atomics, nothing more. The sampler thread drains the ring.
+//!
+//! JVMTI does not say which collector paused. The collectors' beans do, once
+//! per collection, through notifications the helper class listens to
+//! (`Hooks.watchCollections`): each arrives here as a [`Collection`], and the
+//! sampler names a pause by the collection that began when it began.
 
+use std::collections::VecDeque;
+use std::ffi::{c_void, CStr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use crate::clock;
+use crate::jni::{JObject, Jni, RawJniEnv};
 use crate::jvmti::RawEnv;
 
 /// Pauses the ring holds between two drains; more are counted as lost.
@@ -117,18 +126,133 @@ pub unsafe extern "system" fn on_gc_finish(_env: *mut RawEnv) {
     PAUSES.finish(clock::monotonic_ns());
 }
 
-/// What `jvm.gc.action` says for a collector, by the names HotSpot gives its
-/// collectors; `None` for a name it does not know.
-pub fn action(collector: &str) -> Option<&'static str> {
-    const MINOR: [&str; 5] = ["Young", "Scavenge", "ParNew", "Copy", "Minor"];
-    const MAJOR: [&str; 5] = ["Old", "MarkSweep", "Major", "Full", "MarkCompact"];
-    if MINOR.iter().any(|m| collector.contains(m)) {
-        Some("end of minor GC")
-    } else if MAJOR.iter().any(|m| collector.contains(m)) {
-        Some("end of major GC")
-    } else {
-        None
+/// One collection as its collector's bean told it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Collection {
+    /// `G1 Young Generation`, ...: `jvm.gc.name`.
+    pub collector: String,
+    /// `end of minor GC`, ...: `jvm.gc.action`.
+    pub action: String,
+    /// Start and end, Unix ms.
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+/// Collections told and not yet taken by the sampler; the oldest go first
+/// when it falls this far behind.
+const COLLECTIONS_KEPT: usize = 4096;
+
+static COLLECTIONS: Mutex<VecDeque<Collection>> = Mutex::new(VecDeque::new());
+
+/// Moves the collections told so far into `into`.
+pub fn take_collections(into: &mut Vec<Collection>) {
+    if let Ok(mut told) = COLLECTIONS.lock() {
+        into.extend(told.drain(..));
     }
+}
+
+/// `Hooks.collection(String collector, String action, long startMillis,
+/// long endMillis)`: called on the JVM's notification thread, never on an
+/// application thread.
+unsafe extern "system" fn native_collection(
+    env: *mut RawJniEnv,
+    _class: JObject,
+    collector: JObject,
+    action: JObject,
+    start_ms: i64,
+    end_ms: i64,
+) {
+    crate::agent::guarded("Hooks.collection", || {
+        // SAFETY: the JVM passes this thread's JNIEnv to a native method.
+        let jni = unsafe { Jni::from_raw(env) };
+        let text = |s: JObject| {
+            (!s.is_null())
+                .then(|| jni.string(s).ok())
+                .flatten()
+                .unwrap_or_default()
+        };
+        let collection = Collection {
+            collector: text(collector),
+            action: text(action),
+            start_ms,
+            end_ms,
+        };
+        if let Ok(mut told) = COLLECTIONS.lock() {
+            if told.len() == COLLECTIONS_KEPT {
+                told.pop_front();
+            }
+            told.push_back(collection);
+        }
+    });
+}
+
+/// The native behind `Hooks.collection`, for RegisterNatives.
+pub fn natives() -> [(&'static CStr, &'static CStr, *mut c_void); 1] {
+    [(
+        c"collection",
+        c"(Ljava/lang/String;Ljava/lang/String;JJ)V",
+        native_collection as *mut c_void,
+    )]
+}
+
+/// How far (ms) a collection as its bean reports it may stick out of its
+/// pause: the bean counts whole milliseconds.
+const ROUNDING_MS: i64 = 2;
+
+/// How far apart (ms) the beans' clock and the agent's may be: the beans
+/// count from a moment near the JVM's start that the JVM reports only
+/// roughly (a few ms off, more on a busy machine).
+const CLOCK_SKEW_MS: i64 = 15;
+
+/// For each pause, the index of the collection (start and end, Unix ms by
+/// the beans' clock) that ran inside it, or `None`. The skew between the
+/// two clocks is the one that matches the most pauses (the least skew and
+/// the closest pairs among equals). A collection lies inside its pause: the
+/// JVMTI events come first and last, and the VM thread can lose the CPU in
+/// between. Pairs are taken closest first (at both ends), each pause and
+/// collection once: a full collection right after a short young one may
+/// start within the same millisecond, and only its end tells them apart.
+pub fn match_collections(pauses: &[Pause], collections_ms: &[(i64, i64)]) -> Vec<Option<usize>> {
+    (-CLOCK_SKEW_MS..=CLOCK_SKEW_MS)
+        .map(|skew| match_with_skew(pauses, collections_ms, skew))
+        .min_by_key(|(owners, skew, distance)| {
+            let matched = owners.iter().flatten().count();
+            (usize::MAX - matched, skew.abs(), *distance)
+        })
+        .map(|(owners, _, _)| owners)
+        .unwrap_or_default()
+}
+
+/// The matches when the beans' clock runs `skew` ms behind the agent's,
+/// with the skew and the summed distance of the pairs.
+fn match_with_skew(
+    pauses: &[Pause],
+    collections_ms: &[(i64, i64)],
+    skew: i64,
+) -> (Vec<Option<usize>>, i64, i64) {
+    let mut candidates = Vec::new();
+    for (p, pause) in pauses.iter().enumerate() {
+        let start_ms = (pause.start_ns / 1_000_000) as i64;
+        let end_ms = ((pause.start_ns + pause.duration_ns) / 1_000_000) as i64;
+        for (c, &(start, end)) in collections_ms.iter().enumerate() {
+            let (start, end) = (start + skew, end + skew);
+            if start >= start_ms - ROUNDING_MS && end <= end_ms + ROUNDING_MS && start <= end {
+                candidates.push(((start - start_ms).abs() + (end_ms - end).abs(), p, c));
+            }
+        }
+    }
+    candidates.sort_unstable();
+    let mut owners = vec![None; pauses.len()];
+    let mut used = vec![false; collections_ms.len()];
+    let mut distance = 0;
+    for (d, p, c) in candidates {
+        if owners[p].is_none() && !used[c] {
+            owners[p] = Some(c);
+            used[c] = true;
+            distance += d;
+        }
+    }
+    (owners, skew, distance)
 }
 
 #[cfg(test)]
@@ -196,11 +320,38 @@ mod tests {
     }
 
     #[test]
-    fn actions_follow_hotspot_collector_names() {
-        assert_eq!(action("G1 Young Generation"), Some("end of minor GC"));
-        assert_eq!(action("PS Scavenge"), Some("end of minor GC"));
-        assert_eq!(action("G1 Old Generation"), Some("end of major GC"));
-        assert_eq!(action("MarkSweepCompact"), Some("end of major GC"));
-        assert_eq!(action("G1 Concurrent GC"), None);
+    fn each_pause_is_named_by_the_collection_that_ran_inside_it() {
+        let pause = |start_ms: u64, duration_ms: u64| Pause {
+            start_ns: start_ms * 1_000_000 + 300_000,
+            duration_ns: duration_ms * 1_000_000 + 200_000,
+        };
+        // A short young pause and a full one right after it, whose
+        // collection starts in the same millisecond as the young one's; a
+        // pause no bean counted (JDK 17's G1 pauses around a System.gc());
+        // a young pause that lost the CPU (its collection lies well inside
+        // it); and a collection told for a pause the ring has not given yet.
+        let pauses = [
+            pause(1_000, 0),
+            pause(1_001, 3),
+            pause(1_500, 1),
+            pause(2_000, 6),
+        ];
+        let collections = [
+            (1_000, 1_004),
+            (1_000, 1_000),
+            (2_003, 2_004),
+            (3_000, 3_001),
+        ];
+        assert_eq!(
+            match_collections(&pauses, &collections),
+            [Some(1), Some(0), None, Some(2)]
+        );
+        assert_eq!(match_collections(&pauses, &[]), [None; 4]);
+        // The same with the beans' clock 5 ms behind.
+        let behind: Vec<(i64, i64)> = collections.iter().map(|&(s, e)| (s - 5, e - 5)).collect();
+        assert_eq!(
+            match_collections(&pauses, &behind),
+            [Some(1), Some(0), None, Some(2)]
+        );
     }
 }

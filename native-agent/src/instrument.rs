@@ -265,7 +265,9 @@ pub fn install(jni: &Jni, jvmti: Jvmti, targets: Targets) -> JniResult<()> {
             defined.push(jni.define_boot_class(name, bytes)?);
         }
         let hooks = defined[0];
-        jni.register_natives(hooks, &transaction::natives())?;
+        let mut natives = transaction::natives().to_vec();
+        natives.extend(crate::gc::natives());
+        jni.register_natives(hooks, &natives)?;
         let class = jni.class(c"java/lang/Class")?;
         let get_module = jni.method(
             class,

@@ -13,6 +13,7 @@ use opentelemetry::trace::{
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
+use crate::gc::Collection;
 use crate::transaction::{self, Finished, SiteKind, SqlCall, Stuck};
 
 /// The attribute that marks a span as a JVM event, and its values.
@@ -24,11 +25,11 @@ pub const STUCK: &str = "stuck";
 /// One thing for the exporter to send.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
-    /// A stop-the-world pause; the collector when it is known.
+    /// A stop-the-world pause; its collection when a collector's bean told it.
     GcPause {
         start_ns: u64,
         duration_ns: u64,
-        collector: Option<String>,
+        collection: Option<Collection>,
     },
     /// A heap dump the agent wrote.
     HeapDump {
@@ -145,14 +146,12 @@ impl Record {
             Record::GcPause {
                 start_ns,
                 duration_ns,
-                collector,
+                collection,
             } => {
                 let mut attributes = vec![KeyValue::new(EVENT_ATTRIBUTE, GC_PAUSE)];
-                if let Some(collector) = collector {
-                    if let Some(action) = crate::gc::action(&collector) {
-                        attributes.push(KeyValue::new("jvm.gc.action", action));
-                    }
-                    attributes.push(KeyValue::new("jvm.gc.name", collector));
+                if let Some(collection) = collection {
+                    attributes.push(KeyValue::new("jvm.gc.action", collection.action));
+                    attributes.push(KeyValue::new("jvm.gc.name", collection.collector));
                 }
                 Parts::event(ids, GC_PAUSE, start_ns, duration_ns, attributes).span()
             }
@@ -337,7 +336,12 @@ mod tests {
         let span = Record::GcPause {
             start_ns: 1_700_000_000_000_000_000,
             duration_ns: 12_000_000,
-            collector: Some("G1 Old Generation".into()),
+            collection: Some(Collection {
+                collector: "G1 Old Generation".into(),
+                action: "end of major GC".into(),
+                start_ms: 1_700_000_000_000,
+                end_ms: 1_700_000_000_012,
+            }),
         }
         .into_span(&mut SpanIds::new());
         assert_eq!(span.name, "gc.pause");

@@ -3,7 +3,6 @@
 //! heap dump when a threshold trips. Trouble (a bean that throws, a dump that
 //! fails) is logged once and never stops the JVM or the other readings.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +12,7 @@ use opentelemetry::KeyValue;
 
 use crate::clock;
 use crate::exporter::Queue;
-use crate::gc::{self, Pause, PAUSES};
+use crate::gc::{self, Collection, Pause, PAUSES};
 use crate::heapdump::{self, Dumper, Trigger};
 use crate::instrument;
 use crate::jni::{JValue, Jni, Method};
@@ -35,9 +34,14 @@ pub struct Sampler {
     dumper: Option<Dumper>,
     dump_dir: PathBuf,
     service: String,
-    pauses: Vec<Pause>,
-    /// Each collector's count at the previous round, to name the pauses since.
-    collections: HashMap<String, i64>,
+    /// Pauses drained and not yet reported, and whether they already
+    /// waited a round for their collection to be told.
+    waiting: Vec<(Pause, bool)>,
+    /// Collections told and not yet matched to a pause, and whether they
+    /// already waited a round for their pause.
+    told: Vec<(Collection, bool)>,
+    /// Whether the collectors' notifications were asked for.
+    watching: bool,
     pauses_lost: u64,
     stuck_after: Duration,
     /// `Hooks.stackOf(long)`, looked up on first need.
@@ -62,8 +66,9 @@ impl Sampler {
             )
             .unwrap_or_else(|_| PathBuf::from(".")),
             service: settings.service.clone(),
-            pauses: Vec::new(),
-            collections: HashMap::new(),
+            waiting: Vec::new(),
+            told: Vec::new(),
+            watching: false,
             pauses_lost: 0,
             stuck_after: settings.stuck,
             stack_of: None,
@@ -71,10 +76,10 @@ impl Sampler {
     }
 
     /// One round: open transactions, pauses, readings, the heap-dump check.
-    pub fn round(&mut self, jni: &Jni) {
+    /// The `last` round (at VMDeath) reports every pause it has.
+    pub fn round(&mut self, jni: &Jni, last: bool) {
         self.report_active(jni);
-        self.pauses.clear();
-        PAUSES.drain(&mut self.pauses);
+        self.report_pauses(jni, last);
         if self.management.is_none() {
             match Management::look_up(jni) {
                 Ok(management) => {
@@ -112,25 +117,7 @@ impl Sampler {
             },
             None => None,
         };
-        let collector = reading.as_ref().and_then(|r| {
-            let moved: Vec<&str> = r
-                .collectors
-                .iter()
-                .filter(|c| {
-                    self.collections
-                        .get(&c.name)
-                        .is_none_or(|&before| c.count > before)
-                })
-                .filter(|c| c.count > 0)
-                .map(|c| c.name.as_str())
-                .collect();
-            (moved.len() == 1).then(|| moved[0].to_string())
-        });
-        self.report_pauses(collector);
         let Some(reading) = reading else { return };
-        for c in &reading.collectors {
-            self.collections.insert(c.name.clone(), c.count);
-        }
         self.instruments.record(&reading, clock::process_cpu_ns());
         if self.trigger.armed() {
             let heap_used: i64 = reading
@@ -201,25 +188,70 @@ impl Sampler {
         }
     }
 
-    /// Records the drained pauses, naming their collector when exactly one
-    /// collector's count moved since the last round.
-    fn report_pauses(&mut self, collector: Option<String>) {
-        let mut attributes = Vec::new();
-        if let Some(name) = &collector {
-            if let Some(action) = gc::action(name) {
-                attributes.push(KeyValue::new("jvm.gc.action", action));
+    /// Asks the collectors' beans, once, to tell each collection (see
+    /// `Hooks.watchCollections`).
+    fn watch_collections(&mut self, jni: &Jni) {
+        let Some(hooks) = instrument::hooks_class().filter(|_| !self.watching) else {
+            return;
+        };
+        self.watching = true;
+        let watched = jni
+            .static_method(hooks, c"watchCollections", c"()I", "Hooks.watchCollections")
+            .and_then(|m| jni.call_static_int(hooks, m, &[]));
+        match watched {
+            Ok(n) => line(
+                LogLevel::Debug,
+                &format!("{n} collectors tell their collections"),
+            ),
+            Err(e) => line(
+                LogLevel::Warn,
+                &format!("GC pauses are not named by their collector: {e}"),
+            ),
+        }
+    }
+
+    /// Names each pause drained by the collection that began with it, and
+    /// records it. A pause whose collection is not told yet waits one
+    /// round; then (or in the last round) it is recorded without a name
+    /// (a pause no collector counts, such as G1's remark on JDK 17).
+    fn report_pauses(&mut self, jni: &Jni, last: bool) {
+        self.watch_collections(jni);
+        let mut drained = Vec::new();
+        PAUSES.drain(&mut drained);
+        self.waiting
+            .extend(drained.into_iter().map(|pause| (pause, false)));
+        let mut collections = Vec::new();
+        gc::take_collections(&mut collections);
+        self.told.extend(
+            collections
+                .into_iter()
+                .map(|collection| (collection, false)),
+        );
+        let pauses: Vec<Pause> = self.waiting.iter().map(|(pause, _)| *pause).collect();
+        let times: Vec<(i64, i64)> = self
+            .told
+            .iter()
+            .map(|(c, _)| (c.start_ms, c.end_ms))
+            .collect();
+        let owners = gc::match_collections(&pauses, &times);
+        let mut matched = vec![false; times.len()];
+        for ((pause, waited), owner) in std::mem::take(&mut self.waiting).into_iter().zip(owners) {
+            match owner {
+                Some(c) => {
+                    matched[c] = true;
+                    let collection = self.told[c].0.clone();
+                    self.record_pause(pause, Some(collection));
+                }
+                None if waited || last => self.record_pause(pause, None),
+                None => self.waiting.push((pause, true)),
             }
-            attributes.push(KeyValue::new("jvm.gc.name", name.clone()));
         }
-        for pause in &self.pauses {
-            self.instruments
-                .record_pause(pause.duration_ns, &attributes);
-            self.queue.push(Record::GcPause {
-                start_ns: pause.start_ns,
-                duration_ns: pause.duration_ns,
-                collector: collector.clone(),
-            });
-        }
+        let mut matched = matched.into_iter();
+        self.told.retain_mut(|(_, waited)| {
+            let keep = matched.next() == Some(false) && !*waited;
+            *waited = true;
+            keep
+        });
         let lost = PAUSES.lost();
         if lost > self.pauses_lost {
             self.pauses_lost = lost;
@@ -229,6 +261,21 @@ impl Sampler {
                 "GC pauses came faster than the sampler drained them; some are not reported",
             );
         }
+    }
+
+    fn record_pause(&mut self, pause: Pause, collection: Option<Collection>) {
+        let mut attributes = Vec::new();
+        if let Some(collection) = &collection {
+            attributes.push(KeyValue::new("jvm.gc.action", collection.action.clone()));
+            attributes.push(KeyValue::new("jvm.gc.name", collection.collector.clone()));
+        }
+        self.instruments
+            .record_pause(pause.duration_ns, &attributes);
+        self.queue.push(Record::GcPause {
+            start_ns: pause.start_ns,
+            duration_ns: pause.duration_ns,
+            collection,
+        });
     }
 
     fn dump_heap(&mut self, jni: &Jni, reason: String) {
@@ -315,6 +362,14 @@ pub fn start(
                     return;
                 }
             };
+            // The collectors tell their collections from now on, so that
+            // even the first pauses are named (this reads no management
+            // numbers and leaves the MBean server and logging alone).
+            crate::agent::guarded("Hooks.watchCollections", || {
+                if let Ok(mut sampler) = sampler.lock() {
+                    sampler.watch_collections(&jni);
+                }
+            });
             loop {
                 std::thread::sleep(interval);
                 if stop.load(Ordering::Acquire) {
@@ -323,7 +378,7 @@ pub fn start(
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     if let Ok(mut sampler) = sampler.lock() {
                         let started = Instant::now();
-                        sampler.round(&jni);
+                        sampler.round(&jni, false);
                         log::debug(|| {
                             format!("sampling round took {} us", started.elapsed().as_micros())
                         });

@@ -1,9 +1,16 @@
 package jvmapm.agent;
 
+import com.sun.management.GarbageCollectionNotificationInfo;
+import com.sun.management.GcInfo;
 import java.lang.invoke.MethodHandle;
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.MethodType;
+import java.lang.management.GarbageCollectorMXBean;
+import java.lang.management.ManagementFactory;
 import java.net.URI;
+import javax.management.NotificationEmitter;
+import javax.management.NotificationListener;
+import javax.management.openmbean.CompositeData;
 
 /**
  * The helper that instrumented methods call. The agent defines it in the
@@ -211,6 +218,35 @@ public final class Hooks {
             }
         }
         return null;
+    }
+
+    /**
+     * Asks every garbage collector's bean to tell the agent of each
+     * collection it counts: its collector, action, start and end (Unix ms),
+     * so the agent names each JVMTI pause by the collection it was. Called
+     * once by the agent's sampler thread; returns how many collectors
+     * listen. The beans come from ManagementFactory's getter, which does
+     * not start the platform MBean server.
+     */
+    public static int watchCollections() {
+        long vmStart = ManagementFactory.getRuntimeMXBean().getStartTime();
+        NotificationListener listener = (notification, handback) -> {
+            if (!GarbageCollectionNotificationInfo.GARBAGE_COLLECTION_NOTIFICATION.equals(notification.getType())) {
+                return;
+            }
+            GarbageCollectionNotificationInfo info =
+                    GarbageCollectionNotificationInfo.from((CompositeData) notification.getUserData());
+            GcInfo gc = info.getGcInfo();
+            collection(info.getGcName(), info.getGcAction(), vmStart + gc.getStartTime(), vmStart + gc.getEndTime());
+        };
+        int watched = 0;
+        for (GarbageCollectorMXBean bean : ManagementFactory.getGarbageCollectorMXBeans()) {
+            if (bean instanceof NotificationEmitter emitter) {
+                emitter.addNotificationListener(listener, null, null);
+                watched++;
+            }
+        }
+        return watched;
     }
 
     private static String errorType(Throwable error) {
@@ -479,6 +515,8 @@ public final class Hooks {
     }
 
     private static native long begin(int site, long threadId, String traceparent);
+
+    private static native void collection(String collector, String action, long startMillis, long endMillis);
 
     private static native void endSql(long transaction, int site, String sql, long startNanos, String errorType);
 
