@@ -13,24 +13,36 @@ median requests/s, p50 and p99 latency per mode and the throughput ratios,
 and the JVM's own CPU time per request (user + system, from /proc), which
 moves less than throughput when wrk and the JVM share two cores.
 
+BASELINE_AGENT=/path/to/libjvmapm_agent.so adds a mode with that build of
+the agent (exporting nowhere), so a change is measured against the agent
+before it in the same run, e.g. one built from an older commit:
+  git worktree add /tmp/base COMMIT && (cd /tmp/base &&
+  CARGO_TARGET_DIR=/tmp/base-target cargo build --release -p jvmapm-agent)
+  BASELINE_AGENT=/tmp/base-target/release/libjvmapm_agent.so bench/agent-http.py
+
+ENDPOINT=/sql?n=10 measures another endpoint of the fixture instead of
+/fast (/sql runs n JDBC statements on Debian's H2, half of them prepared; the
+H2 jar goes on the class path when it is there).
+
 Usage: bench/agent-http.py   (knobs: ROUNDS=3 WARMUP=5 DURATION=10
-CONNECTIONS=16 JAVA=java NO_BUILD=1; needs wrk: apt-get install wrk)
+CONNECTIONS=16 JAVA=java NO_BUILD=1 BASELINE_AGENT= ENDPOINT=/fast; needs
+wrk: apt-get install wrk)
 """
 
 import os
-import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 
-from agent_bench import AGENT, CLASSES, JAVA, JVMAPM, build, free_port
+from agent_bench import AGENT, CLASSES, JAVA, JVMAPM, build, cpu_seconds, free_port, print_modes, wrk
 
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 WARMUP = int(os.environ.get("WARMUP", "5"))
 DURATION = int(os.environ.get("DURATION", "10"))
 CONNECTIONS = int(os.environ.get("CONNECTIONS", "16"))
+ENDPOINT = os.environ.get("ENDPOINT", "/fast")
+H2_JAR = "/usr/share/java/h2.jar"
 
 
 def start_analyzer(data):
@@ -47,33 +59,9 @@ def start_analyzer(data):
     return server, grpc
 
 
-def wrk(port, seconds):
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}/fast"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
-    requests = int(re.search(r"([0-9]+) requests in", out).group(1))
-
-    def latency(percentile):
-        value, unit = re.search(rf"\s{percentile}%\s+([0-9.]+)(us|ms|s)", out).groups()
-        return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
-
-    return rate, latency(50), latency(99), requests
-
-
-def cpu_seconds(pid):
-    """User plus system CPU time of process `pid` so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def run(mode_flags):
     server = subprocess.Popen(
-        [JAVA, *mode_flags, "-cp", str(CLASSES), "HttpService"],
+        [JAVA, *mode_flags, "-cp", os.pathsep.join([str(CLASSES), H2_JAR]), "HttpService"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -84,9 +72,10 @@ def run(mode_flags):
     while not line.startswith("port "):
         line = server.stdout.readline()
     port = int(line.split()[1])
-    wrk(port, WARMUP)
+    url = f"http://127.0.0.1:{port}{ENDPOINT}"
+    wrk(url, WARMUP, CONNECTIONS)
     cpu_before = cpu_seconds(server.pid)
-    rate, p50, p99, requests = wrk(port, DURATION)
+    rate, p50, p99, requests = wrk(url, DURATION, CONNECTIONS)
     cpu_us_per_request = (cpu_seconds(server.pid) - cpu_before) * 1e6 / requests
     server.stdin.close()
     server.wait(timeout=30)
@@ -107,6 +96,11 @@ def main():
         "agent, no backend": [f"-agentpath:{AGENT}=service=bench-http,endpoint=http://127.0.0.1:{free_port()}"],
         "JFR default": ["-XX:StartFlightRecording=settings=default,filename=" + os.path.join(data, "bench.jfr")],
     }
+    baseline = os.environ.get("BASELINE_AGENT")
+    if baseline:
+        modes["baseline, no backend"] = [
+            f"-agentpath:{baseline}=service=bench-http,endpoint=http://127.0.0.1:{free_port()}"
+        ]
     results = {mode: [] for mode in modes}
     try:
         for _ in range(ROUNDS):
@@ -117,19 +111,8 @@ def main():
         analyzer.wait(timeout=30)
         shutil.rmtree(data, ignore_errors=True)
     version = subprocess.run([JAVA, "-version"], capture_output=True, text=True).stderr.splitlines()[0]
-    print(f"JVM: {version}; wrk -t2 -c{CONNECTIONS} {DURATION}s on /fast after {WARMUP}s warm-up; medians of {ROUNDS} rounds")
-    median = statistics.median
-    base = median(r[0] for r in results["no agent"])
-    base_cpu = median(r[3] for r in results["no agent"])
-    for mode, runs in results.items():
-        rate = median(r[0] for r in runs)
-        cpu = median(r[3] for r in runs)
-        print(
-            f"{mode:17} {rate:9.0f} req/s  p50 {median(r[1] for r in runs):6.3f} ms  "
-            f"p99 {median(r[2] for r in runs):6.3f} ms  ratio {rate / base:.3f}  "
-            f"JVM CPU {cpu:5.1f} us/req ({cpu - base_cpu:+5.1f})"
-        )
-
+    print(f"JVM: {version}; wrk -t2 -c{CONNECTIONS} {DURATION}s on {ENDPOINT} after {WARMUP}s warm-up; medians of {ROUNDS} rounds")
+    print_modes(results)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -126,7 +126,7 @@ public final class Hooks {
      * Exit of a JDBC statement's execute method: sql is the statement text
      * when the method took it, else the text the application prepared the
      * statement with, else the statement's own description (what a driver
-     * says of a statement prepared before the agent came in).
+     * says of a statement prepared before the agent came in), else nothing.
      */
     public static void exitSql(long start, int site, Object statement, String sql, Throwable error) {
         if (start == 0L) {
@@ -141,6 +141,9 @@ public final class Hooks {
         if (text == null) {
             try {
                 text = String.valueOf(statement);
+                if (text.startsWith(statement.getClass().getName() + "@")) {
+                    text = null; // Object's own toString: nothing of the SQL
+                }
             } catch (Throwable ignored) {
                 text = null;
             }
