@@ -33,16 +33,7 @@ CONNECTIONS = int(os.environ.get("CONNECTIONS", "16"))
 CATALINA_HOME = Path("/usr/share/tomcat10")
 SERVLET_API = "/usr/share/java/tomcat10-servlet-api.jar"
 
-SERVER_XML = """<?xml version="1.0" encoding="UTF-8"?>
-<Server port="-1" shutdown="SHUTDOWN">
-  <Service name="Catalina">
-    <Connector port="0" address="127.0.0.1" protocol="HTTP/1.1" maxKeepAliveRequests="-1"/>
-    <Engine name="Catalina" defaultHost="localhost">
-      <Host name="localhost" appBase="webapps" unpackWARs="true" autoDeploy="false"/>
-    </Engine>
-  </Service>
-</Server>
-"""
+SERVER_XML = ROOT / "java-fixtures" / "tomcat" / "server.xml"
 
 
 def build_war():
@@ -67,7 +58,7 @@ def run(war, options):
         for d in ["logs", "temp", "work", "webapps"]:
             (base / d).mkdir()
         shutil.copytree(CATALINA_HOME / "skel" / "conf", base / "conf")
-        (base / "conf" / "server.xml").write_text(SERVER_XML)
+        shutil.copy(SERVER_XML, base / "conf" / "server.xml")
         shutil.copy(war, base / "webapps" / "app.war")
         env = dict(os.environ, CATALINA_HOME=str(CATALINA_HOME), CATALINA_BASE=str(base), CATALINA_OPTS=" ".join(options))
         env.pop("JAVA_OPTS", None)

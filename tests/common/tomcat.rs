@@ -17,18 +17,8 @@ const SERVLET_API: &str = "/usr/share/java/tomcat10-servlet-api.jar";
 /// Debian's pgjdbc 42.5, which the webapp carries in WEB-INF/lib.
 pub const PGJDBC: &str = "/usr/share/java/postgresql.jar";
 
-/// A connector on a port the kernel picks (Tomcat logs it), no shutdown
-/// port (the test stops Tomcat with SIGTERM), WARs unpacked at start.
-const SERVER_XML: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
-<Server port="-1" shutdown="SHUTDOWN">
-  <Service name="Catalina">
-    <Connector port="0" address="127.0.0.1" protocol="HTTP/1.1" connectionTimeout="20000"/>
-    <Engine name="Catalina" defaultHost="localhost">
-      <Host name="localhost" appBase="webapps" unpackWARs="true" autoDeploy="false"/>
-    </Engine>
-  </Service>
-</Server>
-"#;
+/// The server configuration (connector, host) the tests and the benchmark share.
+const SERVER_XML: &str = "java-fixtures/tomcat/server.xml";
 
 /// The tests' webapp (`java-fixtures/webapp/`) built once per test process
 /// into `target/webapp.war`, pgjdbc in its WEB-INF/lib.
@@ -93,7 +83,8 @@ impl Tomcat {
             )
             .unwrap();
         }
-        std::fs::write(base.path().join("conf/server.xml"), SERVER_XML).unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        std::fs::copy(root.join(SERVER_XML), base.path().join("conf/server.xml")).unwrap();
         std::fs::copy(war, base.path().join(format!("webapps/{context}.war"))).unwrap();
         let java_home = launcher.parent().and_then(Path::parent).unwrap();
         let mut command = Command::new(Path::new(CATALINA_HOME).join("bin/catalina.sh"));

@@ -307,12 +307,16 @@ public final class Hooks {
             return false;
         }
 
+        /** The request's header and method getters, each kind sets them; null for none. */
+        MethodHandle header;
+        MethodHandle method;
+
         String header(Object request, String name) throws Throwable {
-            return null;
+            return header == null ? null : (String) header.invokeExact(request, name);
         }
 
         String method(Object request) throws Throwable {
-            return null;
+            return method == null ? null : (String) method.invokeExact(request);
         }
 
         String path(Object request) throws Throwable {
@@ -332,12 +336,10 @@ public final class Hooks {
 
     /** A servlet request and response (jakarta or javax), through the API's public methods. */
     private static final class Servlet extends Http {
-        private final MethodHandle method;
         private final MethodHandle requestUri;
         private final MethodHandle contextPath;
         private final MethodHandle servletPath;
         private final MethodHandle pathInfo;
-        private final MethodHandle header;
         private final MethodHandle dispatcherType;
         /** Servlet 4.0 and later; null before. */
         private final MethodHandle mapping;
@@ -385,16 +387,6 @@ public final class Hooks {
         boolean redispatched(Object request) throws Throwable {
             Object type = dispatcherType.invokeExact(request);
             return type != null && !"REQUEST".equals(((Enum<?>) type).name());
-        }
-
-        @Override
-        String header(Object request, String name) throws Throwable {
-            return (String) header.invokeExact(request, name);
-        }
-
-        @Override
-        String method(Object request) throws Throwable {
-            return (String) method.invokeExact(request);
         }
 
         @Override
@@ -463,8 +455,6 @@ public final class Hooks {
 
     /** A com.sun.net.httpserver.HttpExchange (request and response at once). */
     private static final class Exchange extends Http {
-        private final MethodHandle method;
-        private final MethodHandle header;
         private final MethodHandle uri;
         private final MethodHandle contextPath;
         private final MethodHandle status;
@@ -483,16 +473,6 @@ public final class Hooks {
             contextPath = MethodHandles.filterReturnValue(getContext, find(context, "getPath", String.class))
                     .asType(STRING);
             status = find(exchange, "getResponseCode", int.class).asType(INT);
-        }
-
-        @Override
-        String header(Object request, String name) throws Throwable {
-            return (String) header.invokeExact(request, name);
-        }
-
-        @Override
-        String method(Object request) throws Throwable {
-            return (String) method.invokeExact(request);
         }
 
         @Override
