@@ -210,7 +210,7 @@ impl Sampler {
         }
     }
 
-    /// Names each pause drained by the collection that began with it, and
+    /// Names each pause drained by the collection that ran inside it, and
     /// records it. A pause whose collection is not told yet waits one
     /// round; then (or in the last round) it is recorded without a name
     /// (a pause no collector counts, such as G1's remark on JDK 17).
