@@ -93,10 +93,18 @@ fn flag(p: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
     }
 }
 
-/// `from` and `to` in Unix milliseconds; `to` defaults to no upper bound.
+/// `from` and `to` in Unix milliseconds; `to` defaults to no upper bound,
+/// `from` to 5 minutes before `to` (or now), and `to` may not come before
+/// `from`.
 fn range(p: &HashMap<String, String>, now: u64) -> Result<(u64, u64), ApiError> {
-    let from = number(p, "from")?.unwrap_or(now.saturating_sub(DEFAULT_WINDOW_MS));
     let to = number(p, "to")?.unwrap_or(u64::MAX / 2);
+    let from = number(p, "from")?.unwrap_or(to.min(now).saturating_sub(DEFAULT_WINDOW_MS));
+    if from > to {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("invalid range: from={from} is after to={to}"),
+        ));
+    }
     Ok((from, to))
 }
 
@@ -146,7 +154,7 @@ async fn xlog(State(s): State<ApiState>, Query(p): Params) -> Result<Json<Value>
 async fn stats(State(s): State<ApiState>, Query(p): Params) -> Result<Json<Value>, ApiError> {
     let now = unix_ms();
     if number(&p, "from")?.is_none() && number(&p, "to")?.is_none() {
-        let meter = s.meter.lock().unwrap();
+        let meter = crate::lock(&s.meter);
         let rows = meter.since_start().finish(&s.store.strings);
         return Ok(Json(
             json!({ "since_ms": meter.started_ms(), "endpoints": rows }),
@@ -164,7 +172,7 @@ async fn stats(State(s): State<ApiState>, Query(p): Params) -> Result<Json<Value
 
 async fn tps(State(s): State<ApiState>, Query(p): Params) -> Result<Json<Value>, ApiError> {
     let (from_ms, to_ms) = range(&p, unix_ms())?;
-    let seconds = s.meter.lock().unwrap().tps(from_ms, to_ms);
+    let seconds = crate::lock(&s.meter).tps(from_ms, to_ms);
     let rows: Vec<[u64; 3]> = seconds
         .iter()
         .map(|(sec, c)| [sec * 1000, c.count, c.errors])

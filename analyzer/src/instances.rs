@@ -62,7 +62,7 @@ impl Instances {
 
     /// Notes that `identity` sent something at `now_ms`.
     pub fn seen(&self, identity: &Identity, now_ms: u64) {
-        let mut state = self.state.lock().unwrap();
+        let mut state = crate::lock(&self.state);
         let key = (identity.service.clone(), identity.instance.clone());
         let info = state.map.entry(key).or_insert_with(|| InstanceInfo {
             service: identity.service.clone(),
@@ -78,15 +78,14 @@ impl Instances {
 
     /// All instances, by service then instance.
     pub fn list(&self) -> Vec<InstanceInfo> {
-        let mut list: Vec<InstanceInfo> =
-            self.state.lock().unwrap().map.values().cloned().collect();
+        let mut list: Vec<InstanceInfo> = crate::lock(&self.state).map.values().cloned().collect();
         list.sort_by(|a, b| (&a.service, &a.instance).cmp(&(&b.service, &b.instance)));
         list
     }
 
     /// Forgets instances not seen since `cutoff_ms` (retention).
     pub fn expire(&self, cutoff_ms: u64) {
-        let mut state = self.state.lock().unwrap();
+        let mut state = crate::lock(&self.state);
         let before = state.map.len();
         state.map.retain(|_, i| i.last_seen_ms >= cutoff_ms);
         state.dirty |= state.map.len() != before;
@@ -95,7 +94,7 @@ impl Instances {
     /// Writes the registry if it changed (write to a temporary file, then rename).
     pub fn save_if_dirty(&self) -> io::Result<()> {
         let list = {
-            let mut state = self.state.lock().unwrap();
+            let mut state = crate::lock(&self.state);
             if !state.dirty {
                 return Ok(());
             }

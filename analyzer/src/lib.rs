@@ -32,3 +32,13 @@ pub fn unix_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+/// Locks a mutex the server's tasks share, also after a task panicked while
+/// holding it: what it guards (meters, the instance registry, metric
+/// baselines) stays usable, so one failed request cannot disable the
+/// server for good.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -179,6 +179,9 @@ impl Meter {
     /// (so also of points a little outside it, in its first and last minute).
     pub fn window(&self, from_ms: u64, to_ms: u64) -> Accumulator {
         let mut acc = Accumulator::default();
+        if from_ms > to_ms {
+            return acc;
+        }
         for (key, meter) in &self.endpoints {
             for window in meter
                 .minutes
@@ -193,6 +196,9 @@ impl Meter {
 
     /// Transactions per second, by end second, within `[from_ms, to_ms]`.
     pub fn tps(&self, from_ms: u64, to_ms: u64) -> Vec<(u64, Counts)> {
+        if from_ms > to_ms {
+            return Vec::new();
+        }
         self.seconds
             .range(from_ms / 1000..=to_ms / 1000)
             .map(|(s, c)| (*s, *c))

@@ -168,7 +168,7 @@ pub fn stats(
     now_ms: u64,
 ) -> io::Result<Vec<EndpointStats>> {
     let from_meter = {
-        let meter = meter.lock().unwrap();
+        let meter = crate::lock(&meter);
         meter
             .covers(from_ms, now_ms)
             .then(|| meter.window(from_ms, to_ms))

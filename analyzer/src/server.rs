@@ -137,7 +137,7 @@ impl Server {
         )
         .map_err(ServeError::Io)?;
         // Counters that started after the meters did were never seen before.
-        let started_ns = meter.lock().unwrap().started_ms() * 1_000_000;
+        let started_ns = crate::lock(&meter).started_ms() * 1_000_000;
         let receiver = Arc::new(Receiver::new(
             writer,
             config.token.clone(),

@@ -98,7 +98,7 @@ impl Receiver {
         &self,
         request: ExportMetricsServiceRequest,
     ) -> Result<ExportMetricsServiceResponse, Refusal> {
-        let batch = jvm_metrics::build(request, &mut self.deltas.lock().unwrap());
+        let batch = jvm_metrics::build(request, &mut crate::lock(&self.deltas));
         let rejected = batch.rejected;
         if !batch.instances.is_empty() {
             self.writer.submit(Work::Metrics(batch)).await?;

@@ -103,7 +103,15 @@ pub fn spawn(
     };
     let thread = thread::Builder::new()
         .name("jvmapm-store-writer".into())
-        .spawn(move || writer.run(rx))?;
+        .spawn(move || {
+            // A writer that cannot go on must not leave a server that takes
+            // exports it can never store: stop, so a supervisor restarts it.
+            let run = std::panic::AssertUnwindSafe(|| writer.run(rx));
+            if std::panic::catch_unwind(run).is_err() {
+                tracing::error!("the store writer failed; jvmapm serve stops (everything acknowledged is on disk)");
+                std::process::exit(70);
+            }
+        })?;
     Ok((WriterHandle { tx }, thread))
 }
 
@@ -179,7 +187,7 @@ impl Writer {
 
     fn housekeeping(&mut self) {
         self.children.evict(unix_ms());
-        self.shared.meter.lock().unwrap().prune(unix_ms());
+        crate::lock(&self.shared.meter).prune(unix_ms());
         if let Err(e) = self.shared.instances.save_if_dirty() {
             tracing::warn!(error = %e, "could not save the instance registry");
         }
@@ -207,7 +215,7 @@ impl Writer {
                 self.shared.store.publish_seq(self.next_seq - 1);
                 self.children
                     .settle(&children.claimed, children.staged, now);
-                let mut meter = self.shared.meter.lock().unwrap();
+                let mut meter = crate::lock(&self.shared.meter);
                 for m in &metered {
                     meter.record(m.key, m.end_ms, m.elapsed_us, m.error, now);
                 }

@@ -1,0 +1,51 @@
+//! Requests an attacker or a careless script would send to `jvmapm serve`,
+//! against the real binary on real sockets: none of them may take the
+//! server down, disable ingest or burn its CPU, and each gets a clear answer.
+
+mod common;
+
+use common::{kv, now_ns, server_span, trace_request, Analyzer};
+use prost::Message;
+
+/// An export of `count` SERVER spans of service `web`, numbered from `first`.
+fn export(first: u64, count: u64) -> Vec<u8> {
+    let end = now_ns();
+    let spans = (first..first + count)
+        .map(|n| server_span(n, "GET /a", end, 1_000, vec![kv("http.route", "/a")]))
+        .collect();
+    trace_request(vec![kv("service.name", "web")], spans).encode_to_vec()
+}
+
+/// Regression: `tps?from=2000&to=1000` panicked inside the meter's lock,
+/// which poisoned it: `/tps` and `/stats` failed from then on and every
+/// export got 503 while the process stayed up.
+#[test]
+fn a_range_that_ends_before_it_starts_is_a_400_and_ingest_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &[]);
+    analyzer.post_traces(export(0, 3));
+    for path in [
+        "/api/v1/tps?from=2000&to=1000",
+        "/api/v1/stats?from=2000&to=1000",
+        "/api/v1/xlog?from=2000&to=1000",
+        "/api/v1/jvm?instance=x&from=2000&to=1000",
+    ] {
+        let (status, body) = analyzer.request("GET", path, &[], Vec::new());
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.contains("after"), "{path}: {body}");
+    }
+    // Everything still works: ingest, the meters, the store.
+    analyzer.post_traces(export(3, 2));
+    assert_eq!(analyzer.points().len(), 5);
+    let stats = analyzer.get("/api/v1/stats");
+    assert_eq!(stats["endpoints"][0]["count"], 5, "{stats}");
+    let tps = analyzer.get("/api/v1/tps?from=0");
+    let counted: u64 = tps["seconds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 5, "{tps}");
+}
