@@ -13,11 +13,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::glob::Glob;
+use crate::glob::{Glob, MAX_PATTERN_CHARS};
 use crate::instances::Instances;
 use crate::meter::Meter;
 use crate::point::parse_hex;
-use crate::query::{self, PointRow, XlogFilter};
+use crate::query::{self, Cancel, PointRow, XlogFilter};
 use crate::store::Store;
 use crate::{jvm_query, transaction, unix_ms};
 
@@ -117,19 +117,36 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
+/// A glob parameter, at most [`MAX_PATTERN_CHARS`] long.
+fn glob(p: &HashMap<String, String>, name: &str) -> Result<Option<Glob>, ApiError> {
+    match p.get(name).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) if v.chars().count() > MAX_PATTERN_CHARS => Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "invalid {name}: a pattern of {} characters; at most {MAX_PATTERN_CHARS}",
+                v.chars().count()
+            ),
+        )),
+        Some(v) => Ok(Some(Glob::new(v))),
+    }
+}
+
 async fn xlog(State(s): State<ApiState>, Query(p): Params) -> Result<Json<Value>, ApiError> {
     let (from_ms, to_ms) = range(&p, unix_ms())?;
-    let glob = |name: &str| p.get(name).filter(|v| !v.is_empty()).map(|v| Glob::new(v));
     let ms_to_us = |v: Option<u64>| v.map(|ms| ms.saturating_mul(1000));
     let filter = XlogFilter {
         from_ms,
         to_ms,
-        service: glob("service"),
-        endpoint: glob("endpoint"),
+        service: glob(&p, "service")?,
+        endpoint: glob(&p, "endpoint")?,
         errors_only: flag(&p, "errors")?,
         min_us: ms_to_us(number(&p, "min_ms")?),
         max_us: ms_to_us(number(&p, "max_ms")?),
+        cancel: Cancel::default(),
     };
+    // The scan stops when this request is dropped (its client went away).
+    let _cancel_on_drop = filter.cancel.on_drop();
     let after = match p.get("after").filter(|v| !v.is_empty()) {
         Some(v) => v
             .parse()
@@ -161,8 +178,10 @@ async fn stats(State(s): State<ApiState>, Query(p): Params) -> Result<Json<Value
         ));
     }
     let (from_ms, to_ms) = range(&p, now)?;
+    let cancel = Cancel::default();
+    let _cancel_on_drop = cancel.on_drop();
     blocking(move || {
-        let rows = query::stats(&s.store, &s.meter, from_ms, to_ms, now)?;
+        let rows = query::stats(&s.store, &s.meter, from_ms, to_ms, now, &cancel)?;
         Ok(Json(
             json!({ "from_ms": from_ms, "to_ms": to_ms.min(now), "endpoints": rows }),
         ))

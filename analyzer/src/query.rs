@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -16,6 +17,31 @@ use crate::store::{Segment, Store};
 /// Points read from a segment at a time.
 const CHUNK: u64 = 8192;
 
+/// Stops a scan once set: the query API sets it when its client goes away,
+/// so a costly query does not run on for nobody.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// A guard that sets it when dropped (with the request it belongs to).
+    pub fn on_drop(&self) -> CancelOnDrop {
+        CancelOnDrop(self.clone())
+    }
+}
+
+/// Sets its [`Cancel`] when dropped.
+pub struct CancelOnDrop(Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0 .0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Which points a query wants. Times are end times in Unix milliseconds, inclusive.
 #[derive(Clone, Debug)]
 pub struct XlogFilter {
@@ -26,6 +52,8 @@ pub struct XlogFilter {
     pub errors_only: bool,
     pub min_us: Option<u64>,
     pub max_us: Option<u64>,
+    /// The scan stops (with an `Interrupted` error) once this is set.
+    pub cancel: Cancel,
 }
 
 impl XlogFilter {
@@ -39,6 +67,7 @@ impl XlogFilter {
             errors_only: false,
             min_us: None,
             max_us: None,
+            cancel: Cancel::default(),
         }
     }
 }
@@ -89,11 +118,18 @@ fn walk(
     seg: &Segment,
     start: u64,
     committed_seq: u64,
+    cancel: &Cancel,
     mut each: impl FnMut(Point) -> bool,
 ) -> io::Result<()> {
     let count = seg.point_count();
     let mut from = start;
     while from < count {
+        if cancel.is_set() {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "the query was cancelled",
+            ));
+        }
         let to = (from + CHUNK).min(count);
         for p in seg.read_points(from, to)? {
             if p.seq > committed_seq || !each(p) {
@@ -120,7 +156,7 @@ pub fn page(store: &Store, filter: &XlogFilter, after: u64, limit: usize) -> io:
     let mut points = Vec::new();
     for seg in store.segments_in(filter.from_ms, filter.to_ms) {
         let mut found = 0;
-        walk(&seg, seg.first_after(after)?, committed, |p| {
+        walk(&seg, seg.first_after(after)?, committed, &filter.cancel, |p| {
             if matcher.matches(&p) {
                 points.push(p);
                 found += 1;
@@ -147,7 +183,7 @@ pub fn for_each(
     let committed = store.committed_seq();
     let mut matcher = Matcher::new(filter, store);
     for seg in store.segments_in(filter.from_ms, filter.to_ms) {
-        walk(&seg, 0, committed, |p| {
+        walk(&seg, 0, committed, &filter.cancel, |p| {
             if matcher.matches(&p) {
                 each(&p);
             }
@@ -166,6 +202,7 @@ pub fn stats(
     from_ms: u64,
     to_ms: u64,
     now_ms: u64,
+    cancel: &Cancel,
 ) -> io::Result<Vec<EndpointStats>> {
     let from_meter = {
         let meter = crate::lock(&meter);
@@ -177,7 +214,11 @@ pub fn stats(
         Some(acc) => acc,
         None => {
             let mut acc = Accumulator::default();
-            for_each(store, &XlogFilter::range(from_ms, to_ms), |p| {
+            let filter = XlogFilter {
+                cancel: cancel.clone(),
+                ..XlogFilter::range(from_ms, to_ms)
+            };
+            for_each(store, &filter, |p| {
                 acc.record((p.service, p.endpoint), p.end_ms, p.elapsed_us, p.error)
             })?;
             acc

@@ -240,7 +240,15 @@ impl Source for Offline {
 
     fn stats(&mut self, from_ms: u64, to_ms: u64) -> Result<Value, String> {
         let rows =
-            query::stats(&self.store, &self.meter, from_ms, to_ms, u64::MAX / 2).map_err(io)?;
+            query::stats(
+                &self.store,
+                &self.meter,
+                from_ms,
+                to_ms,
+                u64::MAX / 2,
+                &query::Cancel::default(),
+            )
+            .map_err(io)?;
         Ok(json!({ "endpoints": rows }))
     }
 
