@@ -1,7 +1,8 @@
 //! Crash recovery of the store as a property: whatever prefix of its files a
-//! crash leaves (a cut at any byte, or a damaged last record), opening the data
-//! directory succeeds and yields exactly the whole, intact points before the
-//! damage, each with a readable transaction detail.
+//! crash leaves (a cut at any byte), opening the data directory succeeds and
+//! yields exactly the whole, intact points before the cut, each with a
+//! readable transaction detail; a damaged record anywhere costs that record
+//! alone, and a damaged or cut string table costs names, never points.
 
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -60,8 +61,13 @@ fn request(first: u64, count: u64) -> ExportTraceServiceRequest {
     }
 }
 
-/// Writes 6 batches of 5 points through the real writer; returns the data dir.
+/// Writes 6 batches of 5 points through the real writer.
 fn write_store(dir: &Path) {
+    write_batches(dir, 0..6);
+}
+
+/// Writes batches of 5 points (the batch numbers number the points).
+fn write_batches(dir: &Path, batches: std::ops::Range<u64>) {
     let store = Arc::new(Store::open(dir, Mode::Write).unwrap());
     let (handle, thread) = writer::spawn(
         Shared {
@@ -75,7 +81,7 @@ fn write_store(dir: &Path) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    for batch in 0..6 {
+    for batch in batches {
         let work = Work::Traces(xlog::build(request(batch * 5, 5).encode_to_vec().into()).unwrap());
         runtime.block_on(handle.submit(work)).unwrap();
     }
@@ -142,10 +148,10 @@ fn any_cut_of_the_points_file_keeps_exactly_the_whole_records_before_it() {
 }
 
 #[test]
-fn any_cut_of_the_details_or_strings_drops_only_points_that_lost_what_they_refer_to() {
+fn any_cut_of_the_details_drops_only_points_that_lost_what_they_refer_to() {
     let original = tempfile::tempdir().unwrap();
     write_store(original.path());
-    for ext in ["details", "strings"] {
+    for ext in ["details"] {
         let path_of = |dir: &Path| {
             if ext == "strings" {
                 dir.join("strings.log")
@@ -180,8 +186,55 @@ fn any_cut_of_the_details_or_strings_drops_only_points_that_lost_what_they_refer
     }
 }
 
+/// The names of the points of `dir`, by seq: (service, endpoint).
+fn names(dir: &Path) -> Vec<(u64, String, String)> {
+    let store = Store::open(dir, Mode::Write).expect("a damaged store still opens");
+    let mut names = Vec::new();
+    query::for_each(&store, &XlogFilter::range(0, u64::MAX / 2), |p| {
+        let name = |id| store.strings.get(id).to_string();
+        names.push((p.seq, name(p.service), name(p.endpoint)))
+    })
+    .unwrap();
+    names
+}
+
 #[test]
-fn a_damaged_record_ends_the_recovered_prefix() {
+fn any_cut_of_the_strings_keeps_every_point_and_the_names_before_it() {
+    let original = tempfile::tempdir().unwrap();
+    write_store(original.path());
+    let all = names(original.path());
+    assert_eq!(all.len(), 30);
+    let len = fs::metadata(original.path().join("strings.log"))
+        .unwrap()
+        .len();
+    for cut in (0..=len).step_by(23).chain([len]) {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(original.path(), copy.path());
+        OpenOptions::new()
+            .write(true)
+            .open(copy.path().join("strings.log"))
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+        assert_eq!(
+            recovered_seqs(copy.path()),
+            (1..=30).collect::<Vec<_>>(),
+            "strings cut at {cut}"
+        );
+        for (got, want) in names(copy.path()).iter().zip(&all) {
+            for (got, want) in [(&got.1, &want.1), (&got.2, &want.2)] {
+                assert!(
+                    got == want || got.starts_with("<damaged name #"),
+                    "strings cut at {cut}: {got} for {want}"
+                );
+            }
+        }
+    }
+}
+
+// Before damaged records were skipped, one ended the recovered prefix.
+#[test]
+fn a_damaged_record_costs_that_record_alone() {
     let original = tempfile::tempdir().unwrap();
     write_store(original.path());
     for damaged in [0u64, 7, 29] {
@@ -193,7 +246,44 @@ fn a_damaged_record_ends_the_recovered_prefix() {
         fs::write(&path, bytes).unwrap();
         assert_eq!(
             recovered_seqs(copy.path()),
-            (1..=damaged).collect::<Vec<_>>()
+            (1..=30).filter(|&s| s != damaged + 1).collect::<Vec<_>>()
         );
+        // Still so after the repair.
+        assert_eq!(recovered_seqs(copy.path()).len(), 29);
+    }
+}
+
+#[test]
+fn any_damaged_byte_of_the_strings_costs_at_most_the_names_it_hit() {
+    let original = tempfile::tempdir().unwrap();
+    write_store(original.path());
+    let all = names(original.path());
+    let len = fs::metadata(original.path().join("strings.log"))
+        .unwrap()
+        .len() as usize;
+    for at in (0..len).step_by(5) {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(original.path(), copy.path());
+        let path = copy.path().join("strings.log");
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[at] ^= 0x5a;
+        fs::write(&path, bytes).unwrap();
+        // New names after the damage must not take the ids of lost ones.
+        write_batches(copy.path(), 20..22);
+        let got = names(copy.path());
+        assert_eq!(got.len(), 40, "strings damaged at {at}");
+        let mut lost = std::collections::BTreeSet::new();
+        for (got, want) in got.iter().zip(&all) {
+            for (got, want) in [(&got.1, &want.1), (&got.2, &want.2)] {
+                if got != want {
+                    assert!(
+                        got.starts_with("<damaged name #"),
+                        "damaged at {at}: {got} for {want}"
+                    );
+                    lost.insert(want.clone());
+                }
+            }
+        }
+        assert!(lost.len() <= 1, "damaged at {at}: lost {lost:?}");
     }
 }

@@ -142,7 +142,9 @@ mod tests {
             let mut buf = Vec::new();
             let at = push_span(&mut buf, 100, resource, &children, b"span");
             let start = (at.offset - 100) as usize;
-            let payload = frame::Frames::new(&buf[start..]).next().unwrap();
+            let mut payloads = Vec::new();
+            frame::walk(&buf[start..], |_| true, |_, p| payloads.push(p));
+            let payload = payloads[0];
             let record = split_span(payload).unwrap();
             assert_eq!(
                 (record.resource, record.children, record.span),

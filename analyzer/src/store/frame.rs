@@ -2,8 +2,11 @@
 //! (string table, span details, JVM events).
 //!
 //! A frame is `[payload length: u32 LE][crc32 of payload: u32 LE][payload]`.
-//! Scanning stops at the first frame that is cut short or fails its CRC, which
-//! is how a torn tail left by a crash is found.
+//! [`walk`] goes over a file's frames and past damage: after a frame that is
+//! damaged it looks for the next intact frame, byte by byte, and goes on from
+//! there, so damage in the middle costs only the stretch it hit. Bytes after
+//! the last intact frame are the tail a crash tore (or damage with nothing
+//! intact after it): the only part of a file that recovery cuts.
 
 use std::fs::File;
 use std::io;
@@ -37,33 +40,6 @@ pub fn seal(out: &mut [u8], at: usize) {
     out[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Iterates over the whole frames at the start of `bytes`; `valid_len` after the
-/// iteration ends is the length of that whole-frame prefix.
-pub struct Frames<'a> {
-    bytes: &'a [u8],
-    pub valid_len: usize,
-}
-
-impl<'a> Frames<'a> {
-    pub fn new(bytes: &'a [u8]) -> Self {
-        Frames {
-            bytes,
-            valid_len: 0,
-        }
-    }
-}
-
-impl<'a> Iterator for Frames<'a> {
-    type Item = &'a [u8];
-
-    fn next(&mut self) -> Option<&'a [u8]> {
-        let rest = &self.bytes[self.valid_len..];
-        let payload = check(rest)?;
-        self.valid_len += HEADER + payload.len();
-        Some(payload)
-    }
-}
-
 /// The payload of the frame at the start of `bytes`, if it is whole and intact.
 fn check(bytes: &[u8]) -> Option<&[u8]> {
     let len = u32::from_le_bytes(bytes.get(0..4)?.try_into().ok()?) as usize;
@@ -73,6 +49,59 @@ fn check(bytes: &[u8]) -> Option<&[u8]> {
     }
     let payload = bytes.get(HEADER..HEADER + len)?;
     (crc32fast::hash(payload) == crc).then_some(payload)
+}
+
+/// What [`walk`] found besides the intact frames.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Walk {
+    /// Stretches `[start, end)` (offsets in the walked bytes) that hold no
+    /// intact frame and are followed by one: damage in the middle.
+    pub damaged: Vec<(usize, usize)>,
+    /// End of the last intact frame; what follows it is a torn tail.
+    pub valid_len: usize,
+}
+
+/// Calls `each(offset, payload)` for every intact frame of `bytes` whose
+/// payload `plausible` accepts, skipping damaged stretches (see [`Walk`]).
+/// `plausible` also keeps runs of zeros (empty frames with a matching CRC)
+/// and chance matches out: payloads have a recognisable first byte.
+pub fn walk<'a>(
+    bytes: &'a [u8],
+    plausible: impl Fn(&[u8]) -> bool,
+    mut each: impl FnMut(usize, &'a [u8]),
+) -> Walk {
+    let mut walk = Walk::default();
+    let mut at = 0;
+    while at < bytes.len() {
+        let payload = match intact(&bytes[at..], &plausible) {
+            Some(payload) => payload,
+            None => {
+                let Some(next) = (at + 1..bytes.len())
+                    .find(|&next| intact(&bytes[next..], &plausible).is_some())
+                else {
+                    break;
+                };
+                walk.damaged.push((at, next));
+                at = next;
+                continue;
+            }
+        };
+        each(at, payload);
+        at += HEADER + payload.len();
+        walk.valid_len = at;
+    }
+    walk
+}
+
+/// The payload of an intact, plausible frame at the start of `bytes`.
+fn intact<'a>(bytes: &'a [u8], plausible: &impl Fn(&[u8]) -> bool) -> Option<&'a [u8]> {
+    let len = u32::from_le_bytes(bytes.get(0..4)?.try_into().ok()?) as usize;
+    let payload = bytes.get(HEADER..HEADER.checked_add(len)?)?;
+    // The cheap test first: most positions of a damaged stretch fail it.
+    if !plausible(payload) {
+        return None;
+    }
+    check(bytes)
 }
 
 /// Reads the frame of `len` total bytes at `offset` of `file` and returns its payload.
@@ -105,21 +134,73 @@ mod tests {
         let whole = buf.len();
         push(&mut buf, b"gamma");
         buf.truncate(buf.len() - 2);
-        let mut frames = Frames::new(&buf);
-        let got: Vec<&[u8]> = frames.by_ref().collect();
+        let mut got = Vec::new();
+        let walk = walk(&buf, |_| true, |_, p| got.push(p));
         assert_eq!(got, vec![&b"alpha"[..], &b"beta"[..]]);
-        assert_eq!(frames.valid_len, whole);
+        assert_eq!(walk.valid_len, whole);
+    }
+
+    fn walked(buf: &[u8]) -> (Vec<(usize, &[u8])>, Walk) {
+        let mut frames = Vec::new();
+        let walk = walk(
+            buf,
+            |p| p.first() == Some(&b'#'),
+            |at, p| frames.push((at, p)),
+        );
+        (frames, walk)
     }
 
     #[test]
-    fn a_corrupt_payload_ends_the_scan() {
+    fn a_walk_goes_past_a_damaged_frame_and_stops_at_a_torn_tail() {
+        let mut buf = Vec::new();
+        for name in [&b"#alpha"[..], b"#beta", b"#gamma", b"#delta"] {
+            push(&mut buf, name);
+        }
+        let whole = buf.len();
+        push(&mut buf, b"#epsilon");
+        buf.truncate(buf.len() - 3);
+        let beta = HEADER + 6;
+        let gamma = beta + HEADER + 5;
+        // The payload of beta and the length of gamma are both damaged.
+        buf[beta + HEADER + 2] ^= 0x55;
+        buf[gamma] ^= 0x10;
+        let (frames, walk) = walked(&buf);
+        let names: Vec<&[u8]> = frames.iter().map(|f| f.1).collect();
+        assert_eq!(names, vec![&b"#alpha"[..], b"#delta"]);
+        assert_eq!(walk.damaged, vec![(beta, gamma + HEADER + 6)]);
+        assert_eq!(walk.valid_len, whole);
+    }
+
+    #[test]
+    fn zeros_are_no_frames() {
+        let mut buf = Vec::new();
+        push(&mut buf, b"#alpha");
+        buf.extend_from_slice(&[0; 40]);
+        let (frames, walk) = walked(&buf);
+        assert_eq!(frames.len(), 1);
+        assert_eq!((walk.damaged, walk.valid_len), (vec![], HEADER + 6));
+        buf.extend_from_within(..HEADER + 6);
+        let (frames, walk) = walked(&buf);
+        assert_eq!(frames.len(), 2);
+        assert_eq!(walk.damaged, vec![(HEADER + 6, HEADER + 6 + 40)]);
+    }
+
+    #[test]
+    fn a_corrupt_last_payload_is_a_tail() {
         let mut buf = Vec::new();
         push(&mut buf, b"alpha");
         push(&mut buf, b"beta");
         let last = buf.len() - 1;
         buf[last] ^= 1;
-        let mut frames = Frames::new(&buf);
-        assert_eq!(frames.by_ref().count(), 1);
-        assert_eq!(frames.valid_len, HEADER + 5);
+        let mut count = 0;
+        let walk = walk(&buf, |_| true, |_, _| count += 1);
+        assert_eq!(count, 1);
+        assert_eq!(
+            walk,
+            Walk {
+                damaged: vec![],
+                valid_len: HEADER + 5
+            }
+        );
     }
 }

@@ -9,10 +9,14 @@
 //! DATA/instances.json            services and instances with last-seen times
 //! DATA/segments/2026-11-22T01.*  one hour of points, details, metrics, events
 //! ```
-//! Every record is checked by a CRC, so a restart after a crash cuts a torn tail
-//! back to the last whole record (one log line) and goes on.
+//! Every record is checked by a CRC. A restart after a crash cuts a torn tail
+//! (the bytes after the last intact record) back to the last whole record, in
+//! one log line, and goes on. A damaged record elsewhere costs that record
+//! alone: it is skipped, counted and logged with its file and offset
+//! ([`damage`]), and the names in `strings.log` keep their ids.
 
 pub mod children;
+pub mod damage;
 pub mod detail;
 mod frame;
 pub mod partition;
@@ -137,9 +141,9 @@ impl Store {
             else {
                 continue;
             };
-            let seg = Segment::recover(&segments_dir, hour, strings.count(), repair).map_err(
-                StoreError::at(format!("cannot recover segment {}", partition::label(hour))),
-            )?;
+            let seg = Segment::recover(&segments_dir, hour, repair).map_err(StoreError::at(
+                format!("cannot recover segment {}", partition::label(hour)),
+            ))?;
             let count = seg.point_count();
             if count > 0 {
                 if let Some(last) = seg

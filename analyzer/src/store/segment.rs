@@ -13,14 +13,14 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::frame;
 use super::partition;
+use super::{damage, frame};
 use crate::point::{Point, RECORD_SIZE};
 
 /// Size of one metric sample record.
 pub const SAMPLE_SIZE: usize = 32;
 
-/// Records at the end of a file that recovery checks one by one after a crash.
+/// Records read at a time when recovery looks for the last intact one.
 const RECOVERY_WINDOW: u64 = 1 << 16;
 
 /// One JVM metric sample as stored.
@@ -123,6 +123,57 @@ impl Log {
         frame::read_at(&self.file, offset, len)
     }
 
+    /// How many records of `size` bytes to keep: up to the last one `intact`
+    /// accepts, looking back from the end [`RECOVERY_WINDOW`] records at a
+    /// time. Records before it that `intact` refuses are noted as damaged.
+    fn last_intact(
+        &self,
+        size: usize,
+        log: bool,
+        mut intact: impl FnMut(&[u8]) -> Option<()>,
+    ) -> io::Result<u64> {
+        let mut to = self.committed() / size as u64;
+        while to > 0 {
+            let from = to.saturating_sub(RECOVERY_WINDOW);
+            let mut buf = vec![0u8; ((to - from) as usize) * size];
+            self.read_at(&mut buf, from * size as u64)?;
+            let mut last = None;
+            let mut bad = Vec::new();
+            for (i, rec) in buf.chunks_exact(size).enumerate() {
+                let at = from + i as u64;
+                match intact(rec) {
+                    Some(()) => last = Some(at),
+                    None => bad.push(at),
+                }
+            }
+            if let Some(last) = last {
+                let offsets = bad.into_iter().filter(|&at| at < last);
+                damage::note(&self.path, offsets.map(|at| at * size as u64), log);
+                return Ok(last + 1);
+            }
+            to = from;
+        }
+        Ok(0)
+    }
+
+    /// Cuts the bytes after the last intact frame, walking from `from` (a
+    /// frame boundary); damaged frames before an intact one are noted.
+    fn cut_framed(
+        &self,
+        from: u64,
+        repair: bool,
+        what: &str,
+        plausible: impl Fn(&[u8]) -> bool,
+    ) -> io::Result<()> {
+        let len = self.committed();
+        let mut bytes = vec![0u8; len.saturating_sub(from) as usize];
+        self.read_at(&mut bytes, from)?;
+        let walk = frame::walk(&bytes, plausible, |_, _| {});
+        let damaged = walk.damaged.iter().map(|&(start, _)| from + start as u64);
+        damage::note(&self.path, damaged, repair);
+        self.cut(from + walk.valid_len as u64, repair, what)
+    }
+
     fn cut(&self, valid: u64, repair: bool, what: &str) -> io::Result<()> {
         let len = self.committed();
         if valid >= len {
@@ -131,6 +182,7 @@ impl Log {
         if repair {
             tracing::warn!(
                 file = %self.path.display(),
+                at_byte = valid,
                 cut_bytes = len - valid,
                 "{what} had a torn tail after a crash; cut back to the last whole record"
             );
@@ -148,6 +200,14 @@ pub struct Segment {
     pub details: Log,
     pub metrics: Log,
     pub events: Log,
+    /// Log damaged records readers meet (the server); offline readers only
+    /// note them, for their command to report.
+    log_damage: bool,
+}
+
+/// Whether a frame payload looks like an event (a JSON object).
+fn is_event(payload: &[u8]) -> bool {
+    payload.first() == Some(&b'{')
 }
 
 impl Segment {
@@ -169,65 +229,44 @@ impl Segment {
             details: Log::open(details, read_only)?,
             metrics: Log::open(metrics, read_only)?,
             events: Log::open(events, read_only)?,
+            log_damage: true,
         })
     }
 
-    /// Opens an existing hour and finds its committed lengths, checking the tail
-    /// written last before a crash. With `repair`, torn or dangling records are
-    /// cut from the files; without it (offline readers) they are only ignored.
-    pub fn recover(dir: &Path, hour: u64, strings: usize, repair: bool) -> io::Result<Segment> {
-        let seg = Self::open_files(dir, hour, !repair)?;
-        // Points: whole records whose CRC holds and whose references exist.
+    /// Opens an existing hour and finds its committed lengths. Only a torn
+    /// tail is cut (with `repair`; offline readers only ignore it): the bytes
+    /// after the last intact record, and points whose detail is not on disk
+    /// (their batch was never acknowledged). A damaged record before an
+    /// intact one costs that record alone: it stays in the file, readers skip
+    /// it, and it is noted in [`damage`] with its file and offset.
+    pub fn recover(dir: &Path, hour: u64, repair: bool) -> io::Result<Segment> {
+        let mut seg = Self::open_files(dir, hour, !repair)?;
+        seg.log_damage = repair;
+        // Points: the last intact record whose detail is on disk ends what is kept.
         let details_len = seg.details.committed();
-        let whole = seg.points.committed() / RECORD_SIZE as u64;
-        let first_checked = whole.saturating_sub(RECOVERY_WINDOW);
-        let mut valid = first_checked;
         let mut details_end = 0;
-        let mut buf = vec![0u8; ((whole - first_checked) as usize) * RECORD_SIZE];
-        seg.points
-            .read_at(&mut buf, first_checked * RECORD_SIZE as u64)?;
-        for rec in buf.chunks_exact(RECORD_SIZE) {
-            let Some(p) = Point::decode(rec) else { break };
+        let kept = seg.points.last_intact(RECORD_SIZE, repair, |rec| {
+            let p = Point::decode(rec)?;
             let end = p.detail.offset + p.detail.len as u64;
-            let ids_ok = [p.service, p.instance, p.endpoint]
-                .iter()
-                .all(|&id| (id as usize) < strings);
-            if end > details_len || !ids_ok {
-                break;
-            }
-            details_end = end;
-            valid += 1;
-        }
+            (end <= details_len).then(|| details_end = end)
+        })?;
         seg.points
-            .cut(valid * RECORD_SIZE as u64, repair, "a points file")?;
-        if valid > first_checked || whole == 0 {
-            // Details past the last committed point belong to an unacknowledged batch.
-            seg.details.cut(details_end, repair, "a details file")?;
-        }
-        // Metric samples: whole records with a good CRC.
-        let whole = seg.metrics.committed() / SAMPLE_SIZE as u64;
-        let first_checked = whole.saturating_sub(RECOVERY_WINDOW);
-        let mut buf = vec![0u8; ((whole - first_checked) as usize) * SAMPLE_SIZE];
+            .cut(kept * RECORD_SIZE as u64, repair, "a points file")?;
+        // Details: whole frames after the last kept point's (children waiting
+        // for their transaction are kept too).
+        seg.details
+            .cut_framed(details_end, repair, "a details file", |p| {
+                matches!(p.first(), Some(1..=3))
+            })?;
+        // Metric samples: the last intact record ends what is kept.
+        let kept = seg
+            .metrics
+            .last_intact(SAMPLE_SIZE, repair, |rec| Sample::decode(rec).map(drop))?;
         seg.metrics
-            .read_at(&mut buf, first_checked * SAMPLE_SIZE as u64)?;
-        let good = buf
-            .chunks_exact(SAMPLE_SIZE)
-            .take_while(|rec| {
-                Sample::decode(rec).is_some_and(|s| ((s.instance.max(s.series)) as usize) < strings)
-            })
-            .count() as u64;
-        seg.metrics.cut(
-            (first_checked + good) * SAMPLE_SIZE as u64,
-            repair,
-            "a metrics file",
-        )?;
+            .cut(kept * SAMPLE_SIZE as u64, repair, "a metrics file")?;
         // Events: whole frames.
-        let mut bytes = vec![0u8; seg.events.committed() as usize];
-        seg.events.read_at(&mut bytes, 0)?;
-        let mut frames = frame::Frames::new(&bytes);
-        frames.by_ref().for_each(drop);
         seg.events
-            .cut(frames.valid_len as u64, repair, "an events file")?;
+            .cut_framed(0, repair, "an events file", is_event)?;
         Ok(seg)
     }
 
@@ -248,27 +287,45 @@ impl Segment {
     }
 
     /// Reads committed points `[from, to)` by index.
+    /// A damaged record is skipped and noted (see [`damage`]).
     pub fn read_points(&self, from: u64, to: u64) -> io::Result<Vec<Point>> {
         let mut buf = vec![0u8; ((to - from) as usize) * RECORD_SIZE];
         self.points.read_at(&mut buf, from * RECORD_SIZE as u64)?;
-        Ok(buf
-            .chunks_exact(RECORD_SIZE)
-            .filter_map(Point::decode)
-            .collect())
+        let (points, damaged) = decode_all(&buf, RECORD_SIZE, Point::decode);
+        self.note(&self.points, from * RECORD_SIZE as u64, damaged);
+        Ok(points)
+    }
+
+    /// Notes damaged records at `offsets` relative to `base` of `log`.
+    fn note(&self, log: &Log, base: u64, offsets: Vec<u64>) {
+        if !offsets.is_empty() {
+            damage::note(
+                &log.path,
+                offsets.into_iter().map(|o| base + o),
+                self.log_damage,
+            );
+        }
     }
 
     /// Index of the first committed point whose seq is greater than `after`
     /// (points are appended in seq order).
+    /// A damaged record is judged by the next intact one.
     pub fn first_after(&self, after: u64) -> io::Result<u64> {
         let (mut lo, mut hi) = (0, self.point_count());
-        let mut rec = [0u8; 8];
+        let mut rec = [0u8; RECORD_SIZE];
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            self.points.read_at(&mut rec, mid * RECORD_SIZE as u64)?;
-            if u64::from_le_bytes(rec) <= after {
-                lo = mid + 1;
-            } else {
-                hi = mid;
+            let mut seq = None;
+            for i in mid..hi {
+                self.points.read_at(&mut rec, i * RECORD_SIZE as u64)?;
+                if let Some(p) = Point::decode(&rec) {
+                    seq = Some(p.seq);
+                    break;
+                }
+            }
+            match seq {
+                Some(seq) if seq <= after => lo = mid + 1,
+                _ => hi = mid,
             }
         }
         Ok(lo)
@@ -278,16 +335,40 @@ impl Segment {
     pub fn read_samples(&self) -> io::Result<Vec<Sample>> {
         let mut buf = vec![0u8; self.metrics.committed() as usize];
         self.metrics.read_at(&mut buf, 0)?;
-        Ok(buf
-            .chunks_exact(SAMPLE_SIZE)
-            .filter_map(Sample::decode)
-            .collect())
+        let (samples, damaged) = decode_all(&buf, SAMPLE_SIZE, Sample::decode);
+        self.note(&self.metrics, 0, damaged);
+        Ok(samples)
     }
 
     /// All committed event payloads.
     pub fn read_events(&self) -> io::Result<Vec<Vec<u8>>> {
         let mut buf = vec![0u8; self.events.committed() as usize];
         self.events.read_at(&mut buf, 0)?;
-        Ok(frame::Frames::new(&buf).map(<[u8]>::to_vec).collect())
+        let mut events = Vec::new();
+        let walk = frame::walk(&buf, is_event, |_, p| events.push(p.to_vec()));
+        let damaged = walk.damaged.iter().map(|&(start, _)| start as u64);
+        self.note(&self.events, 0, damaged.collect());
+        Ok(events)
     }
+}
+
+/// The records of `buf` that `decode` accepts, and the offsets of those it refuses.
+fn decode_all<T>(
+    buf: &[u8],
+    size: usize,
+    decode: impl Fn(&[u8]) -> Option<T>,
+) -> (Vec<T>, Vec<u64>) {
+    let mut damaged = Vec::new();
+    let records = buf
+        .chunks_exact(size)
+        .enumerate()
+        .filter_map(|(i, rec)| {
+            let record = decode(rec);
+            if record.is_none() {
+                damaged.push((i * size) as u64);
+            }
+            record
+        })
+        .collect();
+    (records, damaged)
 }
