@@ -17,6 +17,7 @@ pub mod jvm_query;
 pub mod meter;
 mod otlp_values;
 pub mod point;
+pub mod printable;
 pub mod query;
 pub mod receiver;
 pub mod server;

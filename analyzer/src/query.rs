@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::glob::Glob;
 use crate::meter::{Accumulator, EndpointStats, Meter};
 use crate::point::{hex, Point};
+use crate::printable::printable;
 use crate::store::{Segment, Store};
 
 /// Points read from a segment at a time.
@@ -286,9 +287,9 @@ impl PointRow {
         let fields = [
             self.end_ms.to_string(),
             self.elapsed_us.to_string(),
-            csv_quote(&self.service),
-            csv_quote(&self.instance),
-            csv_quote(&self.endpoint),
+            csv_quote(&printable(&self.service)),
+            csv_quote(&printable(&self.instance)),
+            csv_quote(&printable(&self.endpoint)),
             opt(self.status_code.map(u64::from)),
             self.error.to_string(),
             self.trace_id.clone(),
