@@ -68,6 +68,10 @@ enum Command {
         max_body: usize,
     },
     /// Print stored XLog points offline (works beside a running server).
+    #[command(
+        after_help = "Damaged records are skipped and named on stderr (file and byte offset), \
+        with exit status 3."
+    )]
     Export {
         /// Data directory written by `jvmapm serve`.
         #[arg(long, value_name = "DIR", default_value_os_t = default_data_dir())]
@@ -245,9 +249,15 @@ fn main() -> ExitCode {
                 Format::Csv => ExportFormat::Csv,
             };
             let stdout = std::io::stdout();
-            export::export(&data, from, to, format, &mut stdout.lock())
+            let exported = export::export(&data, from, to, format, &mut stdout.lock())
                 .map(|n| tracing::debug!(points = n, "exported"))
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string());
+            // Damaged records were skipped: the output is partial, and says so.
+            if let (Ok(()), Some(skipped)) = (&exported, jvmapm_analyzer::store::damage::report()) {
+                eprintln!("jvmapm: {skipped}; every other point was exported");
+                return ExitCode::from(3);
+            }
+            exported
         }
         Command::Heap {
             file,

@@ -94,6 +94,11 @@ pub trait Source: Send {
     fn instances(&mut self) -> Result<Value, String>;
     fn jvm(&mut self, instance: &str, from_ms: u64, to_ms: u64) -> Result<Value, String>;
     fn transaction(&mut self, trace_id: &str, span_id: &str, end_ms: u64) -> Result<Value, String>;
+    /// Something the operator should know about what was read (offline:
+    /// damaged records skipped), shown once the points are loaded.
+    fn note(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A running analyzer's query API.
@@ -224,6 +229,10 @@ fn io(e: std::io::Error) -> String {
 impl Source for Offline {
     fn describe(&self) -> String {
         self.dir.display().to_string()
+    }
+
+    fn note(&self) -> Option<String> {
+        jvmapm_analyzer::store::damage::report()
     }
 
     fn xlog(&mut self, from_ms: u64, to_ms: u64, after: &str) -> Result<Value, String> {
@@ -450,14 +459,14 @@ impl Worker {
                 if let Some(cursor) = self.load_range(from_ms, end, "")? {
                     self.loaded = Some((from_ms, end));
                     self.cursor = cursor;
-                    self.send(Update::LoadedFrom(from_ms))?;
+                    self.loaded_from(from_ms)?;
                 }
             }
             Some((loaded_from, loaded_to)) => {
                 if from_ms < loaded_from && self.load_range(from_ms, loaded_from - 1, "")?.is_some()
                 {
                     self.loaded = Some((from_ms, loaded_to));
-                    self.send(Update::LoadedFrom(from_ms))?;
+                    self.loaded_from(from_ms)?;
                 }
                 if self.follow.live {
                     let cursor = self.cursor.clone();
@@ -469,6 +478,15 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Says points are loaded from `from_ms` on, with the source's note.
+    fn loaded_from(&self, from_ms: u64) -> Result<(), Gone> {
+        self.send(Update::LoadedFrom(from_ms))?;
+        match self.source.note() {
+            Some(note) => self.send(Update::Progress(note)),
+            None => Ok(()),
+        }
     }
 
     /// Reads every page of `[from_ms, to_ms]` after `cursor` and hands the
