@@ -88,3 +88,52 @@ fn an_overlong_glob_is_refused_and_a_hostile_one_is_answered_correctly() {
     let page = analyzer.get(&format!("/api/v1/xlog?from=0&limit=1000&endpoint=*a?"));
     assert_eq!(page["points"].as_array().unwrap().len(), 200);
 }
+
+/// An attribute whose value nests key-value lists `depth` deep.
+fn nested_attribute(depth: usize) -> opentelemetry_proto::tonic::common::v1::KeyValue {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValueList};
+    let mut value = any_value::Value::StringValue("bottom".into());
+    for _ in 0..depth {
+        value = any_value::Value::KvlistValue(KeyValueList {
+            values: vec![common::attr("level", value)],
+        });
+    }
+    common::attr("deep", value)
+}
+
+/// Regression: a span with an attribute nested 50 levels deep was
+/// acknowledged, and its detail then could not be read (only `detail_error`).
+#[test]
+fn a_span_nested_too_deep_is_refused_through_partial_success_not_acknowledged() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &[]);
+    let end = now_ns();
+    let spans = vec![
+        server_span(1, "GET /deep", end, 1_000, vec![nested_attribute(50)]),
+        server_span(2, "GET /fine", end, 1_000, vec![nested_attribute(8)]),
+    ];
+    let body = trace_request(vec![kv("service.name", "web")], spans).encode_to_vec();
+    let (status, reply) = analyzer.request(
+        "POST",
+        "/v1/traces",
+        &[("content-type", "application/x-protobuf")],
+        body,
+    );
+    assert_eq!(status, 200);
+    let reply = ExportTraceServiceResponse::decode(reply.as_slice()).unwrap();
+    let partial = reply.partial_success.expect("partial success");
+    assert_eq!(partial.rejected_spans, 1);
+    assert!(
+        partial.error_message.contains("16 deep"),
+        "{}",
+        partial.error_message
+    );
+
+    let points = analyzer.points();
+    assert_eq!(points.len(), 1, "{points:?}");
+    assert_eq!(points[0]["endpoint"], "GET /fine");
+    let detail = analyzer.detail(&points[0]);
+    assert!(detail.get("detail_error").is_none(), "{detail}");
+    assert!(detail["attributes"]["deep"].is_object(), "{detail}");
+}

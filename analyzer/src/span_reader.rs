@@ -99,7 +99,21 @@ pub struct RawSpan<'a> {
     pub status_code: u64,
     /// Values of the attributes read, indexed by [`Key`].
     attrs: [Option<Attr<'a>>; KEY_COUNT],
+    /// An attribute value (of the span, an event or a link) nests arrays
+    /// and maps deeper than [`MAX_VALUE_NESTING`]: a full decoder would
+    /// refuse the span when its detail is read back.
+    pub nested_too_deep: bool,
 }
+
+/// How deep attribute values may nest arrays and key-value lists. A full
+/// protobuf decoder stops at 100 message levels, and each level of a
+/// key-value list costs three (list, pair, value) below the span's own
+/// (record, scope, span, event, pair, value): 16 stays well inside.
+pub const MAX_VALUE_NESTING: usize = 16;
+
+/// The first byte of an `AnyValue` holding an `array_value` (field 5) or a
+/// `kvlist_value` (field 6), both length-delimited: only those nest.
+const NESTING_TAGS: [u8; 2] = [(5 << 3) | 2, (6 << 3) | 2];
 
 impl<'a> RawSpan<'a> {
     pub fn attr(&self, key: Key) -> Option<Attr<'a>> {
@@ -141,7 +155,24 @@ impl<'a> RawSpan<'a> {
                 },
                 7 => span.start_ns = fixed64(value)?,
                 8 => span.end_ns = fixed64(value)?,
-                9 => read_attribute(bytes_of(value)?, at, &mut span.attrs)?,
+                9 => {
+                    let attribute = bytes_of(value)?;
+                    read_attribute(attribute, at, &mut span.attrs)?;
+                    span.nested_too_deep |= attribute_nesting(attribute, at)? > MAX_VALUE_NESTING;
+                }
+                // An event's (attributes are field 3) or a link's (field 4).
+                11 | 13 => {
+                    let attributes_field = if number == 11 { 3 } else { 4 };
+                    let mut inner = Fields::nested(bytes_of(value)?, at);
+                    while let Some(field) = inner.next_field() {
+                        if let (n, Value::Bytes(attribute), at) = field? {
+                            if n == attributes_field {
+                                span.nested_too_deep |=
+                                    attribute_nesting(attribute, at)? > MAX_VALUE_NESTING;
+                            }
+                        }
+                    }
+                }
                 15 => span.status_code = read_status(bytes_of(value)?, at)?,
                 _ => {}
             }
@@ -187,6 +218,58 @@ fn read_attribute<'a>(
         out[key as usize] = value.map(|(b, at)| read_any_value(b, at)).transpose()?;
     }
     Ok(())
+}
+
+/// How deep the value of one `KeyValue` nests arrays and key-value lists
+/// (0 for a plain value), counted no further than just past
+/// [`MAX_VALUE_NESTING`]. A plain value costs one byte's look.
+fn attribute_nesting(key_value: &[u8], offset: usize) -> Result<usize, WireError> {
+    key_value_nesting(key_value, offset, 0)
+}
+
+/// How deep the value of a `KeyValue` nests, at `depth` already.
+fn key_value_nesting(key_value: &[u8], offset: usize, depth: usize) -> Result<usize, WireError> {
+    let mut fields = Fields::nested(key_value, offset);
+    while let Some(field) = fields.next_field() {
+        if let (2, Value::Bytes(value), at) = field? {
+            return value_nesting(value, at, depth);
+        }
+    }
+    Ok(depth)
+}
+
+/// How deep an `AnyValue` nests, at `depth` already.
+fn value_nesting(any_value: &[u8], offset: usize, depth: usize) -> Result<usize, WireError> {
+    if !any_value.first().is_some_and(|b| NESTING_TAGS.contains(b)) {
+        return Ok(depth);
+    }
+    if depth > MAX_VALUE_NESTING {
+        return Ok(depth);
+    }
+    let mut deepest = depth;
+    let mut fields = Fields::nested(any_value, offset);
+    while let Some(field) = fields.next_field() {
+        let (number, value, at) = field?;
+        let (5 | 6, Value::Bytes(list)) = (number, value) else {
+            continue;
+        };
+        // An ArrayValue holds AnyValues, a KeyValueList KeyValues (field 1 both).
+        let mut items = Fields::nested(list, at);
+        while let Some(item) = items.next_field() {
+            if let (1, Value::Bytes(item), at) = item? {
+                let nesting = if number == 5 {
+                    value_nesting(item, at, depth + 1)?
+                } else {
+                    key_value_nesting(item, at, depth + 1)?
+                };
+                deepest = deepest.max(nesting);
+                if deepest > MAX_VALUE_NESTING {
+                    return Ok(deepest);
+                }
+            }
+        }
+    }
+    Ok(deepest)
 }
 
 fn read_any_value(bytes: &[u8], offset: usize) -> Result<Attr<'_>, WireError> {

@@ -150,11 +150,12 @@ pub struct Rejections {
     pub bad_trace_id: u64,
     pub bad_span_id: u64,
     pub bad_times: u64,
+    pub too_deep: u64,
 }
 
 impl Rejections {
     pub fn total(&self) -> u64 {
-        self.bad_trace_id + self.bad_span_id + self.bad_times
+        self.bad_trace_id + self.bad_span_id + self.bad_times + self.too_deep
     }
 
     /// The partial-success message, empty when nothing was rejected.
@@ -171,6 +172,10 @@ impl Rejections {
             (
                 self.bad_times,
                 "an end time missing, before the start time, or more than a day ahead",
+            ),
+            (
+                self.too_deep,
+                "attribute values nesting arrays or maps more than 16 deep",
             ),
         ];
         reasons
@@ -329,6 +334,11 @@ fn add_span(
     let end = span.end_ns;
     if end == 0 || end < span.start_ns || end > latest_end_ns {
         batch.rejected.bad_times += 1;
+        return Ok(());
+    }
+    // Refused, not acknowledged and then unreadable as a detail.
+    if span.nested_too_deep {
+        batch.rejected.too_deep += 1;
         return Ok(());
     }
     if let Some(Attr::Str(kind)) = span.attr(Key::Event) {

@@ -2,7 +2,8 @@
 //! JSON trace or metrics export, must decode to an error or build into points,
 //! events and samples without a panic.
 //!
-//! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run otlp_export -- -max_total_time=60`
+//! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run otlp_export fuzz/seeds/otlp_export -- -max_total_time=60`
+//! (the seeds are hostile exports found by hand: a selector byte, then the body).
 #![no_main]
 
 use jvmapm_analyzer::jvm_metrics::{self, DeltaTracker};
