@@ -93,12 +93,16 @@ enum Command {
         retained size and the leak suspects (objects or classes keeping more than 10% of the heap, \
         where their objects accumulate, and the shortest path from a GC root). Weak, soft and \
         phantom references keep nothing alive; an object only its Finalizer keeps is reported as \
-        such. A dump cut short or damaged gives the report of what comes before it, marked partial, \
-        and exit status 2.\n\nExamples:\n  jvmapm heap app.hprof\n  jvmapm heap --json app.hprof.gz\n  \
-        jvmapm heap --path-to-root 0x7ff01a2b8 app.hprof\n  jvmapm heap --diff monday.hprof tuesday.hprof"
+        such. FILE may be - (standard input) or a pipe, read once as a stream: histogram, Finalizers \
+        and threads only (the dominator tree reads the dump twice).\n\n\
+        Exit status: 0 a whole report; 1 an error (not a heap dump, unreadable); 2 a usage error; \
+        3 a partial report (the dump is cut short or damaged: the report covers what comes before the \
+        damage, and the warnings say where).\n\nExamples:\n  jvmapm heap app.hprof\n  jvmapm heap --json app.hprof.gz\n  \
+        jvmapm heap --path-to-root 0x7ff01a2b8 app.hprof\n  jvmapm heap --diff monday.hprof tuesday.hprof\n  \
+        ssh host cat /tmp/app.hprof.gz | jvmapm heap --no-dominators -"
     )]
     Heap {
-        /// The .hprof file (or .hprof.gz).
+        /// The .hprof file (or .hprof.gz); - or a pipe is read once, as a stream.
         #[arg(value_name = "FILE", required_unless_present = "diff")]
         file: Option<PathBuf>,
         /// One JSON object instead of text.
@@ -283,7 +287,7 @@ fn main() -> ExitCode {
                             print!("{}", report.text(top));
                         }
                         if report.partial {
-                            return ExitCode::from(2);
+                            return ExitCode::from(HEAP_PARTIAL);
                         }
                         Ok(())
                     }
@@ -330,6 +334,10 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Exit status of `jvmapm heap` for a partial report (a dump cut short or
+/// damaged); 2 stays clap's usage error.
+const HEAP_PARTIAL: u8 = 3;
 
 /// `jvmapm heap --diff OLD NEW`: both histograms, then what grew.
 fn heap_diff(

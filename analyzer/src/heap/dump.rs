@@ -81,6 +81,13 @@ impl Objects {
         self.ids.len()
     }
 
+    /// The last object, an array the dump cut short, holds `length` elements.
+    pub fn cut_last(&mut self, length: u32) {
+        if let Some(last) = self.lengths.last_mut() {
+            *last = length;
+        }
+    }
+
     /// Gives up the id column for a packed copy (32-bit steps of 8 bytes
     /// from the lowest id), half its size, while nothing reads ids; none
     /// when the ids do not fit. [`Objects::unpack_ids`] brings it back.
@@ -176,6 +183,81 @@ impl Root {
     }
 }
 
+/// The GC roots, in dump order, kept compactly: only the first root of
+/// each object (the one a path from a root names), and the first thread
+/// object root of each object (the one the thread report lists). A dump
+/// repeating roots (fifty million of one root gzip into a megabyte) so costs
+/// its different objects, not its records: a repeat of the root before is
+/// dropped as it comes, and the list drops its later repeats whenever it has
+/// doubled since it last did.
+#[derive(Default)]
+pub struct Roots {
+    list: Vec<Root>,
+    /// The length when repeats were last dropped.
+    compacted: usize,
+}
+
+/// Roots kept before repeats are looked for.
+const ROOTS_COMPACTED_FROM: usize = 1 << 16;
+
+impl Roots {
+    /// What makes a root a repeat of another.
+    fn key(root: &Root) -> (u64, bool) {
+        (root.id, root.kind == RootKind::ThreadObject)
+    }
+
+    pub fn push(&mut self, root: Root) {
+        if self
+            .list
+            .last()
+            .is_some_and(|last| Roots::key(last) == Roots::key(&root))
+        {
+            return;
+        }
+        self.list.push(root);
+        if self.list.len() >= (2 * self.compacted).max(ROOTS_COMPACTED_FROM) {
+            self.compact();
+        }
+    }
+
+    /// Adds the roots of `later`, which come after these in the dump.
+    pub fn append(&mut self, later: Roots) {
+        self.list.extend_from_slice(&later.list);
+        self.compact();
+    }
+
+    /// Drops every root but the first of its key, keeping the order.
+    fn compact(&mut self) {
+        let mut order: Vec<usize> = (0..self.list.len()).collect();
+        order.sort_unstable_by_key(|&i| (Roots::key(&self.list[i]), i));
+        let mut keep = vec![false; self.list.len()];
+        let mut last = None;
+        for i in order {
+            let key = Some(Roots::key(&self.list[i]));
+            if key != last {
+                keep[i] = true;
+                last = key;
+            }
+        }
+        let mut keep = keep.into_iter();
+        self.list.retain(|_| keep.next().unwrap_or(false));
+        self.list.shrink_to(self.list.len() * 2);
+        self.compacted = self.list.len();
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Root> {
+        self.list.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
 #[derive(Default)]
 pub struct Dump {
     pub id_size: u8,
@@ -190,9 +272,9 @@ pub struct Dump {
     pub frames: IdMap<Frame>,
     /// Stack trace serial to its frame ids.
     pub traces: HashMap<u32, Vec<u64>>,
-    /// Every GC root: its kind, the object (or class) it holds, and its
+    /// The GC roots: their kind, the object (or class) each holds, and its
     /// numbers (a thread serial and frame number where it has them).
-    pub roots: Vec<Root>,
+    pub roots: Roots,
     /// Heap dump segments as a mapped dump's pass split them into runs:
     /// each run's segments and the table index of its first object.
     pub runs: Vec<(Vec<(u64, u64)>, usize)>,
@@ -288,8 +370,7 @@ impl Dump {
     /// without a CLASS DUMP.
     pub fn field_layout(&self, slot: u32) -> impl Iterator<Item = FieldAt<'_>> + '_ {
         let mut at = 0;
-        self.chain(slot)
-            .into_iter()
+        self.superclasses(slot)
             .map_while(|class_slot| self.class(class_slot))
             .map_while(|class| Some((class.id, class.dump.as_ref()?)))
             .flat_map(|(declaring, class_dump)| {
@@ -306,6 +387,12 @@ impl Dump {
                 at += size;
                 Some(field)
             })
+    }
+
+    /// `slot` and its superclasses' slots, nearest first (a cycle in a
+    /// damaged dump goes round at most once per class).
+    fn superclasses(&self, slot: u32) -> impl Iterator<Item = u32> + '_ {
+        std::iter::successors(Some(slot), |&s| self.super_slot(s)).take(self.classes.len() + 1)
     }
 
     /// Keeps an instance's fields and wants what its followed fields point at.
@@ -403,38 +490,76 @@ impl Dump {
             })
     }
 
-    /// The slots of `slot`'s class and its superclasses, nearest first.
-    pub fn chain(&self, slot: u32) -> Vec<u32> {
-        let mut chain = Vec::new();
-        let mut next = Some(slot);
-        while let Some(slot) = next {
-            if chain.len() > 1000 || chain.contains(&slot) {
-                break;
+    /// The slot of class `slot`'s superclass, when its CLASS DUMP names one.
+    pub fn super_slot(&self, slot: u32) -> Option<u32> {
+        let super_id = self.class(slot)?.dump.as_ref()?.super_id;
+        self.slot_of
+            .get(&super_id)
+            .copied()
+            .filter(|_| super_id != 0)
+    }
+
+    /// A value for every class (by index in [`Dump::classes`]), each made
+    /// by `value(slot, its superclass's value)` (none at the top of a chain:
+    /// no superclass, or a cycle in a damaged dump). Each chain is walked
+    /// once, so a chain of 200 000 classes costs 200 000 steps, not 200 000
+    /// walks of its length.
+    pub fn along_chains<T: Clone>(&self, value: impl Fn(u32, Option<&T>) -> T) -> Vec<T> {
+        let n = self.classes.len();
+        let index = |slot: u32| (slot - FIRST_CLASS_SLOT) as usize;
+        let mut values: Vec<Option<T>> = vec![None; n];
+        let mut walked = vec![false; n];
+        let mut walk = Vec::new();
+        for start in 0..n {
+            // Up to a class valued already (or walked now: a cycle), or the top.
+            let mut at = Some(FIRST_CLASS_SLOT + start as u32);
+            while let Some(slot) = at.filter(|&s| !walked[index(s)]) {
+                walked[index(slot)] = true;
+                walk.push(slot);
+                at = self.super_slot(slot);
             }
-            chain.push(slot);
-            next = self
-                .class(slot)
-                .and_then(|c| c.dump.as_ref())
-                .filter(|d| d.super_id != 0)
-                .and_then(|d| self.slot_of.get(&d.super_id).copied());
+            // Then down, each class after its superclass.
+            while let Some(slot) = walk.pop() {
+                let above = self
+                    .super_slot(slot)
+                    .and_then(|s| values[index(s)].as_ref());
+                values[index(slot)] = Some(value(slot, above));
+            }
         }
-        chain
+        values
+            .into_iter()
+            .map(|v| v.expect("every class is valued"))
+            .collect()
     }
 
     /// Whether instances of `slot` are kept: it or a superclass is named in
-    /// `captured_classes`.
+    /// `captured_classes`. Known once asked, for the class and every
+    /// superclass on the way up.
     pub fn captures(&mut self, slot: u32) -> bool {
-        let index = (slot - FIRST_CLASS_SLOT) as usize;
-        if let Some(known) = self.classes[index].captured {
-            return known;
+        let index = |slot: u32| (slot - FIRST_CLASS_SLOT) as usize;
+        // Up to a class known already, or the top.
+        let mut walk = Vec::new();
+        let mut captured = false;
+        let mut at = Some(slot);
+        while let Some(s) = at {
+            if let Some(known) = self.classes[index(s)].captured {
+                captured = known;
+                break;
+            }
+            if walk.len() > self.classes.len() {
+                break;
+            }
+            walk.push(s);
+            at = self.super_slot(s);
         }
-        let captured = self.chain(slot).iter().any(|&s| {
-            self.class(s)
-                .and_then(|c| self.internal_name(c.id))
-                .is_some_and(|n| self.captured_classes.contains(&n))
-        });
-        self.classes[index].captured = Some(captured);
-        captured
+        // Then down.
+        for &s in walk.iter().rev() {
+            captured |= self
+                .internal_name(self.classes[index(s)].id)
+                .is_some_and(|n| self.captured_classes.contains(&n));
+            self.classes[index(s)].captured = Some(captured);
+        }
+        self.classes[index(slot)].captured.unwrap_or(captured)
     }
 }
 
@@ -562,6 +687,12 @@ impl Visitor for Dump {
         } else if self.wanted.contains(&id) && !self.arrays.contains_key(&id) {
             self.arrays.insert(id, Vec::new());
             self.array_kept = Some(id);
+        }
+    }
+
+    fn array_cut_short(&mut self, length: u32) {
+        if !self.further_pass {
+            self.objects.cut_last(length);
         }
     }
 

@@ -136,12 +136,23 @@ impl<'a> NodeIndex<'a> {
 
 /// Per class slot: where its instances hold references, and whether an
 /// instance's reference to its class is worth an edge.
+///
+/// An instance's field values are its class's, then its superclass's, and
+/// so on: a class's fields lie at the same distance from the end in every
+/// subclass. So each class lists only the reference fields it declares, by
+/// that distance, and points at the nearest superclass declaring some:
+/// every chain is planned once, however long.
 struct Plan {
     id_size: usize,
-    /// Byte offsets of reference fields in an instance's field values, by
-    /// slot: `fields[ranges[slot].0..ranges[slot].1]`.
-    fields: Vec<u32>,
+    /// Reference fields a class declares, as distances from the end of
+    /// its instances' field values, by slot: `fields[ranges[slot].0..ranges[slot].1]`.
+    fields: Vec<u64>,
     ranges: Vec<(u32, u32)>,
+    /// The nearest superclass declaring reference fields, or NONE.
+    up: Vec<u32>,
+    /// Bytes of field values an instance of the slot has: its class's and
+    /// its superclasses' up to the first without a CLASS DUMP.
+    values: Vec<u64>,
     /// The class node an object of the slot points at, or NONE (a class
     /// that is a GC root anyway, or a primitive array).
     class_edge: Vec<u32>,
@@ -150,26 +161,64 @@ struct Plan {
 impl Plan {
     fn new(dump: &Dump, objects: usize, rooted: &[bool]) -> Plan {
         let slots = FIRST_CLASS_SLOT as usize + dump.classes.len();
+        let id_size = usize::from(dump.id_size);
+        // Per class: bytes of its own field values, and where its
+        // references lie in them (java.lang.ref.Reference.referent left out).
+        let own: Vec<(u64, Vec<u64>)> = dump
+            .classes
+            .iter()
+            .map(|class| {
+                let Some(class_dump) = &class.dump else {
+                    return (0, Vec::new());
+                };
+                let is_reference = dump.internal_name(class.id) == Some("java/lang/ref/Reference");
+                let mut at = 0u64;
+                let mut references = Vec::new();
+                for def in &class_dump.fields {
+                    let referent = is_reference
+                        && dump
+                            .strings
+                            .get(&def.name_id)
+                            .is_some_and(|n| &**n == "referent");
+                    if def.basic_type == basic::OBJECT && !referent {
+                        references.push(at);
+                    }
+                    at += basic::dump_size(def.basic_type, dump.id_size).unwrap_or(0) as u64;
+                }
+                (at, references)
+            })
+            .collect();
+        let own_of = |slot: u32| &own[(slot - FIRST_CLASS_SLOT) as usize];
+        // Per class: its instances' bytes of values, and the nearest class
+        // up its chain declaring references, itself included and not.
+        let chains = dump.along_chains(|slot, above: Option<&(u64, u32, u32)>| {
+            let (bytes, references) = own_of(slot);
+            let (above_bytes, above_refs, _) = above.copied().unwrap_or((0, NONE, NONE));
+            let nearest = if references.is_empty() {
+                above_refs
+            } else {
+                slot
+            };
+            (bytes + above_bytes, nearest, above_refs)
+        });
         let mut plan = Plan {
-            id_size: usize::from(dump.id_size),
+            id_size,
             fields: Vec::new(),
             ranges: vec![(0, 0); slots],
+            up: vec![NONE; slots],
+            values: vec![0; slots],
             class_edge: vec![NONE; slots],
         };
         for slot in FIRST_CLASS_SLOT..slots as u32 {
-            if !rooted[(slot - FIRST_CLASS_SLOT) as usize] {
+            let i = (slot - FIRST_CLASS_SLOT) as usize;
+            if !rooted[i] {
                 plan.class_edge[slot as usize] = class_node(objects, slot);
             }
+            let total = chains[i].0;
+            plan.values[slot as usize] = total;
+            plan.up[slot as usize] = chains[i].2;
             let start = plan.fields.len() as u32;
-            let references = dump.field_layout(slot).filter(|f| {
-                let referent = dump.internal_name(f.declaring) == Some("java/lang/ref/Reference")
-                    && dump
-                        .strings
-                        .get(&f.def.name_id)
-                        .is_some_and(|n| &**n == "referent");
-                f.def.basic_type == basic::OBJECT && !referent
-            });
-            plan.fields.extend(references.map(|f| f.at as u32));
+            plan.fields.extend(own[i].1.iter().map(|&at| total - at));
             plan.ranges[slot as usize] = (start, plan.fields.len() as u32);
         }
         plan
@@ -300,12 +349,17 @@ impl Visitor for EdgeReader<'_> {
         self.in_array = false;
         let Some(slot) = self.start() else { return };
         let plan = self.plan;
-        let (from, to) = plan.ranges[slot as usize];
-        for &offset in &plan.fields[from as usize..to as usize] {
-            let offset = offset as usize;
-            if let Some(bytes) = fields.get(offset..offset + plan.id_size) {
-                self.reference(Self::id_at(bytes, plan.id_size));
+        let values = plan.values[slot as usize];
+        let mut declaring = slot;
+        while declaring != NONE {
+            let (from, to) = plan.ranges[declaring as usize];
+            for &from_end in &plan.fields[from as usize..to as usize] {
+                let offset = values.saturating_sub(from_end) as usize;
+                if let Some(bytes) = fields.get(offset..offset + plan.id_size) {
+                    self.reference(Self::id_at(bytes, plan.id_size));
+                }
             }
+            declaring = plan.up[declaring as usize];
         }
         let class = plan.class_edge[slot as usize];
         if class != NONE {
@@ -377,7 +431,7 @@ pub fn build(
         ));
     }
     let mut rooted = vec![false; classes];
-    for root in &dump.roots {
+    for root in dump.roots.iter() {
         if root.kind == RootKind::StickyClass {
             if let Some(&slot) = dump.slot_of.get(&root.id) {
                 rooted[(slot - FIRST_CLASS_SLOT) as usize] = true;
@@ -485,9 +539,10 @@ pub fn build(
         .map(|i| sizer.size_of(dump, i).min(u64::from(u32::MAX)) as u32)
         .collect();
     shallow.extend(dump.classes.iter().map(|class| {
-        class.dump.as_ref().map_or(0, |d| {
-            sizer.mirror_size(dump, d).min(u64::from(u32::MAX)) as u32
-        })
+        class
+            .dump
+            .as_ref()
+            .map_or(0, |d| sizer.mirror_size(d).min(u64::from(u32::MAX)) as u32)
     }));
     shallow.push(0);
     Ok(ObjectGraph {

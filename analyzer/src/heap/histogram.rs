@@ -35,30 +35,34 @@ pub struct Sizer {
     instance_chosen: Vec<u64>,
     /// The layout in force (an index into [`Layout::ALL`]).
     pub chosen: usize,
+    /// The slot of `java.lang.Class`, looked up once (there may be
+    /// hundreds of thousands of classes to size).
+    class_class: Option<u32>,
 }
 
 impl Sizer {
     pub fn new(dump: &Dump) -> Sizer {
-        let instance = (0..dump.classes.len() as u32)
-            .map(|i| {
-                let slot = FIRST_CLASS_SLOT + i;
-                let mut types = Vec::new();
-                for s in dump.chain(slot) {
-                    types.extend(
-                        dump.class(s)?
-                            .dump
-                            .as_ref()?
-                            .fields
-                            .iter()
-                            .map(|f| f.basic_type),
-                    );
+        // What each class and its superclasses declare, each chain walked
+        // once: bytes of primitive fields, references, and whether the
+        // chain is whole (every class dumped, up to one without superclass).
+        let declared = dump.along_chains(|slot, above: Option<&(u64, u64, bool)>| {
+            let Some(class_dump) = dump.class(slot).and_then(|c| c.dump.as_ref()) else {
+                return (0, 0, false);
+            };
+            let (mut primitive, mut references, whole) =
+                above.copied().unwrap_or((0, 0, class_dump.super_id == 0));
+            for field in &class_dump.fields {
+                match field.basic_type {
+                    basic::OBJECT => references += 1,
+                    t => primitive += basic::dump_size(t, 8).unwrap_or(0) as u64,
                 }
-                let complete = dump
-                    .chain(slot)
-                    .last()
-                    .and_then(|&s| dump.class(s)?.dump.as_ref())
-                    .is_some_and(|d| d.super_id == 0);
-                complete.then(|| Layout::ALL.map(|l| l.instance_size(types.iter().copied())))
+            }
+            (primitive, references, whole)
+        });
+        let instance = declared
+            .into_iter()
+            .map(|(primitive, references, whole)| {
+                whole.then(|| Layout::ALL.map(|l| l.instance_size_of(primitive, references)))
             })
             .collect();
         let arrays = (0..FIRST_CLASS_SLOT + dump.classes.len() as u32)
@@ -70,6 +74,7 @@ impl Sizer {
             geometry: [(0, 0); FIRST_CLASS_SLOT as usize + 1],
             instance_chosen: Vec::new(),
             chosen: 0,
+            class_class: dump.slot_named("java/lang/Class"),
         };
         sizer.choose(0);
         sizer
@@ -117,10 +122,8 @@ impl Sizer {
 
     /// The size of a class's `java.lang.Class` object: its own fields, then
     /// the class's static fields.
-    pub fn mirror_size(&self, dump: &Dump, class: &crate::heap::hprof::ClassDump) -> u64 {
-        let base = dump
-            .slot_named("java/lang/Class")
-            .map_or(0, |slot| self.size(slot, 0));
+    pub fn mirror_size(&self, class: &crate::heap::hprof::ClassDump) -> u64 {
+        let base = self.class_class.map_or(0, |slot| self.size(slot, 0));
         let layout = self.layout();
         let statics: u64 = class
             .statics
@@ -258,7 +261,7 @@ fn mirrors(dump: &Dump, sizer: &Sizer) -> Option<Row> {
         slot,
         class: "java.lang.Class".to_string(),
         instances: dumped.len() as u64,
-        shallow_bytes: dumped.iter().map(|c| sizer.mirror_size(dump, c)).sum(),
+        shallow_bytes: dumped.iter().map(|c| sizer.mirror_size(c)).sum(),
         retained_bytes: None,
     })
 }

@@ -135,7 +135,12 @@ pub trait Visitor {
     fn object_array(&mut self, at: u64, id: u64, class_id: u64, length: u32) {}
     /// Up to a block of an object array's elements (ids, big-endian).
     fn object_array_elements(&mut self, ids: &[u8]) {}
+    /// A primitive array, after its elements: `length` is how many the dump
+    /// holds (fewer than it says where the dump is cut short).
     fn primitive_array(&mut self, at: u64, id: u64, element_type: u8, length: u32) {}
+    /// The object array just visited ends early (the dump is cut short):
+    /// it holds `length` elements, fewer than it said.
+    fn array_cut_short(&mut self, length: u32) {}
     /// Whether the content of primitive array `id` is wanted (when small).
     fn wants_array_content(&mut self, id: u64) -> bool {
         false
@@ -397,7 +402,16 @@ impl Parser<'_> {
                     let mut left = u64::from(length) * u64::from(id);
                     while left > 0 {
                         let n = left.min(ELEMENT_CHUNK as u64) as usize;
-                        let ids = self.input.bytes(n, "an object array's elements")?;
+                        let ids = match self.input.bytes(n, "an object array's elements") {
+                            Ok(ids) => ids,
+                            Err(e) => {
+                                // Counted at the elements there are.
+                                let done = u64::from(length) * u64::from(id) - left;
+                                let present = (done + self.input.left() as u64) / u64::from(id);
+                                v.array_cut_short(present as u32);
+                                return Err(e);
+                            }
+                        };
                         v.object_array_elements(ids);
                         left -= n as u64;
                     }
@@ -415,15 +429,32 @@ impl Parser<'_> {
                                 "a primitive element type (4 to 11), found {element_type}"
                             ),
                         })?;
-                    v.primitive_array(at, object, element_type, length);
                     let bytes = u64::from(length) * size as u64;
-                    if bytes as usize <= MAX_WHOLE && v.wants_array_content(object) {
-                        let data = self
+                    let start = self.input.offset();
+                    let read = if bytes as usize <= MAX_WHOLE && v.wants_array_content(object) {
+                        match self
                             .input
-                            .bytes(bytes as usize, "a primitive array's elements")?;
-                        v.primitive_array_content(object, element_type, data);
+                            .bytes(bytes as usize, "a primitive array's elements")
+                        {
+                            Ok(data) => {
+                                v.primitive_array_content(object, element_type, data);
+                                Ok(())
+                            }
+                            Err(e) => Err((e, self.input.left() as u64)),
+                        }
                     } else {
-                        self.input.skip(bytes, "a primitive array's elements")?;
+                        self.input
+                            .skip(bytes, "a primitive array's elements")
+                            .map_err(|e| (e, self.input.offset() - start))
+                    };
+                    match read {
+                        Ok(()) => v.primitive_array(at, object, element_type, length),
+                        Err((e, present)) => {
+                            // Counted at the elements there are.
+                            let present = (present / size as u64) as u32;
+                            v.primitive_array(at, object, element_type, present);
+                            return Err(e);
+                        }
                     }
                 }
                 other => {

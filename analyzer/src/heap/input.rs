@@ -2,9 +2,12 @@
 //! where it happened. A plain file is mapped into memory ([`Mapped`]) and
 //! read in place, a range at a time, so the heap's segments can be parsed on
 //! every core; a gzip file (told by its magic) is inflated front to back in
-//! large blocks. Nothing of the dump is copied into the process beyond the
-//! block being parsed. (A file cut short by another process while it is
-//! mapped would fault: dumps are read once they are written.)
+//! large blocks. Standard input, a pipe or a FIFO is opened once and read
+//! front to back as a stream ([`Input::stream`]): its first bytes tell
+//! gzip and are read again from memory, never from the source. Nothing of
+//! the dump is copied into the process beyond the block being parsed. (A
+//! file cut short by another process while it is mapped would fault: dumps
+//! are read once they are written.)
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -301,6 +304,38 @@ impl Input {
         Ok(Input::new(source, compressed, file_len, progress, BLOCK))
     }
 
+    /// Reads a stream (standard input, a pipe, a FIFO) front to back, once:
+    /// its first two bytes tell whether it is gzip, and are kept to be read
+    /// again. `file_len` is 0: the length is not known.
+    pub fn stream(mut source: Box<dyn Read + Send>) -> io::Result<Input> {
+        let mut magic = Vec::with_capacity(2);
+        while magic.len() < 2 {
+            let mut byte = [0u8; 2];
+            let want = 2 - magic.len();
+            match source.read(&mut byte[..want]) {
+                Ok(0) => break,
+                Ok(n) => magic.extend_from_slice(&byte[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let compressed = magic == [0x1f, 0x8b];
+        let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = Counted {
+            inner: io::Cursor::new(magic).chain(source),
+            count: progress.clone(),
+        };
+        let source: Box<dyn Read + Send> = if compressed {
+            Box::new(MultiGzDecoder::new(BufReader::with_capacity(
+                BLOCK, counted,
+            )))
+        } else {
+            Box::new(counted)
+        };
+        let source = Box::new(Prefetch::start(source)?);
+        Ok(Input::new(source, compressed, 0, progress, BLOCK))
+    }
+
     /// Reads from memory (tests, fuzzing).
     pub fn from_bytes(bytes: Vec<u8>) -> Input {
         let len = bytes.len() as u64;
@@ -402,6 +437,12 @@ impl Input {
             );
         }
         self.end - self.pos >= n
+    }
+
+    /// Bytes read from the source and not consumed yet: after a read that
+    /// failed for want of bytes, all that was left of the input.
+    pub fn left(&self) -> usize {
+        self.end - self.pos
     }
 
     /// True when no byte is left.

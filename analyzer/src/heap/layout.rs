@@ -86,6 +86,12 @@ impl Layout {
         align(self.header() + fields.map(|t| self.field_size(t)).sum::<u64>())
     }
 
+    /// An instance whose class and superclasses declare `primitive` bytes
+    /// of primitive fields and `references` reference fields.
+    pub fn instance_size_of(self, primitive: u64, references: u64) -> u64 {
+        align(self.header() + primitive + references * self.reference())
+    }
+
     pub fn array_size(self, element_type: u8, length: u32) -> u64 {
         let element = self.field_size(element_type).max(1);
         align(self.array_base(element) + u64::from(length) * element)

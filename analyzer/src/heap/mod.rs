@@ -62,9 +62,27 @@ impl Default for Options {
 /// damaged gives the report of what came before, marked partial; a file
 /// that is not a heap dump at all is an error. A plain file is mapped and
 /// its heap parsed on every core; a gzip file is read front to back.
+///
+/// `-` is standard input. Standard input, a pipe or a FIFO (anything but a
+/// regular file) is opened once and read as a stream, front to back: the
+/// report of one pass (no dominator tree, which reads the heap twice).
 pub fn analyze(path: &Path, options: &Options) -> Result<Report, String> {
-    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
     let file = path.display().to_string();
+    let path = if path == Path::new("-") {
+        Path::new("/dev/stdin")
+    } else {
+        path
+    };
+    let cannot = |e: std::io::Error| format!("cannot read {file}: {e}");
+    let regular = std::fs::metadata(path)
+        .map_err(cannot)?
+        .file_type()
+        .is_file();
+    if !regular {
+        let source = std::fs::File::open(path).map_err(cannot)?;
+        let input = Input::stream(Box::new(source)).map_err(cannot)?;
+        return analyze_streamed(input, &file, None, options);
+    }
     if !input::is_gzip(path).map_err(cannot)? {
         if let Ok(mapped) = Mapped::open(path) {
             return analyze_mapped(Arc::new(mapped), &file, options);
@@ -274,6 +292,11 @@ fn report(
         Analysis::default()
     } else if wants_graph && source.can_reread() {
         dominator_reports(&mut dump, &sizer, source, options, &mut counted.rows)?
+    } else if wants_graph {
+        warnings.push(
+            "no dominator tree or paths for a stream (standard input, a pipe): they read the dump twice; give a file for them".into(),
+        );
+        Analysis::default()
     } else {
         Analysis::default()
     };
@@ -369,11 +392,12 @@ fn dominator_reports(
         .map(|node| retained::path(&graph.parents, graph.root, node))
         .collect();
     graph.parents = Vec::new();
+    // Only the steps a path shows are named (a long one leaves its middle out).
     let mut on_paths: Vec<u64> = paths
         .iter()
-        .flatten()
-        .filter(|&&node| (node as usize) < graph.objects)
-        .map(|&node| dump.objects.ids[node as usize])
+        .flat_map(|path| retained::named_nodes(path))
+        .filter(|&node| (node as usize) < graph.objects)
+        .map(|node| dump.objects.ids[node as usize])
         .collect();
     on_paths.sort_unstable();
     on_paths.dedup();
@@ -436,7 +460,6 @@ impl Progress {
         if !std::io::stderr().is_terminal() {
             return Progress { done, thread: None };
         }
-        let total = total.max(1);
         let stop = done.clone();
         let thread = std::thread::spawn(move || {
             let started = Instant::now();
@@ -446,6 +469,14 @@ impl Progress {
                 let seconds = started.elapsed().as_secs_f64().max(0.001);
                 let rate = bytes as f64 / seconds;
                 let left = total.saturating_sub(bytes) as f64 / rate.max(1.0);
+                if total == 0 {
+                    eprint!(
+                        "\rjvmapm heap: {what}{}, {}/s   ",
+                        report::bytes(bytes),
+                        report::bytes(rate as u64),
+                    );
+                    continue;
+                }
                 eprint!(
                     "\rjvmapm heap: {what}{} of {} ({:.0}%), {}/s, {:.0} s left   ",
                     report::bytes(bytes),

@@ -210,13 +210,15 @@ fn write_path(out: &mut String, path: &[Hop]) {
         let _ = writeln!(out, "     (no GC root reaches it)");
     }
     for (depth, hop) in path.iter().enumerate() {
+        let indent = "  ".repeat(depth.min(20));
+        if let Some(left_out) = hop.elided {
+            let _ = writeln!(out, "     {indent}... {left_out} steps left out ...");
+            continue;
+        }
         let _ = writeln!(
             out,
-            "     {}{} 0x{:x}  ({})",
-            "  ".repeat(depth.min(20)),
-            hop.class,
-            hop.object_id,
-            hop.field
+            "     {indent}{} 0x{:x}  ({})",
+            hop.class, hop.object_id, hop.field
         );
     }
 }

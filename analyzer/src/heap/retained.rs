@@ -57,6 +57,11 @@ pub struct TopObject {
     pub dominator_id: Option<u64>,
 }
 
+/// Steps a path keeps from its start, and from its end: those between are
+/// left out (a linked list makes paths of a million steps).
+pub const PATH_HEAD: usize = 20;
+pub const PATH_TAIL: usize = 20;
+
 /// One step of a path from a GC root.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Hop {
@@ -65,6 +70,25 @@ pub struct Hop {
     /// How the step before refers to this object (`queue`, `[12]`,
     /// `static TIMER`), or for the first, which GC root it is.
     pub field: String,
+    /// In place of the steps left out of a long path: how many they are
+    /// (the hop's id is 0, its class `...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elided: Option<u64>,
+}
+
+/// The indexes of the steps of a path of `len` steps that are shown.
+fn shown_steps(len: usize) -> impl Iterator<Item = usize> {
+    let head = len.min(PATH_HEAD + PATH_TAIL);
+    (0..head.min(PATH_HEAD)).chain(len.saturating_sub(PATH_TAIL).max(head.min(PATH_HEAD))..len)
+}
+
+/// The nodes of `path` whose fields name its shown steps: the shown steps,
+/// and the step before each.
+pub fn named_nodes(path: &[u32]) -> impl Iterator<Item = u32> + '_ {
+    shown_steps(path.len())
+        .flat_map(|i| [i.checked_sub(1), Some(i)])
+        .flatten()
+        .map(|i| path[i])
 }
 
 /// Where many similar objects hang below a suspect.
@@ -351,23 +375,37 @@ pub fn path(parents: &[u32], root: u32, node: u32) -> Vec<u32> {
 
 /// Names the steps of a path: the field, element or static each goes
 /// through, from objects whose fields the dump model holds.
+/// A path longer than [`PATH_HEAD`] and [`PATH_TAIL`] steps together keeps
+/// those at its start and end, with one hop between saying how many steps
+/// are left out.
 pub fn hops(names: &Names, path: &[u32]) -> Vec<Hop> {
-    let mut previous: Option<u32> = None;
-    path.iter()
-        .map(|&node| {
-            let id = names.id(node);
-            let field = match previous {
-                None => root_kind(names, node),
-                Some(p) => field_between(names, p, id, node).unwrap_or_else(|| "?".into()),
-            };
-            previous = Some(node);
-            Hop {
-                object_id: id,
-                class: names.class(node),
-                field,
-            }
-        })
-        .collect()
+    let mut hops = Vec::new();
+    let mut next = 0;
+    for i in shown_steps(path.len()) {
+        if i > next {
+            let left_out = (i - next) as u64;
+            hops.push(Hop {
+                object_id: 0,
+                class: "...".into(),
+                field: format!("{left_out} steps left out"),
+                elided: Some(left_out),
+            });
+        }
+        next = i + 1;
+        let node = path[i];
+        let id = names.id(node);
+        let field = match i.checked_sub(1).map(|p| path[p]) {
+            None => root_kind(names, node),
+            Some(p) => field_between(names, p, id, node).unwrap_or_else(|| "?".into()),
+        };
+        hops.push(Hop {
+            object_id: id,
+            class: names.class(node),
+            field,
+            elided: None,
+        });
+    }
+    hops
 }
 
 fn root_kind(names: &Names, node: u32) -> String {

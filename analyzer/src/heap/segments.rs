@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::heap::dump::{Dump, Objects, RecentSlots, Root};
+use crate::heap::dump::{Dump, Objects, RecentSlots, Root, Roots};
 use crate::heap::hprof::{self, ClassDump, Parsed, RootKind, Visitor};
 use crate::heap::ids::{IdMap, IdSet};
 use crate::heap::input::{Input, Mapped, ParseError};
@@ -32,7 +32,7 @@ struct Found {
     unknown: Vec<u64>,
     objects: Objects,
     class_dumps: Vec<ClassDump>,
-    roots: Vec<Root>,
+    roots: Roots,
     warnings: Vec<String>,
 }
 
@@ -72,6 +72,10 @@ impl Visitor for Part<'_> {
     fn object_array(&mut self, at: u64, id: u64, class_id: u64, length: u32) {
         let slot = self.slot(class_id);
         self.found.objects.push(id, slot, length, at);
+    }
+
+    fn array_cut_short(&mut self, length: u32) {
+        self.found.objects.cut_last(length);
     }
 
     #[inline(always)]
@@ -232,7 +236,7 @@ fn join(dump: &mut Dump, mut part: Found) {
         }
     }
     dump.objects.append(part.objects);
-    dump.roots.append(&mut part.roots);
+    dump.roots.append(part.roots);
     dump.warnings.append(&mut part.warnings);
 }
 
