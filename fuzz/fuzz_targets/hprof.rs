@@ -2,6 +2,9 @@
 //! as a mapped file: any bytes given as a dump give a report (perhaps
 //! partial) or an error naming a byte offset; a panic, a hang or an
 //! allocation out of proportion is a bug.
+//! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run hprof fuzz/seeds/hprof -- -max_total_time=60`
+//! (the seeds are hostile dumps, scaled down: repeated GC roots, a long
+//! superclass chain, arrays cut short, a long path from a GC root).
 
 #![no_main]
 
