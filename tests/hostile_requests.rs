@@ -137,3 +137,67 @@ fn a_span_nested_too_deep_is_refused_through_partial_success_not_acknowledged() 
     assert!(detail.get("detail_error").is_none(), "{detail}");
     assert!(detail["attributes"]["deep"].is_object(), "{detail}");
 }
+
+/// Lets this test process open `wanted` sockets if its hard limit allows.
+fn allow_open_files(wanted: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted.min(limit.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// Regression: 1 100 connections that never sent a byte made the HTTP
+/// listener unreachable, for good.
+#[test]
+fn silent_connections_neither_block_queries_nor_stay_open() {
+    use std::io::Read;
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+    allow_open_files(4096);
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &[]);
+    analyzer.post_traces(export(0, 3));
+    let silent: Vec<TcpStream> = (0..1100)
+        .map(|_| TcpStream::connect(analyzer.http).expect("the listener accepts"))
+        .collect();
+    // A normal query still answers.
+    assert_eq!(analyzer.points().len(), 3);
+    // And the server closes a connection that sends nothing (10 s allowed;
+    // the test waits up to 60 s for the end of the stream).
+    let mut first = &silent[0];
+    first
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let started = Instant::now();
+    let mut byte = [0u8; 1];
+    let read = first.read(&mut byte);
+    assert!(
+        matches!(read, Ok(0)) || read.is_err() && started.elapsed() < Duration::from_secs(59),
+        "a silent connection stayed open: {read:?} after {:?}",
+        started.elapsed()
+    );
+    // A connection that sends its request head too slowly is closed too,
+    // and the server still answers afterwards.
+    let mut slow = TcpStream::connect(analyzer.http).unwrap();
+    use std::io::Write;
+    slow.write_all(b"GET /api/v1/instances HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut reply = Vec::new();
+    let _ = slow.read_to_end(&mut reply);
+    assert!(
+        String::from_utf8_lossy(&reply).is_empty()
+            || String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    assert_eq!(analyzer.points().len(), 3);
+}

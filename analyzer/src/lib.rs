@@ -11,6 +11,7 @@ pub mod duration;
 pub mod export;
 pub mod glob;
 pub mod heap;
+mod http_listener;
 pub mod instances;
 pub mod jvm_metrics;
 pub mod jvm_query;

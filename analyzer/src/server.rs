@@ -12,13 +12,13 @@ use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use axum::Json;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::{self, ApiState};
+use crate::http_listener;
 use crate::instances::Instances;
 use crate::meter::Meter;
 use crate::receiver::{grpc, http, Receiver};
@@ -177,12 +177,11 @@ impl Server {
             receiver.clone(),
             require_token,
         ));
-        let http_server = axum::serve(http_listener.tap_io(set_nodelay), app)
-            .with_graceful_shutdown(stopped(stop_rx.clone()));
+        let http_server = http_listener::serve(http_listener, app, stopped(stop_rx.clone()));
         drop(receiver);
 
         let grpc_task = tokio::spawn(grpc_server);
-        let http_task = tokio::spawn(async move { http_server.await });
+        let http_task = tokio::spawn(http_server);
         shutdown.await;
         tracing::info!("shutting down: no new requests; finishing those in flight");
         let _ = stop_tx.send(true);
@@ -198,8 +197,8 @@ impl Server {
                 if let Ok(Err(e)) = grpc {
                     tracing::warn!(error = %e, "the gRPC listener ended with an error");
                 }
-                if let Ok(Err(e)) = http {
-                    tracing::warn!(error = %e, "the HTTP listener ended with an error");
+                if let Err(e) = http {
+                    tracing::warn!(error = %e, "the HTTP listener failed");
                 }
                 // Every receiver is gone: the writer drains its queue and stops.
                 tokio::task::spawn_blocking(move || writer_thread.join())
@@ -237,12 +236,6 @@ async fn expire(store: &Arc<Store>, instances: &Instances, retention: Duration) 
     let store_for_expiry = store.clone();
     let _ = tokio::task::spawn_blocking(move || store_for_expiry.expire(cutoff)).await;
     instances.expire(cutoff);
-}
-
-fn set_nodelay(stream: &mut tokio::net::TcpStream) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-    }
 }
 
 async fn require_token(
