@@ -66,7 +66,10 @@ mod tests {
         });
         printable_json(&mut json);
         let text = json.to_string();
-        assert!(!text.contains("\\u001b") && !text.contains('\u{1b}'), "{text}");
+        assert!(
+            !text.contains("\\u001b") && !text.contains('\u{1b}'),
+            "{text}"
+        );
         assert_eq!(json["attributes"]["key\u{FFFD}"][0], "a\u{FFFD}b");
     }
 }

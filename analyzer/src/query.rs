@@ -157,13 +157,19 @@ pub fn page(store: &Store, filter: &XlogFilter, after: u64, limit: usize) -> io:
     let mut points = Vec::new();
     for seg in store.segments_in(filter.from_ms, filter.to_ms) {
         let mut found = 0;
-        walk(&seg, seg.first_after(after)?, committed, &filter.cancel, |p| {
-            if matcher.matches(&p) {
-                points.push(p);
-                found += 1;
-            }
-            found < limit
-        })?;
+        walk(
+            &seg,
+            seg.first_after(after)?,
+            committed,
+            &filter.cancel,
+            |p| {
+                if matcher.matches(&p) {
+                    points.push(p);
+                    found += 1;
+                }
+                found < limit
+            },
+        )?;
     }
     points.sort_unstable_by_key(|p| p.seq);
     let cursor = if points.len() >= limit {
@@ -206,7 +212,7 @@ pub fn stats(
     cancel: &Cancel,
 ) -> io::Result<Vec<EndpointStats>> {
     let from_meter = {
-        let meter = crate::lock(&meter);
+        let meter = crate::lock(meter);
         meter
             .covers(from_ms, now_ms)
             .then(|| meter.window(from_ms, to_ms))

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use jvmapm_analyzer::instances::Instances;
 use jvmapm_analyzer::meter::Meter;
+use jvmapm_analyzer::printable::printable_json;
 use jvmapm_analyzer::query::{self, PointRow, XlogFilter};
 use jvmapm_analyzer::store::{Mode, Store};
 use serde::de::DeserializeOwned;
@@ -98,6 +99,48 @@ pub trait Source: Send {
     /// damaged records skipped), shown once the points are loaded.
     fn note(&self) -> Option<String> {
         None
+    }
+}
+
+/// A source whose answers hold only printable strings: names, attributes
+/// and SQL come from the wire and are drawn on the operator's terminal,
+/// where an escape sequence must not retitle or clear it (see
+/// `jvmapm_analyzer::printable`).
+pub struct Printable(pub Box<dyn Source>);
+
+fn printable(answer: Result<Value, String>) -> Result<Value, String> {
+    match answer {
+        Ok(mut value) => {
+            printable_json(&mut value);
+            Ok(value)
+        }
+        Err(message) => Err(jvmapm_analyzer::printable::printable(&message).into_owned()),
+    }
+}
+
+impl Source for Printable {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    fn note(&self) -> Option<String> {
+        self.0
+            .note()
+            .map(|note| jvmapm_analyzer::printable::printable(&note).into_owned())
+    }
+    fn xlog(&mut self, from_ms: u64, to_ms: u64, after: &str) -> Result<Value, String> {
+        printable(self.0.xlog(from_ms, to_ms, after))
+    }
+    fn stats(&mut self, from_ms: u64, to_ms: u64) -> Result<Value, String> {
+        printable(self.0.stats(from_ms, to_ms))
+    }
+    fn instances(&mut self) -> Result<Value, String> {
+        printable(self.0.instances())
+    }
+    fn jvm(&mut self, instance: &str, from_ms: u64, to_ms: u64) -> Result<Value, String> {
+        printable(self.0.jvm(instance, from_ms, to_ms))
+    }
+    fn transaction(&mut self, trace_id: &str, span_id: &str, end_ms: u64) -> Result<Value, String> {
+        printable(self.0.transaction(trace_id, span_id, end_ms))
     }
 }
 
@@ -248,16 +291,15 @@ impl Source for Offline {
     }
 
     fn stats(&mut self, from_ms: u64, to_ms: u64) -> Result<Value, String> {
-        let rows =
-            query::stats(
-                &self.store,
-                &self.meter,
-                from_ms,
-                to_ms,
-                u64::MAX / 2,
-                &query::Cancel::default(),
-            )
-            .map_err(io)?;
+        let rows = query::stats(
+            &self.store,
+            &self.meter,
+            from_ms,
+            to_ms,
+            u64::MAX / 2,
+            &query::Cancel::default(),
+        )
+        .map_err(io)?;
         Ok(json!({ "endpoints": rows }))
     }
 
@@ -343,7 +385,7 @@ impl Fetcher {
         let (requests, requests_rx) = mpsc::channel();
         let (updates_tx, updates) = mpsc::channel();
         let worker = Worker {
-            source,
+            source: Box::new(Printable(source)),
             follow,
             updates: updates_tx,
             loaded: None,

@@ -548,7 +548,8 @@ fn help(frame: &mut Frame, area: Rect) {
 mod tests {
     use super::*;
     use crate::app::Config;
-    use crate::source::{InstanceRow, Update};
+    use crate::points::Row;
+    use crate::source::{InstanceRow, Printable, Source, Update};
     use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
@@ -658,6 +659,66 @@ mod tests {
             text[1].ends_with(&format!("instance {hex_id}")),
             "{text:#?}"
         );
+    }
+
+    /// A source that answers with hostile names, as a forged export makes them.
+    struct Hostile;
+
+    const HOSTILE: &str = "shop\u{1b}]2;owned\u{7}\u{1b}[2J";
+
+    impl Source for Hostile {
+        fn describe(&self) -> String {
+            "hostile".into()
+        }
+        fn xlog(&mut self, _: u64, _: u64, _: &str) -> Result<Value, String> {
+            Ok(json!({"cursor": "1", "points": [{
+                "end_ms": 30_000, "elapsed_us": 25_000, "service": HOSTILE,
+                "instance": HOSTILE, "endpoint": format!("/pay{HOSTILE}"),
+                "status_code": 200, "error": false, "trace_id": "ab", "span_id": "cd",
+            }]}))
+        }
+        fn stats(&mut self, _: u64, _: u64) -> Result<Value, String> {
+            Err(format!("bad answer {HOSTILE}"))
+        }
+        fn instances(&mut self) -> Result<Value, String> {
+            Ok(json!({"instances": []}))
+        }
+        fn jvm(&mut self, _: &str, _: u64, _: u64) -> Result<Value, String> {
+            Ok(json!({}))
+        }
+        fn transaction(&mut self, _: &str, _: &str, _: u64) -> Result<Value, String> {
+            Ok(json!({"name": HOSTILE, "attributes": {HOSTILE: HOSTILE}}))
+        }
+    }
+
+    /// Regression: a span whose service name held `ESC]2;...BEL ESC[2J`
+    /// retitled and cleared the terminal running `jvmapm xlog`.
+    #[test]
+    fn escape_sequences_from_the_wire_never_reach_the_terminal() {
+        let mut source = Printable(Box::new(Hostile));
+        let rows: Vec<Row> =
+            serde_json::from_value(source.xlog(0, 60_000, "").unwrap()["points"].take()).unwrap();
+        let config = Config {
+            window_ms: 60_000,
+            to_ms: Some(60_000),
+            live: false,
+            slow_ms: 800,
+            y_max_ms: 1_000,
+        };
+        let mut app = App::new(&config, 60_000);
+        app.update(Update::Points(rows));
+        app.update(Update::Trouble(source.stats(0, 1).err()));
+        let lines = screen(&app);
+        let text = lines.join("\n");
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{lines:#?}"
+        );
+        assert!(text.contains("shop\u{FFFD}]2;owned"), "{lines:#?}");
+        let detail = source.transaction("ab", "cd", 30_000).unwrap();
+        for line in detail_lines(&detail, None) {
+            assert!(!line.to_string().chars().any(char::is_control), "{line}");
+        }
     }
 
     #[test]
