@@ -5,6 +5,12 @@
 //! time on a 1.3 GB dump). Where the kernel only gives huge pages on
 //! request (`transparent_hugepage=madvise`, the usual default) this is that
 //! request; elsewhere the advice changes nothing.
+//!
+//! Large blocks are also always mapped on their own and given back to the
+//! kernel when freed: glibc otherwise raises its mapping threshold after the
+//! first large free, and then serves blocks of up to 32 MB from per-thread
+//! arenas that keep them, so a server answering large queries on many
+//! threads would hold each thread's largest answer for good.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
@@ -13,6 +19,17 @@ const LARGE: usize = 4 << 20;
 const HUGE_PAGE: usize = 2 << 20;
 
 pub struct HugePages;
+
+/// Blocks of [`LARGE`] and more are mapped on their own and unmapped when
+/// freed (a fixed threshold also turns glibc's dynamic one off).
+pub fn map_large_blocks_alone() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes the allocator's tuning; it is called at
+    // start, before other threads allocate.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE as libc::c_int);
+    }
+}
 
 /// Advises the whole huge pages inside `[ptr, ptr + size)`.
 fn advise(ptr: *mut u8, size: usize) {

@@ -217,6 +217,7 @@ fn default_data_dir() -> PathBuf {
 }
 
 fn main() -> ExitCode {
+    huge_pages::map_large_blocks_alone();
     let cli = Cli::parse();
     // The demo's analyzer logs to a file: the viewer owns the terminal.
     if !matches!(cli.command, Command::Demo { .. }) {

@@ -201,3 +201,90 @@ fn silent_connections_neither_block_queries_nor_stay_open() {
     );
     assert_eq!(analyzer.points().len(), 3);
 }
+
+/// The server's peak resident memory so far, in MB (`VmHWM`).
+fn peak_mb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb / 1024
+}
+
+/// Regression: `xlog?limit=100000` cost about 300 MB of server memory, and
+/// 40 such queries at once took the server to 12 GB.
+#[test]
+fn forty_maximal_queries_at_once_stay_within_the_documented_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &[]);
+    for batch in 0..20 {
+        analyzer.post_traces(export(batch * 5_000, 5_000));
+    }
+    let before = peak_mb(analyzer.pid());
+    let answers: Vec<std::thread::JoinHandle<(u16, usize)>> = (0..40)
+        .map(|_| {
+            let url = analyzer.url("/api/v1/xlog?from=0&limit=100000");
+            std::thread::spawn(move || {
+                let response = reqwest::blocking::Client::builder()
+                    .timeout(std::time::Duration::from_secs(120))
+                    .build()
+                    .unwrap()
+                    .get(url)
+                    .send()
+                    .unwrap();
+                let status = response.status().as_u16();
+                let page: serde_json::Value = response.json().unwrap_or_default();
+                (status, page["points"].as_array().map_or(0, Vec::len))
+            })
+        })
+        .collect();
+    let mut answered = 0;
+    for answer in answers {
+        match answer.join().unwrap() {
+            (200, points) => {
+                assert_eq!(points, 100_000);
+                answered += 1;
+            }
+            (503, _) => {}
+            (status, _) => panic!("a maximal query got {status}"),
+        }
+    }
+    assert!(answered >= 4, "only {answered} of 40 answered");
+    let peak = peak_mb(analyzer.pid());
+    // The bound in the README: 2 store reads at once and 128 MB of answers
+    // being sent, about 256 MB above what the server held before (the 40
+    // answers alone are 1.2 GB).
+    eprintln!("peak {peak} MB, {before} MB before the queries");
+    assert!(
+        peak <= before + 300,
+        "peak {peak} MB, {before} MB before the queries"
+    );
+}
+
+/// Regression: `limit=0` returned a point and a forged cursor was taken
+/// silently.
+#[test]
+fn a_zero_limit_and_a_cursor_this_server_never_gave_are_400s() {
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &[]);
+    analyzer.post_traces(export(0, 3));
+    let cursor = analyzer.get("/api/v1/xlog?from=0")["cursor"]
+        .as_str()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap();
+    for (path, says) in [
+        ("/api/v1/xlog?from=0&limit=0".to_string(), "limit"),
+        (
+            format!("/api/v1/xlog?from=0&after={}", cursor + 1_000),
+            "cursor",
+        ),
+    ] {
+        let (status, body) = analyzer.request("GET", &path, &[], Vec::new());
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.contains(says), "{path}: {body}");
+    }
+    // The cursor the server gave still works.
+    let page = analyzer.get(&format!("/api/v1/xlog?from=0&after={cursor}"));
+    assert_eq!(page["points"].as_array().unwrap().len(), 0);
+}

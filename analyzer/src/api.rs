@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -12,12 +13,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::glob::{Glob, MAX_PATTERN_CHARS};
 use crate::instances::Instances;
 use crate::meter::Meter;
-use crate::point::parse_hex;
+use crate::point::{parse_hex, Point};
 use crate::query::{self, Cancel, PointRow, XlogFilter};
+use crate::reply::{ReplyBudget, REPLY_BUDGET_MB};
 use crate::store::Store;
 use crate::{jvm_query, transaction, unix_ms};
 
@@ -27,11 +30,38 @@ const MAX_LIMIT: usize = 100_000;
 /// Window used when `from` is not given.
 const DEFAULT_WINDOW_MS: u64 = 5 * 60_000;
 
+/// Store reads (xlog pages, statistics from the store, JVM series,
+/// transactions) that run at once; each holds at most one page of points
+/// and its answer (about 45 MB for 100 000), so queries in flight stay
+/// within about 256 MB with the answers being sent (see `reply`), however
+/// many clients ask.
+pub const SCANS_AT_ONCE: usize = 2;
+/// Bytes of JSON a point row takes, at most in practice (about 290).
+const ROW_BYTES: usize = 320;
+/// How long a query waits for its turn before it is answered 503.
+const SCAN_WAIT: Duration = Duration::from_secs(5);
+
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Arc<Store>,
     pub meter: Arc<Mutex<Meter>>,
     pub instances: Arc<Instances>,
+    /// Turns for store reads (see [`SCANS_AT_ONCE`]).
+    pub scans: Arc<Semaphore>,
+    /// Room for large answers being sent.
+    replies: ReplyBudget,
+}
+
+impl ApiState {
+    pub fn new(store: Arc<Store>, meter: Arc<Mutex<Meter>>, instances: Arc<Instances>) -> Self {
+        ApiState {
+            store,
+            meter,
+            instances,
+            scans: Arc::new(Semaphore::new(SCANS_AT_ONCE)),
+            replies: ReplyBudget::default(),
+        }
+    }
 }
 
 pub fn routes(state: ApiState) -> Router {
@@ -53,7 +83,14 @@ pub struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        let mut response = (self.0, Json(json!({ "error": self.1 }))).into_response();
+        if self.0 == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 
@@ -108,7 +145,22 @@ fn range(p: &HashMap<String, String>, now: u64) -> Result<(u64, u64), ApiError> 
     Ok((from, to))
 }
 
-/// Runs blocking store reads off the async workers.
+/// A turn to read the store (see [`SCANS_AT_ONCE`]), or a 503 after
+/// waiting for one a few seconds.
+async fn scan_turn(scans: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, ApiError> {
+    tokio::time::timeout(SCAN_WAIT, scans.clone().acquire_owned())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{SCANS_AT_ONCE} queries are reading the store; try again shortly"),
+            )
+        })
+}
+
+/// Runs a blocking store read off the async workers.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -132,7 +184,7 @@ fn glob(p: &HashMap<String, String>, name: &str) -> Result<Option<Glob>, ApiErro
     }
 }
 
-async fn xlog(State(s): State<ApiState>, Query(p): Params) -> Result<Json<Value>, ApiError> {
+async fn xlog(State(s): State<ApiState>, Query(p): Params) -> Result<Response, ApiError> {
     let (from_ms, to_ms) = range(&p, unix_ms())?;
     let ms_to_us = |v: Option<u64>| v.map(|ms| ms.saturating_mul(1000));
     let filter = XlogFilter {
@@ -153,19 +205,69 @@ async fn xlog(State(s): State<ApiState>, Query(p): Params) -> Result<Json<Value>
             .map_err(|_| bad("after", v, "pass back the cursor of the previous answer"))?,
         None => 0,
     };
-    let limit = number(&p, "limit")?.map_or(DEFAULT_LIMIT, |l| (l as usize).clamp(1, MAX_LIMIT));
-    blocking(move || {
+    if after > s.store.committed_seq() {
+        return Err(bad(
+            "after",
+            &after.to_string(),
+            "a cursor this server did not give (it is ahead of every point stored)",
+        ));
+    }
+    let limit = match number(&p, "limit")? {
+        None => DEFAULT_LIMIT,
+        Some(l @ 1..) => (l as usize).min(MAX_LIMIT),
+        Some(l) => return Err(bad("limit", &l.to_string(), "expected 1 to 100000")),
+    };
+    // The turn lasts until the answer has room to be sent: an answer made
+    // but not yet counted in the budget is one of at most SCANS_AT_ONCE.
+    let turn = scan_turn(&s.scans).await?;
+    let replies = s.replies.clone();
+    let json = blocking(move || {
         let page = query::page(&s.store, &filter, after, limit)?;
-        let points: Vec<PointRow> = page
-            .points
-            .iter()
-            .map(|pt| PointRow::new(pt, &s.store))
-            .collect();
-        Ok(Json(
-            json!({ "points": points, "cursor": page.cursor.to_string() }),
-        ))
+        let page = XlogPage {
+            cursor: page.cursor.to_string(),
+            points: page.points,
+            store: s.store,
+        };
+        // Sized for the answer up front: growing by doubling would hold
+        // twice its size at the end.
+        let mut json = Vec::with_capacity(64 + page.points.len() * ROW_BYTES);
+        serde_json::to_writer(&mut json, &page).expect("points serialize");
+        Ok(json)
     })
-    .await
+    .await?;
+    let reply = replies.json(json).await.ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("answers of {REPLY_BUDGET_MB} MB are being sent; try again shortly"),
+        )
+    });
+    drop(turn);
+    reply
+}
+
+/// An answer of `/api/v1/xlog`, each point made a row only as it is
+/// serialized (a JSON value tree of 100 000 points took ten times the
+/// memory of the points).
+struct XlogPage {
+    points: Vec<Point>,
+    cursor: String,
+    store: Arc<Store>,
+}
+
+impl serde::Serialize for XlogPage {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Rows<'a>(&'a [Point], &'a Store);
+        impl serde::Serialize for Rows<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq(self.0.iter().map(|p| PointRow::new(p, self.1)))
+            }
+        }
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("points", &Rows(&self.points, &self.store))?;
+        map.serialize_entry("cursor", &self.cursor)?;
+        map.end()
+    }
 }
 
 async fn stats(State(s): State<ApiState>, Query(p): Params) -> Result<Json<Value>, ApiError> {
@@ -180,6 +282,7 @@ async fn stats(State(s): State<ApiState>, Query(p): Params) -> Result<Json<Value
     let (from_ms, to_ms) = range(&p, now)?;
     let cancel = Cancel::default();
     let _cancel_on_drop = cancel.on_drop();
+    let _turn = scan_turn(&s.scans).await?;
     blocking(move || {
         let rows = query::stats(&s.store, &s.meter, from_ms, to_ms, now, &cancel)?;
         Ok(Json(
@@ -218,6 +321,7 @@ async fn jvm(
                 "instance is required (see /api/v1/instances)".into(),
             )
         })?;
+    let _turn = scan_turn(&s.scans).await?;
     blocking(move || Ok(Json(jvm_query::read(&s.store, &instance, from_ms, to_ms)?))).await
 }
 
@@ -231,6 +335,7 @@ async fn transaction(
     let span_id =
         parse_hex::<8>(&span).ok_or_else(|| bad("span id", &span, "expected 16 hex digits"))?;
     let near = number(&p, "end_ms")?;
+    let _turn = scan_turn(&s.scans).await?;
     blocking(move || {
         transaction::find(&s.store, &trace_id, &span_id, near)?
             .map(Json)

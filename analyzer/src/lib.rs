@@ -21,6 +21,7 @@ pub mod point;
 pub mod printable;
 pub mod query;
 pub mod receiver;
+mod reply;
 pub mod server;
 mod span_reader;
 pub mod store;

@@ -92,6 +92,15 @@ impl Server {
         };
         let grpc_listener = bind("--grpc", config.grpc).await?;
         let http_listener = bind("--http", config.http).await?;
+        if config.token.is_none() {
+            for (flag, addr) in [("--grpc", config.grpc), ("--http", config.http)] {
+                if !addr.ip().is_loopback() {
+                    tracing::warn!(
+                        "{flag} {addr} takes connections from other machines and no --token is set: anyone who reaches it can send data and read it"
+                    );
+                }
+            }
+        }
         Ok(Server {
             config,
             store,
@@ -166,17 +175,13 @@ impl Server {
                 tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
                 stopped(stop_rx.clone()),
             );
-        let app = api::routes(ApiState {
-            store: store.clone(),
-            meter,
-            instances,
-        })
-        .merge(http::routes(receiver.clone()))
-        .fallback(not_found)
-        .layer(middleware::from_fn_with_state(
-            receiver.clone(),
-            require_token,
-        ));
+        let app = api::routes(ApiState::new(store.clone(), meter, instances))
+            .merge(http::routes(receiver.clone()))
+            .fallback(not_found)
+            .layer(middleware::from_fn_with_state(
+                receiver.clone(),
+                require_token,
+            ));
         let http_server = http_listener::serve(http_listener, app, stopped(stop_rx.clone()));
         drop(receiver);
 
