@@ -7,6 +7,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::heap::report::{bytes, Report};
+use crate::printable::printable_lines;
 
 /// One class in both dumps.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -131,6 +132,6 @@ impl Diff {
                 line(&mut out, g);
             }
         }
-        out
+        printable_lines(&out)
     }
 }

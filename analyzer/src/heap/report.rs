@@ -9,6 +9,7 @@ use crate::heap::finalizer::FinalizerReport;
 use crate::heap::histogram::Row;
 use crate::heap::retained::{Hop, Suspect, TopObject};
 use crate::heap::threads::ThreadInfo;
+use crate::printable::printable_lines;
 
 /// The biggest objects by retained size.
 #[derive(Clone, Debug, Serialize)]
@@ -163,7 +164,8 @@ impl Report {
                 let _ = writeln!(out, "    {frame}");
             }
         }
-        out
+        // Names come from the dump: no escape sequence reaches the terminal.
+        printable_lines(&out)
     }
 }
 

@@ -253,3 +253,18 @@ fn packed_ids_come_back_as_they_were_and_odd_ones_stay_unpacked() {
     );
     assert_eq!(objects.ids.len(), 5);
 }
+
+/// Regression: names from a dump reached the terminal as they were, so a
+/// class named with an escape sequence could retitle or clear it.
+#[test]
+fn escape_sequences_in_a_dump_never_reach_the_text_report() {
+    let mut bytes = sample(8);
+    let at = bytes
+        .windows(4)
+        .position(|w| w == b"Pair")
+        .expect("the class name");
+    bytes[at..at + 4].copy_from_slice(b"P\x1b[J");
+    let text = run(bytes).unwrap().text(10);
+    assert!(!text.contains('\u{1b}'), "{text}");
+    assert!(text.contains("P\u{FFFD}[J"), "{text}");
+}
