@@ -156,9 +156,7 @@ impl<'a> RawSpan<'a> {
                 7 => span.start_ns = fixed64(value)?,
                 8 => span.end_ns = fixed64(value)?,
                 9 => {
-                    let attribute = bytes_of(value)?;
-                    read_attribute(attribute, at, &mut span.attrs)?;
-                    span.nested_too_deep |= attribute_nesting(attribute, at)? > MAX_VALUE_NESTING;
+                    span.nested_too_deep |= read_attribute(bytes_of(value)?, at, &mut span.attrs)?;
                 }
                 // An event's (attributes are field 3) or a link's (field 4).
                 11 | 13 => {
@@ -192,12 +190,13 @@ fn read_status(bytes: &[u8], offset: usize) -> Result<u64, WireError> {
     Ok(code)
 }
 
-/// Reads one `KeyValue`; stores its value if its key is a [`Key`].
+/// Reads one `KeyValue`; stores its value if its key is a [`Key`]. True
+/// when its value nests deeper than [`MAX_VALUE_NESTING`].
 fn read_attribute<'a>(
     bytes: &'a [u8],
     offset: usize,
     out: &mut [Option<Attr<'a>>; KEY_COUNT],
-) -> Result<(), WireError> {
+) -> Result<bool, WireError> {
     let mut key: &[u8] = &[];
     let mut value = None;
     let mut fields = Fields::nested(bytes, offset);
@@ -217,7 +216,13 @@ fn read_attribute<'a>(
     if let Some(key) = Key::of(key) {
         out[key as usize] = value.map(|(b, at)| read_any_value(b, at)).transpose()?;
     }
-    Ok(())
+    match value {
+        // Only arrays and key-value lists nest: a plain value costs one byte's look.
+        Some((b, at)) if b.first().is_some_and(|tag| NESTING_TAGS.contains(tag)) => {
+            Ok(value_nesting(b, at, 0)? > MAX_VALUE_NESTING)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// How deep the value of one `KeyValue` nests arrays and key-value lists
