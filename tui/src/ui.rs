@@ -603,8 +603,8 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn the_panels_name_an_instance_by_service_host_and_pid() {
+    /// A viewer of a past minute (offline), with nothing loaded yet.
+    fn offline_app() -> App {
         let config = Config {
             window_ms: 60_000,
             to_ms: Some(60_000),
@@ -612,7 +612,12 @@ mod tests {
             slow_ms: 800,
             y_max_ms: 1_000,
         };
-        let mut app = App::new(&config, 60_000);
+        App::new(&config, 60_000)
+    }
+
+    #[test]
+    fn the_panels_name_an_instance_by_service_host_and_pid() {
+        let mut app = offline_app();
         let hex_id = "f444e8abf2e375e57ba9795da1c0ffee";
         let instance = |id: &str, last_seen_ms, attributes: &[(&str, &str)]| InstanceRow {
             service: "orders".into(),
@@ -698,14 +703,7 @@ mod tests {
         let mut source = Printable(Box::new(Hostile));
         let rows: Vec<Row> =
             serde_json::from_value(source.xlog(0, 60_000, "").unwrap()["points"].take()).unwrap();
-        let config = Config {
-            window_ms: 60_000,
-            to_ms: Some(60_000),
-            live: false,
-            slow_ms: 800,
-            y_max_ms: 1_000,
-        };
-        let mut app = App::new(&config, 60_000);
+        let mut app = offline_app();
         app.update(Update::Points(rows));
         app.update(Update::Trouble(source.stats(0, 1).err()));
         let lines = screen(&app);

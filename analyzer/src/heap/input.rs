@@ -293,6 +293,17 @@ impl Input {
             inner: File::open(path)?,
             count: progress.clone(),
         };
+        Input::read_ahead(counted, compressed, file_len, progress)
+    }
+
+    /// Reads `counted` (inflating it when `compressed`) on a thread of its
+    /// own, a block ahead of the parser.
+    fn read_ahead<R: Read + Send + 'static>(
+        counted: Counted<R>,
+        compressed: bool,
+        file_len: u64,
+        progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> io::Result<Input> {
         let source: Box<dyn Read + Send> = if compressed {
             Box::new(MultiGzDecoder::new(BufReader::with_capacity(
                 BLOCK, counted,
@@ -325,15 +336,7 @@ impl Input {
             inner: io::Cursor::new(magic).chain(source),
             count: progress.clone(),
         };
-        let source: Box<dyn Read + Send> = if compressed {
-            Box::new(MultiGzDecoder::new(BufReader::with_capacity(
-                BLOCK, counted,
-            )))
-        } else {
-            Box::new(counted)
-        };
-        let source = Box::new(Prefetch::start(source)?);
-        Ok(Input::new(source, compressed, 0, progress, BLOCK))
+        Input::read_ahead(counted, compressed, 0, progress)
     }
 
     /// Reads from memory (tests, fuzzing).
