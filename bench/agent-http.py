@@ -2,8 +2,8 @@
 """HTTP throughput and latency of the JDK HTTP server fixture under wrk:
 without the agent, with the agent (exporting to a real `jvmapm serve` on the
 same machine), with the agent exporting nowhere (a closed port: its cost
-inside the JVM alone), and with JFR's default profile as a reference, side
-by side in one run.
+inside the JVM alone), the same with `cpu=off`, and with JFR's default
+profile as a reference, side by side in one run.
 
 Builds the release agent and analyzer and the fixtures, starts the analyzer
 on free ports, then for ROUNDS rounds starts HttpService in each mode,
@@ -94,6 +94,10 @@ def main():
         # The same, exporting nowhere: what the agent costs inside the JVM,
         # without the encoding and the co-located analyzer's ingest.
         "agent, no backend": [f"-agentpath:{AGENT}=service=bench-http,endpoint=http://127.0.0.1:{free_port()}"],
+        # The same without the two thread-CPU clock reads per transaction.
+        "no backend, cpu=off": [
+            f"-agentpath:{AGENT}=service=bench-http,endpoint=http://127.0.0.1:{free_port()},cpu=off"
+        ],
         "JFR default": ["-XX:StartFlightRecording=settings=default,filename=" + os.path.join(data, "bench.jfr")],
     }
     baseline = os.environ.get("BASELINE_AGENT")

@@ -595,6 +595,28 @@ fn sql_count_and_time_are_the_statements_the_transaction_ran() {
 }
 
 #[test]
+fn cpu_off_leaves_thread_cpu_time_out_and_measures_the_rest() {
+    let _turn = take_turn();
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &[]);
+    let server = service_with_h2(&analyzer, "service=no-cpu,cpu=off");
+    for path in ["/fast", "/sql?n=2"] {
+        assert_eq!(server.get(path, &[]).0, 200);
+    }
+    let stderr = server.stop();
+    let points = analyzer.points_of("no-cpu", 2);
+    assert_eq!(points.len(), 2, "{points:#?}\n{stderr}");
+    for point in &points {
+        assert!(point["cpu_us"].is_null(), "{point}");
+        assert!(point["elapsed_us"].as_u64().unwrap() > 0, "{point}");
+        let attributes = analyzer.attributes(point);
+        assert!(attributes.get("jvmapm.cpu.time").is_none(), "{attributes}");
+    }
+    let sql = points.iter().find(|p| p["endpoint"] == "/sql").unwrap();
+    assert_eq!(sql["sql_count"], 2);
+}
+
+#[test]
 fn sample_thins_successful_transactions_but_counts_them_all_and_keeps_errors() {
     let _turn = take_turn();
     let dir = tempfile::tempdir().unwrap();

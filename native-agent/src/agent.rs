@@ -91,6 +91,7 @@ pub fn start(
         .map_err(|e| format!("cannot start the exporter thread: {e}"))?;
     let _ = transaction::QUEUE.set(queue.clone());
     transaction::set_sample(settings.sample);
+    transaction::set_cpu_time(settings.cpu);
     let agent = Agent {
         vm: VmPtr(vm),
         jvmti,

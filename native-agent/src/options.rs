@@ -53,6 +53,10 @@ pub struct Settings {
     pub stuck: Duration,
     /// The share of successful transactions sent with full detail (`sample=`).
     pub sample: f64,
+    /// Whether transactions measure their thread's CPU time (`cpu=on|off`):
+    /// two `CLOCK_THREAD_CPUTIME_ID` reads each, a real system call in
+    /// many VMs.
+    pub cpu: bool,
 }
 
 /// `com.acme.Batch#run`: a class and a method name, or `*` for all its methods.
@@ -89,7 +93,7 @@ impl fmt::Display for OptionError {
 impl std::error::Error for OptionError {}
 
 /// Keys the option string accepts.
-pub const KEYS: [&str; 15] = [
+pub const KEYS: [&str; 16] = [
     "service",
     "endpoint",
     "protocol",
@@ -105,6 +109,7 @@ pub const KEYS: [&str; 15] = [
     "hook",
     "stuck",
     "sample",
+    "cpu",
 ];
 
 fn option_error(key: &str, problem: impl Into<String>) -> OptionError {
@@ -372,6 +377,11 @@ pub fn resolve(
                 }
             },
         },
+        cpu: match option("cpu") {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(v) => return Err(option_error("cpu", format!("{v:?} is not on or off"))),
+        },
     })
 }
 
@@ -398,6 +408,7 @@ mod tests {
         assert!(s.hooks.is_empty());
         assert_eq!(s.stuck, Duration::from_secs(10));
         assert_eq!(s.sample, 1.0);
+        assert!(s.cpu, "thread CPU time is measured by default");
     }
 
     #[test]
@@ -513,6 +524,7 @@ mod tests {
                 "option sample: \"2\" is not a ratio from 0 to 1",
             ),
             ("stuck=soon", "option stuck: \"soon\" is not a duration"),
+            ("cpu=maybe", "option cpu: \"maybe\" is not on or off"),
             (
                 "endpoint=https://collector:4317",
                 "option endpoint: \"https://collector:4317\" uses https",

@@ -297,7 +297,9 @@ fn transaction_span(t: Finished) -> Parts {
         (None, true) => attributes.push(KeyValue::new("error.type", t.ending.status.to_string())),
         (None, false) => {}
     }
-    attributes.push(KeyValue::new("jvmapm.cpu.time", (t.cpu_ns / 1_000) as i64));
+    if let Some(cpu_ns) = t.cpu_ns {
+        attributes.push(KeyValue::new("jvmapm.cpu.time", (cpu_ns / 1_000) as i64));
+    }
     if let Some(thread) = t.ending.thread.clone().filter(|_| full) {
         attributes.push(KeyValue::new("thread.name", thread));
     }

@@ -7,7 +7,7 @@
 //! load.
 
 use std::ffi::CStr;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use crate::clock;
@@ -66,6 +66,23 @@ pub fn set_sample(ratio: f64) {
         (ratio.max(0.0) * u64::MAX as f64) as u64
     };
     DETAIL_THRESHOLD.store(threshold, Ordering::Relaxed);
+}
+
+/// Whether transactions read their thread's CPU clock (`cpu=`).
+static CPU_TIME: AtomicBool = AtomicBool::new(true);
+
+/// Sets whether transactions measure their thread's CPU time (`cpu=`).
+pub fn set_cpu_time(on: bool) {
+    CPU_TIME.store(on, Ordering::Relaxed);
+}
+
+/// The thread's CPU clock, or 0 when `cpu=off`.
+fn thread_cpu_ns() -> u64 {
+    if CPU_TIME.load(Ordering::Relaxed) {
+        clock::thread_cpu_ns()
+    } else {
+        0
+    }
 }
 
 /// Slots of the in-flight table: more transactions open at once than this
@@ -199,8 +216,7 @@ fn begin(site: i32, thread_id: u64, traceparent: Option<(u128, u64)>) -> u64 {
             .store(clock::wall_ns(), Ordering::Relaxed);
         slot.start_monotonic_ns
             .store(clock::monotonic_ns(), Ordering::Relaxed);
-        slot.start_cpu_ns
-            .store(clock::thread_cpu_ns(), Ordering::Relaxed);
+        slot.start_cpu_ns.store(thread_cpu_ns(), Ordering::Relaxed);
         slot.trace_high
             .store((trace >> 64) as u64, Ordering::Relaxed);
         slot.trace_low.store(trace as u64, Ordering::Relaxed);
@@ -225,7 +241,8 @@ pub struct Finished {
     pub site: i32,
     pub start_ns: u64,
     pub duration_ns: u64,
-    pub cpu_ns: u64,
+    /// The thread's CPU time, unless `cpu=off`.
+    pub cpu_ns: Option<u64>,
     pub trace_id: u128,
     pub span_id: u64,
     pub parent_span_id: u64,
@@ -262,7 +279,9 @@ fn end(token: u64, ending: Ending) -> Option<Finished> {
         start_ns: slot.start_wall_ns.load(Ordering::Relaxed),
         duration_ns: clock::monotonic_ns()
             .saturating_sub(slot.start_monotonic_ns.load(Ordering::Relaxed)),
-        cpu_ns: clock::thread_cpu_ns().saturating_sub(slot.start_cpu_ns.load(Ordering::Relaxed)),
+        cpu_ns: CPU_TIME.load(Ordering::Relaxed).then(|| {
+            clock::thread_cpu_ns().saturating_sub(slot.start_cpu_ns.load(Ordering::Relaxed))
+        }),
         trace_id: slot.trace_id(),
         span_id: slot.span.load(Ordering::Relaxed),
         parent_span_id: slot.parent_span.load(Ordering::Relaxed),
