@@ -197,7 +197,7 @@ public final class Hooks {
             method = http.method(request);
             path = http.path(request);
             status = http.status(response, error);
-            route = http.route(request, status);
+            route = http.route(request, status, path);
         } catch (Throwable ignored) {
             // An unknown request type: the transaction is still counted.
         }
@@ -328,8 +328,11 @@ public final class Hooks {
             return -1;
         }
 
-        /** The route (`http.route`), given the status the client receives. */
-        String route(Object request, int status) throws Throwable {
+        /**
+         * The route (`http.route`), given the status the client receives and
+         * the path it asked for (as {@link #path} read it).
+         */
+        String route(Object request, int status, String path) throws Throwable {
             return null;
         }
     }
@@ -418,7 +421,7 @@ public final class Hooks {
          * is `/*` (every mistyped path would otherwise be an endpoint).
          */
         @Override
-        String route(Object request, int status) throws Throwable {
+        String route(Object request, int status, String path) throws Throwable {
             String context = (String) contextPath.invokeExact(request);
             String servlet = (String) servletPath.invokeExact(request);
             String match = null;
@@ -442,10 +445,9 @@ public final class Hooks {
                 // Before Servlet 4.0: a path mapping leaves the rest in the path info.
                 route = servlet + "/*";
             } else {
-                String asked = (String) requestUri.invokeExact(request);
-                if (asked != null && asked.endsWith("/") && !servlet.endsWith("/")
-                        && asked.startsWith(context)) {
-                    return asked; // a welcome file: the directory the client asked for
+                if (path != null && path.endsWith("/") && !servlet.endsWith("/")
+                        && path.startsWith(context)) {
+                    return path; // a welcome file: the directory the client asked for
                 }
                 route = servlet.isEmpty() ? "/" : servlet;
             }
@@ -491,7 +493,7 @@ public final class Hooks {
 
         /** The context the exchange was handed to. */
         @Override
-        String route(Object request, int status) throws Throwable {
+        String route(Object request, int status, String path) throws Throwable {
             String route = (String) contextPath.invokeExact(request);
             return route == null || route.isEmpty() ? null : route;
         }
