@@ -105,7 +105,6 @@ fn nested_attribute(depth: usize) -> opentelemetry_proto::tonic::common::v1::Key
 /// acknowledged, and its detail then could not be read (only `detail_error`).
 #[test]
 fn a_span_nested_too_deep_is_refused_through_partial_success_not_acknowledged() {
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
     let end = now_ns();
@@ -114,15 +113,7 @@ fn a_span_nested_too_deep_is_refused_through_partial_success_not_acknowledged() 
         server_span(2, "GET /fine", end, 1_000, vec![nested_attribute(8)]),
     ];
     let body = trace_request(vec![kv("service.name", "web")], spans).encode_to_vec();
-    let (status, reply) = analyzer.request(
-        "POST",
-        "/v1/traces",
-        &[("content-type", "application/x-protobuf")],
-        body,
-    );
-    assert_eq!(status, 200);
-    let reply = ExportTraceServiceResponse::decode(reply.as_slice()).unwrap();
-    let partial = reply.partial_success.expect("partial success");
+    let partial = analyzer.post_traces_partly(body);
     assert_eq!(partial.rejected_spans, 1);
     assert!(
         partial.error_message.contains("16 deep"),

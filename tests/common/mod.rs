@@ -255,6 +255,27 @@ impl Analyzer {
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
     }
 
+    /// POSTs an encoded trace export over OTLP/HTTP, asserting it is
+    /// answered 200, and returns its partial success (the spans refused).
+    pub fn post_traces_partly(
+        &self,
+        body: Vec<u8>,
+    ) -> opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+        use prost::Message;
+        let (status, reply) = self.request(
+            "POST",
+            "/v1/traces",
+            &[("content-type", "application/x-protobuf")],
+            body,
+        );
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
+        ExportTraceServiceResponse::decode(reply.as_slice())
+            .expect("an OTLP response")
+            .partial_success
+            .expect("partial success")
+    }
+
     /// All points ending in `[from, to]` ms (everything by default).
     pub fn points(&self) -> Vec<Value> {
         let page = self.get("/api/v1/xlog?from=0&limit=100000");
