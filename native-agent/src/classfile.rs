@@ -1003,7 +1003,7 @@ mod tests {
     }
 
     /// Real javac output: the agent's own helper classes.
-    const REAL_CLASSES: [&[u8]; 8] = [
+    const REAL_CLASSES: [&[u8]; 9] = [
         include_bytes!("../java/classes/Hooks.class"),
         include_bytes!("../java/classes/Hooks$1.class"),
         include_bytes!("../java/classes/Hooks$SqlText.class"),
@@ -1012,6 +1012,7 @@ mod tests {
         include_bytes!("../java/classes/Hooks$Http$2.class"),
         include_bytes!("../java/classes/Hooks$Servlet.class"),
         include_bytes!("../java/classes/Hooks$Exchange.class"),
+        include_bytes!("../java/classes/Hooks$State.class"),
     ];
 
     struct Nothing;

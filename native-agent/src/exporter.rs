@@ -23,10 +23,13 @@ use opentelemetry_sdk::metrics::reader::MetricReader;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 use opentelemetry_sdk::Resource;
 
+use crate::ended::{self, Ended};
+use crate::interned::STRING_IDS;
 use crate::log::{self, line};
 use crate::metrics::SharedReader;
 use crate::options::{LogLevel, Protocol, Settings};
 use crate::record::{Record, SpanIds};
+use crate::ring;
 
 /// Records waiting in the channel to the exporter thread: enough for
 /// 300 000 transactions a second between two polls.
@@ -103,6 +106,7 @@ pub fn start(
         reader,
         dropped: queue.dropped.clone(),
         pending: VecDeque::new(),
+        ended: ended::Reader::default(),
         ids: SpanIds::new(),
         failures: 0,
     };
@@ -144,6 +148,8 @@ struct Worker {
     reader: SharedReader,
     dropped: Arc<AtomicU64>,
     pending: VecDeque<Record>,
+    /// Reads what application threads wrote into the rings.
+    ended: ended::Reader,
     ids: SpanIds,
     /// Failed exports in a row.
     failures: u32,
@@ -201,8 +207,19 @@ impl Worker {
         }
     }
 
-    /// Takes what waits in the channel; true when every sender is gone.
+    /// Takes what waits in the rings and the channel; true when every
+    /// sender is gone.
     fn take(&mut self, receiver: &Receiver<Record>) -> bool {
+        let mut reader = std::mem::take(&mut self.ended);
+        STRING_IDS.with(|resolve| {
+            reader.read(ring::all(), resolve, &mut |ended| {
+                self.hold(match ended {
+                    Ended::Transaction(finished) => Record::Transaction(Box::new(finished)),
+                    Ended::Sql(call) => Record::Sql(Box::new(call)),
+                })
+            })
+        });
+        self.ended = reader;
         loop {
             match receiver.try_recv() {
                 Ok(record) => self.hold(record),

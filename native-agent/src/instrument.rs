@@ -221,7 +221,7 @@ static READY: OnceLock<Ready> = OnceLock::new();
 
 /// The helper's classes (compiled by `native-agent/java/build.sh`), the
 /// class with the natives first.
-const HELPER_CLASSES: [(&CStr, &[u8]); 8] = [
+const HELPER_CLASSES: [(&CStr, &[u8]); 9] = [
     (
         c"jvmapm/agent/Hooks",
         include_bytes!("../java/classes/Hooks.class"),
@@ -229,6 +229,10 @@ const HELPER_CLASSES: [(&CStr, &[u8]); 8] = [
     (
         c"jvmapm/agent/Hooks$1",
         include_bytes!("../java/classes/Hooks$1.class"),
+    ),
+    (
+        c"jvmapm/agent/Hooks$State",
+        include_bytes!("../java/classes/Hooks$State.class"),
     ),
     (
         c"jvmapm/agent/Hooks$SqlText",
@@ -259,7 +263,7 @@ const HELPER_CLASSES: [(&CStr, &[u8]); 8] = [
 /// Defines the helper in the boot loader and binds its natives; from then
 /// on the hook rewrites target classes. Called at VMInit (or on attach).
 pub fn install(jni: &Jni, jvmti: Jvmti, targets: Targets) -> JniResult<()> {
-    jni.with_local_frame(8, |jni| {
+    jni.with_local_frame(16, |jni| {
         let mut defined = Vec::new();
         for (name, bytes) in HELPER_CLASSES {
             defined.push(jni.define_boot_class(name, bytes)?);

@@ -1,76 +1,120 @@
-//! Shared copies of the strings transactions repeat (HTTP method, route,
-//! path, thread name, exception class), so ending a transaction on an
-//! application thread allocates nothing when its strings were seen before.
-//!
-//! A fixed table of slots indexed by a hash of the bytes; a slot holds the
-//! last string that hashed there. Lookups never wait: a slot another thread
-//! holds at that instant is passed by, and the string is copied as before.
+//! Small numbers for the strings transactions repeat (HTTP method, route,
+//! exception class), so a transaction's record carries numbers instead of
+//! text. The helper class keeps a map from string to number and asks here
+//! only for a string it has not seen; the exporter turns numbers back into
+//! strings. Numbers are never reused, so a record read late still means
+//! what it meant; the table is bounded, and once it is full new strings get
+//! no number (the transaction goes without that attribute, said once in the
+//! log).
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 
-/// Slots in the table (a power of two); about 8 bytes each when empty.
-const SLOTS: usize = 4096;
+use crate::log;
+use crate::options::LogLevel;
 
-pub struct StringTable {
-    slots: Box<[Mutex<Option<Arc<str>>>]>,
+/// The most strings the table holds.
+const MAX_STRINGS: usize = 1 << 16;
+/// The most bytes of text the table holds.
+const MAX_BYTES: usize = 4 << 20;
+
+#[derive(Default)]
+pub struct StringIds {
+    inner: Mutex<Table>,
 }
 
-impl Default for StringTable {
-    fn default() -> Self {
-        StringTable {
-            slots: (0..SLOTS).map(|_| Mutex::new(None)).collect(),
-        }
-    }
+#[derive(Default)]
+struct Table {
+    by_text: HashMap<Arc<str>, u32>,
+    /// Number n is `texts[n - 1]`; 0 stands for no string.
+    texts: Vec<Arc<str>>,
+    bytes: usize,
 }
 
-impl StringTable {
-    /// The shared copy of `bytes` (modified UTF-8 from the JVM; anything not
-    /// UTF-8 becomes U+FFFD).
-    pub fn get(&self, bytes: &[u8]) -> Arc<str> {
-        let slot = &self.slots[hash(bytes) as usize & (SLOTS - 1)];
-        let Ok(mut held) = slot.try_lock() else {
-            return Arc::from(String::from_utf8_lossy(bytes));
+impl StringIds {
+    /// The number of `bytes` (modified UTF-8 from the JVM; anything not
+    /// UTF-8 becomes U+FFFD), or 0 when the table is full.
+    pub fn intern(&self, bytes: &[u8]) -> u32 {
+        let text = String::from_utf8_lossy(bytes);
+        let Ok(mut table) = self.inner.lock() else {
+            return 0;
         };
-        match held.as_ref() {
-            Some(s) if s.as_bytes() == bytes => s.clone(),
-            _ => {
-                let s: Arc<str> = Arc::from(String::from_utf8_lossy(bytes));
-                *held = Some(s.clone());
-                s
-            }
+        if let Some(&id) = table.by_text.get(&*text) {
+            return id;
+        }
+        if table.texts.len() >= MAX_STRINGS || table.bytes + text.len() > MAX_BYTES {
+            drop(table);
+            log::once(
+                "string-ids-full",
+                LogLevel::Warn,
+                &format!(
+                    "{MAX_STRINGS} distinct routes, methods and exception classes (or {} MiB of them) seen; \
+                     new ones are sent without that attribute",
+                    MAX_BYTES >> 20
+                ),
+            );
+            return 0;
+        }
+        let text: Arc<str> = Arc::from(text);
+        table.bytes += text.len();
+        table.texts.push(text.clone());
+        let id = table.texts.len() as u32;
+        table.by_text.insert(text, id);
+        id
+    }
+
+    /// Resolves numbers while the table is held once (the exporter reads
+    /// a whole batch's strings this way).
+    pub fn with<R>(&self, read: impl FnOnce(&dyn Fn(u32) -> Option<Arc<str>>) -> R) -> R {
+        match self.inner.lock() {
+            Ok(table) => read(&|id| table.texts.get((id as usize).checked_sub(1)?).cloned()),
+            Err(_) => read(&|_| None),
         }
     }
 }
 
-/// FNV-1a: short strings, no allocation, good enough spread for a cache.
-fn hash(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
+/// The agent's one table.
+pub static STRING_IDS: LazyLock<StringIds> = LazyLock::new(StringIds::default);
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_string_seen_before_is_the_same_copy() {
-        let table = StringTable::default();
-        let first = table.get(b"GET");
-        let again = table.get(b"GET");
-        assert!(Arc::ptr_eq(&first, &again));
-        assert_eq!(&*table.get(b"/orders"), "/orders");
-        assert_eq!(&*table.get(&[b'a', 0xff]), "a\u{fffd}");
+    fn a_string_keeps_its_number_and_numbers_resolve() {
+        let ids = StringIds::default();
+        let get = ids.intern(b"GET");
+        let post = ids.intern(b"POST");
+        assert_ne!(get, 0);
+        assert_ne!(get, post);
+        assert_eq!(ids.intern(b"GET"), get);
+        assert_eq!(ids.intern(&[b'a', 0xff]), 3);
+        ids.with(|resolve| {
+            assert_eq!(resolve(get).as_deref(), Some("GET"));
+            assert_eq!(resolve(post).as_deref(), Some("POST"));
+            assert_eq!(resolve(3).as_deref(), Some("a\u{fffd}"));
+            assert_eq!(resolve(0), None);
+            assert_eq!(resolve(99), None);
+        });
     }
 
     #[test]
-    fn strings_that_share_a_slot_replace_each_other_and_stay_right() {
-        let table = StringTable::default();
-        let names: Vec<String> = (0..3 * SLOTS).map(|i| format!("thread-{i}")).collect();
-        for _ in 0..2 {
-            for name in &names {
-                assert_eq!(&*table.get(name.as_bytes()), name);
-            }
+    fn a_full_table_gives_no_number_and_keeps_the_ones_it_gave() {
+        let ids = StringIds::default();
+        let first = ids.intern(b"/first");
+        assert_eq!(
+            ids.intern(&vec![b'x'; 5 << 20]),
+            0,
+            "more bytes than the table holds"
+        );
+        for n in 0..MAX_STRINGS {
+            ids.intern(format!("/{n}").as_bytes());
         }
+        assert_eq!(ids.intern(b"/new"), 0, "full");
+        assert_eq!(
+            ids.intern(b"/first"),
+            first,
+            "known strings keep their number"
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! check, so a pending exception is cleared and reported, never left behind.
 
 use std::ffi::{c_char, c_void, CStr};
+use std::mem::MaybeUninit;
 
 use crate::jvmti::{JInt, JavaVm, JNI_OK};
 
@@ -413,6 +414,43 @@ impl Jni {
             let release: ReleaseChars = self.function(slot::RELEASE_STRING_UTF_CHARS);
             release(self.env, string, chars);
             Ok(result)
+        }
+    }
+
+    /// Copies the modified UTF-8 bytes of a Java string into `buf` and
+    /// returns how many there are: the whole string when it fits in
+    /// `buf.len() - 1` bytes (the JVM writes a NUL after them), else a
+    /// prefix of whole characters. Nothing is allocated.
+    pub fn string_prefix(&self, string: JObject, buf: &mut [MaybeUninit<u8>]) -> JniResult<usize> {
+        type Length = unsafe extern "system" fn(*mut RawJniEnv, JObject) -> i32;
+        type Region = unsafe extern "system" fn(*mut RawJniEnv, JObject, i32, i32, *mut u8);
+        let Some(room) = buf.len().checked_sub(1) else {
+            return Ok(0);
+        };
+        // SAFETY: slots and signatures follow jni.h. The region call writes
+        // the UTF-8 of the chars asked for and a NUL: at most 3 bytes a char
+        // plus one, which the buffer has room for in both cases; the bytes
+        // returned are ones it wrote (modified UTF-8 holds no 0 byte).
+        unsafe {
+            let utf_length: Length = self.function(slot::GET_STRING_UTF_LENGTH);
+            let length: Length = self.function(slot::GET_STRING_LENGTH);
+            let region: Region = self.function(slot::GET_STRING_UTF_REGION);
+            let bytes = usize::try_from(utf_length(self.env, string)).unwrap_or(0);
+            let chars = length(self.env, string).max(0);
+            let out = buf.as_mut_ptr().cast::<u8>();
+            if bytes <= room {
+                region(self.env, string, 0, chars, out);
+                self.check("GetStringUTFRegion")?;
+                return Ok(bytes);
+            }
+            let prefix = chars.min(i32::try_from(room / 3).unwrap_or(i32::MAX));
+            region(self.env, string, 0, prefix, out);
+            self.check("GetStringUTFRegion")?;
+            let mut written = 0;
+            while written < room && *out.add(written) != 0 {
+                written += 1;
+            }
+            Ok(written)
         }
     }
 

@@ -25,6 +25,7 @@ compile_error!(
 mod agent;
 pub mod classfile;
 mod clock;
+mod ended;
 mod entry;
 mod exporter;
 mod gc;
@@ -41,6 +42,7 @@ mod metrics;
 pub mod options;
 pub mod probe;
 mod record;
+mod ring;
 mod sampler;
 mod sql;
 mod transaction;

@@ -13,8 +13,9 @@ use opentelemetry::trace::{
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
+use crate::ended::{Finished, SqlCall};
 use crate::gc::Collection;
-use crate::transaction::{self, Finished, SiteKind, SqlCall, Stuck};
+use crate::transaction::{self, SiteKind, Stuck};
 
 /// The attribute that marks a span as a JVM event, and its values.
 pub const EVENT_ATTRIBUTE: &str = "jvmapm.event";

@@ -1,19 +1,22 @@
-//! Transactions in flight and finished: the natives behind
-//! `jvmapm.agent.Hooks.begin/end`, which instrumented methods reach through
-//! the helper. `begin` takes the clocks and ids into a slot of a fixed table
-//! (claimed with one compare-and-swap, never a lock); `end` reads the slot
-//! back, frees it and queues a `Record::Transaction` for the exporter. What
-//! each site is (its kind and method) lives in a registry written at class
-//! load.
+//! Transactions in flight: the natives behind `jvmapm.agent.Hooks`, which
+//! instrumented methods reach through the helper. `begin` takes the clocks
+//! and ids into a slot of a fixed table (claimed with one compare-and-swap,
+//! never a lock); `end` reads the slot back, frees it and writes the
+//! transaction's record into its thread's ring (`ended`, `ring`): no lock,
+//! no allocation, no system call beyond the clocks. What each site is (its
+//! kind and method) lives in a registry written at class load.
 
+use std::cell::Cell;
 use std::ffi::CStr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::mem::MaybeUninit;
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::clock;
-use crate::exporter::Queue;
-use crate::interned::StringTable;
-use crate::jni::{JObject, RawJniEnv};
+use crate::ended::{self, SqlEnd, TransactionEnd};
+use crate::interned::STRING_IDS;
+use crate::jni::{JObject, Jni, RawJniEnv};
+use crate::ring;
 
 /// What kind of transaction a site makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,8 +92,12 @@ fn thread_cpu_ns() -> u64 {
 /// are not measured (and counted).
 const SLOTS: usize = 1 << 14;
 
+/// A slot's claim while `begin` writes its fields (generations are odd).
+const WRITING: u32 = 2;
+
 struct Slot {
-    /// 0 when free; else the claim's generation (odd numbers, never 0).
+    /// 0 when free, [`WRITING`] while claimed and being written, else the
+    /// claim's generation (odd): readers trust the fields only then.
     claim: AtomicU32,
     site: AtomicU32,
     start_wall_ns: AtomicU64,
@@ -102,7 +109,8 @@ struct Slot {
     parent_span: AtomicU64,
     /// `Thread.getId()` of the thread that opened it.
     thread_id: AtomicU64,
-    /// 1 once the sampler has reported it stuck.
+    /// The generation the sampler reported stuck (a late report about an
+    /// earlier occupant names another generation and is ignored).
     stuck: AtomicU32,
     sql_count: AtomicU32,
     sql_ns: AtomicU64,
@@ -112,12 +120,10 @@ struct Slot {
 
 struct InFlight {
     slots: Box<[Slot]>,
-    cursor: AtomicUsize,
-    generation: AtomicU32,
-    random: AtomicU64,
+    /// One bit per slot, set while it is claimed: the sampler looks only
+    /// at the words with bits set.
+    occupied: Box<[AtomicU64]>,
     untracked: AtomicU64,
-    /// Claimed slots, so an idle JVM's sampler need not scan the table.
-    open: AtomicUsize,
 }
 
 fn in_flight() -> &'static InFlight {
@@ -141,11 +147,8 @@ fn in_flight() -> &'static InFlight {
                 detailed: AtomicU32::new(0),
             })
             .collect(),
-        cursor: AtomicUsize::new(0),
-        generation: AtomicU32::new(1),
-        random: AtomicU64::new(clock::wall_ns() ^ u64::from(std::process::id()) << 32),
+        occupied: (0..SLOTS / 64).map(|_| AtomicU64::new(0)).collect(),
         untracked: AtomicU64::new(0),
-        open: AtomicUsize::new(0),
     })
 }
 
@@ -161,18 +164,55 @@ impl InFlight {
     fn slot_of(&self, token: u64) -> Option<&Slot> {
         let slot = self.slots.get((token >> 32) as usize)?;
         let generation = token as u32;
-        (generation != 0 && slot.claim.load(Ordering::Acquire) == generation).then_some(slot)
+        (generation & 1 == 1 && slot.claim.load(Ordering::Acquire) == generation).then_some(slot)
     }
 
-    /// A random, non-zero 64-bit id (splitmix64 over a shared counter).
+    fn mark(&self, index: usize, occupied: bool) {
+        let word = &self.occupied[index / 64];
+        let bit = 1u64 << (index % 64);
+        if occupied {
+            word.fetch_or(bit, Ordering::Relaxed);
+        } else {
+            word.fetch_and(!bit, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What each thread keeps for itself: its random generator and the slot it
+/// tries first (its last one, free again once its transaction ended).
+struct Local {
+    random: Cell<u64>,
+    slot: Cell<usize>,
+}
+
+thread_local! {
+    static LOCAL: Local = Local::new();
+}
+
+impl Local {
+    fn new() -> Local {
+        use std::hash::{BuildHasher, Hasher};
+        static THREADS: AtomicU64 = AtomicU64::new(0);
+        let n = THREADS.fetch_add(1, Ordering::Relaxed) as usize;
+        let seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        Local {
+            random: Cell::new(seed | 1),
+            // Threads start 64 slots apart, so they seldom share a word of
+            // the occupied bits.
+            slot: Cell::new((n * 64 + n / (SLOTS / 64)) % SLOTS),
+        }
+    }
+
+    /// A random, non-zero 64-bit id (xorshift64*).
     fn random(&self) -> u64 {
-        let mut z = self
-            .random
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)).max(1)
+        let mut x = self.random.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.random.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D).max(1)
     }
 }
 
@@ -194,87 +234,76 @@ pub fn parse_traceparent(header: &str) -> Option<(u128, u64)> {
 /// Starts a transaction of `site`; the token is 0 when the table is full.
 fn begin(site: i32, thread_id: u64, traceparent: Option<(u128, u64)>) -> u64 {
     let table = in_flight();
-    for _ in 0..8 {
-        let index = table.cursor.fetch_add(1, Ordering::Relaxed) % SLOTS;
-        let slot = &table.slots[index];
-        let generation = table.generation.fetch_add(2, Ordering::Relaxed) | 1;
-        if slot
-            .claim
-            .compare_exchange(0, generation, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            continue;
+    LOCAL.with(|local| {
+        let first = local.slot.get();
+        for probe in 0..16 {
+            let index = (first + probe * 61) % SLOTS;
+            let slot = &table.slots[index];
+            if slot
+                .claim
+                .compare_exchange(0, WRITING, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            // The claim is seen as WRITING before any field changes.
+            fence(Ordering::Release);
+            local.slot.set(index);
+            let (trace, parent) = traceparent.unwrap_or_else(|| {
+                (
+                    (u128::from(local.random()) << 64) | u128::from(local.random()),
+                    0,
+                )
+            });
+            let generation = (local.random() as u32) | 1;
+            slot.site.store(site as u32, Ordering::Relaxed);
+            slot.start_wall_ns
+                .store(clock::wall_ns(), Ordering::Relaxed);
+            slot.start_monotonic_ns
+                .store(clock::monotonic_ns(), Ordering::Relaxed);
+            slot.start_cpu_ns.store(thread_cpu_ns(), Ordering::Relaxed);
+            slot.trace_high
+                .store((trace >> 64) as u64, Ordering::Relaxed);
+            slot.trace_low.store(trace as u64, Ordering::Relaxed);
+            slot.span.store(local.random(), Ordering::Relaxed);
+            slot.parent_span.store(parent, Ordering::Relaxed);
+            slot.thread_id.store(thread_id, Ordering::Relaxed);
+            slot.sql_count.store(0, Ordering::Relaxed);
+            slot.sql_ns.store(0, Ordering::Relaxed);
+            let detailed = local.random() <= DETAIL_THRESHOLD.load(Ordering::Relaxed);
+            slot.detailed.store(u32::from(detailed), Ordering::Relaxed);
+            table.mark(index, true);
+            slot.claim.store(generation, Ordering::Release);
+            return ((index as u64) << 32) | u64::from(generation);
         }
-        let (trace, parent) = traceparent.unwrap_or_else(|| {
-            (
-                (u128::from(table.random()) << 64) | u128::from(table.random()),
-                0,
-            )
-        });
-        slot.site.store(site as u32, Ordering::Relaxed);
-        slot.start_wall_ns
-            .store(clock::wall_ns(), Ordering::Relaxed);
-        slot.start_monotonic_ns
-            .store(clock::monotonic_ns(), Ordering::Relaxed);
-        slot.start_cpu_ns.store(thread_cpu_ns(), Ordering::Relaxed);
-        slot.trace_high
-            .store((trace >> 64) as u64, Ordering::Relaxed);
-        slot.trace_low.store(trace as u64, Ordering::Relaxed);
-        slot.span.store(table.random(), Ordering::Relaxed);
-        slot.parent_span.store(parent, Ordering::Relaxed);
-        slot.thread_id.store(thread_id, Ordering::Relaxed);
-        slot.stuck.store(0, Ordering::Relaxed);
-        slot.sql_count.store(0, Ordering::Relaxed);
-        slot.sql_ns.store(0, Ordering::Relaxed);
-        let detailed = table.random() <= DETAIL_THRESHOLD.load(Ordering::Relaxed);
-        slot.detailed.store(u32::from(detailed), Ordering::Relaxed);
-        table.open.fetch_add(1, Ordering::Relaxed);
-        return ((index as u64) << 32) | u64::from(generation);
-    }
-    table.untracked.fetch_add(1, Ordering::Relaxed);
-    0
+        table.untracked.fetch_add(1, Ordering::Relaxed);
+        0
+    })
 }
 
-/// A finished transaction, as the exporter turns it into a span.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Finished {
-    pub site: i32,
-    pub start_ns: u64,
-    pub duration_ns: u64,
-    /// The thread's CPU time, unless `cpu=off`.
-    pub cpu_ns: Option<u64>,
-    pub trace_id: u128,
-    pub span_id: u64,
-    pub parent_span_id: u64,
-    /// What the helper said of it at its end.
-    pub ending: Ending,
-    /// The sampler reported it stuck while it ran.
-    pub stuck: bool,
-    /// JDBC statements it ran and their total time.
-    pub sql_count: u32,
-    pub sql_ns: u64,
-    /// Sent with full detail (`sample=`).
-    pub detailed: bool,
+/// An open transaction as `end` takes it out of the table.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Closed {
+    site: i32,
+    start_ns: u64,
+    duration_ns: u64,
+    cpu_ns: Option<u64>,
+    trace_id: u128,
+    span_id: u64,
+    parent_span_id: u64,
+    thread_id: u64,
+    stuck: bool,
+    sql_count: u32,
+    sql_ns: u64,
+    detailed: bool,
 }
 
-/// What `end` receives, its strings already copied out of the JVM (shared
-/// copies: see `interned`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Ending {
-    pub method: Option<Arc<str>>,
-    pub path: Option<Arc<str>>,
-    pub route: Option<Arc<str>>,
-    /// Negative when there is none.
-    pub status: i32,
-    pub error_type: Option<Arc<str>>,
-    pub thread: Option<Arc<str>>,
-}
-
-/// Ends the transaction `token` stands for; `None` for a stale or zero token.
-fn end(token: u64, ending: Ending) -> Option<Finished> {
+/// Ends the transaction `token` stands for and frees its slot; `None` for a
+/// stale or zero token.
+fn close(token: u64) -> Option<Closed> {
     let table = in_flight();
     let slot = table.slot_of(token)?;
-    let finished = Finished {
+    let closed = Closed {
         site: slot.site.load(Ordering::Relaxed) as i32,
         start_ns: slot.start_wall_ns.load(Ordering::Relaxed),
         duration_ns: clock::monotonic_ns()
@@ -285,15 +314,15 @@ fn end(token: u64, ending: Ending) -> Option<Finished> {
         trace_id: slot.trace_id(),
         span_id: slot.span.load(Ordering::Relaxed),
         parent_span_id: slot.parent_span.load(Ordering::Relaxed),
-        ending,
-        stuck: slot.stuck.load(Ordering::Relaxed) != 0,
+        thread_id: slot.thread_id.load(Ordering::Relaxed),
+        stuck: slot.stuck.load(Ordering::Relaxed) == token as u32,
         sql_count: slot.sql_count.load(Ordering::Relaxed),
         sql_ns: slot.sql_ns.load(Ordering::Relaxed),
         detailed: slot.detailed.load(Ordering::Relaxed) != 0,
     };
+    table.mark((token >> 32) as usize, false);
     slot.claim.store(0, Ordering::Release);
-    table.open.fetch_sub(1, Ordering::Relaxed);
-    Some(finished)
+    Some(closed)
 }
 
 /// A transaction open longer than the `stuck` threshold, reported once.
@@ -315,112 +344,82 @@ pub struct Active {
     pub newly_stuck: Vec<Stuck>,
 }
 
-/// Looks at every open transaction (the sampler does, once a round).
+/// Looks at every open transaction (the sampler does, once a round). A slot
+/// is read like a sequence lock: its claim before and after its fields must
+/// be the same generation, or the slot is passed by.
 pub fn active(stuck_after_ns: u64) -> Active {
     let table = in_flight();
     let mut active = Active::default();
-    if table.open.load(Ordering::Relaxed) == 0 {
-        return active;
-    }
     let now = clock::monotonic_ns();
-    for slot in table.slots.iter() {
-        let claim = slot.claim.load(Ordering::Acquire);
-        if claim == 0 {
-            continue;
-        }
-        let open_ns = now.saturating_sub(slot.start_monotonic_ns.load(Ordering::Relaxed));
-        let bucket = match open_ns / 1_000_000_000 {
-            0..=2 => 0,
-            3..=7 => 1,
-            _ => 2,
-        };
-        active.by_age[bucket] += 1;
-        if open_ns < stuck_after_ns || slot.stuck.load(Ordering::Relaxed) != 0 {
-            continue;
-        }
-        let stuck = Stuck {
-            site: slot.site.load(Ordering::Relaxed) as i32,
-            thread_id: slot.thread_id.load(Ordering::Relaxed),
-            trace_id: slot.trace_id(),
-            span_id: slot.span.load(Ordering::Relaxed),
-            start_ns: slot.start_wall_ns.load(Ordering::Relaxed),
-            open_ns,
-        };
-        // Only if the slot still holds the same transaction.
-        if slot.claim.load(Ordering::Acquire) == claim {
-            slot.stuck.store(1, Ordering::Relaxed);
-            active.newly_stuck.push(stuck);
+    for (word_index, word) in table.occupied.iter().enumerate() {
+        let mut bits = word.load(Ordering::Relaxed);
+        while bits != 0 {
+            let index = word_index * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let slot = &table.slots[index];
+            let claim = slot.claim.load(Ordering::Acquire);
+            if claim & 1 == 0 {
+                continue; // free, or being written
+            }
+            let start = slot.start_monotonic_ns.load(Ordering::Relaxed);
+            let already = slot.stuck.load(Ordering::Relaxed) == claim;
+            let stuck = Stuck {
+                site: slot.site.load(Ordering::Relaxed) as i32,
+                thread_id: slot.thread_id.load(Ordering::Relaxed),
+                trace_id: slot.trace_id(),
+                span_id: slot.span.load(Ordering::Relaxed),
+                start_ns: slot.start_wall_ns.load(Ordering::Relaxed),
+                open_ns: now.saturating_sub(start),
+            };
+            fence(Ordering::Acquire);
+            if slot.claim.load(Ordering::Relaxed) != claim {
+                continue; // it ended (and maybe another began) meanwhile
+            }
+            let bucket = match stuck.open_ns / 1_000_000_000 {
+                0..=2 => 0,
+                3..=7 => 1,
+                _ => 2,
+            };
+            active.by_age[bucket] += 1;
+            if stuck.open_ns >= stuck_after_ns && !already {
+                slot.stuck.store(claim, Ordering::Relaxed);
+                active.newly_stuck.push(stuck);
+            }
         }
     }
     active
 }
 
-/// A JDBC call that ended inside a transaction, as a child span.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SqlCall {
-    pub site: i32,
-    pub trace_id: u128,
-    pub parent_span_id: u64,
-    pub span_id: u64,
-    pub start_ns: u64,
-    pub duration_ns: u64,
-    /// The statement with its literals replaced by `?`.
-    pub statement: Option<String>,
-    pub error_type: Option<String>,
-}
-
 /// Adds a JDBC call that began at `start_monotonic_ns` to the transaction
-/// `token`; its span, unless that transaction is gone or not detailed.
-fn sql_call(
-    token: u64,
-    site: i32,
-    start_monotonic_ns: u64,
-    statement: Option<String>,
-    error_type: Option<String>,
-) -> Option<SqlCall> {
+/// `token`; its child span's ids and times, unless that transaction is gone
+/// or not detailed.
+fn sql_call(token: u64, start_monotonic_ns: u64) -> Option<(u128, u64, u64, u64, u64)> {
     let table = in_flight();
     let slot = table.slot_of(token)?;
-    let now_monotonic = clock::monotonic_ns();
-    let duration_ns = now_monotonic.saturating_sub(start_monotonic_ns);
+    let duration_ns = clock::monotonic_ns().saturating_sub(start_monotonic_ns);
     slot.sql_count.fetch_add(1, Ordering::Relaxed);
     slot.sql_ns.fetch_add(duration_ns, Ordering::Relaxed);
     if slot.detailed.load(Ordering::Relaxed) == 0 {
         return None;
     }
-    Some(SqlCall {
-        site,
-        trace_id: slot.trace_id(),
-        parent_span_id: slot.span.load(Ordering::Relaxed),
-        span_id: table.random(),
-        start_ns: clock::wall_ns().saturating_sub(duration_ns),
+    let span_id = LOCAL.with(Local::random);
+    Some((
+        slot.trace_id(),
+        slot.span.load(Ordering::Relaxed),
+        span_id,
+        clock::wall_ns().saturating_sub(duration_ns),
         duration_ns,
-        statement: statement.map(|s| crate::sql::normalize(&s)),
-        error_type,
-    })
+    ))
 }
 
-/// Where finished transactions go (set when the agent starts).
-pub static QUEUE: OnceLock<Queue> = OnceLock::new();
+/// Counts what could not be handed to the exporter (set when the agent
+/// starts; the same count as the exporter's own drops).
+pub static DROPPED: OnceLock<Arc<AtomicU64>> = OnceLock::new();
 
-/// The strings transactions end with.
-static STRINGS: LazyLock<StringTable> = LazyLock::new(StringTable::default);
-
-/// Reads a Java string argument (null stays `None`).
-unsafe fn string(env: *mut RawJniEnv, s: JObject) -> Option<String> {
-    if s.is_null() {
-        return None;
+fn dropped() {
+    if let Some(dropped) = DROPPED.get() {
+        dropped.fetch_add(1, Ordering::Relaxed);
     }
-    crate::jni::Jni::from_raw(env).string(s).ok()
-}
-
-/// Reads a Java string argument that transactions repeat, as its shared copy.
-unsafe fn repeated_string(env: *mut RawJniEnv, s: JObject) -> Option<Arc<str>> {
-    if s.is_null() {
-        return None;
-    }
-    crate::jni::Jni::from_raw(env)
-        .string_bytes(s, |bytes| STRINGS.get(bytes))
-        .ok()
 }
 
 /// `Hooks.begin(int site, long threadId, String traceparent)`.
@@ -433,44 +432,85 @@ pub unsafe extern "system" fn native_begin(
 ) -> i64 {
     let mut token = 0u64;
     crate::agent::guarded("Hooks.begin", || {
-        let parent = string(env, traceparent).and_then(|t| parse_traceparent(&t));
+        let parent = if traceparent.is_null() {
+            None
+        } else {
+            Jni::from_raw(env)
+                .string(traceparent)
+                .ok()
+                .and_then(|t| parse_traceparent(&t))
+        };
         token = begin(site, thread_id as u64, parent);
     });
     token as i64
 }
 
-/// `Hooks.end(long token, String method, String path, String route, int
-/// status, String errorType, String thread)`.
+/// `Hooks.end(long token, int status, int method, int route, int error,
+/// boolean pathIsRoute, String path)`: method, route and error are numbers
+/// from `Hooks.intern`; the path is read only when the transaction is sent
+/// with full detail.
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "system" fn native_end(
     env: *mut RawJniEnv,
     _class: JObject,
     token: i64,
-    method: JObject,
-    path: JObject,
-    route: JObject,
     status: i32,
-    error_type: JObject,
-    thread: JObject,
+    method: i32,
+    route: i32,
+    error: i32,
+    path_is_route: u8,
+    path: JObject,
 ) {
     crate::agent::guarded("Hooks.end", || {
-        let ending = Ending {
-            method: repeated_string(env, method),
-            path: repeated_string(env, path),
-            route: repeated_string(env, route),
-            status,
-            error_type: repeated_string(env, error_type),
-            thread: repeated_string(env, thread),
+        let Some(t) = close(token as u64) else {
+            return;
         };
-        if let (Some(finished), Some(queue)) = (end(token as u64, ending), QUEUE.get()) {
-            queue.push(crate::record::Record::Transaction(Box::new(finished)));
+        let full = t.detailed || error != 0 || status >= 500;
+        let mut buf = [MaybeUninit::<u8>::uninit(); ended::MAX_PATH + 1];
+        let path = if full && !path.is_null() {
+            read_string(env, path, &mut buf)
+        } else {
+            &[]
+        };
+        let written = ended::write_transaction(
+            ring::mine(),
+            &TransactionEnd {
+                site: t.site,
+                status,
+                start_ns: t.start_ns,
+                duration_ns: t.duration_ns,
+                cpu_ns: t.cpu_ns,
+                trace_id: t.trace_id,
+                span_id: t.span_id,
+                parent_span_id: t.parent_span_id,
+                thread_id: t.thread_id,
+                stuck: t.stuck,
+                detailed: t.detailed,
+                sql_count: t.sql_count,
+                sql_ns: t.sql_ns,
+                method: method as u32,
+                route: route as u32,
+                error: error as u32,
+                path,
+                path_is_route: full && path_is_route != 0,
+            },
+        );
+        if !written {
+            dropped();
         }
     });
 }
 
+/// Reads a Java string into `buf` (a prefix when it does not fit).
+unsafe fn read_string(env: *mut RawJniEnv, string: JObject, buf: &mut [MaybeUninit<u8>]) -> &[u8] {
+    let length = Jni::from_raw(env).string_prefix(string, buf).unwrap_or(0);
+    // SAFETY: string_prefix wrote the first `length` bytes.
+    std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), length)
+}
+
 /// `Hooks.endSql(long transaction, int site, String sql, long startNanos,
-/// String errorType)`; `startNanos` is `System.nanoTime()`, which on Linux
-/// reads the same clock as `clock::monotonic_ns`.
+/// int error)`; `startNanos` is `System.nanoTime()`, which on Linux reads
+/// the same clock as `clock::monotonic_ns`.
 pub unsafe extern "system" fn native_end_sql(
     env: *mut RawJniEnv,
     _class: JObject,
@@ -478,24 +518,77 @@ pub unsafe extern "system" fn native_end_sql(
     site: i32,
     sql: JObject,
     start_nanos: i64,
-    error_type: JObject,
+    error: i32,
 ) {
     crate::agent::guarded("Hooks.endSql", || {
-        let call = sql_call(
-            transaction as u64,
+        let Some((trace_id, parent_span_id, span_id, start_ns, duration_ns)) =
+            sql_call(transaction as u64, start_nanos as u64)
+        else {
+            return;
+        };
+        let mut buf = [MaybeUninit::<u8>::uninit(); ended::MAX_STATEMENT + 1];
+        let statement = if sql.is_null() {
+            &[]
+        } else {
+            read_string(env, sql, &mut buf)
+        };
+        let call = SqlEnd {
             site,
-            start_nanos as u64,
-            string(env, sql),
-            string(env, error_type),
-        );
-        if let (Some(call), Some(queue)) = (call, QUEUE.get()) {
-            queue.push(crate::record::Record::Sql(Box::new(call)));
+            trace_id,
+            parent_span_id,
+            span_id,
+            start_ns,
+            duration_ns,
+            statement,
+            error: error as u32,
+        };
+        if !ended::write_sql(ring::mine(), &call) {
+            dropped();
         }
     });
 }
 
+/// `Hooks.threadName(long threadId, String name)`: the thread's name, once
+/// per thread (and again after a rename); false when it could not be kept.
+pub unsafe extern "system" fn native_thread_name(
+    env: *mut RawJniEnv,
+    _class: JObject,
+    thread_id: i64,
+    name: JObject,
+) -> u8 {
+    let mut written = false;
+    crate::agent::guarded("Hooks.threadName", || {
+        let mut buf = [MaybeUninit::<u8>::uninit(); ended::MAX_THREAD_NAME + 1];
+        let name = if name.is_null() {
+            &[]
+        } else {
+            read_string(env, name, &mut buf)
+        };
+        written = ended::write_thread_name(ring::mine(), thread_id as u64, name);
+    });
+    u8::from(written)
+}
+
+/// `Hooks.intern(String)`: the string's number for `end` (0 when the table
+/// is full).
+pub unsafe extern "system" fn native_intern(
+    env: *mut RawJniEnv,
+    _class: JObject,
+    text: JObject,
+) -> i32 {
+    let mut id = 0;
+    crate::agent::guarded("Hooks.intern", || {
+        if !text.is_null() {
+            id = Jni::from_raw(env)
+                .string_bytes(text, |bytes| STRING_IDS.intern(bytes))
+                .unwrap_or(0);
+        }
+    });
+    id as i32
+}
+
 /// The natives' names and signatures, for RegisterNatives.
-pub fn natives() -> [(&'static CStr, &'static CStr, *mut std::ffi::c_void); 3] {
+pub fn natives() -> [(&'static CStr, &'static CStr, *mut std::ffi::c_void); 5] {
     [
         (
             c"begin",
@@ -504,13 +597,23 @@ pub fn natives() -> [(&'static CStr, &'static CStr, *mut std::ffi::c_void); 3] {
         ),
         (
             c"end",
-            c"(JLjava/lang/String;Ljava/lang/String;Ljava/lang/String;ILjava/lang/String;Ljava/lang/String;)V",
+            c"(JIIIIZLjava/lang/String;)V",
             native_end as *mut std::ffi::c_void,
         ),
         (
             c"endSql",
-            c"(JILjava/lang/String;JLjava/lang/String;)V",
+            c"(JILjava/lang/String;JI)V",
             native_end_sql as *mut std::ffi::c_void,
+        ),
+        (
+            c"threadName",
+            c"(JLjava/lang/String;)Z",
+            native_thread_name as *mut std::ffi::c_void,
+        ),
+        (
+            c"intern",
+            c"(Ljava/lang/String;)I",
+            native_intern as *mut std::ffi::c_void,
         ),
     ]
 }
@@ -519,28 +622,21 @@ pub fn natives() -> [(&'static CStr, &'static CStr, *mut std::ffi::c_void); 3] {
 mod tests {
     use super::*;
 
-    fn nothing() -> Ending {
-        Ending {
-            method: None,
-            path: None,
-            route: None,
-            status: -1,
-            error_type: None,
-            thread: None,
-        }
-    }
+    /// Tests that look at the whole table (`active`) run one at a time.
+    static WHOLE_TABLE: Mutex<()> = Mutex::new(());
 
     #[test]
     fn a_token_ends_its_transaction_once() {
         let token = begin(3, 7, None);
         assert_ne!(token, 0);
-        let finished = end(token, nothing()).unwrap();
-        assert_eq!(finished.site, 3);
-        assert_ne!(finished.trace_id, 0);
-        assert_ne!(finished.span_id, 0);
-        assert_eq!(finished.parent_span_id, 0);
-        assert!(end(token, nothing()).is_none(), "a second end is ignored");
-        assert!(end(0, nothing()).is_none());
+        let closed = close(token).unwrap();
+        assert_eq!(closed.site, 3);
+        assert_eq!(closed.thread_id, 7);
+        assert_ne!(closed.trace_id, 0);
+        assert_ne!(closed.span_id, 0);
+        assert_eq!(closed.parent_span_id, 0);
+        assert!(close(token).is_none(), "a second end is ignored");
+        assert!(close(0).is_none());
     }
 
     #[test]
@@ -550,9 +646,9 @@ mod tests {
             parent,
             Some((0x4bf92f3577b34da6a3ce929d0e0e4736, 0x00f067aa0ba902b7))
         );
-        let finished = end(begin(1, 7, parent), nothing()).unwrap();
-        assert_eq!(finished.trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
-        assert_eq!(finished.parent_span_id, 0x00f067aa0ba902b7);
+        let closed = close(begin(1, 7, parent)).unwrap();
+        assert_eq!(closed.trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
+        assert_eq!(closed.parent_span_id, 0x00f067aa0ba902b7);
         assert_eq!(parse_traceparent("00-0000-00f067aa0ba902b7-01"), None);
         assert_eq!(
             parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
@@ -563,6 +659,7 @@ mod tests {
 
     #[test]
     fn an_old_transaction_is_reported_stuck_once() {
+        let _alone = WHOLE_TABLE.lock().unwrap_or_else(|e| e.into_inner());
         let token = begin(5, 42, None);
         let first = active(0);
         let mine: Vec<&Stuck> = first.newly_stuck.iter().filter(|s| s.site == 5).collect();
@@ -570,7 +667,53 @@ mod tests {
         assert_eq!(mine[0].thread_id, 42);
         assert!(first.by_age[0] >= 1);
         assert!(active(0).newly_stuck.iter().all(|s| s.site != 5), "once");
-        assert!(end(token, nothing()).unwrap().stuck);
+        assert!(close(token).unwrap().stuck);
+        let next = begin(5, 42, None);
+        assert!(
+            !close(next).unwrap().stuck,
+            "the next occupant starts clean"
+        );
+    }
+
+    /// Many short transactions on several threads while the sampler looks
+    /// every millisecond: none younger than the threshold is ever reported
+    /// stuck, and every report names a transaction as it was.
+    #[test]
+    fn short_transactions_are_never_reported_stuck() {
+        const SITE: i32 = 77;
+        let _alone = WHOLE_TABLE.lock().unwrap_or_else(|e| e.into_inner());
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = (0..4u64)
+            .map(|thread| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut ended = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let token = begin(SITE, 1000 + thread, None);
+                        if let Some(closed) = close(token) {
+                            assert_eq!(closed.thread_id, 1000 + thread);
+                            assert!(
+                                !closed.stuck,
+                                "reported stuck after {} ns",
+                                closed.duration_ns
+                            );
+                            ended += 1;
+                        }
+                    }
+                    ended
+                })
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        while std::time::Instant::now() < deadline {
+            for stuck in active(50_000_000).newly_stuck {
+                assert_ne!(stuck.site, SITE, "{stuck:?}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let ended: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+        assert!(ended > 10_000, "only {ended} transactions ran");
     }
 
     #[test]

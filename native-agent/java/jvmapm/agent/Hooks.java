@@ -8,6 +8,7 @@ import java.lang.invoke.MethodType;
 import java.lang.management.GarbageCollectorMXBean;
 import java.lang.management.ManagementFactory;
 import java.net.URI;
+import java.util.concurrent.ConcurrentHashMap;
 import javax.management.NotificationEmitter;
 import javax.management.NotificationListener;
 import javax.management.openmbean.CompositeData;
@@ -29,12 +30,28 @@ import javax.management.openmbean.CompositeData;
  * that class file.
  */
 public final class Hooks {
+    /** What the helper keeps per thread. */
+    private static final class State {
+        /** The open transaction's token; 0 when none. */
+        long token;
+        /** True while a JDBC statement runs inside it (a driver's statements that call each other make one SQL call). */
+        boolean inSql;
+        /** The thread name the agent has, so it is sent once (and again after a rename). */
+        String nameSent;
+    }
+
+    private static final ThreadLocal<State> STATE = ThreadLocal.withInitial(State::new);
+
     /**
-     * Per thread: [0] the open transaction's token (0 when none), [1] 1 while
-     * a JDBC statement runs inside it (a driver's statements that call each
-     * other make one SQL call).
+     * The agent's number for each string a transaction ends with (HTTP
+     * method, route, exception class), so its record carries numbers, not
+     * text. Filled as strings are first seen; bounded by the agent's table,
+     * which gives 0 once full.
      */
-    private static final ThreadLocal<long[]> STATE = ThreadLocal.withInitial(() -> new long[2]);
+    private static final ConcurrentHashMap<String, Integer> IDS = new ConcurrentHashMap<>();
+
+    /** Set once the agent's table of strings is full: new strings get 0 without asking. */
+    private static volatile boolean idsFull;
 
     /**
      * Whether a class is a java.sql.Statement (this class, in the boot
@@ -74,7 +91,7 @@ public final class Hooks {
      * dispatch already made the point.
      */
     public static long enterHttp(int site, Object request) {
-        if (STATE.get()[0] != 0L) {
+        if (STATE.get().token != 0L) {
             return 0L;
         }
         String traceparent = null;
@@ -91,19 +108,52 @@ public final class Hooks {
     }
 
     private static long open(int site, String traceparent) {
-        long[] state = STATE.get();
-        if (state[0] != 0L) {
+        State state = STATE.get();
+        if (state.token != 0L) {
             return 0L;
         }
         long token = begin(site, Thread.currentThread().getId(), traceparent);
-        state[0] = token;
+        state.token = token;
         return token;
     }
 
-    private static void close() {
-        long[] state = STATE.get();
-        state[0] = 0L;
-        state[1] = 0L;
+    /**
+     * Ends the open transaction of this thread: sends the thread's name
+     * first if the agent does not have it yet.
+     */
+    private static void close(long token, int status, String method, String route, Throwable error, String path) {
+        State state = STATE.get();
+        state.token = 0L;
+        state.inSql = false;
+        Thread thread = Thread.currentThread();
+        String name = thread.getName();
+        if (name != state.nameSent && threadName(thread.getId(), name)) {
+            state.nameSent = name;
+        }
+        int routeId = id(route);
+        end(token, status, id(method), routeId, id(errorType(error)), routeId != 0 && path != null && path.equals(route),
+                path);
+    }
+
+    /** The agent's number for a string; 0 for null or when its table is full. */
+    private static int id(String text) {
+        if (text == null) {
+            return 0;
+        }
+        Integer known = IDS.get(text);
+        if (known != null) {
+            return known;
+        }
+        if (idsFull) {
+            return 0;
+        }
+        int id = intern(text);
+        if (id == 0) {
+            idsFull = true;
+            return 0;
+        }
+        IDS.putIfAbsent(text, id);
+        return id;
     }
 
     /**
@@ -113,11 +163,11 @@ public final class Hooks {
      * (System.nanoTime), or 0 when this call is not measured.
      */
     public static long enterSql(Object statement) {
-        long[] state = STATE.get();
-        if (state[0] == 0L || state[1] != 0L || !IS_STATEMENT.get(statement.getClass())) {
+        State state = STATE.get();
+        if (state.token == 0L || state.inSql || !IS_STATEMENT.get(statement.getClass())) {
             return 0L;
         }
-        state[1] = 1L;
+        state.inSql = true;
         long start = System.nanoTime();
         return start == 0L ? 1L : start;
     }
@@ -132,8 +182,8 @@ public final class Hooks {
         if (start == 0L) {
             return;
         }
-        long[] state = STATE.get();
-        state[1] = 0L;
+        State state = STATE.get();
+        state.inSql = false;
         String text = sql;
         if (text == null && statement instanceof SqlText prepared) {
             text = prepared.jvmapm$sql();
@@ -148,7 +198,7 @@ public final class Hooks {
                 text = null;
             }
         }
-        endSql(state[0], site, text, start, errorType(error));
+        endSql(state.token, site, text, start, id(errorType(error)));
     }
 
     /**
@@ -178,8 +228,7 @@ public final class Hooks {
         if (token == 0L) {
             return;
         }
-        close();
-        end(token, null, null, null, -1, errorType(error), Thread.currentThread().getName());
+        close(token, -1, null, null, error, null);
     }
 
     /** Exit of an HTTP transaction. */
@@ -187,7 +236,6 @@ public final class Hooks {
         if (token == 0L) {
             return;
         }
-        close();
         String method = null;
         String path = null;
         String route = null;
@@ -201,7 +249,7 @@ public final class Hooks {
         } catch (Throwable ignored) {
             // An unknown request type: the transaction is still counted.
         }
-        end(token, method, path, route, status, errorType(error), Thread.currentThread().getName());
+        close(token, status, method, route, error, path);
     }
 
     /**
@@ -503,8 +551,12 @@ public final class Hooks {
 
     private static native void collection(String collector, String action, long startMillis, long endMillis);
 
-    private static native void endSql(long transaction, int site, String sql, long startNanos, String errorType);
+    private static native void endSql(long transaction, int site, String sql, long startNanos, int error);
 
-    private static native void end(long token, String method, String path, String route, int status,
-            String errorType, String thread);
+    private static native void end(long token, int status, int method, int route, int error, boolean pathIsRoute,
+            String path);
+
+    private static native boolean threadName(long threadId, String name);
+
+    private static native int intern(String text);
 }

@@ -1,0 +1,462 @@
+//! What an application thread writes into its ring (see `ring`) when a
+//! transaction or a JDBC call inside one ends, and how the exporter reads it
+//! back: fixed words of numbers, strings as numbers from `interned`, and the
+//! only free text (the URL path, the SQL statement) copied in as bytes. A
+//! thread's name is written once, in a record of its own, and the exporter
+//! remembers it by thread id.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::ring::{self, Kind, Ring};
+
+/// A transaction that ended.
+const TRANSACTION: Kind = 1;
+/// A JDBC call inside a transaction.
+const SQL: Kind = 2;
+/// A thread's name, before its first transaction (and after a rename).
+const THREAD_NAME: Kind = 3;
+
+/// Words of a transaction record before its path.
+const TRANSACTION_WORDS: usize = 13;
+/// Words of a SQL record before its statement.
+const SQL_WORDS: usize = 7;
+
+/// Longest URL path kept, in bytes.
+pub const MAX_PATH: usize = 2048;
+/// Longest statement text copied out of the JVM, in bytes (normalised
+/// later to at most 4 KiB).
+pub const MAX_STATEMENT: usize = 6144;
+/// Longest thread name kept, in bytes.
+pub const MAX_THREAD_NAME: usize = 512;
+
+const FLAG_STUCK: u64 = 1;
+const FLAG_DETAILED: u64 = 2;
+const FLAG_PATH_IS_ROUTE: u64 = 4;
+
+/// A finished transaction, as the exporter turns it into a span.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finished {
+    pub site: i32,
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    /// The thread's CPU time, unless `cpu=off`.
+    pub cpu_ns: Option<u64>,
+    pub trace_id: u128,
+    pub span_id: u64,
+    pub parent_span_id: u64,
+    /// What the helper said of it at its end.
+    pub ending: Ending,
+    /// The sampler reported it stuck while it ran.
+    pub stuck: bool,
+    /// JDBC statements it ran and their total time.
+    pub sql_count: u32,
+    pub sql_ns: u64,
+    /// Sent with full detail (`sample=`).
+    pub detailed: bool,
+}
+
+/// What the helper said at a transaction's end, its strings resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ending {
+    pub method: Option<Arc<str>>,
+    pub path: Option<Arc<str>>,
+    pub route: Option<Arc<str>>,
+    /// Negative when there is none.
+    pub status: i32,
+    pub error_type: Option<Arc<str>>,
+    pub thread: Option<Arc<str>>,
+}
+
+/// A JDBC call that ended inside a transaction, as a child span.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SqlCall {
+    pub site: i32,
+    pub trace_id: u128,
+    pub parent_span_id: u64,
+    pub span_id: u64,
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    /// The statement with its literals replaced by `?`.
+    pub statement: Option<String>,
+    pub error_type: Option<Arc<str>>,
+}
+
+/// A transaction's end as the application thread writes it: its numbers,
+/// and its strings as numbers (0: none) or bytes.
+pub struct TransactionEnd<'a> {
+    pub site: i32,
+    pub status: i32,
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    pub cpu_ns: Option<u64>,
+    pub trace_id: u128,
+    pub span_id: u64,
+    pub parent_span_id: u64,
+    pub thread_id: u64,
+    pub stuck: bool,
+    pub detailed: bool,
+    pub sql_count: u32,
+    pub sql_ns: u64,
+    pub method: u32,
+    pub route: u32,
+    pub error: u32,
+    /// The URL path, unless it is the route itself (`path_is_route`) or
+    /// the transaction is sent thinned.
+    pub path: &'a [u8],
+    pub path_is_route: bool,
+}
+
+/// Writes a transaction's end; false when the ring is full.
+pub fn write_transaction(ring: &Ring, t: &TransactionEnd) -> bool {
+    let path = &t.path[..t.path.len().min(MAX_PATH)];
+    let Some(mut record) = ring.reserve(
+        TRANSACTION,
+        TRANSACTION_WORDS + ring::bytes_words(path.len()),
+    ) else {
+        return false;
+    };
+    let flags = [
+        (t.stuck, FLAG_STUCK),
+        (t.detailed, FLAG_DETAILED),
+        (t.path_is_route, FLAG_PATH_IS_ROUTE),
+    ]
+    .iter()
+    .filter(|(set, _)| *set)
+    .fold(0, |flags, (_, flag)| flags | flag);
+    record.push(u64::from(t.site as u32) | u64::from(t.status as u32) << 32);
+    record.push(t.start_ns);
+    record.push(t.duration_ns);
+    record.push(t.cpu_ns.unwrap_or(u64::MAX));
+    record.push((t.trace_id >> 64) as u64);
+    record.push(t.trace_id as u64);
+    record.push(t.span_id);
+    record.push(t.parent_span_id);
+    record.push(t.thread_id);
+    record.push(u64::from(t.sql_count) | flags << 32);
+    record.push(t.sql_ns);
+    record.push(u64::from(t.method) | u64::from(t.route) << 32);
+    record.push(u64::from(t.error));
+    record.push_bytes(path);
+    true
+}
+
+/// A JDBC call's end as the application thread writes it.
+pub struct SqlEnd<'a> {
+    pub site: i32,
+    pub trace_id: u128,
+    pub parent_span_id: u64,
+    pub span_id: u64,
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    /// The statement as the application gave it (normalised on the
+    /// exporter thread); empty for none.
+    pub statement: &'a [u8],
+    pub error: u32,
+}
+
+/// Writes a JDBC call's end; false when the ring is full.
+pub fn write_sql(ring: &Ring, call: &SqlEnd) -> bool {
+    let statement = &call.statement[..call.statement.len().min(MAX_STATEMENT)];
+    let Some(mut record) = ring.reserve(SQL, SQL_WORDS + ring::bytes_words(statement.len())) else {
+        return false;
+    };
+    record.push(u64::from(call.site as u32) | u64::from(call.error) << 32);
+    record.push((call.trace_id >> 64) as u64);
+    record.push(call.trace_id as u64);
+    record.push(call.parent_span_id);
+    record.push(call.span_id);
+    record.push(call.start_ns);
+    record.push(call.duration_ns);
+    record.push_bytes(statement);
+    true
+}
+
+/// Writes the name of the thread with this id; false when the ring is full.
+pub fn write_thread_name(ring: &Ring, thread_id: u64, name: &[u8]) -> bool {
+    let name = &name[..name.len().min(MAX_THREAD_NAME)];
+    let Some(mut record) = ring.reserve(THREAD_NAME, 1 + ring::bytes_words(name.len())) else {
+        return false;
+    };
+    record.push(thread_id);
+    record.push_bytes(name);
+    true
+}
+
+/// What the exporter reads from the rings.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Ended {
+    Transaction(Finished),
+    Sql(SqlCall),
+}
+
+/// Thread names the reader keeps: enough for every thread of a large
+/// server; past it, the names least recently used are forgotten.
+const MAX_THREAD_NAMES: usize = 16 * 1024;
+
+/// The exporter's side: turns records back into transactions and calls.
+#[derive(Default)]
+pub struct Reader {
+    /// Thread id to its name and the read (a count) that last used it.
+    thread_names: HashMap<u64, (Arc<str>, u64)>,
+    reads: u64,
+    scratch: Vec<u64>,
+    bytes: Vec<u8>,
+}
+
+impl Reader {
+    /// Reads every ring once, handing each transaction and call to `take`,
+    /// with strings resolved through `resolve` (numbers from `interned`).
+    pub fn read(
+        &mut self,
+        rings: &[Ring],
+        resolve: &dyn Fn(u32) -> Option<Arc<str>>,
+        take: &mut dyn FnMut(Ended),
+    ) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        for ring in rings {
+            ring.read(&mut scratch, |kind, body| {
+                if let Some(ended) = self.decode(kind, body, resolve) {
+                    take(ended);
+                }
+            });
+        }
+        self.scratch = scratch;
+        self.forget_old_names();
+    }
+
+    fn decode(
+        &mut self,
+        kind: Kind,
+        body: &[u64],
+        resolve: &dyn Fn(u32) -> Option<Arc<str>>,
+    ) -> Option<Ended> {
+        self.reads += 1;
+        match kind {
+            TRANSACTION if body.len() >= TRANSACTION_WORDS => {
+                let w = body;
+                let flags = w[9] >> 32;
+                let route = resolve((w[11] >> 32) as u32);
+                let path = if flags & FLAG_PATH_IS_ROUTE != 0 {
+                    route.clone()
+                } else {
+                    let (bytes, _) = ring::take_bytes(&w[TRANSACTION_WORDS..], &mut self.bytes);
+                    (!bytes.is_empty()).then(|| Arc::from(String::from_utf8_lossy(bytes)))
+                };
+                let thread = self.thread_names.get_mut(&w[8]).map(|(name, used)| {
+                    *used = self.reads;
+                    name.clone()
+                });
+                Some(Ended::Transaction(Finished {
+                    site: w[0] as u32 as i32,
+                    start_ns: w[1],
+                    duration_ns: w[2],
+                    cpu_ns: (w[3] != u64::MAX).then_some(w[3]),
+                    trace_id: u128::from(w[4]) << 64 | u128::from(w[5]),
+                    span_id: w[6],
+                    parent_span_id: w[7],
+                    ending: Ending {
+                        method: resolve(w[11] as u32),
+                        path,
+                        route,
+                        status: (w[0] >> 32) as u32 as i32,
+                        error_type: resolve(w[12] as u32),
+                        thread,
+                    },
+                    stuck: flags & FLAG_STUCK != 0,
+                    sql_count: w[9] as u32,
+                    sql_ns: w[10],
+                    detailed: flags & FLAG_DETAILED != 0,
+                }))
+            }
+            SQL if body.len() >= SQL_WORDS => {
+                let w = body;
+                let (bytes, _) = ring::take_bytes(&w[SQL_WORDS..], &mut self.bytes);
+                let statement = (!bytes.is_empty())
+                    .then(|| crate::sql::normalize(&String::from_utf8_lossy(bytes)));
+                Some(Ended::Sql(SqlCall {
+                    site: w[0] as u32 as i32,
+                    trace_id: u128::from(w[1]) << 64 | u128::from(w[2]),
+                    parent_span_id: w[3],
+                    span_id: w[4],
+                    start_ns: w[5],
+                    duration_ns: w[6],
+                    statement,
+                    error_type: resolve((w[0] >> 32) as u32),
+                }))
+            }
+            THREAD_NAME if !body.is_empty() => {
+                let (bytes, _) = ring::take_bytes(&body[1..], &mut self.bytes);
+                let name: Arc<str> = Arc::from(String::from_utf8_lossy(bytes));
+                self.thread_names.insert(body[0], (name, self.reads));
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Past [`MAX_THREAD_NAMES`], forgets the half least recently used.
+    fn forget_old_names(&mut self) {
+        if self.thread_names.len() <= MAX_THREAD_NAMES {
+            return;
+        }
+        let mut uses: Vec<u64> = self.thread_names.values().map(|(_, used)| *used).collect();
+        let (_, median, _) = uses.select_nth_unstable(MAX_THREAD_NAMES / 2);
+        let cut = *median;
+        self.thread_names.retain(|_, (_, used)| *used > cut);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(id: u32) -> Option<Arc<str>> {
+        ["GET", "/orders/*", "java.io.IOException"]
+            .get((id as usize).checked_sub(1)?)
+            .map(|s| Arc::from(*s))
+    }
+
+    fn read(ring: &Ring, reader: &mut Reader) -> Vec<Ended> {
+        let mut out = Vec::new();
+        reader.read(std::slice::from_ref(ring), &resolve, &mut |e| out.push(e));
+        out
+    }
+
+    fn transaction(path: &[u8], path_is_route: bool) -> TransactionEnd<'_> {
+        TransactionEnd {
+            site: 3,
+            status: 503,
+            start_ns: 1_700_000_000_000_000_000,
+            duration_ns: 1_234_567,
+            cpu_ns: Some(456),
+            trace_id: 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736,
+            span_id: 0x00f0_67aa_0ba9_02b7,
+            parent_span_id: 7,
+            thread_id: 42,
+            stuck: true,
+            detailed: false,
+            sql_count: 2,
+            sql_ns: 99,
+            method: 1,
+            route: 2,
+            error: 3,
+            path,
+            path_is_route,
+        }
+    }
+
+    #[test]
+    fn a_transaction_reads_back_as_it_was_written_with_its_thread_name() {
+        let ring = Ring::new(1 << 16);
+        let mut reader = Reader::default();
+        assert!(write_thread_name(&ring, 42, b"http-nio-8080-exec-1"));
+        assert!(write_transaction(&ring, &transaction(b"/orders/17", false)));
+        assert!(write_transaction(&ring, &transaction(b"", true)));
+        let ended = read(&ring, &mut reader);
+        let Ended::Transaction(first) = &ended[0] else {
+            panic!("{ended:?}")
+        };
+        assert_eq!(
+            *first,
+            Finished {
+                site: 3,
+                start_ns: 1_700_000_000_000_000_000,
+                duration_ns: 1_234_567,
+                cpu_ns: Some(456),
+                trace_id: 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736,
+                span_id: 0x00f0_67aa_0ba9_02b7,
+                parent_span_id: 7,
+                ending: Ending {
+                    method: Some("GET".into()),
+                    path: Some("/orders/17".into()),
+                    route: Some("/orders/*".into()),
+                    status: 503,
+                    error_type: Some("java.io.IOException".into()),
+                    thread: Some("http-nio-8080-exec-1".into()),
+                },
+                stuck: true,
+                sql_count: 2,
+                sql_ns: 99,
+                detailed: false,
+            }
+        );
+        let Ended::Transaction(second) = &ended[1] else {
+            panic!("{ended:?}")
+        };
+        assert_eq!(second.ending.path.as_deref(), Some("/orders/*"));
+        assert_eq!(ended.len(), 2);
+    }
+
+    #[test]
+    fn a_sql_call_reads_back_normalised_and_cpu_off_reads_back_as_none() {
+        let ring = Ring::new(1 << 16);
+        let mut reader = Reader::default();
+        let mut t = transaction(b"", false);
+        t.cpu_ns = None;
+        t.status = -1;
+        t.method = 0;
+        t.route = 0;
+        t.error = 0;
+        assert!(write_transaction(&ring, &t));
+        assert!(write_sql(
+            &ring,
+            &SqlEnd {
+                site: 9,
+                trace_id: 5,
+                parent_span_id: 6,
+                span_id: 7,
+                start_ns: 8,
+                duration_ns: 9,
+                statement: b"select * from t where id = 42",
+                error: 3,
+            }
+        ));
+        let ended = read(&ring, &mut reader);
+        let Ended::Transaction(t) = &ended[0] else {
+            panic!("{ended:?}")
+        };
+        assert_eq!(t.cpu_ns, None);
+        assert_eq!(t.ending.status, -1);
+        assert_eq!(t.ending.method, None);
+        assert_eq!(t.ending.path, None);
+        assert_eq!(t.ending.thread, None, "no name was written for it");
+        assert_eq!(
+            ended[1],
+            Ended::Sql(SqlCall {
+                site: 9,
+                trace_id: 5,
+                parent_span_id: 6,
+                span_id: 7,
+                start_ns: 8,
+                duration_ns: 9,
+                statement: Some("select * from t where id = ?".into()),
+                error_type: Some("java.io.IOException".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn thread_names_past_the_bound_forget_the_least_recently_used() {
+        let ring = Ring::new(1 << 16);
+        let mut reader = Reader::default();
+        assert!(write_thread_name(&ring, 1, b"busy"));
+        read(&ring, &mut reader);
+        for id in 2..(MAX_THREAD_NAMES as u64 + 10) {
+            assert!(write_thread_name(&ring, id, b"short-lived"));
+            if id % 1000 == 0 {
+                assert!(write_transaction(&ring, &transaction(b"", true)));
+                let mut t = transaction(b"", true);
+                t.thread_id = 1;
+                assert!(write_transaction(&ring, &t));
+                read(&ring, &mut reader);
+            }
+        }
+        read(&ring, &mut reader);
+        assert!(reader.thread_names.len() <= MAX_THREAD_NAMES);
+        assert!(
+            reader.thread_names.contains_key(&1),
+            "a thread still at work keeps its name"
+        );
+    }
+}
