@@ -6,7 +6,8 @@ import java.util.Arrays;
 /**
  * A batch job for the agent's hook= option: main calls run(i) for i = 0..N-1
  * (first argument); run calls step twice and sleeps 20 ms; run(3) throws
- * (and main catches it). Hooking Batch#run and Batch#step makes run the
+ * (and main catches it); main renames its thread "batch-second-half" half
+ * way. Hooking Batch#run and Batch#step makes run the
  * transaction and step a nested call that makes none. Prints
  * "runs N failed 1 steps S sum T", then what reflection says of run (its
  * annotation, its throws clause) and the names of the declared methods that
@@ -41,6 +42,9 @@ public class Batch {
         int failed = 0;
         long sum = 0;
         for (int i = 0; i < n; i++) {
+            if (i == n / 2) {
+                Thread.currentThread().setName("batch-second-half");
+            }
             try {
                 sum += batch.run(i);
             } catch (IllegalArgumentException e) {

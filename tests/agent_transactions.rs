@@ -331,6 +331,30 @@ fn a_hooked_method_is_an_application_transaction_and_nested_calls_are_not() {
         analyzer.attributes(errors[0])["error.type"],
         "java.lang.IllegalArgumentException"
     );
+    // The agent learns a thread's name once, and again when it changes.
+    let mut names: Vec<(u64, String)> = points
+        .iter()
+        .map(|p| {
+            let name = analyzer.attributes(p)["thread.name"].clone();
+            (
+                p["end_ms"].as_u64().unwrap(),
+                name.as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    names.sort();
+    let names: Vec<&str> = names.iter().map(|(_, name)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "main",
+            "main",
+            "main",
+            "batch-second-half",
+            "batch-second-half",
+            "batch-second-half"
+        ]
+    );
 }
 
 #[test]
