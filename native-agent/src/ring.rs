@@ -51,7 +51,7 @@ pub struct Ring {
 impl Ring {
     pub(crate) fn new(words: usize) -> Ring {
         Ring {
-            words: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            words: zeroed(words),
             head: AtomicU64::new(0),
             tail: AtomicU64::new(0),
         }
@@ -127,6 +127,28 @@ impl Ring {
             self.tail.store(tail, Ordering::Release);
         }
         count
+    }
+}
+
+/// `count` words of zero, in memory the system hands over untouched (so
+/// a ring costs resident memory only as far as it has been written); none
+/// when memory is short (a ring of none refuses every record).
+fn zeroed(count: usize) -> Box<[AtomicU64]> {
+    let Ok(layout) = std::alloc::Layout::array::<AtomicU64>(count) else {
+        return Box::new([]);
+    };
+    if layout.size() == 0 {
+        return Box::new([]);
+    }
+    // SAFETY: the layout is not empty; all-zero bytes are a valid
+    // AtomicU64; the box owns the allocation with the layout it was made
+    // with (an array of `count` AtomicU64).
+    unsafe {
+        let words = std::alloc::alloc_zeroed(layout).cast::<AtomicU64>();
+        if words.is_null() {
+            return Box::new([]);
+        }
+        Box::from_raw(std::ptr::slice_from_raw_parts_mut(words, count))
     }
 }
 
