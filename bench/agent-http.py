@@ -27,8 +27,10 @@ before it in the same run, e.g. one built from an older commit:
 
 ENDPOINT=/sql?n=10 measures another endpoint of the fixture instead of
 /fast (/sql runs n JDBC statements on Debian's H2, half of them prepared; the
-H2 jar goes on the class path when it is there; without it /sql answers
-503, and the run stops: wrk must see only 2xx answers).
+H2 jar goes on the class path when it is there). ENDPOINT=/query is an
+endpoint of about 1 ms, the one issue 14 asks the throughput ratio on: one
+H2 query scanning the orders the fixture makes at start. (Without H2 both
+answer 503, and the run stops: wrk must see only 2xx answers.)
 
 Usage: bench/agent-http.py   (knobs: ROUNDS=3 WARMUP=5 DURATION=10
 CONNECTIONS=16 JAVA=java NO_BUILD=1 BASELINE_AGENT= ENDPOINT=/fast; needs
