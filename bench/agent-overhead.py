@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Agent overhead benchmark: JVM start-up time and RSS with and without the
-agent on the idle fixture, the cost of one sampling round, and the cost of
-one instrumented call.
+agent on the idle fixture, the cost of one sampling round, the cost of one
+instrumented call, and the cost of one HTTP transaction on the application
+thread.
 
 Builds the release agent and the Java fixtures, then, interleaved RUNS times:
 starts `java Idle` without and with `-agentpath:libjvmapm_agent.so`, times
@@ -9,10 +10,14 @@ exec to the fixture's "ready" line (start-up), waits SETTLE seconds (so the
 agent's first sampling round, which looks its beans up, has run), and reads
 VmRSS. The agent exports to a closed port: start-up and RSS must not depend
 on a backend. Then one JVM runs with `interval=100ms,log_level=debug` and the
-agent's own "sampling round took N us" lines give the round cost. Last,
+agent's own "sampling round took N us" lines give the round cost. Then
 the CallLoop fixture times a tiny method in a tight loop, without the agent,
 with `hook=CallLoop#work` (each call a transaction), and with main hooked
 too (each call instrumented but nested in main's transaction), 3 runs each.
+Last, the ExchangeLoop fixture hands requests to the JDK HTTP server's filter
+chain in-process on one thread (no sockets: quieter than wrk) and prints ns
+per request, the best of its rounds, without the agent, with it and with
+`cpu=off` (no thread-CPU clock reads), 3 runs interleaved, medians.
 
 Usage: bench/agent-overhead.py   (knobs: RUNS=11 SETTLE=2 JAVA=java NO_BUILD=1)
 """
@@ -81,16 +86,17 @@ def sampling_rounds():
     return rounds[0], rounds[1:]
 
 
-def call_cost(hooks):
-    """Nanoseconds per call of CallLoop.work, best round of one JVM; `hooks`
-    is the agent's hook= value (None: no agent)."""
+def fixture_ns(agent_options, *fixture):
+    """The nanoseconds a timing fixture prints ("ns_per_call X" or
+    "ns_per_request X": the best round of one JVM); `fixture` is its class
+    and arguments, after JVM options of its own if any; `agent_options` the
+    agent's (None: no agent)."""
     command = [JAVA]
-    if hooks is not None:
-        options = f"service=bench,endpoint=http://127.0.0.1:{free_port()},hook={hooks}"
-        command.append(f"-agentpath:{AGENT}={options}")
-    command += ["-cp", str(CLASSES), "CallLoop", "2000000"]
+    if agent_options is not None:
+        command.append(f"-agentpath:{AGENT}={agent_options}")
+    command += ["-cp", str(CLASSES), *fixture]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return float(re.search(r"ns_per_call ([0-9.]+)", out).group(1))
+    return float(re.search(r"ns_per_\w+ ([0-9.]+)", out).group(1))
 
 
 def main():
@@ -116,15 +122,27 @@ def main():
         f"sampling round:      first (bean lookup) {first} us; then median {median(steady):.0f} us, "
         f"p90 {steady[int(len(steady) * 0.9)]} us over {len(steady)} rounds"
     )
-    plain = [call_cost(None) for _ in range(3)]
-    hooked = [call_cost("CallLoop#work") for _ in range(3)]
+    call_loop = ("CallLoop", "2000000")
+    plain = [fixture_ns(None, *call_loop) for _ in range(3)]
+    hooked = [fixture_ns(f"{options},hook=CallLoop#work", *call_loop) for _ in range(3)]
     # With main hooked too, every call of work runs inside main's
     # transaction: the wrapper runs, the helper sees a transaction open and
     # returns at once. That is the cost of instrumentation itself.
-    nested = [call_cost("CallLoop#main;CallLoop#work") for _ in range(3)]
+    nested = [fixture_ns(f"{options},hook=CallLoop#main;CallLoop#work", *call_loop) for _ in range(3)]
     print(
         f"instrumented call:   without {median(plain):.2f} ns   each call a transaction {median(hooked):.1f} ns   "
         f"each call nested in one {median(nested):.1f} ns   (enter + exit, medians of 3)"
+    )
+    transaction_modes = {"without": None, "agent": options, "agent, cpu=off": f"{options},cpu=off"}
+    transactions = {mode: [] for mode in transaction_modes}
+    for _ in range(3):
+        for mode, agent_options in transaction_modes.items():
+            transactions[mode].append(fixture_ns(agent_options, "-XX:+AlwaysPreTouch", "ExchangeLoop"))
+    baseline = median(transactions.pop("without"))
+    added = "   ".join(f"{mode} {median(ns):.0f} ns ({median(ns) - baseline:+.0f})" for mode, ns in transactions.items())
+    print(
+        f"HTTP transaction:    without {baseline:.0f} ns   {added}   "
+        "(ExchangeLoop: the JDK filter chain in-process, best round; medians of 3, interleaved)"
     )
 
 

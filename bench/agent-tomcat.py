@@ -8,7 +8,9 @@ JVM alone), JFR's default profile, and with BASELINE_AGENT set, another
 build of the agent (see agent-http.py for making one from an older commit).
 
 Prints per mode the median requests/s, p50 and p99, the throughput ratio and
-the JVM's CPU per request (user + system from /proc) against no agent.
+the JVM's CPU per request (user + system from /proc) against no agent, in
+total and split by thread as agent-http.py does (request threads: the
+connector's http-nio-*).
 
 Usage: bench/agent-tomcat.py   (knobs: ROUNDS=3 WARMUP=5 DURATION=10
 CONNECTIONS=16 JAVA_HOME=/usr/lib/jvm/... NO_BUILD=1 BASELINE_AGENT=;
@@ -24,7 +26,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from agent_bench import AGENT, ROOT, TARGET, build, cpu_seconds, free_port, print_modes, wrk
+from agent_bench import AGENT, ROOT, TARGET, build, free_port, measure, print_modes
 
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 WARMUP = int(os.environ.get("WARMUP", "5"))
@@ -34,6 +36,10 @@ CATALINA_HOME = Path("/usr/share/tomcat10")
 SERVLET_API = "/usr/share/java/tomcat10-servlet-api.jar"
 
 SERVER_XML = ROOT / "java-fixtures" / "tomcat" / "server.xml"
+# The connector's threads, http-nio-127.0.0.1-auto-1-exec-N, -Poller and
+# -Acceptor: the kernel keeps the first 15 characters of a thread's name
+# (http-nio-127.0.), so they are one kind here.
+REQUEST_THREADS = ("http-nio-",)
 
 
 def build_war():
@@ -81,13 +87,10 @@ def run(war, options):
         # Keep reading its console, so that it never waits on a full pipe.
         threading.Thread(target=tomcat.stdout.read, daemon=True).start()
         url = f"http://127.0.0.1:{port}/app/hello"
-        wrk(url, WARMUP, CONNECTIONS)
-        cpu_before = cpu_seconds(tomcat.pid)
-        rate, p50, p99, requests = wrk(url, DURATION, CONNECTIONS)
-        cpu_us_per_request = (cpu_seconds(tomcat.pid) - cpu_before) * 1e6 / requests
+        result = measure(tomcat.pid, url, WARMUP, DURATION, CONNECTIONS, REQUEST_THREADS)
         tomcat.terminate()
         tomcat.wait(timeout=60)
-        return rate, p50, p99, cpu_us_per_request
+        return result
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

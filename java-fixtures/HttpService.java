@@ -13,13 +13,18 @@ import java.sql.SQLException;
 import java.sql.Statement;
 import java.util.Arrays;
 import java.util.concurrent.Executors;
+import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * A JDK HTTP server with the endpoints the agent tests need: /fast, /slow
  * (sleeps ?ms=N milliseconds), /fail (answers 500), /throw (the handler
  * throws), /filtered (behind two user filters), and /sql?n=N (runs N JDBC
  * statements, plain and prepared in turn, against an in-memory H2 database
- * when h2.jar is on the class path; else it answers 503). Every response
+ * when h2.jar is on the class path; else it answers 503), and /query (one
+ * prepared H2 query, a customer's order count and total, that scans the
+ * ORDERS rows made at start: about 1 ms of real work, for throughput on a
+ * realistic endpoint, `ENDPOINT=/query bench/agent-http.py`; 503 without
+ * H2 too). Every response
  * body says how long the handler took in microseconds ("took N"), so tests
  * can compare it with what the agent measured. With the argument "virtual" (JDK 21+)
  * each exchange runs on a virtual thread. With "backlog" (for `jvmapm demo`) a
@@ -115,6 +120,38 @@ public class HttpService {
         return true;
     }
 
+    /**
+     * Orders made at start for /query: a scan of them with no index on the
+     * customer takes about 1 ms on the 2-core VM of BENCHMARKS.md.
+     */
+    static final int ORDERS = 16_000;
+
+    static final AtomicInteger nextCustomer = new AtomicInteger();
+
+    /**
+     * One customer's order count and total (a different customer each
+     * time, so H2 cannot answer from its last result); false when there is
+     * no H2 driver.
+     */
+    static boolean queryOrders() throws SQLException {
+        Connection connection;
+        try {
+            connection = DriverManager.getConnection(DATABASE);
+        } catch (SQLException noDriver) {
+            return false;
+        }
+        try (connection;
+                PreparedStatement total = connection.prepareStatement(
+                        "SELECT COUNT(*), SUM(amount) FROM orders WHERE customer = ?")) {
+            total.setInt(1, Math.floorMod(nextCustomer.getAndIncrement(), 1000));
+            try (ResultSet row = total.executeQuery()) {
+                row.next();
+                row.getLong(2);
+            }
+        }
+        return true;
+    }
+
     public static void main(String[] args) throws Exception {
         // Without it, a response's separate writes of headers and body meet
         // delayed ACKs and every keep-alive request waits ~40 ms.
@@ -122,8 +159,10 @@ public class HttpService {
         try (Connection setup = DriverManager.getConnection(DATABASE); Statement s = setup.createStatement()) {
             s.execute("CREATE TABLE items(id INT PRIMARY KEY, name VARCHAR(20), hits INT)");
             s.execute("INSERT INTO items VALUES (0, 'zero', 0), (1, 'one', 0), (2, 'two', 0)");
+            s.execute("CREATE TABLE orders(id INT PRIMARY KEY, customer INT, amount INT)");
+            s.execute("INSERT INTO orders SELECT X, MOD(X * 7919, 1000), MOD(X * 31, 997) FROM SYSTEM_RANGE(1, " + ORDERS + ")");
         } catch (SQLException noDriver) {
-            // Without H2, /sql answers 503.
+            // Without H2, /sql and /query answer 503.
         }
         HttpServer server = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
         server.createContext("/fast", exchange -> answer(exchange, 200, System.nanoTime()));
@@ -145,6 +184,14 @@ public class HttpService {
             int n = query != null && query.startsWith("n=") ? Integer.parseInt(query.substring(2)) : 1;
             try {
                 answer(exchange, runSql(n) ? 200 : 503, start);
+            } catch (SQLException e) {
+                throw new IOException(e);
+            }
+        });
+        server.createContext("/query", exchange -> {
+            long start = System.nanoTime();
+            try {
+                answer(exchange, queryOrders() ? 200 : 503, start);
             } catch (SQLException e) {
                 throw new IOException(e);
             }
