@@ -237,7 +237,7 @@ unsafe extern "system" fn on_vm_death(_jvmti: *mut RawEnv, jni: JniEnvPtr) {
 }
 
 /// The resource every span and metric carries (DESIGN.md, wire conventions).
-fn resource(settings: &Settings, jvm: &JvmFacts) -> Resource {
+pub(crate) fn resource(settings: &Settings, jvm: &JvmFacts) -> Resource {
     let mut attributes: Vec<KeyValue> = settings
         .resource_attributes
         .iter()

@@ -36,7 +36,7 @@ const POLL: Duration = Duration::from_millis(50);
 /// Records the exporter thread holds while the backend is slow or away.
 const PENDING_CAPACITY: usize = 4096;
 /// Spans sent in one export request.
-const BATCH: usize = 512;
+pub(crate) const BATCH: usize = 512;
 /// The longest wait between two attempts while the backend fails.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 

@@ -15,7 +15,8 @@
 //! at most 2 s for the flush.
 
 // `classfile`, `probe` and `options` are public for the fuzz targets in
-// fuzz/ (the crate is also built as an rlib for them); nothing else is.
+// fuzz/ (the crate is also built as an rlib for them), `exporter_bench`
+// (feature `bench`) for bench/; nothing else is.
 
 #[cfg(panic = "abort")]
 compile_error!(
@@ -27,6 +28,8 @@ pub mod classfile;
 mod clock;
 mod entry;
 mod exporter;
+#[cfg(feature = "bench")]
+pub mod exporter_bench;
 mod gc;
 #[cfg(test)]
 mod header_check;

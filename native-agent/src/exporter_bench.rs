@@ -1,0 +1,202 @@
+//! What `bench/src/exporter_cost.rs` times, and only that (feature `bench`):
+//! the exporter thread's work on realistic records, reached from outside the
+//! crate without making the agent's modules public. A `Workload` is HTTP
+//! transactions of a servlet application, each with one JDBC call, 2% of
+//! them 5xx; `Encoder` turns records into an OTLP request the way the
+//! exporter does, `GrpcSender` also sends them to a backend.
+
+use std::sync::Arc;
+
+use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
+use opentelemetry_sdk::trace::SpanExporter as _;
+use prost::Message;
+
+use crate::agent::{self, JvmFacts};
+use crate::exporter::BATCH;
+use crate::options::{self, Settings};
+use crate::record::{Record, SpanIds};
+use crate::transaction::{self, Ending, Finished, Site, SiteKind, SqlCall};
+
+/// Records as the exporter thread receives them.
+#[derive(Clone)]
+pub struct Workload {
+    records: Vec<Record>,
+}
+
+impl Workload {
+    /// `transactions` HTTP transactions and as many JDBC calls.
+    pub fn new(transactions: usize) -> Workload {
+        let servlet = register(
+            SiteKind::Http,
+            "org.apache.catalina.core.StandardWrapperValve",
+            "invoke",
+        );
+        let jdbc = register(
+            SiteKind::Sql,
+            "org.postgresql.jdbc.PgPreparedStatement",
+            "executeQuery",
+        );
+        let method: Arc<str> = "GET".into();
+        let route: Arc<str> = "/orders/{id}".into();
+        let thread: Arc<str> = "http-nio-8080-exec-7".into();
+        let failure: Arc<str> = "java.lang.IllegalStateException".into();
+        let start_ns = 1_750_000_000_000_000_000u64;
+        let mut records = Vec::with_capacity(2 * transactions);
+        for n in 0..transactions as u64 {
+            let trace_id = u128::from(n) << 64 | 0x5eed;
+            let span_id = 0x1000 + n;
+            let failed = n % 50 == 7;
+            records.push(Record::Sql(Box::new(SqlCall {
+                site: jdbc,
+                trace_id,
+                parent_span_id: span_id,
+                span_id: span_id | 1 << 48,
+                start_ns: start_ns + n * 1_000_000 + 200_000,
+                duration_ns: 450_000,
+                statement: Some(
+                    "select o.id, o.total, o.status from orders o where o.customer_id = ? and o.created > ?"
+                        .into(),
+                ),
+                error_type: None,
+            })));
+            records.push(Record::Transaction(Box::new(Finished {
+                site: servlet,
+                start_ns: start_ns + n * 1_000_000,
+                duration_ns: 1_200_000 + n % 997 * 1_000,
+                cpu_ns: Some(310_000),
+                trace_id,
+                span_id,
+                parent_span_id: 0,
+                ending: Ending {
+                    method: Some(method.clone()),
+                    path: Some(format!("/orders/{}", 4711 + n % 500).into()),
+                    route: Some(route.clone()),
+                    status: if failed { 500 } else { 200 },
+                    error_type: failed.then(|| failure.clone()),
+                    thread: Some(thread.clone()),
+                },
+                stuck: false,
+                sql_count: 1,
+                sql_ns: 450_000,
+                detailed: true,
+            })));
+        }
+        Workload { records }
+    }
+
+    pub fn spans(&self) -> usize {
+        self.records.len()
+    }
+}
+
+fn register(kind: SiteKind, class: &str, method: &str) -> i32 {
+    transaction::register(Site {
+        kind,
+        class: class.into(),
+        method: method.into(),
+    })
+    .unwrap_or(-1)
+}
+
+fn settings(endpoint: &str) -> Result<Settings, String> {
+    options::resolve(
+        &format!("service=exporter-bench,endpoint={endpoint}"),
+        |_| None,
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn resource(settings: &Settings) -> opentelemetry_sdk::Resource {
+    agent::resource(
+        settings,
+        &JvmFacts {
+            vm_name: "OpenJDK 64-Bit Server VM".into(),
+            vm_version: "17.0.16+8-Debian-1deb12u1".into(),
+        },
+    )
+}
+
+/// Encodes without sending.
+pub struct Encoder {
+    resource: ResourceAttributesWithSchema,
+    ids: SpanIds,
+}
+
+impl Encoder {
+    pub fn new() -> Result<Encoder, String> {
+        Ok(Encoder {
+            resource: (&resource(&settings("http://127.0.0.1:4317")?)).into(),
+            ids: SpanIds::new(),
+        })
+    }
+
+    /// Encodes the records a batch at a time; the bytes written.
+    pub fn encode(&mut self, workload: Workload) -> usize {
+        let mut bytes = 0;
+        let mut records = workload.records.into_iter().peekable();
+        while records.peek().is_some() {
+            let batch = records
+                .by_ref()
+                .take(BATCH)
+                .map(|record| record.into_span(&mut self.ids))
+                .collect();
+            let request = ExportTraceServiceRequest {
+                resource_spans: group_spans_by_resource_and_scope(batch, &self.resource),
+            };
+            bytes += request.encode_to_vec().len();
+        }
+        bytes
+    }
+}
+
+/// Sends to an OTLP/gRPC endpoint as the exporter thread does.
+pub struct GrpcSender {
+    runtime: tokio::runtime::Runtime,
+    exporter: opentelemetry_otlp::SpanExporter,
+    ids: SpanIds,
+}
+
+impl GrpcSender {
+    pub fn new(endpoint: &str) -> Result<GrpcSender, String> {
+        let settings = settings(endpoint)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut exporter = runtime
+            .block_on(async {
+                opentelemetry_otlp::SpanExporter::builder()
+                    .with_tonic()
+                    .with_endpoint(endpoint)
+                    .with_timeout(settings.timeout)
+                    .with_retry_policy(opentelemetry_otlp::RetryPolicy::disabled())
+                    .build()
+            })
+            .map_err(|e| e.to_string())?;
+        exporter.set_resource(&resource(&settings));
+        Ok(GrpcSender {
+            runtime,
+            exporter,
+            ids: SpanIds::new(),
+        })
+    }
+
+    /// Sends the records a batch at a time, each export awaited.
+    pub fn send(&mut self, workload: Workload) -> Result<(), String> {
+        let mut records = workload.records.into_iter().peekable();
+        while records.peek().is_some() {
+            let batch = records
+                .by_ref()
+                .take(BATCH)
+                .map(|record| record.into_span(&mut self.ids))
+                .collect();
+            self.runtime
+                .block_on(self.exporter.export(batch))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
