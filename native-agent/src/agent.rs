@@ -87,7 +87,7 @@ pub fn start(
     let dropped = Arc::new(AtomicU64::new(0));
     let resource = resource(settings, jvm);
     let metrics = metrics::pipeline(resource.clone(), dropped.clone());
-    let (queue, exporter) = exporter::start(settings, resource, metrics.reader, dropped)
+    let (queue, exporter) = exporter::start(settings, &resource, metrics.reader, dropped)
         .map_err(|e| format!("cannot start the exporter thread: {e}"))?;
     let _ = transaction::QUEUE.set(queue.clone());
     transaction::set_sample(settings.sample);

@@ -1,32 +1,36 @@
 //! The exporter thread: the one place the agent talks to the network. Others
 //! hand it records through a bounded queue that never blocks them (a full
 //! queue drops and counts) and never wakes it (it polls the queue, so a
-//! send is a few atomic operations, no system call); it turns records into
-//! OTLP spans, collects the metrics, and sends both with opentelemetry-otlp
-//! every `export_interval`.
+//! send is a few atomic operations, no system call); it writes records as
+//! OTLP spans straight into export requests (`otlp`) and sends them itself
+//! (`trace_client`), collects the metrics and sends them with
+//! opentelemetry-otlp, every `export_interval`.
 //! When the backend fails it drops that batch, counts it, says so once, and
-//! backs off; on VMDeath it flushes for at most the time it is given.
+//! backs off; spans the backend rejects are counted the same way. On VMDeath
+//! it flushes for at most the time it is given.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt::Display;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use opentelemetry_otlp::{
-    MetricExporter, RetryPolicy, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
+    MetricExporter, RetryPolicy, WithExportConfig, WithHttpConfig, WithTonicConfig,
 };
-use opentelemetry_sdk::error::OTelSdkError;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::reader::MetricReader;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 use opentelemetry_sdk::Resource;
 
 use crate::log::{self, line};
 use crate::metrics::SharedReader;
 use crate::options::{LogLevel, Protocol, Settings};
+use crate::otlp::{Rejected, TraceRequest};
 use crate::record::{Record, SpanIds};
+use crate::trace_client::TraceClient;
 
 /// Records waiting in the channel to the exporter thread: enough for
 /// 300 000 transactions a second between two polls.
@@ -90,7 +94,7 @@ impl Exporter {
 /// Starts the exporter thread. `dropped` counts what never reached the backend.
 pub fn start(
     settings: &Settings,
-    resource: Resource,
+    resource: &Resource,
     reader: SharedReader,
     dropped: Arc<AtomicU64>,
 ) -> std::io::Result<(Queue, Exporter)> {
@@ -99,7 +103,7 @@ pub fn start(
     let stopped = Arc::new(Stopped::default());
     let worker = Worker {
         settings: settings.clone(),
-        resource,
+        request: TraceRequest::new(resource),
         reader,
         dropped: queue.dropped.clone(),
         pending: VecDeque::new(),
@@ -134,13 +138,14 @@ pub fn start(
 }
 
 struct Clients {
-    spans: SpanExporter,
+    spans: TraceClient,
     metrics: MetricExporter,
 }
 
 struct Worker {
     settings: Settings,
-    resource: Resource,
+    /// The next span export, written as records are taken.
+    request: TraceRequest,
     reader: SharedReader,
     dropped: Arc<AtomicU64>,
     pending: VecDeque<Record>,
@@ -164,7 +169,7 @@ impl Worker {
                 return;
             }
         };
-        let clients = match runtime.block_on(async { self.clients() }) {
+        let mut clients = match runtime.block_on(async { self.clients() }) {
             Ok(clients) => clients,
             Err(e) => {
                 line(
@@ -184,19 +189,19 @@ impl Worker {
             let disconnected = self.take(&receiver);
             if flush.load(Ordering::Acquire) || disconnected {
                 runtime.block_on(async {
-                    self.send_spans(&clients).await;
-                    self.send_metrics(&clients).await;
+                    self.send_spans(&mut clients.spans).await;
+                    self.send_metrics(&clients.metrics).await;
                 });
                 return;
             }
             if Instant::now() >= next_export {
                 runtime.block_on(async {
-                    self.send_spans(&clients).await;
-                    self.send_metrics(&clients).await;
+                    self.send_spans(&mut clients.spans).await;
+                    self.send_metrics(&clients.metrics).await;
                 });
                 next_export = Instant::now() + self.delay();
             } else if self.pending.len() >= BATCH && self.failures == 0 {
-                runtime.block_on(self.send_spans(&clients));
+                runtime.block_on(self.send_spans(&mut clients.spans));
             }
         }
     }
@@ -233,70 +238,56 @@ impl Worker {
         doubled.min(MAX_BACKOFF.max(interval))
     }
 
-    fn clients(&self) -> Result<Clients, opentelemetry_otlp::ExporterBuildError> {
+    fn clients(&self) -> Result<Clients, String> {
         let s = &self.settings;
         let base = s.endpoint.trim_end_matches('/');
-        let (mut spans, metrics) = match s.protocol {
+        let built = |e: opentelemetry_otlp::ExporterBuildError| e.to_string();
+        match s.protocol {
             Protocol::Grpc => {
                 let metadata = metadata(&s.headers);
-                (
-                    SpanExporter::builder()
-                        .with_tonic()
-                        .with_endpoint(base)
-                        .with_timeout(s.timeout)
-                        .with_metadata(metadata.clone())
-                        .with_retry_policy(RetryPolicy::disabled())
-                        .build()?,
-                    MetricExporter::builder()
+                Ok(Clients {
+                    spans: TraceClient::grpc(base, s.timeout, metadata.clone())?,
+                    metrics: MetricExporter::builder()
                         .with_tonic()
                         .with_endpoint(base)
                         .with_timeout(s.timeout)
                         .with_metadata(metadata)
                         .with_retry_policy(RetryPolicy::disabled())
-                        .build()?,
-                )
+                        .build()
+                        .map_err(built)?,
+                })
             }
             Protocol::HttpProtobuf => {
                 let headers: HashMap<String, String> = s.headers.iter().cloned().collect();
-                (
-                    SpanExporter::builder()
-                        .with_http()
-                        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                        .with_endpoint(format!("{base}/v1/traces"))
-                        .with_timeout(s.timeout)
-                        .with_headers(headers.clone())
-                        .with_retry_policy(RetryPolicy::disabled())
-                        .build()?,
-                    MetricExporter::builder()
+                Ok(Clients {
+                    spans: TraceClient::http(base, s.timeout, &s.headers)?,
+                    metrics: MetricExporter::builder()
                         .with_http()
                         .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
                         .with_endpoint(format!("{base}/v1/metrics"))
                         .with_timeout(s.timeout)
                         .with_headers(headers)
                         .with_retry_policy(RetryPolicy::disabled())
-                        .build()?,
-                )
+                        .build()
+                        .map_err(built)?,
+                })
             }
-        };
-        spans.set_resource(&self.resource);
-        Ok(Clients { spans, metrics })
+        }
     }
 
     /// Sends every pending record, a batch at a time; a failed batch is
     /// dropped and counted, and the rest wait for the next attempt.
-    async fn send_spans(&mut self, clients: &Clients) {
+    async fn send_spans(&mut self, client: &mut TraceClient) {
         while !self.pending.is_empty() {
             let take = self.pending.len().min(BATCH);
-            let batch: Vec<SpanData> = self
-                .pending
-                .drain(..take)
-                .map(|record| record.into_span(&mut self.ids))
-                .collect();
-            let count = batch.len() as u64;
-            match clients.spans.export(batch).await {
-                Ok(()) => self.succeeded(),
+            let request = encode(self.pending.drain(..take), &mut self.ids, &mut self.request);
+            match client.export(request).await {
+                Ok(rejected) => {
+                    self.count_rejected(rejected);
+                    self.succeeded();
+                }
                 Err(e) => {
-                    self.dropped.fetch_add(count, Ordering::Relaxed);
+                    self.dropped.fetch_add(take as u64, Ordering::Relaxed);
                     self.failed("spans", e);
                     return;
                 }
@@ -304,7 +295,23 @@ impl Worker {
         }
     }
 
-    async fn send_metrics(&mut self, clients: &Clients) {
+    /// Counts the spans the backend rejected as dropped; says so once.
+    fn count_rejected(&self, rejected: Rejected) {
+        if rejected.spans == 0 {
+            return;
+        }
+        self.dropped.fetch_add(rejected.spans, Ordering::Relaxed);
+        log::once(
+            "spans-rejected",
+            LogLevel::Warn,
+            &format!(
+                "{} rejected {} spans of an export ({:?}); rejected spans are counted as dropped",
+                self.settings.endpoint, rejected.spans, rejected.message
+            ),
+        );
+    }
+
+    async fn send_metrics(&mut self, client: &MetricExporter) {
         let mut metrics = ResourceMetrics::default();
         if let Err(e) = self.reader.collect(&mut metrics) {
             log::once(
@@ -314,7 +321,7 @@ impl Worker {
             );
             return;
         }
-        match clients.metrics.export(&metrics).await {
+        match client.export(&metrics).await {
             Ok(()) => self.succeeded(),
             Err(e) => self.failed("metrics", e),
         }
@@ -334,7 +341,7 @@ impl Worker {
         self.failures = 0;
     }
 
-    fn failed(&mut self, what: &str, error: OTelSdkError) {
+    fn failed(&mut self, what: &str, error: impl Display) {
         if self.failures == 0 {
             line(
                 LogLevel::Warn,
@@ -346,6 +353,18 @@ impl Worker {
         }
         self.failures = self.failures.saturating_add(1);
     }
+}
+
+/// Writes records as spans into one export request and hands it over.
+pub(crate) fn encode(
+    records: impl Iterator<Item = Record>,
+    ids: &mut SpanIds,
+    request: &mut TraceRequest,
+) -> Bytes {
+    for record in records {
+        record.write_span(ids, request);
+    }
+    request.finish()
 }
 
 /// gRPC metadata from the configured headers; a header gRPC cannot carry

@@ -7,17 +7,12 @@
 
 use std::sync::Arc;
 
-use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
-use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
-use opentelemetry_sdk::trace::SpanExporter as _;
-use prost::Message;
-
 use crate::agent::{self, JvmFacts};
-use crate::exporter::BATCH;
+use crate::exporter::{self, BATCH};
 use crate::options::{self, Settings};
+use crate::otlp::TraceRequest;
 use crate::record::{Record, SpanIds};
+use crate::trace_client::TraceClient;
 use crate::transaction::{self, Ending, Finished, Site, SiteKind, SqlCall};
 
 /// Records as the exporter thread receives them.
@@ -121,14 +116,14 @@ fn resource(settings: &Settings) -> opentelemetry_sdk::Resource {
 
 /// Encodes without sending.
 pub struct Encoder {
-    resource: ResourceAttributesWithSchema,
+    request: TraceRequest,
     ids: SpanIds,
 }
 
 impl Encoder {
     pub fn new() -> Result<Encoder, String> {
         Ok(Encoder {
-            resource: (&resource(&settings("http://127.0.0.1:4317")?)).into(),
+            request: TraceRequest::new(&resource(&settings("http://127.0.0.1:4317")?)),
             ids: SpanIds::new(),
         })
     }
@@ -138,15 +133,8 @@ impl Encoder {
         let mut bytes = 0;
         let mut records = workload.records.into_iter().peekable();
         while records.peek().is_some() {
-            let batch = records
-                .by_ref()
-                .take(BATCH)
-                .map(|record| record.into_span(&mut self.ids))
-                .collect();
-            let request = ExportTraceServiceRequest {
-                resource_spans: group_spans_by_resource_and_scope(batch, &self.resource),
-            };
-            bytes += request.encode_to_vec().len();
+            let batch = records.by_ref().take(BATCH);
+            bytes += exporter::encode(batch, &mut self.ids, &mut self.request).len();
         }
         bytes
     }
@@ -155,8 +143,8 @@ impl Encoder {
 /// Sends to an OTLP/gRPC endpoint as the exporter thread does.
 pub struct GrpcSender {
     runtime: tokio::runtime::Runtime,
-    exporter: opentelemetry_otlp::SpanExporter,
-    ids: SpanIds,
+    client: TraceClient,
+    encoder: Encoder,
 }
 
 impl GrpcSender {
@@ -166,36 +154,33 @@ impl GrpcSender {
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
-        let mut exporter = runtime
-            .block_on(async {
-                opentelemetry_otlp::SpanExporter::builder()
-                    .with_tonic()
-                    .with_endpoint(endpoint)
-                    .with_timeout(settings.timeout)
-                    .with_retry_policy(opentelemetry_otlp::RetryPolicy::disabled())
-                    .build()
-            })
-            .map_err(|e| e.to_string())?;
-        exporter.set_resource(&resource(&settings));
+        let client = runtime.block_on(async {
+            TraceClient::grpc(endpoint, settings.timeout, Default::default())
+        })?;
         Ok(GrpcSender {
             runtime,
-            exporter,
-            ids: SpanIds::new(),
+            client,
+            encoder: Encoder::new()?,
         })
     }
 
-    /// Sends the records a batch at a time, each export awaited.
+    /// Sends the records a batch at a time, each export awaited; an export
+    /// the backend rejected spans of is an error.
     pub fn send(&mut self, workload: Workload) -> Result<(), String> {
         let mut records = workload.records.into_iter().peekable();
         while records.peek().is_some() {
-            let batch = records
-                .by_ref()
-                .take(BATCH)
-                .map(|record| record.into_span(&mut self.ids))
-                .collect();
-            self.runtime
-                .block_on(self.exporter.export(batch))
+            let batch = records.by_ref().take(BATCH);
+            let request = exporter::encode(batch, &mut self.encoder.ids, &mut self.encoder.request);
+            let rejected = self
+                .runtime
+                .block_on(self.client.export(request))
                 .map_err(|e| e.to_string())?;
+            if rejected.spans > 0 {
+                return Err(format!(
+                    "the backend rejected {} spans: {}",
+                    rejected.spans, rejected.message
+                ));
+            }
         }
         Ok(())
     }
