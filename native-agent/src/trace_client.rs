@@ -209,3 +209,125 @@ impl Decoder for PassThrough {
         Ok(Some(read_answer(&answer)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTracePartialSuccess, ExportTraceServiceResponse,
+    };
+    use prost::Message;
+    use std::io::{Read, Write};
+    use tonic::codegen::http;
+
+    /// An answer that rejects three spans.
+    fn answer() -> Vec<u8> {
+        ExportTraceServiceResponse {
+            partial_success: Some(ExportTracePartialSuccess {
+                rejected_spans: 3,
+                error_message: "stale".into(),
+            }),
+        }
+        .encode_to_vec()
+    }
+
+    fn stale() -> Rejected {
+        Rejected {
+            spans: 3,
+            message: "stale".into(),
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn an_http_export_posts_protobuf_with_the_headers_and_reads_what_was_rejected() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut chunk = [0; 4096];
+            while !request.ends_with(b"\r\n\r\nspans") {
+                let n = socket.read(&mut chunk).unwrap();
+                assert!(n > 0, "the whole request arrives");
+                request.extend_from_slice(&chunk[..n]);
+            }
+            let answer = answer();
+            write!(
+                socket,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\n\r\n",
+                answer.len()
+            )
+            .unwrap();
+            socket.write_all(&answer).unwrap();
+            String::from_utf8_lossy(&request).to_ascii_lowercase()
+        });
+        let headers = [("Authorization".to_string(), "Bearer t0k3n".to_string())];
+        let mut client = TraceClient::http(&endpoint, Duration::from_secs(10), &headers).unwrap();
+        let rejected = runtime()
+            .block_on(client.export(Bytes::from_static(b"spans")))
+            .unwrap();
+        assert_eq!(rejected, stale());
+        let request = server.join().unwrap();
+        assert!(
+            request.starts_with("post /v1/traces http/1.1\r\n"),
+            "{request}"
+        );
+        assert!(request.contains("\r\ncontent-type: application/x-protobuf\r\n"));
+        assert!(request.contains("\r\nauthorization: bearer t0k3n\r\n"));
+    }
+
+    #[test]
+    fn a_grpc_export_is_a_unary_call_with_the_metadata_and_reads_what_was_rejected() {
+        runtime().block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let endpoint = format!("http://{}", listener.local_addr().unwrap());
+            let server = tokio::spawn(async move {
+                let (socket, _) = listener.accept().await.unwrap();
+                let mut connection = h2::server::handshake(socket).await.unwrap();
+                let (request, mut respond) = connection.accept().await.unwrap().unwrap();
+                tokio::spawn(async move { while connection.accept().await.is_some() {} });
+                let (head, mut body) = request.into_parts();
+                let mut received = Vec::new();
+                while let Some(data) = body.data().await {
+                    let data = data.unwrap();
+                    let _ = body.flow_control().release_capacity(data.len());
+                    received.extend_from_slice(&data);
+                }
+                let response = http::Response::builder()
+                    .header("content-type", "application/grpc")
+                    .body(())
+                    .unwrap();
+                let mut stream = respond.send_response(response, false).unwrap();
+                let answer = answer();
+                let mut message = vec![0];
+                message.extend_from_slice(&(answer.len() as u32).to_be_bytes());
+                message.extend_from_slice(&answer);
+                stream.send_data(message.into(), false).unwrap();
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                stream.send_trailers(trailers).unwrap();
+                (head, received)
+            });
+            let mut metadata = MetadataMap::new();
+            metadata.insert("authorization", "Bearer t0k3n".parse().unwrap());
+            let mut client =
+                TraceClient::grpc(&endpoint, Duration::from_secs(10), metadata).unwrap();
+            let rejected = client.export(Bytes::from_static(b"spans")).await.unwrap();
+            assert_eq!(rejected, stale());
+            let (head, received) = server.await.unwrap();
+            assert_eq!(head.method, http::Method::POST);
+            assert_eq!(head.uri.path(), GRPC_EXPORT);
+            assert_eq!(head.headers["authorization"], "Bearer t0k3n");
+            assert_eq!(head.headers["content-type"], "application/grpc");
+            // One uncompressed message: flag, length, the request as given.
+            assert_eq!(received, b"\0\0\0\0\x05spans");
+        });
+    }
+}
