@@ -13,7 +13,7 @@
 //! trace/v1/trace.proto, common/v1/common.proto, resource/v1/resource.proto
 //! and collector/trace/v1/trace_service.proto.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use opentelemetry_sdk::Resource;
 
 /// Protobuf wire types.
@@ -168,50 +168,54 @@ pub struct SpanOut<'a> {
 /// one at a time, and `finish` hands the request over and starts the next.
 pub struct TraceRequest {
     /// Room for the request's head, then the spans pushed so far.
-    buffer: BytesMut,
+    buffer: Vec<u8>,
     /// `ResourceSpans.resource`, tag and length included.
-    resource: Bytes,
+    resource: Vec<u8>,
     /// `ScopeSpans.scope`, tag and length included.
-    scope: Bytes,
+    scope: Vec<u8>,
 }
 
 impl TraceRequest {
     /// A request for spans of `resource`.
     pub fn new(resource: &Resource) -> TraceRequest {
-        let mut encoded = BytesMut::new();
-        message(&mut encoded, field::resource_spans::RESOURCE, 2, |b| {
-            for (key, value) in resource.iter() {
-                let text;
-                let value = match value {
-                    opentelemetry::Value::I64(n) => Value::Int(*n),
-                    opentelemetry::Value::Bool(v) => Value::Bool(*v),
-                    opentelemetry::Value::String(s) => Value::Str(s.as_str()),
-                    other => {
-                        text = other.as_str();
-                        Value::Str(&text)
-                    }
-                };
-                attribute(
-                    b,
-                    field::resource::ATTRIBUTES,
-                    &Attribute {
-                        key: key.as_str(),
-                        value,
-                    },
-                );
-            }
-        });
-        let resource = encoded.split().freeze();
-        message(&mut encoded, field::scope_spans::SCOPE, 1, |b| {
+        let mut encoded_resource = Vec::new();
+        message(
+            &mut encoded_resource,
+            field::resource_spans::RESOURCE,
+            2,
+            |b| {
+                for (key, value) in resource.iter() {
+                    let text;
+                    let value = match value {
+                        opentelemetry::Value::I64(n) => Value::Int(*n),
+                        opentelemetry::Value::Bool(v) => Value::Bool(*v),
+                        opentelemetry::Value::String(s) => Value::Str(s.as_str()),
+                        other => {
+                            text = other.as_str();
+                            Value::Str(&text)
+                        }
+                    };
+                    attribute(
+                        b,
+                        field::resource::ATTRIBUTES,
+                        &Attribute {
+                            key: key.as_str(),
+                            value,
+                        },
+                    );
+                }
+            },
+        );
+        let mut scope = Vec::new();
+        message(&mut scope, field::scope_spans::SCOPE, 1, |b| {
             string(b, field::scope::NAME, SCOPE_NAME)
         });
-        let scope = encoded.split().freeze();
         let mut request = TraceRequest {
-            buffer: BytesMut::new(),
-            resource,
+            buffer: Vec::new(),
+            resource: encoded_resource,
             scope,
         };
-        request.make_room_for_head();
+        request.buffer.resize(request.head_room(), 0);
         request
     }
 
@@ -219,10 +223,6 @@ impl TraceRequest {
     /// resource, the scope spans' tag and length, the scope.
     fn head_room(&self) -> usize {
         2 * (1 + MAX_VARINT) + self.resource.len() + self.scope.len()
-    }
-
-    fn make_room_for_head(&mut self) {
-        self.buffer.put_bytes(0, self.head_room());
     }
 
     pub fn push(&mut self, span: &SpanOut<'_>) {
@@ -267,8 +267,10 @@ impl TraceRequest {
         });
     }
 
-    /// The request with every span pushed since the last call; the next
-    /// request starts empty. The buffer is reused once the request is dropped.
+    /// A copy of the request with every span pushed since the last call;
+    /// the next request starts empty, in the same buffer. (Writing into a
+    /// plain `Vec` and copying once a batch costs less than writing into
+    /// a buffer that could be handed over without the copy.)
     pub fn finish(&mut self) -> Bytes {
         let room = self.head_room();
         let spans_len = self.buffer.len() - room;
@@ -289,8 +291,8 @@ impl TraceRequest {
         tag(&mut head, field::resource_spans::SCOPE_SPANS, LEN);
         varint(&mut head, scope_spans_len as u64);
         head.put_slice(&self.scope);
-        let request = self.buffer.split().freeze().slice(start..);
-        self.make_room_for_head();
+        let request = Bytes::copy_from_slice(&self.buffer[start..]);
+        self.buffer.truncate(room);
         request
     }
 }
@@ -311,19 +313,19 @@ fn varint_len(value: u64) -> usize {
     (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
 }
 
-fn bytes(buffer: &mut BytesMut, number: u32, value: &[u8]) {
+fn bytes(buffer: &mut Vec<u8>, number: u32, value: &[u8]) {
     tag(buffer, number, LEN);
     varint(buffer, value.len() as u64);
     buffer.put_slice(value);
 }
 
-fn string(buffer: &mut BytesMut, number: u32, value: &str) {
+fn string(buffer: &mut Vec<u8>, number: u32, value: &str) {
     bytes(buffer, number, value.as_bytes());
 }
 
 /// Writes a `KeyValue`. Its lengths are worked out before, not patched
 /// after: attributes are most of a span, and all their fields are short.
-fn attribute(buffer: &mut BytesMut, number: u32, attribute: &Attribute<'_>) {
+fn attribute(buffer: &mut Vec<u8>, number: u32, attribute: &Attribute<'_>) {
     // The `AnyValue`'s one field, its one-byte tag included.
     let value_len = match attribute.value {
         Value::Str(s) => 1 + varint_len(s.len() as u64) + s.len(),
@@ -353,7 +355,7 @@ fn attribute(buffer: &mut BytesMut, number: u32, attribute: &Attribute<'_>) {
 
 /// Writes a message field whose body `body` writes, leaving `guess` bytes
 /// for its length and moving the body when the length takes more or fewer.
-fn message(buffer: &mut BytesMut, number: u32, guess: usize, body: impl FnOnce(&mut BytesMut)) {
+fn message(buffer: &mut Vec<u8>, number: u32, guess: usize, body: impl FnOnce(&mut Vec<u8>)) {
     tag(buffer, number, LEN);
     let length_at = buffer.len();
     buffer.put_bytes(0, guess);
