@@ -5,7 +5,11 @@
 //! them 5xx; `Encoder` turns records into an OTLP request the way the
 //! exporter does, `GrpcSender` also sends them to a backend.
 
+use std::iter::Peekable;
 use std::sync::Arc;
+use std::vec;
+
+use bytes::Bytes;
 
 use crate::agent::{self, JvmFacts};
 use crate::exporter::{self, BATCH};
@@ -132,11 +136,17 @@ impl Encoder {
     pub fn encode(&mut self, workload: Workload) -> usize {
         let mut bytes = 0;
         let mut records = workload.records.into_iter().peekable();
-        while records.peek().is_some() {
-            let batch = records.by_ref().take(BATCH);
-            bytes += exporter::encode(batch, &mut self.ids, &mut self.request).len();
+        while let Some(request) = self.next_request(&mut records) {
+            bytes += request.len();
         }
         bytes
+    }
+
+    /// The request of the next batch, until every record is taken.
+    fn next_request(&mut self, records: &mut Peekable<vec::IntoIter<Record>>) -> Option<Bytes> {
+        records.peek()?;
+        let batch = records.by_ref().take(BATCH);
+        Some(exporter::encode(batch, &mut self.ids, &mut self.request))
     }
 }
 
@@ -168,9 +178,7 @@ impl GrpcSender {
     /// the backend rejected spans of is an error.
     pub fn send(&mut self, workload: Workload) -> Result<(), String> {
         let mut records = workload.records.into_iter().peekable();
-        while records.peek().is_some() {
-            let batch = records.by_ref().take(BATCH);
-            let request = exporter::encode(batch, &mut self.encoder.ids, &mut self.encoder.request);
+        while let Some(request) = self.encoder.next_request(&mut records) {
             let rejected = self
                 .runtime
                 .block_on(self.client.export(request))

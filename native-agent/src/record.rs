@@ -78,39 +78,49 @@ impl Record {
                 start_ns,
                 duration_ns,
                 collection,
-            } => {
-                let mut attributes = Attributes::default();
-                attributes.push(EVENT_ATTRIBUTE, Value::Str(GC_PAUSE));
-                if let Some(collection) = collection {
-                    attributes.push("jvm.gc.action", Value::Str(&collection.action));
-                    attributes.push("jvm.gc.name", Value::Str(&collection.collector));
-                }
-                event_span(ids, GC_PAUSE, *start_ns, *duration_ns, &attributes, request);
-            }
+            } => gc_pause_span(*start_ns, *duration_ns, collection.as_ref(), ids, request),
             Record::HeapDump {
                 start_ns,
                 duration_ns,
                 path,
                 reason,
-            } => {
-                let mut attributes = Attributes::default();
-                attributes.push(EVENT_ATTRIBUTE, Value::Str(HEAP_DUMP));
-                attributes.push("jvmapm.heapdump.path", Value::Str(path));
-                attributes.push("jvmapm.heapdump.reason", Value::Str(reason));
-                event_span(
-                    ids,
-                    HEAP_DUMP,
-                    *start_ns,
-                    *duration_ns,
-                    &attributes,
-                    request,
-                );
-            }
+            } => heap_dump_span(*start_ns, *duration_ns, path, reason, ids, request),
             Record::Transaction(finished) => transaction_span(finished, request),
             Record::Stuck(stuck, stack) => stuck_span(stuck, stack.as_deref(), request),
             Record::Sql(call) => sql_span(call, request),
         }
     }
+}
+
+fn gc_pause_span(
+    start_ns: u64,
+    duration_ns: u64,
+    collection: Option<&Collection>,
+    ids: &mut SpanIds,
+    request: &mut TraceRequest,
+) {
+    let mut attributes = Attributes::default();
+    attributes.push(EVENT_ATTRIBUTE, Value::Str(GC_PAUSE));
+    if let Some(collection) = collection {
+        attributes.push("jvm.gc.action", Value::Str(&collection.action));
+        attributes.push("jvm.gc.name", Value::Str(&collection.collector));
+    }
+    event_span(ids, GC_PAUSE, start_ns, duration_ns, &attributes, request);
+}
+
+fn heap_dump_span(
+    start_ns: u64,
+    duration_ns: u64,
+    path: &str,
+    reason: &str,
+    ids: &mut SpanIds,
+    request: &mut TraceRequest,
+) {
+    let mut attributes = Attributes::default();
+    attributes.push(EVENT_ATTRIBUTE, Value::Str(HEAP_DUMP));
+    attributes.push("jvmapm.heapdump.path", Value::Str(path));
+    attributes.push("jvmapm.heapdump.reason", Value::Str(reason));
+    event_span(ids, HEAP_DUMP, start_ns, duration_ns, &attributes, request);
 }
 
 /// A JVM event as an INTERNAL root span of a trace of its own.
