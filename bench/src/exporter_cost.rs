@@ -1,6 +1,6 @@
-//! `exporter-cost`: the agent exporter thread's CPU time per span, for the
-//! target in DESIGN.md ("Performance targets": at most 1 µs per span on the
-//! exporter thread, really sending).
+//! `exporter-cost`: the agent exporter thread's CPU time per span, against
+//! its target of at most 1 µs per span on the exporter thread, really
+//! sending (BENCHMARKS.md has the figures).
 //!
 //! It starts a `jvmapm serve` of its own (the binary next to this one, or
 //! `--jvmapm`) on free local ports and a fresh data directory, builds a
