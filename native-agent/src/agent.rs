@@ -88,7 +88,7 @@ pub fn start(
     let resource = resource(settings, jvm);
     let metrics = metrics::pipeline(resource.clone(), dropped.clone());
     let _ = transaction::DROPPED.set(dropped.clone());
-    let (queue, exporter) = exporter::start(settings, resource, metrics.reader, dropped)
+    let (queue, exporter) = exporter::start(settings, &resource, metrics.reader, dropped)
         .map_err(|e| format!("cannot start the exporter thread: {e}"))?;
     transaction::set_sample(settings.sample);
     transaction::set_cpu_time(settings.cpu);
@@ -237,7 +237,7 @@ unsafe extern "system" fn on_vm_death(_jvmti: *mut RawEnv, jni: JniEnvPtr) {
 }
 
 /// The resource every span and metric carries (DESIGN.md, wire conventions).
-fn resource(settings: &Settings, jvm: &JvmFacts) -> Resource {
+pub(crate) fn resource(settings: &Settings, jvm: &JvmFacts) -> Resource {
     let mut attributes: Vec<KeyValue> = settings
         .resource_attributes
         .iter()

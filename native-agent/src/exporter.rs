@@ -1,26 +1,31 @@
-//! The exporter thread: the one place the agent talks to the network. Others
-//! hand it records through a bounded queue that never blocks them (a full
-//! queue drops and counts) and never wakes it (it polls the queue, so a
-//! send is a few atomic operations, no system call); it turns records into
-//! OTLP spans, collects the metrics, and sends both with opentelemetry-otlp
-//! every `export_interval`.
+//! The exporter thread: the one place the agent talks to the network.
+//! Application threads write what ended into rings (`ring`, `ended`); the
+//! agent's own threads hand their rarer records (GC pauses, heap dumps,
+//! stuck transactions) through a bounded queue. Neither ever blocks a
+//! writer (a full one drops and counts) nor wakes this thread (it polls
+//! both every 50 ms, so a record costs a few stores, no system call). It
+//! writes records as
+//! OTLP spans straight into export requests (`otlp`) and sends them itself
+//! (`trace_client`), collects the metrics and sends them with
+//! opentelemetry-otlp, every `export_interval`.
 //! When the backend fails it drops that batch, counts it, says so once, and
-//! backs off; on VMDeath it flushes for at most the time it is given.
+//! backs off; spans the backend rejects are counted the same way. On VMDeath
+//! it flushes for at most the time it is given.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt::Display;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use opentelemetry_otlp::{
-    MetricExporter, RetryPolicy, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
+    MetricExporter, RetryPolicy, WithExportConfig, WithHttpConfig, WithTonicConfig,
 };
-use opentelemetry_sdk::error::OTelSdkError;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::reader::MetricReader;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 use opentelemetry_sdk::Resource;
 
 use crate::ended::{self, Ended};
@@ -28,8 +33,10 @@ use crate::interned::STRING_IDS;
 use crate::log::{self, line};
 use crate::metrics::SharedReader;
 use crate::options::{LogLevel, Protocol, Settings};
+use crate::otlp::{Rejected, TraceRequest};
 use crate::record::{Record, SpanIds};
-use crate::ring;
+use crate::ring::{self, Ring};
+use crate::trace_client::TraceClient;
 
 /// Records waiting in the channel to the exporter thread: enough for
 /// 300 000 transactions a second between two polls.
@@ -39,7 +46,7 @@ const POLL: Duration = Duration::from_millis(50);
 /// Records the exporter thread holds while the backend is slow or away.
 const PENDING_CAPACITY: usize = 4096;
 /// Spans sent in one export request.
-const BATCH: usize = 512;
+pub(crate) const BATCH: usize = 512;
 /// The longest wait between two attempts while the backend fails.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -93,7 +100,7 @@ impl Exporter {
 /// Starts the exporter thread. `dropped` counts what never reached the backend.
 pub fn start(
     settings: &Settings,
-    resource: Resource,
+    resource: &Resource,
     reader: SharedReader,
     dropped: Arc<AtomicU64>,
 ) -> std::io::Result<(Queue, Exporter)> {
@@ -102,7 +109,7 @@ pub fn start(
     let stopped = Arc::new(Stopped::default());
     let worker = Worker {
         settings: settings.clone(),
-        resource,
+        request: TraceRequest::new(resource),
         reader,
         dropped: queue.dropped.clone(),
         pending: VecDeque::new(),
@@ -138,13 +145,14 @@ pub fn start(
 }
 
 struct Clients {
-    spans: SpanExporter,
+    spans: TraceClient,
     metrics: MetricExporter,
 }
 
 struct Worker {
     settings: Settings,
-    resource: Resource,
+    /// The next span export, written as records are taken.
+    request: TraceRequest,
     reader: SharedReader,
     dropped: Arc<AtomicU64>,
     pending: VecDeque<Record>,
@@ -170,7 +178,7 @@ impl Worker {
                 return;
             }
         };
-        let clients = match runtime.block_on(async { self.clients() }) {
+        let mut clients = match runtime.block_on(async { self.clients() }) {
             Ok(clients) => clients,
             Err(e) => {
                 line(
@@ -190,19 +198,19 @@ impl Worker {
             let disconnected = self.take(&receiver);
             if flush.load(Ordering::Acquire) || disconnected {
                 runtime.block_on(async {
-                    self.send_spans(&clients).await;
-                    self.send_metrics(&clients).await;
+                    self.send_spans(&mut clients.spans).await;
+                    self.send_metrics(&clients.metrics).await;
                 });
                 return;
             }
             if Instant::now() >= next_export {
                 runtime.block_on(async {
-                    self.send_spans(&clients).await;
-                    self.send_metrics(&clients).await;
+                    self.send_spans(&mut clients.spans).await;
+                    self.send_metrics(&clients.metrics).await;
                 });
                 next_export = Instant::now() + self.delay();
             } else if self.pending.len() >= BATCH && self.failures == 0 {
-                runtime.block_on(self.send_spans(&clients));
+                runtime.block_on(self.send_spans(&mut clients.spans));
             }
         }
     }
@@ -211,14 +219,7 @@ impl Worker {
     /// sender is gone.
     fn take(&mut self, receiver: &Receiver<Record>) -> bool {
         let mut reader = std::mem::take(&mut self.ended);
-        STRING_IDS.with(|resolve| {
-            reader.read(ring::all(), resolve, &mut |ended| {
-                self.hold(match ended {
-                    Ended::Transaction(finished) => Record::Transaction(Box::new(finished)),
-                    Ended::Sql(call) => Record::Sql(Box::new(call)),
-                })
-            })
-        });
+        read_rings(&mut reader, ring::all(), &mut |record| self.hold(record));
         self.ended = reader;
         loop {
             match receiver.try_recv() {
@@ -250,70 +251,56 @@ impl Worker {
         doubled.min(MAX_BACKOFF.max(interval))
     }
 
-    fn clients(&self) -> Result<Clients, opentelemetry_otlp::ExporterBuildError> {
+    fn clients(&self) -> Result<Clients, String> {
         let s = &self.settings;
         let base = s.endpoint.trim_end_matches('/');
-        let (mut spans, metrics) = match s.protocol {
+        let built = |e: opentelemetry_otlp::ExporterBuildError| e.to_string();
+        match s.protocol {
             Protocol::Grpc => {
                 let metadata = metadata(&s.headers);
-                (
-                    SpanExporter::builder()
-                        .with_tonic()
-                        .with_endpoint(base)
-                        .with_timeout(s.timeout)
-                        .with_metadata(metadata.clone())
-                        .with_retry_policy(RetryPolicy::disabled())
-                        .build()?,
-                    MetricExporter::builder()
+                Ok(Clients {
+                    spans: TraceClient::grpc(base, s.timeout, metadata.clone())?,
+                    metrics: MetricExporter::builder()
                         .with_tonic()
                         .with_endpoint(base)
                         .with_timeout(s.timeout)
                         .with_metadata(metadata)
                         .with_retry_policy(RetryPolicy::disabled())
-                        .build()?,
-                )
+                        .build()
+                        .map_err(built)?,
+                })
             }
             Protocol::HttpProtobuf => {
                 let headers: HashMap<String, String> = s.headers.iter().cloned().collect();
-                (
-                    SpanExporter::builder()
-                        .with_http()
-                        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                        .with_endpoint(format!("{base}/v1/traces"))
-                        .with_timeout(s.timeout)
-                        .with_headers(headers.clone())
-                        .with_retry_policy(RetryPolicy::disabled())
-                        .build()?,
-                    MetricExporter::builder()
+                Ok(Clients {
+                    spans: TraceClient::http(base, s.timeout, &s.headers)?,
+                    metrics: MetricExporter::builder()
                         .with_http()
                         .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
                         .with_endpoint(format!("{base}/v1/metrics"))
                         .with_timeout(s.timeout)
                         .with_headers(headers)
                         .with_retry_policy(RetryPolicy::disabled())
-                        .build()?,
-                )
+                        .build()
+                        .map_err(built)?,
+                })
             }
-        };
-        spans.set_resource(&self.resource);
-        Ok(Clients { spans, metrics })
+        }
     }
 
     /// Sends every pending record, a batch at a time; a failed batch is
     /// dropped and counted, and the rest wait for the next attempt.
-    async fn send_spans(&mut self, clients: &Clients) {
+    async fn send_spans(&mut self, client: &mut TraceClient) {
         while !self.pending.is_empty() {
             let take = self.pending.len().min(BATCH);
-            let batch: Vec<SpanData> = self
-                .pending
-                .drain(..take)
-                .map(|record| record.into_span(&mut self.ids))
-                .collect();
-            let count = batch.len() as u64;
-            match clients.spans.export(batch).await {
-                Ok(()) => self.succeeded(),
+            let request = encode(self.pending.drain(..take), &mut self.ids, &mut self.request);
+            match client.export(request).await {
+                Ok(rejected) => {
+                    self.count_rejected(rejected);
+                    self.succeeded();
+                }
                 Err(e) => {
-                    self.dropped.fetch_add(count, Ordering::Relaxed);
+                    self.dropped.fetch_add(take as u64, Ordering::Relaxed);
                     self.failed("spans", e);
                     return;
                 }
@@ -321,7 +308,23 @@ impl Worker {
         }
     }
 
-    async fn send_metrics(&mut self, clients: &Clients) {
+    /// Counts the spans the backend rejected as dropped; says so once.
+    fn count_rejected(&self, rejected: Rejected) {
+        if rejected.spans == 0 {
+            return;
+        }
+        self.dropped.fetch_add(rejected.spans, Ordering::Relaxed);
+        log::once(
+            "spans-rejected",
+            LogLevel::Warn,
+            &format!(
+                "{} rejected {} spans of an export ({:?}); rejected spans are counted as dropped",
+                self.settings.endpoint, rejected.spans, rejected.message
+            ),
+        );
+    }
+
+    async fn send_metrics(&mut self, client: &MetricExporter) {
         let mut metrics = ResourceMetrics::default();
         if let Err(e) = self.reader.collect(&mut metrics) {
             log::once(
@@ -331,7 +334,7 @@ impl Worker {
             );
             return;
         }
-        match clients.metrics.export(&metrics).await {
+        match client.export(&metrics).await {
             Ok(()) => self.succeeded(),
             Err(e) => self.failed("metrics", e),
         }
@@ -351,7 +354,7 @@ impl Worker {
         self.failures = 0;
     }
 
-    fn failed(&mut self, what: &str, error: OTelSdkError) {
+    fn failed(&mut self, what: &str, error: impl Display) {
         if self.failures == 0 {
             line(
                 LogLevel::Warn,
@@ -363,6 +366,30 @@ impl Worker {
         }
         self.failures = self.failures.saturating_add(1);
     }
+}
+
+/// Reads what application threads wrote into `rings`, as records.
+pub(crate) fn read_rings(reader: &mut ended::Reader, rings: &[Ring], hold: &mut dyn FnMut(Record)) {
+    STRING_IDS.with(|resolve| {
+        reader.read(rings, resolve, &mut |ended| {
+            hold(match ended {
+                Ended::Transaction(finished) => Record::Transaction(Box::new(finished)),
+                Ended::Sql(call) => Record::Sql(Box::new(call)),
+            })
+        })
+    });
+}
+
+/// Writes records as spans into one export request and hands it over.
+pub(crate) fn encode(
+    records: impl Iterator<Item = Record>,
+    ids: &mut SpanIds,
+    request: &mut TraceRequest,
+) -> Bytes {
+    for record in records {
+        record.write_span(ids, request);
+    }
+    request.finish()
 }
 
 /// gRPC metadata from the configured headers; a header gRPC cannot carry

@@ -15,7 +15,8 @@
 //! at most 2 s for the flush.
 
 // `classfile`, `probe` and `options` are public for the fuzz targets in
-// fuzz/ (the crate is also built as an rlib for them); nothing else is.
+// fuzz/ (the crate is also built as an rlib for them), `exporter_bench`
+// (feature `bench`) for bench/; nothing else is.
 
 #[cfg(panic = "abort")]
 compile_error!(
@@ -28,6 +29,8 @@ mod clock;
 mod ended;
 mod entry;
 mod exporter;
+#[cfg(feature = "bench")]
+pub mod exporter_bench;
 mod gc;
 #[cfg(test)]
 mod header_check;
@@ -40,9 +43,11 @@ mod log;
 mod management;
 mod metrics;
 pub mod options;
+mod otlp;
 pub mod probe;
 mod record;
 mod ring;
 mod sampler;
 mod sql;
+mod trace_client;
 mod transaction;

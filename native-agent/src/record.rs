@@ -1,20 +1,15 @@
-//! What the agent's threads hand to the exporter: small records, turned into
-//! OTLP spans only on the exporter thread. JVM events are spans marked with
+//! What the agent's threads hand to the exporter: small records, written as
+//! OTLP spans (`otlp::SpanOut`) only on the exporter thread, one small
+//! function per kind. JVM events are spans marked with
 //! `jvmapm.event` (the analyzer keeps them as events, not XLog points).
 
 use std::borrow::Cow;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use opentelemetry::trace::{
-    SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
-};
-use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+use std::io::Write;
 
 use crate::ended::{Finished, SqlCall};
 use crate::gc::Collection;
+use crate::otlp::{Attributes, Kind, SpanOut, TraceRequest, Value};
 use crate::transaction::{self, SiteKind, Stuck};
 
 /// The attribute that marks a span as a JVM event, and its values.
@@ -69,274 +64,344 @@ impl SpanIds {
         self.state.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    fn context(&mut self) -> SpanContext {
+    /// A new trace id and span id.
+    fn trace_and_span(&mut self) -> (u128, u64) {
         let trace = (u128::from(self.next()) << 64) | u128::from(self.next());
-        sampled_context(trace, self.next())
-    }
-}
-
-/// The context of a sampled span with these ids.
-fn sampled_context(trace_id: u128, span_id: u64) -> SpanContext {
-    SpanContext::new(
-        TraceId::from_bytes(trace_id.to_be_bytes()),
-        SpanId::from_bytes(span_id.to_be_bytes()),
-        TraceFlags::SAMPLED,
-        false,
-        TraceState::default(),
-    )
-}
-
-fn time(ns: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_nanos(ns)
-}
-
-/// A span with every field the agent does not use left empty.
-struct Parts {
-    context: SpanContext,
-    parent: SpanId,
-    kind: SpanKind,
-    name: Cow<'static, str>,
-    start_ns: u64,
-    duration_ns: u64,
-    attributes: Vec<KeyValue>,
-    status: Status,
-}
-
-impl Parts {
-    fn event(
-        ids: &mut SpanIds,
-        name: &'static str,
-        start_ns: u64,
-        duration_ns: u64,
-        attributes: Vec<KeyValue>,
-    ) -> Parts {
-        Parts {
-            context: ids.context(),
-            parent: SpanId::INVALID,
-            kind: SpanKind::Internal,
-            name: Cow::Borrowed(name),
-            start_ns,
-            duration_ns,
-            attributes,
-            status: Status::Unset,
-        }
-    }
-
-    fn span(self) -> SpanData {
-        SpanData {
-            span_context: self.context,
-            parent_span_id: self.parent,
-            parent_span_is_remote: self.parent != SpanId::INVALID,
-            span_kind: self.kind,
-            name: self.name,
-            start_time: time(self.start_ns),
-            end_time: time(self.start_ns.saturating_add(self.duration_ns)),
-            attributes: self.attributes,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: self.status,
-            instrumentation_scope: InstrumentationScope::builder("jvmapm-agent").build(),
-        }
+        (trace, self.next())
     }
 }
 
 impl Record {
-    pub fn into_span(self, ids: &mut SpanIds) -> SpanData {
+    /// Writes the record as a span into `request`.
+    pub fn write_span(&self, ids: &mut SpanIds, request: &mut TraceRequest) {
         match self {
             Record::GcPause {
                 start_ns,
                 duration_ns,
                 collection,
-            } => {
-                let mut attributes = vec![KeyValue::new(EVENT_ATTRIBUTE, GC_PAUSE)];
-                if let Some(collection) = collection {
-                    attributes.push(KeyValue::new("jvm.gc.action", collection.action));
-                    attributes.push(KeyValue::new("jvm.gc.name", collection.collector));
-                }
-                Parts::event(ids, GC_PAUSE, start_ns, duration_ns, attributes).span()
-            }
+            } => gc_pause_span(*start_ns, *duration_ns, collection.as_ref(), ids, request),
             Record::HeapDump {
                 start_ns,
                 duration_ns,
                 path,
                 reason,
-            } => Parts::event(
-                ids,
-                HEAP_DUMP,
-                start_ns,
-                duration_ns,
-                vec![
-                    KeyValue::new(EVENT_ATTRIBUTE, HEAP_DUMP),
-                    KeyValue::new("jvmapm.heapdump.path", path),
-                    KeyValue::new("jvmapm.heapdump.reason", reason),
-                ],
-            )
-            .span(),
-            Record::Transaction(finished) => transaction_span(*finished).span(),
-            Record::Stuck(stuck, stack) => stuck_span(&stuck, stack).span(),
-            Record::Sql(call) => sql_span(*call).span(),
+            } => heap_dump_span(*start_ns, *duration_ns, path, reason, ids, request),
+            Record::Transaction(finished) => transaction_span(finished, request),
+            Record::Stuck(stuck, stack) => stuck_span(stuck, stack.as_deref(), request),
+            Record::Sql(call) => sql_span(call, request),
         }
     }
 }
 
+fn gc_pause_span(
+    start_ns: u64,
+    duration_ns: u64,
+    collection: Option<&Collection>,
+    ids: &mut SpanIds,
+    request: &mut TraceRequest,
+) {
+    let mut attributes = Attributes::default();
+    attributes.push(EVENT_ATTRIBUTE, Value::Str(GC_PAUSE));
+    if let Some(collection) = collection {
+        attributes.push("jvm.gc.action", Value::Str(&collection.action));
+        attributes.push("jvm.gc.name", Value::Str(&collection.collector));
+    }
+    event_span(ids, GC_PAUSE, start_ns, duration_ns, &attributes, request);
+}
+
+fn heap_dump_span(
+    start_ns: u64,
+    duration_ns: u64,
+    path: &str,
+    reason: &str,
+    ids: &mut SpanIds,
+    request: &mut TraceRequest,
+) {
+    let mut attributes = Attributes::default();
+    attributes.push(EVENT_ATTRIBUTE, Value::Str(HEAP_DUMP));
+    attributes.push("jvmapm.heapdump.path", Value::Str(path));
+    attributes.push("jvmapm.heapdump.reason", Value::Str(reason));
+    event_span(ids, HEAP_DUMP, start_ns, duration_ns, &attributes, request);
+}
+
+/// A JVM event as an INTERNAL root span of a trace of its own.
+fn event_span(
+    ids: &mut SpanIds,
+    name: &str,
+    start_ns: u64,
+    duration_ns: u64,
+    attributes: &Attributes<'_>,
+    request: &mut TraceRequest,
+) {
+    let (trace_id, span_id) = ids.trace_and_span();
+    request.push(&SpanOut {
+        trace_id,
+        span_id,
+        parent_span_id: 0,
+        parent_is_remote: false,
+        kind: Kind::Internal,
+        name: &[name],
+        start_ns,
+        end_ns: start_ns.saturating_add(duration_ns),
+        attributes: attributes.as_slice(),
+        error: false,
+    });
+}
+
 /// A JDBC call as a CLIENT span under its transaction, named by its
 /// operation (`SELECT`, `INSERT`, ...) as the database conventions say.
-fn sql_span(call: SqlCall) -> Parts {
-    let operation = call
-        .statement
-        .as_deref()
-        .and_then(|s| s.split_whitespace().next())
-        .map(str::to_ascii_uppercase)
-        .filter(|w| w.chars().all(|c| c.is_ascii_alphabetic()))
-        .unwrap_or_else(|| "SQL".to_string());
-    let mut attributes = vec![KeyValue::new("db.operation.name", operation.clone())];
-    if let Some(statement) = call.statement {
-        attributes.push(KeyValue::new("db.query.text", statement));
+fn sql_span(call: &SqlCall, request: &mut TraceRequest) {
+    let mut capitals = [0; 32];
+    let operation = operation(call.statement.as_deref(), &mut capitals);
+    let site = transaction::site(call.site);
+    let mut attributes = Attributes::default();
+    attributes.push("db.operation.name", Value::Str(&operation));
+    if let Some(statement) = &call.statement {
+        attributes.push("db.query.text", Value::Str(statement));
     }
-    if let Some(site) = transaction::site(call.site) {
-        attributes.push(KeyValue::new("code.namespace", site.class));
-        attributes.push(KeyValue::new("code.function", site.method));
+    if let Some(site) = &site {
+        attributes.push("code.namespace", Value::Str(&site.class));
+        attributes.push("code.function", Value::Str(&site.method));
     }
-    let error = call.error_type.is_some();
-    if let Some(error_type) = call.error_type {
-        attributes.push(KeyValue::new("error.type", error_type));
+    if let Some(error_type) = &call.error_type {
+        attributes.push("error.type", Value::Str(error_type));
     }
-    Parts {
-        context: sampled_context(call.trace_id, call.span_id),
-        parent: SpanId::from_bytes(call.parent_span_id.to_be_bytes()),
-        kind: SpanKind::Client,
-        name: Cow::Owned(operation),
+    request.push(&SpanOut {
+        trace_id: call.trace_id,
+        span_id: call.span_id,
+        parent_span_id: call.parent_span_id,
+        // Its transaction, in this JVM.
+        parent_is_remote: false,
+        kind: Kind::Client,
+        name: &[&operation],
         start_ns: call.start_ns,
-        duration_ns: call.duration_ns,
-        attributes,
-        status: if error {
-            Status::error("")
-        } else {
-            Status::Unset
-        },
+        end_ns: call.start_ns.saturating_add(call.duration_ns),
+        attributes: attributes.as_slice(),
+        error: call.error_type.is_some(),
+    });
+}
+
+/// The statement's first word in capitals when it is one (`SELECT`, ...),
+/// else `SQL`; written into `capitals` when it fits.
+fn operation<'a>(statement: Option<&'a str>, capitals: &'a mut [u8; 32]) -> Cow<'a, str> {
+    let Some(word) = statement
+        .and_then(|s| s.split_whitespace().next())
+        .filter(|w| w.bytes().all(|b| b.is_ascii_alphabetic()))
+    else {
+        return Cow::Borrowed("SQL");
+    };
+    match capitals.get_mut(..word.len()) {
+        Some(room) => {
+            room.copy_from_slice(word.as_bytes());
+            room.make_ascii_uppercase();
+            // ASCII letters only, so always UTF-8.
+            Cow::Borrowed(std::str::from_utf8(room).unwrap_or("SQL"))
+        }
+        None => Cow::Owned(word.to_ascii_uppercase()),
     }
 }
 
 /// A stuck transaction as an event in its own trace, a child of its span.
-fn stuck_span(stuck: &Stuck, stack: Option<String>) -> Parts {
-    let mut attributes = vec![
-        KeyValue::new(EVENT_ATTRIBUTE, STUCK),
-        KeyValue::new("thread.id", stuck.thread_id as i64),
-        KeyValue::new("jvmapm.open_ms", (stuck.open_ns / 1_000_000) as i64),
-    ];
-    if let Some(site) = transaction::site(stuck.site) {
-        attributes.push(KeyValue::new("code.namespace", site.class));
-        attributes.push(KeyValue::new("code.function", site.method));
+fn stuck_span(stuck: &Stuck, stack: Option<&str>, request: &mut TraceRequest) {
+    let site = transaction::site(stuck.site);
+    let mut attributes = Attributes::default();
+    attributes.push(EVENT_ATTRIBUTE, Value::Str(STUCK));
+    attributes.push("thread.id", Value::Int(stuck.thread_id as i64));
+    attributes.push(
+        "jvmapm.open_ms",
+        Value::Int((stuck.open_ns / 1_000_000) as i64),
+    );
+    if let Some(site) = &site {
+        attributes.push("code.namespace", Value::Str(&site.class));
+        attributes.push("code.function", Value::Str(&site.method));
     }
     if let Some(stack) = stack {
-        attributes.push(KeyValue::new("jvmapm.stack", stack));
+        attributes.push("jvmapm.stack", Value::Str(stack));
     }
     let now = stuck.start_ns.saturating_add(stuck.open_ns);
-    Parts {
-        context: sampled_context(stuck.trace_id, (stuck.span_id ^ 0x5357_5543_4b00_0000) | 1),
-        parent: SpanId::from_bytes(stuck.span_id.to_be_bytes()),
-        kind: SpanKind::Internal,
-        name: Cow::Borrowed(STUCK),
+    request.push(&SpanOut {
+        trace_id: stuck.trace_id,
+        span_id: (stuck.span_id ^ 0x5357_5543_4b00_0000) | 1,
+        parent_span_id: stuck.span_id,
+        // The transaction, in this JVM.
+        parent_is_remote: false,
+        kind: Kind::Internal,
+        name: &[STUCK],
         start_ns: now,
-        duration_ns: 0,
-        attributes,
-        status: Status::Unset,
-    }
+        end_ns: now,
+        attributes: attributes.as_slice(),
+        error: false,
+    });
 }
 
 /// A finished transaction as a span, per DESIGN.md's wire conventions: a
 /// SERVER span named `{method} {route}` for HTTP, an INTERNAL root span
 /// named `Class.method` for a hooked method.
-fn transaction_span(t: Finished) -> Parts {
+fn transaction_span(t: &Finished, request: &mut TraceRequest) {
     let site = transaction::site(t.site);
-    let mut attributes = Vec::new();
-    let mut error = t.ending.error_type.is_some();
+    let ending = &t.ending;
+    let mut attributes = Attributes::default();
+    let mut error = ending.error_type.is_some();
     // Thinned by `sample=` unless it failed (a 5xx is found below).
-    let full = t.detailed || error || t.ending.status >= 500;
-    let (kind, name) = match &site {
+    let full = t.detailed || error || ending.status >= 500;
+    let method = ending.method.as_deref().unwrap_or("_OTHER");
+    let mut name: [&str; 3] = ["unknown", "", ""];
+    let kind = match &site {
         Some(site) if site.kind == SiteKind::Http => {
-            let method: Arc<str> = t.ending.method.clone().unwrap_or_else(|| "_OTHER".into());
             // Without a route (a default servlet), the path names it.
-            let name = match t.ending.route.as_ref().or(t.ending.path.as_ref()) {
-                Some(target) => format!("{method} {target}"),
-                None => method.to_string(),
+            name = match ending.route.as_ref().or(ending.path.as_ref()) {
+                Some(target) => [method, " ", target],
+                None => [method, "", ""],
             };
-            attributes.push(KeyValue::new("http.request.method", method));
-            if let Some(path) = t.ending.path.clone().filter(|_| full) {
-                attributes.push(KeyValue::new("url.path", path));
+            attributes.push("http.request.method", Value::Str(method));
+            if let Some(path) = ending.path.as_deref().filter(|_| full) {
+                attributes.push("url.path", Value::Str(path));
             }
-            if let Some(route) = t.ending.route.clone() {
-                attributes.push(KeyValue::new("http.route", route));
+            if let Some(route) = &ending.route {
+                attributes.push("http.route", Value::Str(route));
             }
             // The status the client received, as the helper worked it out
             // (after a throw: the container's answer, or none when the
             // connection was closed without one).
-            if t.ending.status >= 0 {
-                attributes.push(KeyValue::new(
+            if ending.status >= 0 {
+                attributes.push(
                     "http.response.status_code",
-                    i64::from(t.ending.status),
-                ));
+                    Value::Int(i64::from(ending.status)),
+                );
             }
-            if t.ending.status >= 500 {
+            if ending.status >= 500 {
                 error = true;
             }
-            (SpanKind::Server, name)
+            Kind::Server
         }
         Some(site) => {
-            attributes.push(KeyValue::new("code.namespace", site.class.clone()));
-            attributes.push(KeyValue::new("code.function", site.method.clone()));
-            (
-                SpanKind::Internal,
-                format!("{}.{}", site.class, site.method),
-            )
+            name = [&site.class, ".", &site.method];
+            attributes.push("code.namespace", Value::Str(&site.class));
+            attributes.push("code.function", Value::Str(&site.method));
+            Kind::Internal
         }
-        None => (SpanKind::Internal, "unknown".to_string()),
+        None => Kind::Internal,
     };
-    match (&t.ending.error_type, error) {
-        (Some(error_type), _) => attributes.push(KeyValue::new("error.type", error_type.clone())),
-        (None, true) => attributes.push(KeyValue::new("error.type", t.ending.status.to_string())),
+    let mut digits = [0; 12];
+    match (&ending.error_type, error) {
+        (Some(error_type), _) => attributes.push("error.type", Value::Str(error_type)),
+        (None, true) => attributes.push(
+            "error.type",
+            Value::Str(decimal(ending.status, &mut digits)),
+        ),
         (None, false) => {}
     }
     if let Some(cpu_ns) = t.cpu_ns {
-        attributes.push(KeyValue::new("jvmapm.cpu.time", (cpu_ns / 1_000) as i64));
+        attributes.push("jvmapm.cpu.time", Value::Int((cpu_ns / 1_000) as i64));
     }
-    if let Some(thread) = t.ending.thread.clone().filter(|_| full) {
-        attributes.push(KeyValue::new("thread.name", thread));
+    if let Some(thread) = ending.thread.as_deref().filter(|_| full) {
+        attributes.push("thread.name", Value::Str(thread));
     }
     if !full {
-        attributes.push(KeyValue::new("jvmapm.detail", "thinned"));
+        attributes.push("jvmapm.detail", Value::Str("thinned"));
     }
     if t.stuck {
-        attributes.push(KeyValue::new("jvmapm.stuck", true));
+        attributes.push("jvmapm.stuck", Value::Bool(true));
     }
     if t.sql_count > 0 {
-        attributes.push(KeyValue::new("jvmapm.sql.count", i64::from(t.sql_count)));
-        attributes.push(KeyValue::new("jvmapm.sql.time", (t.sql_ns / 1_000) as i64));
+        attributes.push("jvmapm.sql.count", Value::Int(i64::from(t.sql_count)));
+        attributes.push("jvmapm.sql.time", Value::Int((t.sql_ns / 1_000) as i64));
     }
-    Parts {
-        context: sampled_context(t.trace_id, t.span_id),
-        parent: SpanId::from_bytes(t.parent_span_id.to_be_bytes()),
+    request.push(&SpanOut {
+        trace_id: t.trace_id,
+        span_id: t.span_id,
+        parent_span_id: t.parent_span_id,
+        // A parent can only come from a `traceparent` header.
+        parent_is_remote: t.parent_span_id != 0,
         kind,
-        name: Cow::Owned(name),
+        name: &name,
         start_ns: t.start_ns,
-        duration_ns: t.duration_ns,
-        attributes,
-        status: if error {
-            Status::error("")
-        } else {
-            Status::Unset
-        },
-    }
+        end_ns: t.start_ns.saturating_add(t.duration_ns),
+        attributes: attributes.as_slice(),
+        error,
+    });
+}
+
+/// `n` in decimal, written into `digits`.
+fn decimal(n: i32, digits: &mut [u8; 12]) -> &str {
+    let mut rest = &mut digits[..];
+    let _ = write!(rest, "{n}");
+    let len = 12 - rest.len();
+    std::str::from_utf8(&digits[..len]).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ended::Ending;
+    use crate::otlp::tests::spans_of;
+    use crate::transaction::Site;
+    use opentelemetry_proto::tonic::common::v1::any_value;
+    use opentelemetry_proto::tonic::trace::v1::{span, status, Span};
+    use opentelemetry_sdk::Resource;
+
+    /// The span a record is written as.
+    fn written(record: &Record) -> Span {
+        let mut request = TraceRequest::new(&Resource::builder_empty().build());
+        record.write_span(&mut SpanIds::new(), &mut request);
+        let mut spans = spans_of(request.finish());
+        assert_eq!(spans.len(), 1);
+        spans.remove(0)
+    }
+
+    /// `key=value` for each attribute, in order, a value's type told by
+    /// quotes (string) or none (int, bool).
+    fn attributes(span: &Span) -> Vec<String> {
+        span.attributes
+            .iter()
+            .map(|kv| {
+                let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(any_value::Value::StringValue(s)) => format!("{s:?}"),
+                    Some(any_value::Value::IntValue(n)) => n.to_string(),
+                    Some(any_value::Value::BoolValue(b)) => b.to_string(),
+                    other => format!("{other:?}"),
+                };
+                format!("{}={value}", kv.key)
+            })
+            .collect()
+    }
+
+    fn site(kind: SiteKind, class: &str, method: &str) -> i32 {
+        transaction::register(Site {
+            kind,
+            class: class.into(),
+            method: method.into(),
+        })
+        .unwrap()
+    }
+
+    fn http_transaction(status: i32, detailed: bool, parent_span_id: u64) -> Finished {
+        Finished {
+            site: site(SiteKind::Http, "com.acme.OrderServlet", "service"),
+            start_ns: 1_700_000_000_000_000_000,
+            duration_ns: 3_000_000,
+            cpu_ns: Some(1_234_567),
+            trace_id: 0xabcd,
+            span_id: 0x1234,
+            parent_span_id,
+            ending: Ending {
+                method: Some("GET".into()),
+                path: Some("/orders/7".into()),
+                route: Some("/orders/{id}".into()),
+                status,
+                error_type: None,
+                thread: Some("http-nio-8080-exec-1".into()),
+            },
+            stuck: false,
+            sql_count: 2,
+            sql_ns: 450_000,
+            detailed,
+        }
+    }
 
     #[test]
     fn a_gc_pause_is_an_event_span_with_its_collector_and_action() {
-        let span = Record::GcPause {
+        let span = written(&Record::GcPause {
             start_ns: 1_700_000_000_000_000_000,
             duration_ns: 12_000_000,
             collection: Some(Collection {
@@ -345,31 +410,192 @@ mod tests {
                 start_ms: 1_700_000_000_000,
                 end_ms: 1_700_000_000_012,
             }),
-        }
-        .into_span(&mut SpanIds::new());
+        });
         assert_eq!(span.name, "gc.pause");
+        assert_eq!(span.kind, span::SpanKind::Internal as i32);
         assert_eq!(
-            span.end_time.duration_since(span.start_time).unwrap(),
-            Duration::from_millis(12)
+            span.end_time_unix_nano - span.start_time_unix_nano,
+            12_000_000
         );
-        let get = |key: &str| {
-            span.attributes
-                .iter()
-                .find(|kv| kv.key.as_str() == key)
-                .map(|kv| kv.value.to_string())
+        assert_eq!(
+            attributes(&span),
+            [
+                "jvmapm.event=\"gc.pause\"",
+                "jvm.gc.action=\"end of major GC\"",
+                "jvm.gc.name=\"G1 Old Generation\"",
+            ]
+        );
+        assert!(span.parent_span_id.is_empty());
+        assert!(span.trace_id.iter().any(|&b| b != 0) && span.span_id.iter().any(|&b| b != 0));
+    }
+
+    #[test]
+    fn an_http_transaction_is_a_server_span_named_by_its_route() {
+        let span = written(&Record::Transaction(Box::new(http_transaction(
+            200, true, 0x77,
+        ))));
+        assert_eq!(span.name, "GET /orders/{id}");
+        assert_eq!(span.kind, span::SpanKind::Server as i32);
+        assert_eq!(span.trace_id, 0xabcd_u128.to_be_bytes());
+        assert_eq!(span.span_id, 0x1234_u64.to_be_bytes());
+        assert_eq!(span.parent_span_id, 0x77_u64.to_be_bytes());
+        assert_eq!(span.flags, 0x301, "sampled, its parent remote");
+        assert_eq!(
+            span.end_time_unix_nano - span.start_time_unix_nano,
+            3_000_000
+        );
+        assert_eq!(span.status, None);
+        assert_eq!(
+            attributes(&span),
+            [
+                "http.request.method=\"GET\"",
+                "url.path=\"/orders/7\"",
+                "http.route=\"/orders/{id}\"",
+                "http.response.status_code=200",
+                "jvmapm.cpu.time=1234",
+                "thread.name=\"http-nio-8080-exec-1\"",
+                "jvmapm.sql.count=2",
+                "jvmapm.sql.time=450",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_5xx_is_an_error_kept_in_full_and_a_thinned_success_loses_its_detail() {
+        let failed = written(&Record::Transaction(Box::new(http_transaction(
+            503, false, 0,
+        ))));
+        assert_eq!(
+            failed.status.as_ref().map(|s| s.code),
+            Some(status::StatusCode::Error as i32)
+        );
+        assert_eq!(failed.flags, 0x101);
+        assert!(attributes(&failed).contains(&"error.type=\"503\"".to_string()));
+        assert!(attributes(&failed).contains(&"url.path=\"/orders/7\"".to_string()));
+
+        let thinned = written(&Record::Transaction(Box::new(http_transaction(
+            200, false, 0,
+        ))));
+        let thinned = attributes(&thinned);
+        assert!(thinned.contains(&"jvmapm.detail=\"thinned\"".to_string()));
+        assert!(!thinned
+            .iter()
+            .any(|a| a.starts_with("url.path") || a.starts_with("thread.name")));
+    }
+
+    #[test]
+    fn a_hooked_method_is_an_internal_span_named_by_class_and_method() {
+        let mut t = http_transaction(-1, true, 0);
+        t.site = site(SiteKind::Method, "com.acme.Batch", "run");
+        t.ending = Ending {
+            method: None,
+            path: None,
+            route: None,
+            status: -1,
+            error_type: Some("java.lang.IllegalStateException".into()),
+            thread: None,
         };
-        assert_eq!(get("jvmapm.event").as_deref(), Some("gc.pause"));
-        assert_eq!(get("jvm.gc.name").as_deref(), Some("G1 Old Generation"));
-        assert_eq!(get("jvm.gc.action").as_deref(), Some("end of major GC"));
-        assert!(span.span_context.is_valid());
+        t.stuck = true;
+        t.sql_count = 0;
+        let span = written(&Record::Transaction(Box::new(t)));
+        assert_eq!(span.name, "com.acme.Batch.run");
+        assert_eq!(span.kind, span::SpanKind::Internal as i32);
+        assert_eq!(
+            attributes(&span),
+            [
+                "code.namespace=\"com.acme.Batch\"",
+                "code.function=\"run\"",
+                "error.type=\"java.lang.IllegalStateException\"",
+                "jvmapm.cpu.time=1234",
+                "jvmapm.stuck=true",
+            ]
+        );
+        assert!(span.status.is_some());
+    }
+
+    #[test]
+    fn a_jdbc_call_is_a_client_span_under_its_transaction() {
+        let span = written(&Record::Sql(Box::new(SqlCall {
+            site: site(
+                SiteKind::Sql,
+                "org.h2.jdbc.JdbcPreparedStatement",
+                "executeQuery",
+            ),
+            trace_id: 0xabcd,
+            parent_span_id: 0x1234,
+            span_id: 0x5678,
+            start_ns: 1_700_000_000_000_000_000,
+            duration_ns: 400_000,
+            statement: Some("select id from orders where id = ?".into()),
+            error_type: Some("org.h2.jdbc.JdbcSQLSyntaxErrorException".into()),
+        })));
+        assert_eq!(span.name, "SELECT");
+        assert_eq!(span.kind, span::SpanKind::Client as i32);
+        assert_eq!(span.parent_span_id, 0x1234_u64.to_be_bytes());
+        assert_eq!(span.flags, 0x101, "its parent is in this JVM");
+        assert_eq!(
+            span.status.as_ref().map(|s| s.code),
+            Some(status::StatusCode::Error as i32)
+        );
+        assert_eq!(
+            attributes(&span),
+            [
+                "db.operation.name=\"SELECT\"",
+                "db.query.text=\"select id from orders where id = ?\"",
+                "code.namespace=\"org.h2.jdbc.JdbcPreparedStatement\"",
+                "code.function=\"executeQuery\"",
+                "error.type=\"org.h2.jdbc.JdbcSQLSyntaxErrorException\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_operation_is_the_first_word_in_capitals() {
+        let operation_of =
+            |statement: Option<&str>| operation(statement, &mut [0; 32]).into_owned();
+        assert_eq!(operation_of(Some("  insert into t values (?)")), "INSERT");
+        assert_eq!(operation_of(Some("{call refresh(?)}")), "SQL");
+        assert_eq!(operation_of(Some("")), "SQL");
+        assert_eq!(operation_of(None), "SQL");
+        let long = "a".repeat(40);
+        assert_eq!(operation_of(Some(&long)), "A".repeat(40));
+    }
+
+    #[test]
+    fn a_stuck_transaction_is_an_event_under_its_span() {
+        let span = written(&Record::Stuck(
+            Box::new(Stuck {
+                site: site(SiteKind::Method, "com.acme.Batch", "run"),
+                thread_id: 9,
+                trace_id: 0xabcd,
+                span_id: 0x1234,
+                start_ns: 1_700_000_000_000_000_000,
+                open_ns: 9_000_000_000,
+            }),
+            Some("at com.acme.Batch.run".into()),
+        ));
+        assert_eq!(span.name, "stuck");
+        assert_eq!(span.parent_span_id, 0x1234_u64.to_be_bytes());
+        assert_eq!(span.start_time_unix_nano, 1_700_000_009_000_000_000);
+        assert_eq!(
+            attributes(&span),
+            [
+                "jvmapm.event=\"stuck\"",
+                "thread.id=9",
+                "jvmapm.open_ms=9000",
+                "code.namespace=\"com.acme.Batch\"",
+                "code.function=\"run\"",
+                "jvmapm.stack=\"at com.acme.Batch.run\"",
+            ]
+        );
     }
 
     #[test]
     fn span_ids_differ() {
         let mut ids = SpanIds::new();
-        let a = ids.context();
-        let b = ids.context();
-        assert_ne!(a.trace_id(), b.trace_id());
-        assert_ne!(a.span_id(), b.span_id());
+        let a = ids.trace_and_span();
+        let b = ids.trace_and_span();
+        assert_ne!(a.0, b.0);
+        assert_ne!(a.1, b.1);
     }
 }

@@ -14,24 +14,24 @@
 const MAX_LENGTH: usize = 4096;
 
 pub fn normalize(sql: &str) -> String {
-    let sql = without_driver_decoration(sql.trim());
-    let mut out = String::with_capacity(sql.len().min(MAX_LENGTH));
-    let chars: Vec<char> = sql.chars().collect();
+    let sql = without_driver_decoration(sql.trim()).as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(sql.len().min(MAX_LENGTH));
+    // Bytes of a name: ASCII letters, digits, `_`, `$`, and every byte of a
+    // non-ASCII character (SQL's own syntax is all ASCII, so scanning bytes
+    // never splits a character).
+    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
     let mut i = 0;
     let mut last_space = true;
-    while i < chars.len() && out.len() < MAX_LENGTH {
-        let c = chars[i];
-        let previous_is_word = out
-            .chars()
-            .last()
-            .is_some_and(|p| p.is_alphanumeric() || p == '_' || p == '$');
+    while i < sql.len() && out.len() < MAX_LENGTH {
+        let c = sql[i];
+        let previous_is_word = out.last().is_some_and(|&p| is_word(p));
         match c {
-            '\'' => {
+            b'\'' => {
                 // A string literal; '' is an escaped quote inside it.
                 i += 1;
-                while i < chars.len() {
-                    if chars[i] == '\'' {
-                        if chars.get(i + 1) == Some(&'\'') {
+                while i < sql.len() {
+                    if sql[i] == b'\'' {
+                        if sql.get(i + 1) == Some(&b'\'') {
                             i += 2;
                             continue;
                         }
@@ -40,50 +40,44 @@ pub fn normalize(sql: &str) -> String {
                     i += 1;
                 }
                 // N'...', X'...', E'...': the prefix letter goes too.
-                if previous_is_word
-                    && out
-                        .chars()
-                        .last()
-                        .is_some_and(|p| matches!(p.to_ascii_uppercase(), 'N' | 'X' | 'E' | 'B'))
-                    && !out
-                        .chars()
-                        .rev()
-                        .nth(1)
-                        .is_some_and(|p| p.is_alphanumeric() || p == '_')
+                let n = out.len();
+                if n >= 1
+                    && matches!(out[n - 1].to_ascii_uppercase(), b'N' | b'X' | b'E' | b'B')
+                    && !(n >= 2 && (out[n - 2].is_ascii_alphanumeric() || out[n - 2] == b'_'))
                 {
                     out.pop();
                 }
-                out.push('?');
+                out.push(b'?');
                 i += 1;
                 last_space = false;
             }
-            '"' => {
+            b'"' => {
                 let start = i;
                 i += 1;
-                while i < chars.len() && chars[i] != '"' {
+                while i < sql.len() && sql[i] != b'"' {
                     i += 1;
                 }
-                out.extend(&chars[start..(i + 1).min(chars.len())]);
+                out.extend_from_slice(&sql[start..(i + 1).min(sql.len())]);
                 i += 1;
                 last_space = false;
             }
-            '-' if chars.get(i + 1) == Some(&'-') => {
-                while i < chars.len() && chars[i] != '\n' {
+            b'-' if sql.get(i + 1) == Some(&b'-') => {
+                while i < sql.len() && sql[i] != b'\n' {
                     i += 1;
                 }
             }
             c if c.is_ascii_digit() && !previous_is_word => {
-                while i < chars.len()
-                    && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || chars[i] == '_')
+                while i < sql.len()
+                    && (sql[i].is_ascii_alphanumeric() || sql[i] == b'.' || sql[i] == b'_')
                 {
                     i += 1;
                 }
-                out.push('?');
+                out.push(b'?');
                 last_space = false;
             }
-            c if c.is_whitespace() => {
+            c if c.is_ascii_whitespace() => {
                 if !last_space {
-                    out.push(' ');
+                    out.push(b' ');
                     last_space = true;
                 }
                 i += 1;
@@ -95,7 +89,16 @@ pub fn normalize(sql: &str) -> String {
             }
         }
     }
-    out.trim_end().to_string()
+    // Cut at the length bound, and back to the end of the last whole
+    // character (the input is UTF-8, so that is the only place it can break).
+    out.truncate(MAX_LENGTH);
+    if let Err(broken) = std::str::from_utf8(&out) {
+        out.truncate(broken.valid_up_to());
+    }
+    while out.last() == Some(&b' ') {
+        out.pop();
+    }
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// `sql` without a leading `NAME: ` (a name has no white space) and a
@@ -180,5 +183,21 @@ mod tests {
         }
         let long = "x".repeat(10_000);
         assert!(normalize(&long).len() <= 4096);
+        for wide in ["é", "€"] {
+            let cut = normalize(&wide.repeat(5_000));
+            assert!(cut.len() > 4000 && cut.len() <= 4096, "{}", cut.len());
+            assert!(
+                cut.chars().all(|c| c.to_string() == wide),
+                "cut between characters"
+            );
+        }
+    }
+
+    #[test]
+    fn names_in_any_script_keep_their_digits() {
+        assert_eq!(
+            normalize("SELECT prix€2, größe3 FROM t WHERE größe3 > 10 AND n = 'café'"),
+            "SELECT prix€2, größe3 FROM t WHERE größe3 > ? AND n = ?"
+        );
     }
 }

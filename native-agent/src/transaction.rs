@@ -38,20 +38,21 @@ pub struct Site {
     pub method: String,
 }
 
-static SITES: Mutex<Vec<Site>> = Mutex::new(Vec::new());
+/// Shared, so that the exporter reads a site's names without copying them.
+static SITES: Mutex<Vec<Arc<Site>>> = Mutex::new(Vec::new());
 
 /// Registers a site and returns its number (what the wrapper passes to `enter`).
 pub fn register(site: Site) -> Option<i32> {
     let mut sites = SITES.lock().ok()?;
-    if let Some(n) = sites.iter().position(|s| *s == site) {
+    if let Some(n) = sites.iter().position(|s| **s == site) {
         return i32::try_from(n).ok();
     }
-    sites.push(site);
+    sites.push(Arc::new(site));
     i32::try_from(sites.len() - 1).ok()
 }
 
 /// The site with this number.
-pub fn site(n: i32) -> Option<Site> {
+pub fn site(n: i32) -> Option<Arc<Site>> {
     SITES.lock().ok()?.get(usize::try_from(n).ok()?).cloned()
 }
 
@@ -725,6 +726,6 @@ mod tests {
         };
         let n = register(a.clone()).unwrap();
         assert_eq!(register(a.clone()), Some(n));
-        assert_eq!(site(n), Some(a));
+        assert_eq!(site(n).as_deref(), Some(&a));
     }
 }
