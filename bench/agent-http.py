@@ -32,9 +32,12 @@ endpoint of about 1 ms, the one issue 14 asks the throughput ratio on: one
 H2 query scanning the orders the fixture makes at start. (Without H2 both
 answer 503, and the run stops: wrk must see only 2xx answers.)
 
+MODES="no agent|baseline, no backend" runs only the modes named (separated
+by |), for a longer comparison of two of them.
+
 Usage: bench/agent-http.py   (knobs: ROUNDS=3 WARMUP=5 DURATION=10
-CONNECTIONS=16 JAVA=java NO_BUILD=1 BASELINE_AGENT= ENDPOINT=/fast; needs
-wrk: apt-get install wrk)
+CONNECTIONS=16 JAVA=java NO_BUILD=1 BASELINE_AGENT= ENDPOINT=/fast MODES=;
+needs wrk: apt-get install wrk)
 """
 
 import os
@@ -50,6 +53,7 @@ WARMUP = int(os.environ.get("WARMUP", "5"))
 DURATION = int(os.environ.get("DURATION", "10"))
 CONNECTIONS = int(os.environ.get("CONNECTIONS", "16"))
 ENDPOINT = os.environ.get("ENDPOINT", "/fast")
+MODES = os.environ.get("MODES", "")
 H2_JAR = "/usr/share/java/h2.jar"
 # The JDK server's request threads: its dispatcher (accepts, and selects the
 # connections) and the fixture's executor (pool-1-thread-N), which parses
@@ -114,6 +118,8 @@ def main():
         modes["baseline, no backend"] = [
             f"-agentpath:{baseline}=service=bench-http,endpoint=http://127.0.0.1:{free_port()}"
         ]
+    if MODES:
+        modes = {mode: flags for mode, flags in modes.items() if mode in MODES.split("|")}
     results = {mode: [] for mode in modes}
     try:
         for _ in range(ROUNDS):
