@@ -93,12 +93,19 @@ public class HttpService {
 
     static final String DATABASE = "jdbc:h2:mem:fixture;DB_CLOSE_DELAY=-1";
 
+    /** A connection to the fixture's database; null when there is no H2 driver. */
+    static Connection connect() {
+        try {
+            return DriverManager.getConnection(DATABASE);
+        } catch (SQLException noDriver) {
+            return null;
+        }
+    }
+
     /** Runs n statements; false when there is no H2 driver. */
     static boolean runSql(int n) throws SQLException {
-        Connection connection;
-        try {
-            connection = DriverManager.getConnection(DATABASE);
-        } catch (SQLException noDriver) {
+        Connection connection = connect();
+        if (connection == null) {
             return false;
         }
         try (connection;
@@ -134,10 +141,8 @@ public class HttpService {
      * no H2 driver.
      */
     static boolean queryOrders() throws SQLException {
-        Connection connection;
-        try {
-            connection = DriverManager.getConnection(DATABASE);
-        } catch (SQLException noDriver) {
+        Connection connection = connect();
+        if (connection == null) {
             return false;
         }
         try (connection;
