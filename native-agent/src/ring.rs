@@ -124,8 +124,10 @@ impl Ring {
                 count += 1;
             }
             tail += words as u64;
-            self.tail.store(tail, Ordering::Release);
         }
+        // Once, not once a record: writers read the tail on every record,
+        // and each store takes its cache line away from them.
+        self.tail.store(tail, Ordering::Release);
         count
     }
 }

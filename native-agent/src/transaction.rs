@@ -200,9 +200,7 @@ impl Local {
             .finish();
         Local {
             random: Cell::new(seed | 1),
-            // Threads start 64 slots apart, so they seldom share a word of
-            // the occupied bits.
-            slot: Cell::new((n * 64 + n / (SLOTS / 64)) % SLOTS),
+            slot: Cell::new(first_slot(n)),
         }
     }
 
@@ -215,6 +213,19 @@ impl Local {
         self.random.set(x);
         x.wrapping_mul(0x2545_F491_4F6C_DD1D).max(1)
     }
+}
+
+/// The slot the `n`th thread tries first. The first 32 threads each get a
+/// cache line of the occupied bits of their own (512 slots apart), the next
+/// ones another word of those lines, then another bit, so threads seldom
+/// write the same line of the bitmap (or of the table) when they begin and
+/// end transactions.
+fn first_slot(n: usize) -> usize {
+    const LINES: usize = SLOTS / 512;
+    let line = n % LINES;
+    let word = (n / LINES) % 8;
+    let bit = (n / (LINES * 8)) % 64;
+    line * 512 + word * 64 + bit
 }
 
 /// An incoming W3C `traceparent`: trace id and parent span id.
@@ -715,6 +726,15 @@ mod tests {
         stop.store(true, Ordering::Relaxed);
         let ended: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
         assert!(ended > 10_000, "only {ended} transactions ran");
+    }
+
+    #[test]
+    fn the_first_threads_start_on_lines_of_their_own_and_all_slots_are_reachable() {
+        let lines: std::collections::HashSet<usize> =
+            (0..32).map(|n| first_slot(n) / 512).collect();
+        assert_eq!(lines.len(), 32);
+        let slots: std::collections::HashSet<usize> = (0..SLOTS).map(first_slot).collect();
+        assert_eq!(slots.len(), SLOTS, "every slot is some thread's first");
     }
 
     #[test]
