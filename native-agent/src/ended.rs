@@ -205,17 +205,20 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// Reads every ring once, handing each transaction and call to `take`,
-    /// with strings resolved through `resolve` (numbers from `interned`).
+    /// Reads at most `limit` records from the rings, handing each
+    /// transaction and call to `take`, with strings resolved through
+    /// `resolve` (numbers from `interned`); returns how many it read.
     pub fn read(
         &mut self,
         rings: &[Ring],
+        limit: usize,
         resolve: &dyn Fn(u32) -> Option<Arc<str>>,
         take: &mut dyn FnMut(Ended),
-    ) {
+    ) -> usize {
         let mut scratch = std::mem::take(&mut self.scratch);
+        let mut count = 0;
         for ring in rings {
-            ring.read(&mut scratch, |kind, body| {
+            count += ring.read(&mut scratch, limit - count, |kind, body| {
                 if let Some(ended) = self.decode(kind, body, resolve) {
                     take(ended);
                 }
@@ -223,6 +226,7 @@ impl Reader {
         }
         self.scratch = scratch;
         self.forget_old_names();
+        count
     }
 
     fn decode(
@@ -319,7 +323,9 @@ mod tests {
 
     fn read(ring: &Ring, reader: &mut Reader) -> Vec<Ended> {
         let mut out = Vec::new();
-        reader.read(std::slice::from_ref(ring), &resolve, &mut |e| out.push(e));
+        reader.read(std::slice::from_ref(ring), usize::MAX, &resolve, &mut |e| {
+            out.push(e)
+        });
         out
     }
 

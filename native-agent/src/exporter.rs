@@ -192,10 +192,15 @@ impl Worker {
             }
         };
         let mut next_export = Instant::now() + self.settings.export_interval;
+        // Records left in the rings while the backend keeps up: take them
+        // at once rather than after the next poll.
+        let mut more = false;
         loop {
-            let wait = next_export.saturating_duration_since(Instant::now());
-            std::thread::park_timeout(wait.min(POLL));
-            let disconnected = self.take(&receiver);
+            if !more {
+                let wait = next_export.saturating_duration_since(Instant::now());
+                std::thread::park_timeout(wait.min(POLL));
+            }
+            let (disconnected, rings_left) = self.take(&receiver);
             if flush.load(Ordering::Acquire) || disconnected {
                 runtime.block_on(async {
                     self.send_spans(&mut clients.spans).await;
@@ -212,20 +217,27 @@ impl Worker {
             } else if self.pending.len() >= BATCH && self.failures == 0 {
                 runtime.block_on(self.send_spans(&mut clients.spans));
             }
+            more = rings_left && self.failures == 0 && self.pending.len() < PENDING_CAPACITY;
         }
     }
 
-    /// Takes what waits in the rings and the channel; true when every
-    /// sender is gone.
-    fn take(&mut self, receiver: &Receiver<Record>) -> bool {
+    /// Takes what waits in the channel, and from the rings as much as the
+    /// pending buffer has room for (the rest waits there, bounded, and
+    /// application threads count what a full ring refuses). Answers whether
+    /// every sender is gone, and whether the rings may hold more.
+    fn take(&mut self, receiver: &Receiver<Record>) -> (bool, bool) {
+        let room = PENDING_CAPACITY.saturating_sub(self.pending.len());
         let mut reader = std::mem::take(&mut self.ended);
-        read_rings(&mut reader, ring::all(), &mut |record| self.hold(record));
+        let read = read_rings(&mut reader, ring::all(), room, &mut |record| {
+            self.hold(record)
+        });
         self.ended = reader;
+        let rings_left = read == room;
         loop {
             match receiver.try_recv() {
                 Ok(record) => self.hold(record),
-                Err(TryRecvError::Empty) => return false,
-                Err(TryRecvError::Disconnected) => return true,
+                Err(TryRecvError::Empty) => return (false, rings_left),
+                Err(TryRecvError::Disconnected) => return (true, rings_left),
             }
         }
     }
@@ -368,16 +380,22 @@ impl Worker {
     }
 }
 
-/// Reads what application threads wrote into `rings`, as records.
-pub(crate) fn read_rings(reader: &mut ended::Reader, rings: &[Ring], hold: &mut dyn FnMut(Record)) {
+/// Reads at most `limit` records that application threads wrote into
+/// `rings`; returns how many it read.
+pub(crate) fn read_rings(
+    reader: &mut ended::Reader,
+    rings: &[Ring],
+    limit: usize,
+    hold: &mut dyn FnMut(Record),
+) -> usize {
     STRING_IDS.with(|resolve| {
-        reader.read(rings, resolve, &mut |ended| {
+        reader.read(rings, limit, resolve, &mut |ended| {
             hold(match ended {
                 Ended::Transaction(finished) => Record::Transaction(Box::new(finished)),
                 Ended::Sql(call) => Record::Sql(Box::new(call)),
             })
         })
-    });
+    })
 }
 
 /// Writes records as spans into one export request and hands it over.

@@ -166,6 +166,7 @@ impl Encoder {
         exporter::read_rings(
             &mut self.reader,
             std::slice::from_ref(&written.ring),
+            usize::MAX,
             &mut |record| records.push(record),
         );
         records.into_iter().peekable()

@@ -103,13 +103,19 @@ impl Ring {
         })
     }
 
-    /// Hands every published record, in order, to `read` as its kind and
-    /// body, and frees their words; returns how many it read.
-    pub fn read(&self, scratch: &mut Vec<u64>, mut read: impl FnMut(Kind, &[u64])) -> usize {
+    /// Hands the published records, in order and at most `limit` of them,
+    /// to `read` as their kind and body, and frees their words; returns how
+    /// many it read.
+    pub fn read(
+        &self,
+        scratch: &mut Vec<u64>,
+        limit: usize,
+        mut read: impl FnMut(Kind, &[u64]),
+    ) -> usize {
         let mut tail = self.tail.load(Ordering::Relaxed);
         let head = self.head.load(Ordering::Acquire);
         let mut count = 0;
-        while tail < head {
+        while tail < head && count < limit {
             let found = self.word(tail).load(Ordering::Acquire);
             let words = (found & 0xFFFF) as usize;
             let kind = ((found >> 16) & 0xFF) as Kind;
@@ -268,10 +274,14 @@ mod tests {
         for round in 0..50u64 {
             assert!(write(&ring, 7, &[round, round * 2, round * 3]));
             if round % 3 == 0 {
-                ring.read(&mut scratch, |kind, body| seen.push((kind, body.to_vec())));
+                ring.read(&mut scratch, usize::MAX, |kind, body| {
+                    seen.push((kind, body.to_vec()))
+                });
             }
         }
-        ring.read(&mut scratch, |kind, body| seen.push((kind, body.to_vec())));
+        ring.read(&mut scratch, usize::MAX, |kind, body| {
+            seen.push((kind, body.to_vec()))
+        });
         let expected: Vec<(Kind, Vec<u64>)> =
             (0..50u64).map(|r| (7, vec![r, r * 2, r * 3])).collect();
         assert_eq!(seen, expected);
@@ -285,7 +295,7 @@ mod tests {
             written += 1;
         }
         assert_eq!(written, 4, "16 words hold four records of four words");
-        assert_eq!(ring.read(&mut Vec::new(), |_, _| {}), 4);
+        assert_eq!(ring.read(&mut Vec::new(), usize::MAX, |_, _| {}), 4);
         assert!(write(&ring, 1, &[1, 2, 3]));
         assert!(
             !write(&ring, 1, &[0; 9]),
@@ -299,12 +309,30 @@ mod tests {
         let mut first = ring.reserve(1, 1).unwrap();
         assert!(write(&ring, 2, &[2]));
         let mut seen = Vec::new();
-        ring.read(&mut Vec::new(), |kind, _| seen.push(kind));
+        ring.read(&mut Vec::new(), usize::MAX, |kind, _| seen.push(kind));
         assert!(seen.is_empty());
         first.push(1);
         drop(first);
-        ring.read(&mut Vec::new(), |kind, _| seen.push(kind));
+        ring.read(&mut Vec::new(), usize::MAX, |kind, _| seen.push(kind));
         assert_eq!(seen, [1, 2]);
+    }
+
+    #[test]
+    fn a_limited_read_leaves_the_rest_for_the_next() {
+        let ring = Ring::new(64);
+        for n in 0..5 {
+            assert!(write(&ring, 1, &[n]));
+        }
+        let mut seen = Vec::new();
+        assert_eq!(
+            ring.read(&mut Vec::new(), 2, |_, body| seen.push(body[0])),
+            2
+        );
+        assert_eq!(
+            ring.read(&mut Vec::new(), 9, |_, body| seen.push(body[0])),
+            3
+        );
+        assert_eq!(seen, [0, 1, 2, 3, 4]);
     }
 
     #[test]
@@ -332,9 +360,9 @@ mod tests {
             received[body[0] as usize].push(body[1]);
         };
         while writers.iter().any(|w| !w.is_finished()) {
-            ring.read(&mut scratch, &mut check);
+            ring.read(&mut scratch, usize::MAX, &mut check);
         }
-        ring.read(&mut scratch, &mut check);
+        ring.read(&mut scratch, usize::MAX, &mut check);
         for (writer, handle) in writers.into_iter().enumerate() {
             assert_eq!(received[writer], handle.join().unwrap(), "writer {writer}");
         }
@@ -351,7 +379,7 @@ mod tests {
         }
         let mut out = Vec::new();
         let mut n = 0;
-        ring.read(&mut Vec::new(), |_, body| {
+        ring.read(&mut Vec::new(), usize::MAX, |_, body| {
             let (bytes, used) = take_bytes(body, &mut out);
             assert_eq!(bytes, texts[n].as_bytes());
             assert_eq!(body[used], 42);
