@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use jvmapm_analyzer::export::{self, ExportFormat};
+use jvmapm_analyzer::query::export::{self, ExportFormat};
 use jvmapm_analyzer::receiver::DEFAULT_MAX_BODY;
 use jvmapm_analyzer::server::{ServeConfig, Server};
 

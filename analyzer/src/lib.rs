@@ -2,32 +2,32 @@
 //! SDK, turns transactions into XLog points, keeps them (and JVM metrics and
 //! events) durably in a data directory, meters them, and answers queries.
 //!
-//! Data flow: `receiver` (gRPC, HTTP) → `xlog` / `jvm_metrics` (build) →
-//! `store::writer` (durable group commit) → `meter` (live statistics);
-//! `api` and `export` read back through `query`, `transaction` and `jvm_query`.
+//! The folders follow the data, one way:
+//!
+//! - `receiver` (OTLP over gRPC and HTTP) hands each export to
+//! - `ingest` (XLog points, span details, JVM events and metric samples,
+//!   built from the bytes without I/O), whose batches go to
+//! - `store` (the writer thread's durable group commit into hourly segment
+//!   files, the string table, the instance registry), which after each
+//!   commit feeds `meter` (live TPS and HDR histograms);
+//! - `query` reads all of it back for the HTTP query API (`query::api`),
+//!   `jvmapm export` and the viewer's offline source.
+//!
+//! `server` wires them together for `jvmapm serve`; `point` (the fixed-size
+//! XLog record), `glob` and `printable` are shared by all stages.
 
-pub mod api;
 pub mod duration;
-pub mod export;
 pub mod glob;
 pub mod heap;
 mod http_listener;
-pub mod instances;
-pub mod jvm_metrics;
-pub mod jvm_query;
+pub mod ingest;
 pub mod meter;
-mod otlp_values;
 pub mod point;
 pub mod printable;
 pub mod query;
 pub mod receiver;
-mod reply;
 pub mod server;
-mod span_reader;
 pub mod store;
-pub mod transaction;
-pub mod wire;
-pub mod xlog;
 
 /// Now, in Unix milliseconds.
 pub fn unix_ms() -> u64 {

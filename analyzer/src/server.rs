@@ -17,11 +17,11 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api::{self, ApiState};
 use crate::http_listener;
-use crate::instances::Instances;
 use crate::meter::Meter;
+use crate::query::api::{self, ApiState};
 use crate::receiver::{grpc, http, Receiver};
+use crate::store::instances::Instances;
 use crate::store::{writer, Mode, Store, StoreError};
 use crate::unix_ms;
 

@@ -3,8 +3,8 @@
 //! and events without a panic, and every span is accounted for exactly once
 //! (a point, an event, a rejection, or a child span that is not kept).
 
-use jvmapm_analyzer::jvm_metrics::{self, DeltaTracker};
-use jvmapm_analyzer::xlog;
+use jvmapm_analyzer::ingest::jvm_metrics::{self, DeltaTracker};
+use jvmapm_analyzer::ingest::xlog;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};

@@ -8,13 +8,15 @@ use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use jvmapm_analyzer::instances::Instances;
+use jvmapm_analyzer::ingest::xlog;
 use jvmapm_analyzer::meter::Meter;
 use jvmapm_analyzer::point::RECORD_SIZE;
+use jvmapm_analyzer::query::transaction;
 use jvmapm_analyzer::query::{self, XlogFilter};
+use jvmapm_analyzer::store::instances::Instances;
 use jvmapm_analyzer::store::writer::{self, Shared, Work};
 use jvmapm_analyzer::store::{Mode, Store};
-use jvmapm_analyzer::{transaction, unix_ms, xlog};
+use jvmapm_analyzer::unix_ms;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;

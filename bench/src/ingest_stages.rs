@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use clap::Parser;
-use jvmapm_analyzer::xlog;
+use jvmapm_analyzer::ingest::xlog;
 use jvmapm_bench::spans::build_pool;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;

@@ -6,8 +6,8 @@
 //! (the seeds are hostile exports found by hand: a selector byte, then the body).
 #![no_main]
 
-use jvmapm_analyzer::jvm_metrics::{self, DeltaTracker};
-use jvmapm_analyzer::xlog;
+use jvmapm_analyzer::ingest::jvm_metrics::{self, DeltaTracker};
+use jvmapm_analyzer::ingest::xlog;
 use libfuzzer_sys::fuzz_target;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;

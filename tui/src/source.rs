@@ -11,10 +11,10 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use jvmapm_analyzer::instances::Instances;
 use jvmapm_analyzer::meter::Meter;
 use jvmapm_analyzer::printable::printable_json;
 use jvmapm_analyzer::query::{self, PointRow, XlogFilter};
+use jvmapm_analyzer::store::instances::Instances;
 use jvmapm_analyzer::store::{Mode, Store};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -310,7 +310,7 @@ impl Source for Offline {
 
     fn jvm(&mut self, instance: &str, from_ms: u64, to_ms: u64) -> Result<Value, String> {
         let view =
-            jvmapm_analyzer::jvm_query::read(&self.store, instance, from_ms, to_ms).map_err(io)?;
+            jvmapm_analyzer::query::jvm::read(&self.store, instance, from_ms, to_ms).map_err(io)?;
         serde_json::to_value(view).map_err(|e| e.to_string())
     }
 
@@ -321,7 +321,7 @@ impl Source for Offline {
         ) else {
             return Err(format!("no transaction {trace_id}/{span_id}"));
         };
-        jvmapm_analyzer::transaction::find(&self.store, &trace, &span, Some(end_ms))
+        jvmapm_analyzer::query::transaction::find(&self.store, &trace, &span, Some(end_ms))
             .map_err(io)?
             .ok_or_else(|| format!("no transaction {trace_id}/{span_id}"))
     }
@@ -631,7 +631,7 @@ fn parse_field<T: DeserializeOwned>(mut v: Value, field: &str) -> Result<T, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jvmapm_analyzer::xlog::Identity;
+    use jvmapm_analyzer::ingest::xlog::Identity;
 
     #[test]
     fn offline_instances_are_named_by_service_host_and_pid() {

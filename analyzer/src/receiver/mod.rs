@@ -16,9 +16,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 
-use crate::jvm_metrics::{self, DeltaTracker};
+use crate::ingest::jvm_metrics::{self, DeltaTracker};
+use crate::ingest::xlog;
 use crate::store::writer::{SubmitError, Work, WriterHandle};
-use crate::xlog;
 
 /// Default limit of a request body, measured after decompression.
 pub const DEFAULT_MAX_BODY: usize = 64 << 20;

@@ -19,6 +19,7 @@ pub mod children;
 pub mod damage;
 pub mod detail;
 mod frame;
+pub mod instances;
 pub mod partition;
 mod segment;
 mod strings;

@@ -23,12 +23,12 @@ use super::partition::hour_of;
 use super::segment::{Log, Sample, Segment};
 use super::strings::Interner;
 use super::Store;
-use crate::instances::Instances;
-use crate::jvm_metrics::MetricsBatch;
+use crate::ingest::jvm_metrics::MetricsBatch;
+use crate::ingest::xlog::{ResourceGroup, TraceBatch};
 use crate::meter::Meter;
 use crate::point::{DetailRef, Point, RECORD_SIZE};
+use crate::store::instances::Instances;
 use crate::unix_ms;
-use crate::xlog::{ResourceGroup, TraceBatch};
 
 /// Most jobs committed together.
 const MAX_GROUP: usize = 256;
@@ -428,7 +428,7 @@ impl Writer {
     }
 }
 
-fn work_identities(work: &Work) -> Vec<&crate::xlog::Identity> {
+fn work_identities(work: &Work) -> Vec<&crate::ingest::xlog::Identity> {
     match work {
         Work::Traces(b) => {
             let groups = b.groups.iter().map(|g| &g.identity);

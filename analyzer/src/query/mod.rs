@@ -1,6 +1,17 @@
 //! Reading XLog points back: range scans with filters, cursor pages for the
 //! live tail, per-endpoint statistics over a range, and the row shape that the
 //! query API and the offline exporter print.
+//!
+//! This folder is the read side of the analyzer: [`transaction`] reads one
+//! transaction in full, [`jvm`] an instance's JVM series and events,
+//! [`api`] answers all of it as JSON over HTTP (within the memory budget of
+//! `reply`), and [`export`] prints points offline for `jvmapm export`.
+
+pub mod api;
+pub mod export;
+pub mod jvm;
+mod reply;
+pub mod transaction;
 
 use std::collections::HashMap;
 use std::io;

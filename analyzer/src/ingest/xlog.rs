@@ -14,10 +14,10 @@ use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, 
 use prost::Message;
 use serde_json::json;
 
-use crate::otlp_values::{attrs_to_json, find_i64, find_str, to_text};
+use crate::ingest::otlp_values::{attrs_to_json, find_i64, find_str, to_text};
+use crate::ingest::span_reader::{Attr, Key, RawSpan};
+use crate::ingest::wire::{self, Fields, Value, WireError};
 use crate::point::{hex, SqlTotals};
-use crate::span_reader::{Attr, Key, RawSpan};
-use crate::wire::{self, Fields, Value, WireError};
 
 /// Attribute that marks a span as a JVM event rather than a transaction; its
 /// value is the event kind (`gc.pause`, `heapdump`, `stuck`, ...).

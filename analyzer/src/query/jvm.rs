@@ -7,8 +7,8 @@ use std::io;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::ingest::xlog::GC_PAUSE;
 use crate::store::Store;
-use crate::xlog::GC_PAUSE;
 
 #[derive(Debug, Default, Serialize)]
 pub struct JvmView {

@@ -8,7 +8,7 @@ use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, Span}
 use prost::Message;
 use serde_json::{json, Value};
 
-use crate::otlp_values::attrs_to_json;
+use crate::ingest::otlp_values::attrs_to_json;
 use crate::point::hex;
 use crate::point::DetailRef;
 use crate::query::PointRow;

@@ -11,7 +11,7 @@
 //! UTF-8 cost more than a tenth of ingest, so a sender's invalid UTF-8 in an
 //! unread attribute is only found when the transaction's detail is opened.
 
-use crate::wire::{utf8, Fields, Value, WireError};
+use crate::ingest::wire::{utf8, Fields, Value, WireError};
 
 /// An attribute value, as far as the XLog cares.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -64,10 +64,10 @@ impl Key {
     /// The key named by the raw bytes of an attribute key (all ours are ASCII,
     /// so a byte match is also a UTF-8 match).
     fn of(name: &[u8]) -> Option<Key> {
-        const CPU_TIME: &[u8] = crate::xlog::CPU_TIME.as_bytes();
-        const SQL_COUNT: &[u8] = crate::xlog::SQL_COUNT.as_bytes();
-        const SQL_TIME: &[u8] = crate::xlog::SQL_TIME.as_bytes();
-        const EVENT: &[u8] = crate::xlog::EVENT_ATTRIBUTE.as_bytes();
+        const CPU_TIME: &[u8] = crate::ingest::xlog::CPU_TIME.as_bytes();
+        const SQL_COUNT: &[u8] = crate::ingest::xlog::SQL_COUNT.as_bytes();
+        const SQL_TIME: &[u8] = crate::ingest::xlog::SQL_TIME.as_bytes();
+        const EVENT: &[u8] = crate::ingest::xlog::EVENT_ATTRIBUTE.as_bytes();
         Some(match name {
             b"http.route" => Key::Route,
             b"http.request.method" => Key::Method,

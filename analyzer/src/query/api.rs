@@ -16,13 +16,17 @@ use serde_json::{json, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::glob::{Glob, MAX_PATTERN_CHARS};
-use crate::instances::Instances;
 use crate::meter::Meter;
 use crate::point::{parse_hex, Point};
+use crate::query::reply::{ReplyBudget, REPLY_BUDGET_MB};
 use crate::query::{self, Cancel, PointRow, XlogFilter};
-use crate::reply::{ReplyBudget, REPLY_BUDGET_MB};
+use crate::query::{
+    jvm::{self as jvm_series, JvmView},
+    transaction,
+};
+use crate::store::instances::Instances;
 use crate::store::Store;
-use crate::{jvm_query, transaction, unix_ms};
+use crate::unix_ms;
 
 /// Default and largest page of `/api/v1/xlog`.
 const DEFAULT_LIMIT: usize = 10_000;
@@ -306,10 +310,7 @@ async fn instances(State(s): State<ApiState>) -> Json<Value> {
     Json(json!({ "instances": s.instances.list() }))
 }
 
-async fn jvm(
-    State(s): State<ApiState>,
-    Query(p): Params,
-) -> Result<Json<jvm_query::JvmView>, ApiError> {
+async fn jvm(State(s): State<ApiState>, Query(p): Params) -> Result<Json<JvmView>, ApiError> {
     let (from_ms, to_ms) = range(&p, unix_ms())?;
     let instance = p
         .get("instance")
@@ -322,7 +323,7 @@ async fn jvm(
             )
         })?;
     let _turn = scan_turn(&s.scans).await?;
-    blocking(move || Ok(Json(jvm_query::read(&s.store, &instance, from_ms, to_ms)?))).await
+    blocking(move || Ok(Json(jvm_series::read(&s.store, &instance, from_ms, to_ms)?))).await
 }
 
 async fn transaction(

@@ -11,8 +11,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
     metric::Data, number_data_point, AggregationTemporality, NumberDataPoint,
 };
 
-use crate::otlp_values::to_text;
-use crate::xlog::Identity;
+use crate::ingest::otlp_values::to_text;
+use crate::ingest::xlog::Identity;
 
 /// Metric name prefixes kept; other metrics are accepted and not stored.
 const KEPT_PREFIXES: [&str; 2] = ["jvm.", "jvmapm."];
