@@ -2,7 +2,7 @@
 //! per second the analyzer (`jvmapm serve`) ingests and acknowledges.
 //!
 //! It exists because the analyzer's ingest target (>= 1M spans/s per core, see
-//! DESIGN.md "Performance targets") has to be checked against spans that look
+//! BENCHMARKS.md "Targets") has to be checked against spans that look
 //! like what the jvmapm agent or an OpenTelemetry Java agent sends: HTTP SERVER
 //! spans with the stable semantic-convention attributes and our `jvmapm.`
 //! extras, from a realistic resource, with varied routes, log-normal durations
