@@ -285,6 +285,7 @@ impl Writer {
         Ok((p, resource))
     }
 
+    /// Stages one batch into the pending segment buffers (nothing written yet).
     fn stage(
         &mut self,
         work: &Work,
@@ -292,7 +293,6 @@ impl Writer {
         metered: &mut Vec<Metered>,
         children: &mut ChildChanges,
     ) -> std::io::Result<()> {
-        let strings = &self.shared.store.strings;
         match work {
             Work::Traces(batch) => {
                 // The group's resource record, written once into each segment
@@ -301,93 +301,128 @@ impl Writer {
                 let mut resources: Vec<HashMap<u64, DetailRef>> =
                     vec![HashMap::new(); batch.groups.len()];
                 for (group, resource_at) in batch.groups.iter().zip(&mut resources) {
-                    for child in &group.children {
-                        let (p, resource) =
-                            self.pending_detail(pending, resource_at, group, child.end_ms)?;
-                        let base = p.seg.details.committed();
-                        let body = &group.body[child.detail.clone()];
-                        let at = detail::push_span(&mut p.details, base, resource, &[], body);
-                        children
-                            .staged
-                            .entry((child.trace_id, child.parent_span_id))
-                            .or_default()
-                            .push(ChildRef {
-                                span_id: child.span_id,
-                                hour: p.seg.hour,
-                                detail: at,
-                            });
-                    }
+                    self.stage_children(group, resource_at, pending, children)?;
                 }
                 for (group, resource_at) in batch.groups.iter().zip(&mut resources) {
-                    let service = self.interner.intern(strings, &group.identity.service);
-                    let instance = self.interner.intern(strings, &group.identity.instance);
-                    for span in &group.spans {
-                        let endpoint = self.interner.intern(strings, &span.endpoint);
-                        let its_children = self.children.subtree(
-                            &children.staged,
-                            (span.trace_id, span.span_id),
-                            &mut children.claimed,
-                        );
-                        let (p, resource) =
-                            self.pending_detail(pending, resource_at, group, span.end_ms)?;
-                        let base = p.seg.details.committed();
-                        let at = detail::push_span(
-                            &mut p.details,
-                            base,
-                            resource,
-                            &its_children,
-                            &group.body[span.detail.clone()],
-                        );
-                        let point = Point {
-                            seq: self.next_seq,
-                            end_ms: span.end_ms,
-                            elapsed_us: span.elapsed_us,
-                            trace_id: span.trace_id,
-                            span_id: span.span_id,
-                            service,
-                            instance,
-                            endpoint,
-                            status_code: span.status_code,
-                            error: span.error,
-                            cpu_us: span.cpu_us,
-                            sql: span.sql,
-                            detail: DetailRef {
-                                offset: at.offset,
-                                len: at.len,
-                            },
-                        };
-                        self.next_seq += 1;
-                        let mut rec = [0u8; RECORD_SIZE];
-                        point.encode(&mut rec);
-                        p.points.extend_from_slice(&rec);
-                        metered.push(Metered {
-                            key: (service, endpoint),
-                            end_ms: span.end_ms,
-                            elapsed_us: span.elapsed_us,
-                            error: span.error,
-                        });
-                    }
+                    self.stage_points(group, resource_at, pending, metered, children)?;
                 }
                 for event in &batch.events {
                     let p = self.pending_for(pending, event.t_ms)?;
                     super::frame::push(&mut p.events, &event.json);
                 }
+                Ok(())
             }
-            Work::Metrics(batch) => {
-                for inst in &batch.instances {
-                    let instance = self.interner.intern(strings, &inst.identity.instance);
-                    for s in &inst.samples {
-                        let series = self.interner.intern(strings, &s.series);
-                        let p = self.pending_for(pending, s.t_ms)?;
-                        Sample {
-                            t_ms: s.t_ms,
-                            value: s.value,
-                            instance,
-                            series,
-                        }
-                        .encode(&mut p.metrics);
-                    }
+            Work::Metrics(batch) => self.stage_metrics(batch, pending),
+        }
+    }
+
+    /// A group's child spans (SQL calls, outgoing requests): their details,
+    /// and where they wait for the transaction they belong to.
+    fn stage_children(
+        &mut self,
+        group: &ResourceGroup,
+        resource_at: &mut HashMap<u64, DetailRef>,
+        pending: &mut BTreeMap<u64, Pending>,
+        children: &mut ChildChanges,
+    ) -> std::io::Result<()> {
+        for child in &group.children {
+            let (p, resource) = self.pending_detail(pending, resource_at, group, child.end_ms)?;
+            let base = p.seg.details.committed();
+            let body = &group.body[child.detail.clone()];
+            let at = detail::push_span(&mut p.details, base, resource, &[], body);
+            children
+                .staged
+                .entry((child.trace_id, child.parent_span_id))
+                .or_default()
+                .push(ChildRef {
+                    span_id: child.span_id,
+                    hour: p.seg.hour,
+                    detail: at,
+                });
+        }
+        Ok(())
+    }
+
+    /// A group's XLog points, each with its detail (and its children's
+    /// references), and what the meter will count once they are on disk.
+    fn stage_points(
+        &mut self,
+        group: &ResourceGroup,
+        resource_at: &mut HashMap<u64, DetailRef>,
+        pending: &mut BTreeMap<u64, Pending>,
+        metered: &mut Vec<Metered>,
+        children: &mut ChildChanges,
+    ) -> std::io::Result<()> {
+        let strings = &self.shared.store.strings;
+        let service = self.interner.intern(strings, &group.identity.service);
+        let instance = self.interner.intern(strings, &group.identity.instance);
+        for span in &group.spans {
+            let endpoint = self.interner.intern(strings, &span.endpoint);
+            let its_children = self.children.subtree(
+                &children.staged,
+                (span.trace_id, span.span_id),
+                &mut children.claimed,
+            );
+            let (p, resource) = self.pending_detail(pending, resource_at, group, span.end_ms)?;
+            let base = p.seg.details.committed();
+            let at = detail::push_span(
+                &mut p.details,
+                base,
+                resource,
+                &its_children,
+                &group.body[span.detail.clone()],
+            );
+            let point = Point {
+                seq: self.next_seq,
+                end_ms: span.end_ms,
+                elapsed_us: span.elapsed_us,
+                trace_id: span.trace_id,
+                span_id: span.span_id,
+                service,
+                instance,
+                endpoint,
+                status_code: span.status_code,
+                error: span.error,
+                cpu_us: span.cpu_us,
+                sql: span.sql,
+                detail: DetailRef {
+                    offset: at.offset,
+                    len: at.len,
+                },
+            };
+            self.next_seq += 1;
+            let mut rec = [0u8; RECORD_SIZE];
+            point.encode(&mut rec);
+            p.points.extend_from_slice(&rec);
+            metered.push(Metered {
+                key: (service, endpoint),
+                end_ms: span.end_ms,
+                elapsed_us: span.elapsed_us,
+                error: span.error,
+            });
+        }
+        Ok(())
+    }
+
+    /// A metric batch's samples, into the `.metrics` buffer of their hour.
+    fn stage_metrics(
+        &mut self,
+        batch: &MetricsBatch,
+        pending: &mut BTreeMap<u64, Pending>,
+    ) -> std::io::Result<()> {
+        let strings = &self.shared.store.strings;
+        for inst in &batch.instances {
+            let instance = self.interner.intern(strings, &inst.identity.instance);
+            for s in &inst.samples {
+                let series = self.interner.intern(strings, &s.series);
+                let p = self.pending_for(pending, s.t_ms)?;
+                Sample {
+                    t_ms: s.t_ms,
+                    value: s.value,
+                    instance,
+                    series,
                 }
+                .encode(&mut p.metrics);
             }
         }
         Ok(())
