@@ -10,7 +10,6 @@ pub mod api;
 pub mod duration;
 pub mod export;
 pub mod glob;
-pub mod heap;
 mod http_listener;
 pub mod instances;
 pub mod jvm_metrics;

@@ -2,9 +2,9 @@
 //! thousands of damaged copies that must give an error or a partial report,
 //! never a panic or a hang.
 
-use crate::heap::hprof::basic;
-use crate::heap::input::Input;
-use crate::heap::{analyze_bytes, analyze_input, report::Report, Options};
+use crate::hprof::basic;
+use crate::input::Input;
+use crate::{analyze_bytes, analyze_input, report::Report, Options};
 
 /// Writes HPROF records with `id` bytes per identifier.
 struct Writer {
@@ -231,7 +231,7 @@ fn damaged_dumps_give_an_error_or_a_partial_report_never_a_panic() {
 
 #[test]
 fn packed_ids_come_back_as_they_were_and_odd_ones_stay_unpacked() {
-    use crate::heap::dump::Objects;
+    use crate::dump::Objects;
     let ids = [
         0x7_0000_0010u64,
         0x7_0000_0018,

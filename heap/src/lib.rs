@@ -6,6 +6,10 @@
 //! place. A gzip file is inflated front to back, and a further pass fetches
 //! objects that came before what points at them. The reports (`histogram`,
 //! `finalizer`, `threads`) read the model; `report` prints them.
+//!
+//! A crate of its own: it shares nothing with the analyzer's server, so
+//! `jvmapm heap`, its tests and its fuzz target build without the OTLP
+//! stack, and it can be built with optimizations on its own.
 
 pub mod diff;
 pub mod dominators;

@@ -4,9 +4,9 @@
 
 use serde::Serialize;
 
-use crate::heap::dump::{Dump, FIRST_CLASS_SLOT};
-use crate::heap::hprof::basic;
-use crate::heap::layout::{Detector, Layout, LAYOUTS};
+use crate::dump::{Dump, FIRST_CLASS_SLOT};
+use crate::hprof::basic;
+use crate::layout::{Detector, Layout, LAYOUTS};
 
 /// One row of the histogram.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -122,7 +122,7 @@ impl Sizer {
 
     /// The size of a class's `java.lang.Class` object: its own fields, then
     /// the class's static fields.
-    pub fn mirror_size(&self, class: &crate::heap::hprof::ClassDump) -> u64 {
+    pub fn mirror_size(&self, class: &crate::hprof::ClassDump) -> u64 {
         let base = self.class_class.map_or(0, |slot| self.size(slot, 0));
         let layout = self.layout();
         let statics: u64 = class

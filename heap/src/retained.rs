@@ -5,10 +5,10 @@
 
 use serde::Serialize;
 
-use crate::heap::dominators::{self, Dominators, NONE};
-use crate::heap::dump::Dump;
-use crate::heap::graph::ObjectGraph;
-use crate::heap::hprof::{basic, RootKind};
+use crate::dominators::{self, Dominators, NONE};
+use crate::dump::Dump;
+use crate::graph::ObjectGraph;
+use crate::hprof::{basic, RootKind};
 
 /// A suspect keeps more than this share of the heap.
 const SUSPECT_SHARE: f64 = 0.10;
@@ -428,7 +428,7 @@ fn root_kind(names: &Names, node: u32) -> String {
     else {
         return kind;
     };
-    let name = crate::heap::threads::name(dump, thread.object_id).unwrap_or_else(|| "?".into());
+    let name = crate::threads::name(dump, thread.object_id).unwrap_or_else(|| "?".into());
     let frame = (root.kind == RootKind::JavaFrame)
         .then(|| {
             dump.traces
@@ -436,7 +436,7 @@ fn root_kind(names: &Names, node: u32) -> String {
                 .get(root.info[1] as usize)
         })
         .flatten()
-        .map(|&frame| format!(", {}", crate::heap::threads::frame_text(dump, frame)))
+        .map(|&frame| format!(", {}", crate::threads::frame_text(dump, frame)))
         .unwrap_or_default();
     format!("{kind} in thread \"{name}\"{frame}")
 }

@@ -6,7 +6,7 @@
 //! it does not know cannot be skipped (sub-records carry no length), so the
 //! rest of that segment is skipped and the report is marked partial.
 
-use crate::heap::input::{Input, ParseError};
+use crate::input::{Input, ParseError};
 
 /// What the dump's header says.
 #[derive(Clone, Debug, PartialEq, Eq)]

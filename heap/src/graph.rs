@@ -15,13 +15,13 @@
 
 use std::sync::Arc;
 
-use crate::heap::dominators::{Graph, NONE};
-use crate::heap::dump::{Dump, FIRST_CLASS_SLOT};
-use crate::heap::histogram::Sizer;
-use crate::heap::hprof::{self, basic, RootKind, Visitor};
-use crate::heap::ids::IdMap;
-use crate::heap::input::{Input, Mapped, ParseError};
-use crate::heap::segments;
+use crate::dominators::{Graph, NONE};
+use crate::dump::{Dump, FIRST_CLASS_SLOT};
+use crate::histogram::Sizer;
+use crate::hprof::{self, basic, RootKind, Visitor};
+use crate::ids::IdMap;
+use crate::input::{Input, Mapped, ParseError};
+use crate::segments;
 
 /// The graph and what the analyses need to read it.
 pub struct ObjectGraph {

@@ -5,11 +5,10 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::heap::finalizer::FinalizerReport;
-use crate::heap::histogram::Row;
-use crate::heap::retained::{Hop, Suspect, TopObject};
-use crate::heap::threads::ThreadInfo;
-use crate::printable::printable_lines;
+use crate::finalizer::FinalizerReport;
+use crate::histogram::Row;
+use crate::retained::{Hop, Suspect, TopObject};
+use crate::threads::ThreadInfo;
 
 /// The biggest objects by retained size.
 #[derive(Clone, Debug, Serialize)]
@@ -245,4 +244,20 @@ pub fn bytes(n: u64) -> String {
     } else {
         format!("{n} B")
     }
+}
+
+/// `text` with its line breaks kept and every other control character
+/// (C0, DEL, C1) replaced by U+FFFD. Class, thread and field names come
+/// from the dump: no escape sequence in one reaches the terminal, and the
+/// damage stays visible.
+pub(crate) fn printable_lines(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
