@@ -278,7 +278,9 @@ fn main() -> ExitCode {
                 path_to_root,
             };
             match (diff, file) {
-                (Some(files), _) => heap_diff(&files[0], &files[1], &options, json, top),
+                (Some(files), _) => {
+                    heap_diff(&files[0], &files[1], &options, json, top).map_err(|e| e.to_string())
+                }
                 (None, None) => Err("heap: give a FILE (or --diff OLD NEW)".to_string()),
                 (None, Some(file)) => match jvmapm_heap::analyze(&file, &options) {
                     Ok(report) => {
@@ -292,7 +294,7 @@ fn main() -> ExitCode {
                         }
                         Ok(())
                     }
-                    Err(e) => Err(e),
+                    Err(e) => Err(e.to_string()),
                 },
             }
         }
@@ -347,7 +349,7 @@ fn heap_diff(
     options: &jvmapm_heap::Options,
     json: bool,
     top: usize,
-) -> Result<(), String> {
+) -> Result<(), jvmapm_heap::Error> {
     let old = jvmapm_heap::analyze(old, options)?;
     let new = jvmapm_heap::analyze(new, options)?;
     for report in [&old, &new] {

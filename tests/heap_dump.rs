@@ -231,7 +231,7 @@ fn a_dump_cut_anywhere_gives_an_error_or_a_partial_report() {
                         cut < 31,
                         "only a cut header is no report at all (cut at {cut}): {e}"
                     );
-                    assert!(e.contains("at byte"), "{e}");
+                    assert!(e.to_string().contains("at byte"), "{e}");
                 }
                 Ok(report) => {
                     assert!(report.partial, "cut at {cut} of {}", bytes.len());

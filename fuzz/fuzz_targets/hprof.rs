@@ -19,7 +19,7 @@ fuzz_target!(|bytes: &[u8]| {
             Ok(report) => {
                 let _ = report.json();
             }
-            Err(e) => assert!(e.contains("at byte"), "{e}"),
+            Err(e) => assert!(e.to_string().contains("at byte"), "{e}"),
         }
     }
 });
