@@ -80,6 +80,20 @@ impl Report {
         if let Some(suspects) = &self.leak_suspects {
             self.write_suspects(&mut out, suspects);
         }
+        self.write_histogram(&mut out, top);
+        if let Some(dominators) = &self.dominators {
+            write_dominators(&mut out, dominators, top);
+        }
+        self.write_finalizer(&mut out, top);
+        self.write_threads(&mut out, top);
+        // Names come from the dump: no escape sequence reaches the terminal.
+        printable_lines(&out)
+    }
+}
+
+impl Report {
+    /// The class histogram, `top` rows, with retained bytes when known.
+    fn write_histogram(&self, out: &mut String, top: usize) {
         let _ = writeln!(
             out,
             "\nClass histogram (by shallow bytes, top {top} of {})",
@@ -106,30 +120,10 @@ impl Report {
                 row.class
             );
         }
-        if let Some(dominators) = &self.dominators {
-            let _ = writeln!(
-                out,
-                "\nBiggest objects by retained size (top {top}); {} objects kept alive only by their Finalizer",
-                dominators.kept_by_finalizers
-            );
-            let _ = writeln!(
-                out,
-                "{:>14} {:>12} {:>18} {:>18}  class",
-                "retained", "shallow", "object", "dominated by"
-            );
-            for o in dominators.top.iter().take(top) {
-                let _ = writeln!(
-                    out,
-                    "{:>14} {:>12} {:>18} {:>18}  {}",
-                    o.retained_bytes,
-                    o.shallow_bytes,
-                    format!("0x{:x}", o.object_id),
-                    o.dominator_id
-                        .map_or_else(|| "GC roots".to_string(), |d| format!("0x{d:x}")),
-                    o.class
-                );
-            }
-        }
+    }
+
+    /// Finalizers: how many, what they keep, and by class what they hold.
+    fn write_finalizer(&self, out: &mut String, top: usize) {
         let f = &self.finalizer;
         let _ = writeln!(
             out,
@@ -151,6 +145,10 @@ impl Report {
                 let _ = writeln!(out, "{:>12} {:>14}  {}", r.count, r.shallow_bytes, r.class);
             }
         }
+    }
+
+    /// Each thread's name, state and `top` frames.
+    fn write_threads(&self, out: &mut String, top: usize) {
         let _ = writeln!(out, "\nThreads ({})", self.threads.len());
         for t in &self.threads {
             let _ = writeln!(
@@ -163,12 +161,8 @@ impl Report {
                 let _ = writeln!(out, "    {frame}");
             }
         }
-        // Names come from the dump: no escape sequence reaches the terminal.
-        printable_lines(&out)
     }
-}
 
-impl Report {
     fn write_suspects(&self, out: &mut String, suspects: &[Suspect]) {
         let _ = writeln!(
             out,
@@ -202,6 +196,32 @@ impl Report {
             let _ = writeln!(out, "   shortest path from a GC root:");
             write_path(out, &s.path_to_root);
         }
+    }
+}
+
+/// The biggest objects by retained size, `top` rows.
+fn write_dominators(out: &mut String, dominators: &DominatorReport, top: usize) {
+    let _ = writeln!(
+            out,
+            "\nBiggest objects by retained size (top {top}); {} objects kept alive only by their Finalizer",
+            dominators.kept_by_finalizers
+        );
+    let _ = writeln!(
+        out,
+        "{:>14} {:>12} {:>18} {:>18}  class",
+        "retained", "shallow", "object", "dominated by"
+    );
+    for o in dominators.top.iter().take(top) {
+        let _ = writeln!(
+            out,
+            "{:>14} {:>12} {:>18} {:>18}  {}",
+            o.retained_bytes,
+            o.shallow_bytes,
+            format!("0x{:x}", o.object_id),
+            o.dominator_id
+                .map_or_else(|| "GC roots".to_string(), |d| format!("0x{d:x}")),
+            o.class
+        );
     }
 }
 
