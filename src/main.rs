@@ -272,15 +272,17 @@ fn main() -> ExitCode {
             path_to_root,
             diff,
         } => {
-            let options = jvmapm_analyzer::heap::Options {
+            let options = jvmapm_heap::Options {
                 dominators: !no_dominators && diff.is_none(),
                 top,
                 path_to_root,
             };
             match (diff, file) {
-                (Some(files), _) => heap_diff(&files[0], &files[1], &options, json, top),
+                (Some(files), _) => {
+                    heap_diff(&files[0], &files[1], &options, json, top).map_err(|e| e.to_string())
+                }
                 (None, None) => Err("heap: give a FILE (or --diff OLD NEW)".to_string()),
-                (None, Some(file)) => match jvmapm_analyzer::heap::analyze(&file, &options) {
+                (None, Some(file)) => match jvmapm_heap::analyze(&file, &options) {
                     Ok(report) => {
                         if json {
                             println!("{}", report.json());
@@ -292,7 +294,7 @@ fn main() -> ExitCode {
                         }
                         Ok(())
                     }
-                    Err(e) => Err(e),
+                    Err(e) => Err(e.to_string()),
                 },
             }
         }
@@ -344,12 +346,12 @@ const HEAP_PARTIAL: u8 = 3;
 fn heap_diff(
     old: &std::path::Path,
     new: &std::path::Path,
-    options: &jvmapm_analyzer::heap::Options,
+    options: &jvmapm_heap::Options,
     json: bool,
     top: usize,
-) -> Result<(), String> {
-    let old = jvmapm_analyzer::heap::analyze(old, options)?;
-    let new = jvmapm_analyzer::heap::analyze(new, options)?;
+) -> Result<(), jvmapm_heap::Error> {
+    let old = jvmapm_heap::analyze(old, options)?;
+    let new = jvmapm_heap::analyze(new, options)?;
     for report in [&old, &new] {
         if report.partial {
             eprintln!(
@@ -358,7 +360,7 @@ fn heap_diff(
             );
         }
     }
-    let diff = jvmapm_analyzer::heap::diff::diff(&old, &new);
+    let diff = jvmapm_heap::diff::diff(&old, &new);
     if json {
         println!("{}", diff.json());
     } else {

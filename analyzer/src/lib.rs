@@ -18,7 +18,6 @@
 
 pub mod duration;
 pub mod glob;
-pub mod heap;
 mod http_listener;
 pub mod ingest;
 pub mod meter;

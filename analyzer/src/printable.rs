@@ -22,15 +22,6 @@ pub fn printable(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// A text of lines made printable: its line breaks stay, every other
-/// control character is replaced.
-pub fn printable_lines(text: &str) -> String {
-    text.split('\n')
-        .map(printable)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// Makes every string of a JSON value printable, keys included, in place.
 pub fn printable_json(value: &mut serde_json::Value) {
     use serde_json::Value;

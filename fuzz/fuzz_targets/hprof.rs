@@ -8,18 +8,18 @@
 
 #![no_main]
 
-use jvmapm_analyzer::heap::input::Input;
+use jvmapm_heap::input::Input;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
-    let streamed = jvmapm_analyzer::heap::analyze_input(Input::from_bytes(bytes.to_vec()), "fuzz");
-    let mapped = jvmapm_analyzer::heap::analyze_bytes(bytes.to_vec(), "fuzz", &Default::default());
+    let streamed = jvmapm_heap::analyze_input(Input::from_bytes(bytes.to_vec()), "fuzz");
+    let mapped = jvmapm_heap::analyze_bytes(bytes.to_vec(), "fuzz", &Default::default());
     for outcome in [streamed, mapped] {
         match outcome {
             Ok(report) => {
                 let _ = report.json();
             }
-            Err(e) => assert!(e.contains("at byte"), "{e}"),
+            Err(e) => assert!(e.to_string().contains("at byte"), "{e}"),
         }
     }
 });

@@ -9,9 +9,9 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::heap::dump::Dump;
-use crate::heap::histogram::Sizer;
-use crate::heap::ids::IdSet;
+use crate::dump::Dump;
+use crate::histogram::Sizer;
+use crate::ids::IdSet;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct FinalizerReport {

@@ -15,13 +15,13 @@
 
 use std::sync::Arc;
 
-use crate::heap::dominators::{Graph, NONE};
-use crate::heap::dump::{Dump, FIRST_CLASS_SLOT};
-use crate::heap::histogram::Sizer;
-use crate::heap::hprof::{self, basic, RootKind, Visitor};
-use crate::heap::ids::IdMap;
-use crate::heap::input::{Input, Mapped, ParseError};
-use crate::heap::segments;
+use crate::dominators::{Graph, NONE};
+use crate::dump::{Dump, FIRST_CLASS_SLOT};
+use crate::histogram::Sizer;
+use crate::hprof::{basic, RootKind, Visitor};
+use crate::ids::IdMap;
+use crate::input::Mapped;
+use crate::{segments, Error, Reopen};
 
 /// The graph and what the analyses need to read it.
 pub struct ObjectGraph {
@@ -288,7 +288,7 @@ impl<'a> EdgeReader<'a> {
     /// Reads objects `first..end` of the table; `ends` is their part of the
     /// graph's offsets.
     fn new(
-        (plan, loaders, index, slots): (&'a Plan, &'a Loaders, &'a NodeIndex<'a>, &'a [u32]),
+        (plan, loaders, index, slots): Shared<'a>,
         first: usize,
         end: usize,
         ends: &'a mut [u32],
@@ -409,28 +409,62 @@ impl Visitor for EdgeReader<'_> {
 /// Heap segments (offset, length) and the table indexes their objects take.
 type RunOfObjects<'a> = (&'a [(u64, u64)], usize, usize);
 
-/// Reads the dump again from the start with the visit it is given.
-pub type Reread<'a> =
-    &'a dyn Fn(&mut dyn FnMut(&mut Input) -> Result<(), ParseError>) -> Result<(), String>;
+/// What every run's [`EdgeReader`] reads with.
+type Shared<'a> = (&'a Plan, &'a Loaders, &'a NodeIndex<'a>, &'a [u32]);
 
-/// Builds the graph of `dump`: references read again from the mapped dump,
-/// or by `reread` (a pass front to back) when it is not mapped.
-pub fn build(
-    dump: &Dump,
-    sizer: &Sizer,
-    mapped: Option<&Arc<Mapped>>,
-    reread: Reread,
-) -> Result<ObjectGraph, String> {
+/// Where the graph's references are read, in a second pass over the heap.
+#[derive(Clone, Copy)]
+pub enum References<'a> {
+    /// In place in the mapped dump, its segments on every core.
+    Mapped(&'a Arc<Mapped>),
+    /// Front to back, from the dump opened again.
+    Reopened(Reopen<'a>),
+}
+
+/// Builds the graph of `dump`, its references read again from `references`.
+pub fn build(dump: &Dump, sizer: &Sizer, references: References) -> Result<ObjectGraph, Error> {
     let objects = dump.objects.len();
     let classes = dump.classes.len();
     let root = (objects + classes) as u32;
     if objects + classes >= NONE as usize - 1 {
-        return Err(format!(
-            "{objects} objects: the dominator tree takes at most {} objects",
-            NONE - 2
-        ));
+        return Err(Error::TooManyObjects {
+            objects,
+            most: NONE - 2,
+        });
     }
-    let mut rooted = vec![false; classes];
+    let plan = Plan::new(dump, objects, &sticky_classes(dump));
+    let index = NodeIndex::new(dump);
+    let loaders = Loaders::new(dump, &index, objects);
+    let runs = runs_of(dump, references);
+    // Room for every node's end, written in place: the objects' by their
+    // runs, then the classes' and the root's.
+    let mut offsets = vec![0u32; objects + classes + 2];
+    let shared = (&plan, &loaders, &index, &dump.objects.slots[..]);
+    let read = read_runs(dump, shared, references, &runs, &mut offsets[1..=objects])?;
+    let mut graph = Graph {
+        offsets,
+        targets: Vec::new(),
+    };
+    join_runs(&mut graph, read, &runs)?;
+    graph.offsets.truncate(objects + 1);
+    add_class_edges(&mut graph, dump, &index);
+    add_root_edges(&mut graph, dump, &index);
+    let (parents, finalizable) = paths_and_finalizable(dump, &index, &mut graph, root);
+    let shallow = shallow_sizes(dump, sizer);
+    Ok(ObjectGraph {
+        graph,
+        objects,
+        root,
+        shallow,
+        finalizable,
+        parents,
+    })
+}
+
+/// Per class: whether it is a sticky-class GC root (a system class), so an
+/// instance's reference to it adds nothing to the tree.
+fn sticky_classes(dump: &Dump) -> Vec<bool> {
+    let mut rooted = vec![false; dump.classes.len()];
     for root in dump.roots.iter() {
         if root.kind == RootKind::StickyClass {
             if let Some(&slot) = dump.slot_of.get(&root.id) {
@@ -438,13 +472,15 @@ pub fn build(
             }
         }
     }
-    let plan = Plan::new(dump, objects, &rooted);
-    let index = NodeIndex::new(dump);
-    let loaders = Loaders::new(dump, &index, objects);
-    // Each run's segments and the table indexes of its objects.
-    let no_segments: Vec<(u64, u64)> = Vec::new();
-    let runs: Vec<RunOfObjects> = match mapped {
-        Some(_) => dump
+    rooted
+}
+
+/// Each run's segments and the table indexes of its objects: the first
+/// pass's runs in a mapped dump, else one run of every object.
+fn runs_of<'a>(dump: &'a Dump, references: References) -> Vec<RunOfObjects<'a>> {
+    let objects = dump.objects.len();
+    match references {
+        References::Mapped(_) => dump
             .runs
             .iter()
             .enumerate()
@@ -453,21 +489,29 @@ pub fn build(
                 (&segments[..], *first, end)
             })
             .collect(),
-        None => vec![(&no_segments[..], 0, objects)],
-    };
-    // The objects' offsets are written in place, each run into its part.
-    let mut offsets = vec![0u32; objects + classes + 2];
-    let mut parts = Vec::with_capacity(runs.len());
-    let mut rest = &mut offsets[1..=objects];
-    for (_, first, end) in &runs {
-        let (part, tail) = std::mem::take(&mut rest).split_at_mut(end - first);
-        parts.push(part);
-        rest = tail;
+        References::Reopened(_) => vec![(&[][..], 0, objects)],
     }
-    let shared = (&plan, &loaders, &index, &dump.objects.slots[..]);
+}
+
+/// Reads the references of every run's objects, each run's ends written
+/// into its part of `ends` (the objects' offsets): for each run, its
+/// targets and how many of its objects it read.
+fn read_runs(
+    dump: &Dump,
+    shared: Shared,
+    references: References,
+    runs: &[RunOfObjects],
+    mut ends: &mut [u32],
+) -> Result<Vec<(Vec<u32>, usize)>, Error> {
+    let mut parts = Vec::with_capacity(runs.len());
+    for (_, first, end) in runs {
+        let (part, tail) = std::mem::take(&mut ends).split_at_mut(end - first);
+        parts.push(part);
+        ends = tail;
+    }
     let reader = |first: usize, end: usize, ends| EdgeReader::new(shared, first, end, ends);
-    let read: Vec<(Vec<u32>, usize)> = match mapped {
-        Some(mapped) => {
+    Ok(match references {
+        References::Mapped(mapped) => {
             let readers = runs
                 .iter()
                 .zip(parts)
@@ -477,25 +521,26 @@ pub fn build(
                 .map(|(reader, _)| (reader.targets, reader.done))
                 .collect()
         }
-        None => {
+        References::Reopened(reopen) => {
             let part = parts.pop().unwrap_or_default();
-            let mut reader = reader(0, objects, part);
-            reread(&mut |input| {
-                hprof::parse(input, &mut reader)
-                    .map(|_| ())
-                    .map_err(|e| e.1)
-            })?;
+            let mut reader = reader(0, dump.objects.len(), part);
+            crate::read_again(reopen, "reading references: ", &mut reader)?;
             vec![(reader.targets, reader.done)]
         }
-    };
-    let mut graph = Graph {
-        offsets,
-        targets: Vec::new(),
-    };
-    for ((targets, done), (_, first, end)) in read.into_iter().zip(&runs) {
+    })
+}
+
+/// Joins the runs' targets into the graph's, in table order, and makes
+/// their ends (each relative to its run) the graph's offsets.
+fn join_runs(
+    graph: &mut Graph,
+    read: Vec<(Vec<u32>, usize)>,
+    runs: &[RunOfObjects],
+) -> Result<(), Error> {
+    for ((targets, done), (_, first, end)) in read.into_iter().zip(runs) {
         let base = graph.targets.len() as u64;
         if base + targets.len() as u64 >= u64::from(u32::MAX) {
-            return Err("more than 4 billion references: too many for the dominator tree".into());
+            return Err(Error::TooManyReferences);
         }
         let base = base as u32;
         let part = &mut graph.offsets[first + 1..=*end];
@@ -510,7 +555,11 @@ pub fn build(
             graph.targets.extend_from_slice(&targets);
         }
     }
-    graph.offsets.truncate(objects + 1);
+    Ok(())
+}
+
+/// Adds each class's node: its static references, loader and superclass.
+fn add_class_edges(graph: &mut Graph, dump: &Dump, index: &NodeIndex) {
     for class in &dump.classes {
         if let Some(class_dump) = &class.dump {
             let ids = class_dump
@@ -525,6 +574,10 @@ pub fn build(
         }
         graph.offsets.push(graph.targets.len() as u32);
     }
+}
+
+/// Adds the virtual root's node, pointing at every GC root once.
+fn add_root_edges(graph: &mut Graph, dump: &Dump, index: &NodeIndex) {
     let mut from_root: Vec<u32> = dump
         .roots
         .iter()
@@ -534,8 +587,11 @@ pub fn build(
     from_root.dedup();
     graph.targets.extend_from_slice(&from_root);
     graph.offsets.push(graph.targets.len() as u32);
-    let (parents, finalizable) = paths_and_finalizable(dump, &index, &mut graph, root);
-    let mut shallow: Vec<u32> = (0..objects)
+}
+
+/// Every node's shallow size: objects, then class mirrors, then the root's 0.
+fn shallow_sizes(dump: &Dump, sizer: &Sizer) -> Vec<u32> {
+    let mut shallow: Vec<u32> = (0..dump.objects.len())
         .map(|i| sizer.size_of(dump, i).min(u64::from(u32::MAX)) as u32)
         .collect();
     shallow.extend(dump.classes.iter().map(|class| {
@@ -545,14 +601,7 @@ pub fn build(
             .map_or(0, |d| sizer.mirror_size(d).min(u64::from(u32::MAX)) as u32)
     }));
     shallow.push(0);
-    Ok(ObjectGraph {
-        graph,
-        objects,
-        root,
-        shallow,
-        finalizable,
-        parents,
-    })
+    shallow
 }
 
 /// Shortest paths from the GC roots, breadth first: each node's parent on

@@ -5,11 +5,10 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::heap::finalizer::FinalizerReport;
-use crate::heap::histogram::Row;
-use crate::heap::retained::{Hop, Suspect, TopObject};
-use crate::heap::threads::ThreadInfo;
-use crate::printable::printable_lines;
+use crate::finalizer::FinalizerReport;
+use crate::histogram::Row;
+use crate::retained::{Hop, Suspect, TopObject};
+use crate::threads::ThreadInfo;
 
 /// The biggest objects by retained size.
 #[derive(Clone, Debug, Serialize)]
@@ -81,6 +80,20 @@ impl Report {
         if let Some(suspects) = &self.leak_suspects {
             self.write_suspects(&mut out, suspects);
         }
+        self.write_histogram(&mut out, top);
+        if let Some(dominators) = &self.dominators {
+            write_dominators(&mut out, dominators, top);
+        }
+        self.write_finalizer(&mut out, top);
+        self.write_threads(&mut out, top);
+        // Names come from the dump: no escape sequence reaches the terminal.
+        printable_lines(&out)
+    }
+}
+
+impl Report {
+    /// The class histogram, `top` rows, with retained bytes when known.
+    fn write_histogram(&self, out: &mut String, top: usize) {
         let _ = writeln!(
             out,
             "\nClass histogram (by shallow bytes, top {top} of {})",
@@ -107,30 +120,10 @@ impl Report {
                 row.class
             );
         }
-        if let Some(dominators) = &self.dominators {
-            let _ = writeln!(
-                out,
-                "\nBiggest objects by retained size (top {top}); {} objects kept alive only by their Finalizer",
-                dominators.kept_by_finalizers
-            );
-            let _ = writeln!(
-                out,
-                "{:>14} {:>12} {:>18} {:>18}  class",
-                "retained", "shallow", "object", "dominated by"
-            );
-            for o in dominators.top.iter().take(top) {
-                let _ = writeln!(
-                    out,
-                    "{:>14} {:>12} {:>18} {:>18}  {}",
-                    o.retained_bytes,
-                    o.shallow_bytes,
-                    format!("0x{:x}", o.object_id),
-                    o.dominator_id
-                        .map_or_else(|| "GC roots".to_string(), |d| format!("0x{d:x}")),
-                    o.class
-                );
-            }
-        }
+    }
+
+    /// Finalizers: how many, what they keep, and by class what they hold.
+    fn write_finalizer(&self, out: &mut String, top: usize) {
         let f = &self.finalizer;
         let _ = writeln!(
             out,
@@ -152,6 +145,10 @@ impl Report {
                 let _ = writeln!(out, "{:>12} {:>14}  {}", r.count, r.shallow_bytes, r.class);
             }
         }
+    }
+
+    /// Each thread's name, state and `top` frames.
+    fn write_threads(&self, out: &mut String, top: usize) {
         let _ = writeln!(out, "\nThreads ({})", self.threads.len());
         for t in &self.threads {
             let _ = writeln!(
@@ -164,12 +161,8 @@ impl Report {
                 let _ = writeln!(out, "    {frame}");
             }
         }
-        // Names come from the dump: no escape sequence reaches the terminal.
-        printable_lines(&out)
     }
-}
 
-impl Report {
     fn write_suspects(&self, out: &mut String, suspects: &[Suspect]) {
         let _ = writeln!(
             out,
@@ -203,6 +196,32 @@ impl Report {
             let _ = writeln!(out, "   shortest path from a GC root:");
             write_path(out, &s.path_to_root);
         }
+    }
+}
+
+/// The biggest objects by retained size, `top` rows.
+fn write_dominators(out: &mut String, dominators: &DominatorReport, top: usize) {
+    let _ = writeln!(
+            out,
+            "\nBiggest objects by retained size (top {top}); {} objects kept alive only by their Finalizer",
+            dominators.kept_by_finalizers
+        );
+    let _ = writeln!(
+        out,
+        "{:>14} {:>12} {:>18} {:>18}  class",
+        "retained", "shallow", "object", "dominated by"
+    );
+    for o in dominators.top.iter().take(top) {
+        let _ = writeln!(
+            out,
+            "{:>14} {:>12} {:>18} {:>18}  {}",
+            o.retained_bytes,
+            o.shallow_bytes,
+            format!("0x{:x}", o.object_id),
+            o.dominator_id
+                .map_or_else(|| "GC roots".to_string(), |d| format!("0x{d:x}")),
+            o.class
+        );
     }
 }
 
@@ -245,4 +264,20 @@ pub fn bytes(n: u64) -> String {
     } else {
         format!("{n} B")
     }
+}
+
+/// `text` with its line breaks kept and every other control character
+/// (C0, DEL, C1) replaced by U+FFFD. Class, thread and field names come
+/// from the dump: no escape sequence in one reaches the terminal, and the
+/// damage stays visible.
+pub(crate) fn printable_lines(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }

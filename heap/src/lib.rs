@@ -6,10 +6,15 @@
 //! place. A gzip file is inflated front to back, and a further pass fetches
 //! objects that came before what points at them. The reports (`histogram`,
 //! `finalizer`, `threads`) read the model; `report` prints them.
+//!
+//! A crate of its own: it shares nothing with the analyzer's server, so
+//! `jvmapm heap`, its tests and its fuzz target build without the OTLP
+//! stack, and it can be built with optimizations on its own.
 
 pub mod diff;
 pub mod dominators;
 pub mod dump;
+mod error;
 pub mod finalizer;
 pub mod graph;
 pub mod histogram;
@@ -18,20 +23,21 @@ mod ids;
 pub mod input;
 pub mod layout;
 mod names;
+mod progress;
 pub mod report;
 pub mod retained;
 mod segments;
 pub mod threads;
 
-use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use dump::Dump;
-use hprof::{Header, Parsed};
+pub use error::Error;
+use hprof::{Header, Parsed, Visitor};
 use input::{Input, Mapped, ParseError};
+use progress::Progress;
 use report::Report;
 
 /// Further reads at most, to fetch objects the reports read.
@@ -66,14 +72,17 @@ impl Default for Options {
 /// `-` is standard input. Standard input, a pipe or a FIFO (anything but a
 /// regular file) is opened once and read as a stream, front to back: the
 /// report of one pass (no dominator tree, which reads the heap twice).
-pub fn analyze(path: &Path, options: &Options) -> Result<Report, String> {
+pub fn analyze(path: &Path, options: &Options) -> Result<Report, Error> {
     let file = path.display().to_string();
     let path = if path == Path::new("-") {
         Path::new("/dev/stdin")
     } else {
         path
     };
-    let cannot = |e: std::io::Error| format!("cannot read {file}: {e}");
+    let cannot = |cause| Error::Read {
+        file: file.clone(),
+        cause,
+    };
     let regular = std::fs::metadata(path)
         .map_err(cannot)?
         .file_type()
@@ -93,13 +102,13 @@ pub fn analyze(path: &Path, options: &Options) -> Result<Report, String> {
 }
 
 /// [`analyze`] over a dump in memory, read as a mapped file is.
-pub fn analyze_bytes(bytes: Vec<u8>, file: &str, options: &Options) -> Result<Report, String> {
+pub fn analyze_bytes(bytes: Vec<u8>, file: &str, options: &Options) -> Result<Report, Error> {
     analyze_mapped(Arc::new(Mapped::from_vec(bytes)), file, options)
 }
 
 /// [`analyze`] over any input, read once (so without the dominator tree,
 /// which reads the heap twice); `file` names it in the report.
-pub fn analyze_input(input: Input, file: &str) -> Result<Report, String> {
+pub fn analyze_input(input: Input, file: &str) -> Result<Report, Error> {
     let options = Options {
         dominators: false,
         ..Options::default()
@@ -117,16 +126,19 @@ fn new_dump() -> Dump {
 /// What the pass over the dump found, before the reports.
 type Outcome = Result<Parsed, (Option<Header>, ParseError)>;
 
+/// Opens the dump again, to read it front to back from the start.
+type Reopen<'a> = &'a dyn Fn() -> Result<Input, Error>;
+
 /// Where the dump can be read again, after the first pass.
 enum Source<'a> {
     Mapped(&'a Arc<Mapped>),
     /// Front to back from a new start, when it can be opened again.
-    Streamed(Option<&'a dyn Fn() -> Result<Input, String>>),
+    Streamed(Option<Reopen<'a>>),
 }
 
-impl Source<'_> {
+impl<'a> Source<'a> {
     /// Keeps the fields (or elements) of objects `ids` in the model.
-    fn keep(&self, dump: &mut Dump, ids: &[u64]) -> Result<(), String> {
+    fn keep(&self, dump: &mut Dump, ids: &[u64]) -> Result<(), Error> {
         match self {
             Source::Mapped(mapped) => {
                 let places = if dump.objects.offsets.is_empty() {
@@ -139,16 +151,9 @@ impl Source<'_> {
             Source::Streamed(Some(reopen)) => {
                 dump.wanted.extend(ids.iter().copied());
                 dump.further_pass = true;
-                let mut input = reopen()?;
-                let progress = Progress::start(
-                    input.progress.clone(),
-                    input.file_len,
-                    "reading objects again: ",
-                );
-                let outcome = hprof::parse(&mut input, dump);
-                progress.stop();
+                let read = read_again(*reopen, "reading objects again: ", dump);
                 dump.further_pass = false;
-                outcome.map_err(|(_, e)| format!("the dump changed while it was read: {e}"))?;
+                read?;
             }
             Source::Streamed(None) => {}
         }
@@ -160,31 +165,27 @@ impl Source<'_> {
         Ok(())
     }
 
-    /// Runs `visit` over the dump read again from the start.
-    fn reread(
-        &self,
-        visit: &mut dyn FnMut(&mut Input) -> Result<(), ParseError>,
-    ) -> Result<(), String> {
-        let Source::Streamed(Some(reopen)) = self else {
-            return Err("the dump cannot be read again".into());
-        };
-        let mut input = reopen()?;
-        let progress = Progress::start(
-            input.progress.clone(),
-            input.file_len,
-            "reading references: ",
-        );
-        let read = visit(&mut input);
-        progress.stop();
-        read.map_err(|e| format!("the dump changed while it was read: {e}"))
-    }
-
-    fn can_reread(&self) -> bool {
-        !matches!(self, Source::Streamed(None))
+    /// Where the object graph's references can be read, unless the dump
+    /// is a stream read once.
+    fn references(&self) -> Option<graph::References<'a>> {
+        match self {
+            Source::Mapped(mapped) => Some(graph::References::Mapped(mapped)),
+            Source::Streamed(reopen) => reopen.map(graph::References::Reopened),
+        }
     }
 }
 
-fn analyze_mapped(mapped: Arc<Mapped>, file: &str, options: &Options) -> Result<Report, String> {
+/// Reads the dump again from the start for `visitor`, showing progress as
+/// `what`; a dump that no longer parses has changed since the first pass.
+fn read_again(reopen: Reopen, what: &str, visitor: &mut impl Visitor) -> Result<(), Error> {
+    let mut input = reopen()?;
+    let progress = Progress::start(input.progress.clone(), input.file_len, what);
+    let read = hprof::parse(&mut input, visitor);
+    progress.stop();
+    read.map(|_| ()).map_err(|(_, e)| Error::Changed(e))
+}
+
+fn analyze_mapped(mapped: Arc<Mapped>, file: &str, options: &Options) -> Result<Report, Error> {
     let len = mapped.bytes().len() as u64;
     let done = Arc::new(AtomicU64::new(0));
     let progress = Progress::start(done.clone(), len, "");
@@ -219,9 +220,9 @@ fn keep_what_reports_read(dump: &mut Dump, mapped: &Arc<Mapped>) {
 fn analyze_streamed(
     mut input: Input,
     file: &str,
-    reopen: Option<&dyn Fn() -> Result<Input, String>>,
+    reopen: Option<Reopen>,
     options: &Options,
-) -> Result<Report, String> {
+) -> Result<Report, Error> {
     let progress = Progress::start(input.progress.clone(), input.file_len, "");
     let mut dump = new_dump();
     if !input.compressed {
@@ -244,7 +245,7 @@ fn report(
     input_len: u64,
     source: &Source,
     options: &Options,
-) -> Result<Report, String> {
+) -> Result<Report, Error> {
     let mut cut_between_records = false;
     let (header, partial, failure) = match outcome {
         Ok(parsed) => {
@@ -256,7 +257,12 @@ fn report(
             )
         }
         Err((Some(header), e)) => (header, true, Some(e)),
-        Err((None, e)) => return Err(format!("{file}: {e}")),
+        Err((None, cause)) => {
+            return Err(Error::NotADump {
+                file: file.to_string(),
+                cause,
+            })
+        }
     };
     let mut sizer = histogram::Sizer::new(&dump);
     let (mut counted, histogram_warnings) = histogram::count(&dump, &mut sizer);
@@ -290,8 +296,15 @@ fn report(
             "no dominator tree or paths for a partial dump: the references that are missing would make them wrong".into(),
         );
         Analysis::default()
-    } else if wants_graph && source.can_reread() {
-        dominator_reports(&mut dump, &sizer, source, options, &mut counted.rows)?
+    } else if let (true, Some(references)) = (wants_graph, source.references()) {
+        dominator_reports(
+            &mut dump,
+            &sizer,
+            source,
+            references,
+            options,
+            &mut counted.rows,
+        )?
     } else if wants_graph {
         warnings.push(
             "no dominator tree or paths for a stream (standard input, a pipe): they read the dump twice; give a file for them".into(),
@@ -328,27 +341,26 @@ struct Analysis {
     path_to_root: Option<Vec<retained::Hop>>,
 }
 
-/// Builds the object graph and its dominator tree (unless only a path is
-/// wanted) and makes their reports; adds retained bytes to `rows`.
+/// Builds the object graph (its references read from `references`) and
+/// its dominator tree (unless only a path is wanted) and makes their
+/// reports; adds retained bytes to `rows`.
 fn dominator_reports(
     dump: &mut Dump,
     sizer: &histogram::Sizer,
     source: &Source,
+    references: graph::References,
     options: &Options,
     rows: &mut [histogram::Row],
-) -> Result<Analysis, String> {
+) -> Result<Analysis, Error> {
     let target = options.path_to_root;
-    let mapped = match source {
-        Source::Mapped(mapped) => Some(*mapped),
-        Source::Streamed(_) => None,
-    };
-    let mut graph = graph::build(dump, sizer, mapped, &|visit| source.reread(visit))?;
+    let mapped = matches!(references, graph::References::Mapped(_));
+    let mut graph = graph::build(dump, sizer, references)?;
     let mut analysis = Analysis::default();
     let mut found = Vec::new();
     // Array lengths were for sizes, which the graph now holds; places are
     // found again for the few objects the paths go through.
     dump.objects.lengths = Vec::new();
-    if mapped.is_some() {
+    if mapped {
         dump.objects.offsets = Vec::new();
     }
     if options.dominators {
@@ -379,10 +391,7 @@ fn dominator_reports(
         });
     }
     let target_node = match target {
-        Some(id) => Some(
-            node_of(dump, &graph, id)
-                .ok_or_else(|| format!("--path-to-root: no object 0x{id:x} ({id}) in the dump"))?,
-        ),
+        Some(id) => Some(node_of(dump, &graph, id).ok_or(Error::NoSuchObject(id))?),
         None => None,
     };
     let paths: Vec<Vec<u32>> = found
@@ -434,7 +443,7 @@ fn node_of(dump: &Dump, graph: &graph::ObjectGraph, id: u64) -> Option<u32> {
 /// Keeps what the thread report reads and the first pass could not keep:
 /// objects that came before what points at them (a thread's name before
 /// the thread), a step of the chain at a time.
-fn keep_what_threads_read(dump: &mut Dump, source: &Source) -> Result<(), String> {
+fn keep_what_threads_read(dump: &mut Dump, source: &Source) -> Result<(), Error> {
     for _ in 0..FURTHER_PASSES {
         let unresolved = threads::unresolved(dump);
         if unresolved.is_empty() {
@@ -443,63 +452,6 @@ fn keep_what_threads_read(dump: &mut Dump, source: &Source) -> Result<(), String
         source.keep(dump, &unresolved)?;
     }
     Ok(())
-}
-
-/// Bytes done, rate and time left on stderr while the dump is read, when
-/// stderr is a terminal.
-struct Progress {
-    done: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Progress {
-    /// Shows `read` of `total` bytes until stopped.
-    fn start(read: Arc<AtomicU64>, total: u64, what: &str) -> Progress {
-        let what = what.to_string();
-        let done = Arc::new(AtomicBool::new(false));
-        if !std::io::stderr().is_terminal() {
-            return Progress { done, thread: None };
-        }
-        let stop = done.clone();
-        let thread = std::thread::spawn(move || {
-            let started = Instant::now();
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(250));
-                let bytes = read.load(Ordering::Relaxed);
-                let seconds = started.elapsed().as_secs_f64().max(0.001);
-                let rate = bytes as f64 / seconds;
-                let left = total.saturating_sub(bytes) as f64 / rate.max(1.0);
-                if total == 0 {
-                    eprint!(
-                        "\rjvmapm heap: {what}{}, {}/s   ",
-                        report::bytes(bytes),
-                        report::bytes(rate as u64),
-                    );
-                    continue;
-                }
-                eprint!(
-                    "\rjvmapm heap: {what}{} of {} ({:.0}%), {}/s, {:.0} s left   ",
-                    report::bytes(bytes),
-                    report::bytes(total),
-                    bytes as f64 * 100.0 / total as f64,
-                    report::bytes(rate as u64),
-                    left
-                );
-            }
-            eprint!("\r{:70}\r", "");
-        });
-        Progress {
-            done,
-            thread: Some(thread),
-        }
-    }
-
-    fn stop(self) {
-        self.done.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread {
-            let _ = t.join();
-        }
-    }
 }
 
 #[cfg(test)]

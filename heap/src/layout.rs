@@ -10,7 +10,7 @@
 //! are addresses: objects allocated one after the other lie one size apart,
 //! so the layout whose sizes explain the most gaps between neighbours wins.
 
-use crate::heap::hprof::basic;
+use crate::hprof::basic;
 
 /// One way the JVM may have laid objects out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,9 +4,9 @@
 
 use serde::Serialize;
 
-use crate::heap::dump::{Dump, FIRST_CLASS_SLOT};
-use crate::heap::hprof::basic;
-use crate::heap::layout::{Detector, Layout, LAYOUTS};
+use crate::dump::{Dump, FIRST_CLASS_SLOT};
+use crate::hprof::basic;
+use crate::layout::{Detector, Layout, LAYOUTS};
 
 /// One row of the histogram.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -122,7 +122,7 @@ impl Sizer {
 
     /// The size of a class's `java.lang.Class` object: its own fields, then
     /// the class's static fields.
-    pub fn mirror_size(&self, class: &crate::heap::hprof::ClassDump) -> u64 {
+    pub fn mirror_size(&self, class: &crate::hprof::ClassDump) -> u64 {
         let base = self.class_class.map_or(0, |slot| self.size(slot, 0));
         let layout = self.layout();
         let statics: u64 = class
@@ -264,43 +264,4 @@ fn mirrors(dump: &Dump, sizer: &Sizer) -> Option<Row> {
         shallow_bytes: dumped.iter().map(|c| sizer.mirror_size(c)).sum(),
         retained_bytes: None,
     })
-}
-
-/// A JVM class name (`java/lang/String`, `[[I`, `[Ljava/lang/Object;`) in
-/// Java form (`java.lang.String`, `int[][]`, `java.lang.Object[]`).
-pub fn java_name(internal: &str) -> String {
-    let dims = internal.bytes().take_while(|&b| b == b'[').count();
-    if dims == 0 {
-        return internal.replace('/', ".");
-    }
-    let element = &internal[dims..];
-    let base = match element.as_bytes().first() {
-        Some(b'L') => element[1..].trim_end_matches(';').replace('/', "."),
-        Some(b'Z') => "boolean".into(),
-        Some(b'C') => "char".into(),
-        Some(b'F') => "float".into(),
-        Some(b'D') => "double".into(),
-        Some(b'B') => "byte".into(),
-        Some(b'S') => "short".into(),
-        Some(b'I') => "int".into(),
-        Some(b'J') => "long".into(),
-        _ => element.replace('/', "."),
-    };
-    format!("{base}{}", "[]".repeat(dims))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn class_names_read_as_java_writes_them() {
-        assert_eq!(java_name("java/lang/String"), "java.lang.String");
-        assert_eq!(java_name("[Ljava/lang/Object;"), "java.lang.Object[]");
-        assert_eq!(java_name("[[I"), "int[][]");
-        assert_eq!(
-            java_name("java/util/HashMap$Node"),
-            "java.util.HashMap$Node"
-        );
-    }
 }

@@ -2,9 +2,9 @@
 //! thousands of damaged copies that must give an error or a partial report,
 //! never a panic or a hang.
 
-use crate::heap::hprof::basic;
-use crate::heap::input::Input;
-use crate::heap::{analyze_bytes, analyze_input, report::Report, Options};
+use crate::hprof::basic;
+use crate::input::Input;
+use crate::{analyze, analyze_bytes, analyze_input, report::Report, Error, Options};
 
 /// Writes HPROF records with `id` bytes per identifier.
 struct Writer {
@@ -123,7 +123,7 @@ fn sample(id_size: u8) -> Vec<u8> {
 /// The report read front to back, after checking that reading the same
 /// bytes as a mapped file (segments parsed apart) gives the same one, and
 /// that the dominator tree can be made of them.
-fn run(bytes: Vec<u8>) -> Result<Report, String> {
+fn run(bytes: Vec<u8>) -> Result<Report, Error> {
     let with_tree = analyze_bytes(bytes.clone(), "sample", &Options::default());
     if let Ok(report) = &with_tree {
         assert!(report.partial || report.dominators.is_some());
@@ -188,6 +188,33 @@ fn an_unknown_record_is_skipped_with_a_warning() {
     );
 }
 
+/// What `jvmapm heap` prints when it gives no report names the file, the
+/// byte or the object at fault.
+#[test]
+fn errors_name_the_file_the_byte_or_the_object_at_fault() {
+    let missing = analyze("/nonexistent/app.hprof".as_ref(), &Options::default()).unwrap_err();
+    assert!(
+        missing
+            .to_string()
+            .starts_with("cannot read /nonexistent/app.hprof: "),
+        "{missing}"
+    );
+    let notes = analyze_bytes(b"not a dump\0".to_vec(), "notes.txt", &Options::default());
+    assert_eq!(
+        notes.unwrap_err().to_string(),
+        "notes.txt: at byte 0: expected \"JAVA PROFILE 1.0.x\" at the start, found \"not a dump\": not an HPROF heap dump"
+    );
+    let options = Options {
+        path_to_root: Some(0xdead),
+        ..Options::default()
+    };
+    let absent = analyze_bytes(sample(8), "sample", &options).unwrap_err();
+    assert_eq!(
+        absent.to_string(),
+        "--path-to-root: no object 0xdead (57005) in the dump"
+    );
+}
+
 #[test]
 fn damaged_dumps_give_an_error_or_a_partial_report_never_a_panic() {
     let original = sample(8);
@@ -224,14 +251,14 @@ fn damaged_dumps_give_an_error_or_a_partial_report_never_a_panic() {
                 report.partial || !cut,
                 "round {round}: a cut dump is partial"
             ),
-            Err(e) => assert!(e.contains("at byte"), "{e}"),
+            Err(e) => assert!(e.to_string().contains("at byte"), "{e}"),
         }
     }
 }
 
 #[test]
 fn packed_ids_come_back_as_they_were_and_odd_ones_stay_unpacked() {
-    use crate::heap::dump::Objects;
+    use crate::dump::Objects;
     let ids = [
         0x7_0000_0010u64,
         0x7_0000_0018,

@@ -6,8 +6,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::heap::report::{bytes, Report};
-use crate::printable::printable_lines;
+use crate::report::{bytes, printable_lines, Report};
 
 /// One class in both dumps.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -6,7 +6,7 @@
 //! it does not know cannot be skipped (sub-records carry no length), so the
 //! rest of that segment is skipped and the report is marked partial.
 
-use crate::heap::input::{Input, ParseError};
+use crate::input::{Input, ParseError};
 
 /// What the dump's header says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -393,70 +393,8 @@ impl Parser<'_> {
                     let fields = self.input.bytes(n, "an instance's field values")?;
                     v.instance(at, object, class_id, fields);
                 }
-                0x22 => {
-                    let object = self.input.id(id, "an object array id")?;
-                    self.input.u32("a stack trace serial")?;
-                    let length = self.input.u32("an object array's length")?;
-                    let class_id = self.input.id(id, "an object array's class id")?;
-                    v.object_array(at, object, class_id, length);
-                    let mut left = u64::from(length) * u64::from(id);
-                    while left > 0 {
-                        let n = left.min(ELEMENT_CHUNK as u64) as usize;
-                        let ids = match self.input.bytes(n, "an object array's elements") {
-                            Ok(ids) => ids,
-                            Err(e) => {
-                                // Counted at the elements there are.
-                                let done = u64::from(length) * u64::from(id) - left;
-                                let present = (done + self.input.left() as u64) / u64::from(id);
-                                v.array_cut_short(present as u32);
-                                return Err(e);
-                            }
-                        };
-                        v.object_array_elements(ids);
-                        left -= n as u64;
-                    }
-                }
-                0x23 => {
-                    let object = self.input.id(id, "a primitive array id")?;
-                    self.input.u32("a stack trace serial")?;
-                    let length = self.input.u32("a primitive array's length")?;
-                    let element_type = self.input.u8("a primitive array's element type")?;
-                    let size = basic::dump_size(element_type, id)
-                        .filter(|_| element_type != basic::OBJECT)
-                        .ok_or_else(|| ParseError {
-                            offset: self.input.offset() - 1,
-                            expected: format!(
-                                "a primitive element type (4 to 11), found {element_type}"
-                            ),
-                        })?;
-                    let bytes = u64::from(length) * size as u64;
-                    let start = self.input.offset();
-                    let read = if bytes as usize <= MAX_WHOLE && v.wants_array_content(object) {
-                        match self
-                            .input
-                            .bytes(bytes as usize, "a primitive array's elements")
-                        {
-                            Ok(data) => {
-                                v.primitive_array_content(object, element_type, data);
-                                Ok(())
-                            }
-                            Err(e) => Err((e, self.input.left() as u64)),
-                        }
-                    } else {
-                        self.input
-                            .skip(bytes, "a primitive array's elements")
-                            .map_err(|e| (e, self.input.offset() - start))
-                    };
-                    match read {
-                        Ok(()) => v.primitive_array(at, object, element_type, length),
-                        Err((e, present)) => {
-                            // Counted at the elements there are.
-                            let present = (present / size as u64) as u32;
-                            v.primitive_array(at, object, element_type, present);
-                            return Err(e);
-                        }
-                    }
-                }
+                0x22 => self.object_array(v, at)?,
+                0x23 => self.primitive_array(v, at)?,
                 other => {
                     v.warning(format!(
                         "unknown heap dump sub-record tag 0x{other:02X} at byte {at}: the rest of its segment ({} bytes) is skipped",
@@ -476,6 +414,82 @@ impl Parser<'_> {
             }
         }
         Ok(())
+    }
+
+    /// An object array starting at `at`, its elements handed over a chunk
+    /// at a time.
+    #[inline]
+    fn object_array(&mut self, v: &mut impl Visitor, at: u64) -> Result<(), ParseError> {
+        let id = self.id;
+        let object = self.input.id(id, "an object array id")?;
+        self.input.u32("a stack trace serial")?;
+        let length = self.input.u32("an object array's length")?;
+        let class_id = self.input.id(id, "an object array's class id")?;
+        v.object_array(at, object, class_id, length);
+        let mut left = u64::from(length) * u64::from(id);
+        while left > 0 {
+            let n = left.min(ELEMENT_CHUNK as u64) as usize;
+            let ids = match self.input.bytes(n, "an object array's elements") {
+                Ok(ids) => ids,
+                Err(e) => {
+                    // Counted at the elements there are.
+                    let done = u64::from(length) * u64::from(id) - left;
+                    let present = (done + self.input.left() as u64) / u64::from(id);
+                    v.array_cut_short(present as u32);
+                    return Err(e);
+                }
+            };
+            v.object_array_elements(ids);
+            left -= n as u64;
+        }
+        Ok(())
+    }
+
+    /// A primitive array starting at `at`; its elements are read only when
+    /// the visitor wants them.
+    #[inline]
+    fn primitive_array(&mut self, v: &mut impl Visitor, at: u64) -> Result<(), ParseError> {
+        let id = self.id;
+        let object = self.input.id(id, "a primitive array id")?;
+        self.input.u32("a stack trace serial")?;
+        let length = self.input.u32("a primitive array's length")?;
+        let element_type = self.input.u8("a primitive array's element type")?;
+        let size = basic::dump_size(element_type, id)
+            .filter(|_| element_type != basic::OBJECT)
+            .ok_or_else(|| ParseError {
+                offset: self.input.offset() - 1,
+                expected: format!("a primitive element type (4 to 11), found {element_type}"),
+            })?;
+        let bytes = u64::from(length) * size as u64;
+        let start = self.input.offset();
+        let read = if bytes as usize <= MAX_WHOLE && v.wants_array_content(object) {
+            match self
+                .input
+                .bytes(bytes as usize, "a primitive array's elements")
+            {
+                Ok(data) => {
+                    v.primitive_array_content(object, element_type, data);
+                    Ok(())
+                }
+                Err(e) => Err((e, self.input.left() as u64)),
+            }
+        } else {
+            self.input
+                .skip(bytes, "a primitive array's elements")
+                .map_err(|e| (e, self.input.offset() - start))
+        };
+        match read {
+            Ok(()) => {
+                v.primitive_array(at, object, element_type, length);
+                Ok(())
+            }
+            Err((e, present)) => {
+                // Counted at the elements there are.
+                let present = (present / size as u64) as u32;
+                v.primitive_array(at, object, element_type, present);
+                Err(e)
+            }
+        }
     }
 
     /// A root: its object id and `extra` u32s (thread serial first).

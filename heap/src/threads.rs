@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::heap::dump::Dump;
+use crate::dump::Dump;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ThreadInfo {

@@ -8,10 +8,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::heap::dump::{Dump, Objects, RecentSlots, Root, Roots};
-use crate::heap::hprof::{self, ClassDump, Parsed, RootKind, Visitor};
-use crate::heap::ids::{IdMap, IdSet};
-use crate::heap::input::{Input, Mapped, ParseError};
+use crate::dump::{Dump, Objects, RecentSlots, Root, Roots};
+use crate::hprof::{self, ClassDump, Parsed, RootKind, Visitor};
+use crate::ids::{IdMap, IdSet};
+use crate::input::{Input, Mapped, ParseError};
 
 /// Slots from here up are a part's own for classes no LOAD CLASS named;
 /// joining gives them their real slots.

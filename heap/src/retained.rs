@@ -5,10 +5,10 @@
 
 use serde::Serialize;
 
-use crate::heap::dominators::{self, Dominators, NONE};
-use crate::heap::dump::Dump;
-use crate::heap::graph::ObjectGraph;
-use crate::heap::hprof::{basic, RootKind};
+use crate::dominators::{self, Dominators, NONE};
+use crate::dump::Dump;
+use crate::graph::ObjectGraph;
+use crate::hprof::{basic, RootKind};
 
 /// A suspect keeps more than this share of the heap.
 const SUSPECT_SHARE: f64 = 0.10;
@@ -228,9 +228,25 @@ impl Found {
 /// The suspects: the topmost objects keeping more than a tenth of the heap
 /// (their dominators keep less), then classes whose objects together do.
 pub fn suspects(graph: &ObjectGraph, retained: &Retained, class_of: &[u32]) -> Vec<Found> {
+    let heap = retained.retained[graph.root as usize];
+    let big = |v: u32| retained.retained[v as usize] as f64 > heap as f64 * SUSPECT_SHARE;
+    let mut found = object_suspects(graph, retained, class_of, big);
+    let classes = class_suspects(graph, retained, class_of, &found, big);
+    found.extend(classes);
+    found.sort_by_key(|f| (std::cmp::Reverse(f.retained), f.node));
+    found
+}
+
+/// The topmost objects that are `big` (their dominators are not), each
+/// with where its memory piles up.
+fn object_suspects(
+    graph: &ObjectGraph,
+    retained: &Retained,
+    class_of: &[u32],
+    big: impl Fn(u32) -> bool,
+) -> Vec<Found> {
     let root = graph.root;
     let heap = retained.retained[root as usize];
-    let big = |v: u32| retained.retained[v as usize] as f64 > heap as f64 * SUSPECT_SHARE;
     let mut found: Vec<Found> = (0..root)
         .filter(|&v| big(v))
         .filter(|&v| {
@@ -272,12 +288,24 @@ pub fn suspects(graph: &ObjectGraph, retained: &Retained, class_of: &[u32]) -> V
             ..pile
         });
     }
-    drop(biggest_child);
-    // What the object suspects hold is theirs: a class is a suspect of its
-    // own when its objects keep a tenth of the heap together, none alone,
-    // and most of what they keep lies outside the object suspects.
+    found
+}
+
+/// What the object suspects (`found`) hold is theirs: a class is a suspect
+/// of its own when its objects keep a tenth of the heap together, none
+/// alone (`big`), and most of what they keep lies outside the object
+/// suspects.
+fn class_suspects(
+    graph: &ObjectGraph,
+    retained: &Retained,
+    class_of: &[u32],
+    found: &[Found],
+    big: impl Fn(u32) -> bool,
+) -> Vec<Found> {
+    let root = graph.root;
+    let heap = retained.retained[root as usize];
     let mut under = vec![false; graph.shallow.len()];
-    for f in &found {
+    for f in found {
         under[f.node as usize] = true;
     }
     for &v in &retained.preorder {
@@ -306,6 +334,7 @@ pub fn suspects(graph: &ObjectGraph, retained: &Retained, class_of: &[u32]) -> V
     drop(under);
     // Classes themselves (java.lang.Class) are suspects only one by one.
     let mirrors = class_of.get(graph.objects).copied().unwrap_or(NONE);
+    let mut classes = Vec::new();
     for (slot, &bytes) in retained.per_class.iter().enumerate() {
         let (count, held, biggest) = instances[slot];
         if slot as u32 != mirrors
@@ -314,7 +343,7 @@ pub fn suspects(graph: &ObjectGraph, retained: &Retained, class_of: &[u32]) -> V
             && !big(biggest)
             && held < bytes / 2
         {
-            found.push(Found {
+            classes.push(Found {
                 node: biggest,
                 kind: "class",
                 retained: bytes,
@@ -328,8 +357,7 @@ pub fn suspects(graph: &ObjectGraph, retained: &Retained, class_of: &[u32]) -> V
             });
         }
     }
-    found.sort_by_key(|f| (std::cmp::Reverse(f.retained), f.node));
-    found
+    classes
 }
 
 /// What hangs from `at`: the class whose dominated children keep the most,
@@ -428,7 +456,7 @@ fn root_kind(names: &Names, node: u32) -> String {
     else {
         return kind;
     };
-    let name = crate::heap::threads::name(dump, thread.object_id).unwrap_or_else(|| "?".into());
+    let name = crate::threads::name(dump, thread.object_id).unwrap_or_else(|| "?".into());
     let frame = (root.kind == RootKind::JavaFrame)
         .then(|| {
             dump.traces
@@ -436,7 +464,7 @@ fn root_kind(names: &Names, node: u32) -> String {
                 .get(root.info[1] as usize)
         })
         .flatten()
-        .map(|&frame| format!(", {}", crate::heap::threads::frame_text(dump, frame)))
+        .map(|&frame| format!(", {}", crate::threads::frame_text(dump, frame)))
         .unwrap_or_default();
     format!("{kind} in thread \"{name}\"{frame}")
 }

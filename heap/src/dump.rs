@@ -9,9 +9,9 @@ use std::collections::HashMap;
 
 use std::sync::Arc;
 
-use crate::heap::hprof::{basic, ClassDump, FieldDef, Frame, Header, RootKind, Visitor};
-use crate::heap::ids::{IdMap, IdSet};
-use crate::heap::input::{Input, Mapped, ParseError};
+use crate::hprof::{basic, ClassDump, FieldDef, Frame, Header, RootKind, Visitor};
+use crate::ids::{IdMap, IdSet};
+use crate::input::{Input, Mapped, ParseError};
 
 /// Slots below this are primitive arrays, by element type; a class's slot
 /// is this plus its index in [`Dump::classes`].
@@ -298,7 +298,7 @@ pub struct Dump {
     array_kept: Option<u64>,
     recent_slots: RecentSlots,
     pub warnings: Vec<String>,
-    /// Heap dump segments left for [`crate::heap::segments`] to parse, when
+    /// Heap dump segments left for [`crate::segments`] to parse, when
     /// it parses them (a mapped dump); `None` parses them in the pass.
     pub deferred_segments: Option<Vec<(u64, u64)>>,
 }
@@ -421,7 +421,7 @@ impl Dump {
     /// A class's name in Java form.
     pub fn class_name(&self, class_id: u64) -> String {
         match self.internal_name(class_id) {
-            Some(name) => crate::heap::histogram::java_name(name),
+            Some(name) => crate::names::java_name(name),
             None => format!("<class 0x{class_id:x}>"),
         }
     }
@@ -430,7 +430,7 @@ impl Dump {
     pub fn slot_name(&self, slot: u32) -> String {
         match self.class(slot) {
             Some(class) => self.class_name(class.id),
-            None => format!("{}[]", crate::heap::hprof::basic::java_name(slot as u8)),
+            None => format!("{}[]", crate::hprof::basic::java_name(slot as u8)),
         }
     }
 
@@ -626,7 +626,7 @@ impl Visitor for Dump {
     fn utf8(&mut self, id: u64, text: &[u8]) {
         if !self.further_pass {
             self.strings
-                .insert(id, crate::heap::names::modified_utf8(text).into());
+                .insert(id, crate::names::modified_utf8(text).into());
         }
     }
 

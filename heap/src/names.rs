@@ -30,6 +30,29 @@ pub fn modified_utf8(bytes: &[u8]) -> String {
     String::from_utf16_lossy(&units)
 }
 
+/// A JVM class name (`java/lang/String`, `[[I`, `[Ljava/lang/Object;`) in
+/// Java form (`java.lang.String`, `int[][]`, `java.lang.Object[]`).
+pub fn java_name(internal: &str) -> String {
+    let dims = internal.bytes().take_while(|&b| b == b'[').count();
+    if dims == 0 {
+        return internal.replace('/', ".");
+    }
+    let element = &internal[dims..];
+    let base = match element.as_bytes().first() {
+        Some(b'L') => element[1..].trim_end_matches(';').replace('/', "."),
+        Some(b'Z') => "boolean".into(),
+        Some(b'C') => "char".into(),
+        Some(b'F') => "float".into(),
+        Some(b'D') => "double".into(),
+        Some(b'B') => "byte".into(),
+        Some(b'S') => "short".into(),
+        Some(b'I') => "int".into(),
+        Some(b'J') => "long".into(),
+        _ => element.replace('/', "."),
+    };
+    format!("{base}{}", "[]".repeat(dims))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,5 +65,16 @@ mod tests {
         let smile = [0xED, 0xA0, 0xBD, 0xED, 0xB8, 0x80];
         assert_eq!(modified_utf8(&smile), "\u{1F600}");
         assert_eq!(modified_utf8(&[0xFF, b'x']), "\u{FFFD}x");
+    }
+
+    #[test]
+    fn class_names_read_as_java_writes_them() {
+        assert_eq!(java_name("java/lang/String"), "java.lang.String");
+        assert_eq!(java_name("[Ljava/lang/Object;"), "java.lang.Object[]");
+        assert_eq!(java_name("[[I"), "int[][]");
+        assert_eq!(
+            java_name("java/util/HashMap$Node"),
+            "java.util.HashMap$Node"
+        );
     }
 }
