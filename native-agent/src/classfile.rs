@@ -1060,7 +1060,13 @@ mod tests {
 
     #[test]
     fn an_added_field_comes_with_its_interface_and_accessors() {
-        const TEXT: FieldAccess = crate::probe::STATEMENT_SQL;
+        const TEXT: FieldAccess = FieldAccess {
+            interface: "example/Hooks$Text",
+            field: "example$text",
+            descriptor: "Ljava/lang/String;",
+            getter: "example$text",
+            setter: "example$setText",
+        };
         for bytes in REAL_CLASSES {
             let class = ClassFile::parse(bytes).unwrap();
             if class.is_interface() {
@@ -1079,8 +1085,8 @@ mod tests {
                 .iter()
                 .map(|m| (m.name.as_str(), m.descriptor.as_str()))
                 .collect();
-            assert!(signatures.contains(&("jvmapm$sql", "()Ljava/lang/String;")));
-            assert!(signatures.contains(&("jvmapm$setSql", "(Ljava/lang/String;)V")));
+            assert!(signatures.contains(&(TEXT.getter, "()Ljava/lang/String;")));
+            assert!(signatures.contains(&(TEXT.setter, "(Ljava/lang/String;)V")));
             assert_eq!(again.methods.len(), class.methods.len() + 2);
             let fields = |c: &ClassFile| {
                 u16::from_be_bytes([c.bytes[c.fields_count_at], c.bytes[c.fields_count_at + 1]])

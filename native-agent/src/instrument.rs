@@ -10,8 +10,9 @@ use std::ffi::{c_char, c_void, CStr};
 use std::sync::OnceLock;
 
 use crate::classfile::{self, ClassFile, Method, Probe, Refusal};
-use crate::jni::{Global, Jni, JniResult};
-use crate::jvmti::{JInt, JniEnvPtr, Jvmti, RawEnv};
+use crate::guard;
+use crate::jni::{Global, JInt, Jni, JniResult};
+use crate::jvmti::{JniEnvPtr, Jvmti, RawEnv};
 use crate::log::line;
 use crate::options::{LogLevel, MethodHook};
 use crate::probe::{HttpProbe, MethodProbe, PrepareProbe, SqlProbe, STATEMENT_SQL};
@@ -319,7 +320,7 @@ pub unsafe extern "system" fn on_class_file_load(
     if !ready.targets.worth_parsing(name.to_bytes(), original) {
         return;
     }
-    crate::agent::guarded("ClassFileLoadHook", || {
+    guard::guarded("ClassFileLoadHook", || {
         let class_name = name.to_string_lossy();
         match rewrite(ready, loader, name, original) {
             Ok(Some(bytes)) => match ready.jvmti.allocate(bytes.len()) {

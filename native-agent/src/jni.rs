@@ -8,7 +8,54 @@
 use std::ffi::{c_char, c_void, CStr};
 use std::mem::MaybeUninit;
 
-use crate::jvmti::{JInt, JavaVm, JNI_OK};
+pub type JInt = i32;
+pub const JNI_OK: JInt = 0;
+pub const JNI_ERR: JInt = -1;
+
+/// `JavaVM`: a pointer to the invocation interface.
+#[repr(C)]
+pub struct JavaVm {
+    functions: *const InvokeInterface,
+}
+
+#[repr(C)]
+struct InvokeInterface {
+    reserved: [*const c_void; 3],
+    destroy_java_vm: *const c_void,
+    attach_current_thread: *const c_void,
+    detach_current_thread: *const c_void,
+    get_env: unsafe extern "system" fn(*mut JavaVm, *mut *mut c_void, JInt) -> JInt,
+    attach_current_thread_as_daemon:
+        unsafe extern "system" fn(*mut JavaVm, *mut *mut c_void, *mut c_void) -> JInt,
+}
+
+impl JavaVm {
+    /// `GetEnv`: the environment of `version` (JNI or JVMTI) for the calling
+    /// thread, which the JVM runs already.
+    ///
+    /// # Safety
+    /// `vm` must be the JVM's `JavaVM` pointer.
+    pub unsafe fn get_env(vm: *mut JavaVm, version: JInt) -> Result<*mut c_void, JInt> {
+        let mut env: *mut c_void = std::ptr::null_mut();
+        let result = ((*(*vm).functions).get_env)(vm, &mut env, version);
+        if result != JNI_OK || env.is_null() {
+            return Err(result);
+        }
+        Ok(env)
+    }
+
+    /// `AttachCurrentThreadAsDaemon`.
+    ///
+    /// # Safety
+    /// `vm` must be the JVM's `JavaVM` pointer; `args` a `JavaVMAttachArgs` or null.
+    pub unsafe fn attach_current_thread_as_daemon(
+        vm: *mut JavaVm,
+        env: *mut *mut c_void,
+        args: *mut c_void,
+    ) -> JInt {
+        ((*(*vm).functions).attach_current_thread_as_daemon)(vm, env, args)
+    }
+}
 
 pub type JObject = *mut c_void;
 pub type JMethodId = *mut c_void;
@@ -119,7 +166,7 @@ impl Jni {
     /// # Safety
     /// `vm` must be the JVM's `JavaVM` pointer.
     pub unsafe fn current(vm: *mut JavaVm) -> Result<Jni, JInt> {
-        JavaVm::jni_env(vm, JNI_VERSION_1_8).map(|env| Jni { env: env.cast() })
+        JavaVm::get_env(vm, JNI_VERSION_1_8).map(|env| Jni { env: env.cast() })
     }
 
     /// Attaches the current native thread to the JVM as a daemon thread named

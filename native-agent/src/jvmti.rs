@@ -6,54 +6,9 @@
 
 use std::ffi::{c_char, c_void, CStr};
 
-pub type JInt = i32;
-pub const JNI_OK: JInt = 0;
-pub const JNI_ERR: JInt = -1;
+use crate::jni::{JInt, JavaVm, RawJniEnv, JNI_ERR};
+
 const JVMTI_VERSION_1_2: JInt = 0x3001_0200;
-
-/// `JavaVM`: a pointer to the invocation interface.
-#[repr(C)]
-pub struct JavaVm {
-    functions: *const InvokeInterface,
-}
-
-#[repr(C)]
-struct InvokeInterface {
-    reserved: [*const c_void; 3],
-    destroy_java_vm: *const c_void,
-    attach_current_thread: *const c_void,
-    detach_current_thread: *const c_void,
-    get_env: unsafe extern "system" fn(*mut JavaVm, *mut *mut c_void, JInt) -> JInt,
-    attach_current_thread_as_daemon:
-        unsafe extern "system" fn(*mut JavaVm, *mut *mut c_void, *mut c_void) -> JInt,
-}
-
-impl JavaVm {
-    /// `GetEnv` for a JNI environment of the calling thread (attached already).
-    ///
-    /// # Safety
-    /// `vm` must be the JVM's `JavaVM` pointer.
-    pub unsafe fn jni_env(vm: *mut JavaVm, version: JInt) -> Result<*mut c_void, JInt> {
-        let mut env: *mut c_void = std::ptr::null_mut();
-        let result = ((*(*vm).functions).get_env)(vm, &mut env, version);
-        if result != JNI_OK || env.is_null() {
-            return Err(result);
-        }
-        Ok(env)
-    }
-
-    /// `AttachCurrentThreadAsDaemon`.
-    ///
-    /// # Safety
-    /// `vm` must be the JVM's `JavaVM` pointer; `args` a `JavaVMAttachArgs` or null.
-    pub unsafe fn attach_current_thread_as_daemon(
-        vm: *mut JavaVm,
-        env: *mut *mut c_void,
-        args: *mut c_void,
-    ) -> JInt {
-        ((*(*vm).functions).attach_current_thread_as_daemon)(vm, env, args)
-    }
-}
 
 /// `jvmtiEnv`: a pointer to the function table.
 #[repr(C)]
@@ -93,7 +48,7 @@ pub enum Capability {
 }
 
 /// The `JNIEnv*` a callback receives.
-pub type JniEnvPtr = *mut crate::jni::RawJniEnv;
+pub type JniEnvPtr = *mut RawJniEnv;
 type Thread = *mut c_void;
 pub type VmInitCallback = unsafe extern "system" fn(*mut RawEnv, JniEnvPtr, Thread);
 pub type VmDeathCallback = unsafe extern "system" fn(*mut RawEnv, JniEnvPtr);
@@ -150,12 +105,7 @@ impl Jvmti {
         if vm.is_null() {
             return Err(JNI_ERR);
         }
-        let mut env: *mut c_void = std::ptr::null_mut();
-        let result = ((*(*vm).functions).get_env)(vm, &mut env, JVMTI_VERSION_1_2);
-        if result != JNI_OK || env.is_null() {
-            return Err(result);
-        }
-        Ok(Jvmti { env: env.cast() })
+        JavaVm::get_env(vm, JVMTI_VERSION_1_2).map(|env| Jvmti { env: env.cast() })
     }
 
     /// The function in `slot`, as `F` (a matching `extern "system"` fn pointer type).

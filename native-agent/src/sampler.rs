@@ -13,10 +13,10 @@ use opentelemetry::KeyValue;
 use crate::clock;
 use crate::exporter::Queue;
 use crate::gc::{self, Collection, Pause, PAUSES};
+use crate::guard;
 use crate::heapdump::{self, Dumper, Trigger};
 use crate::instrument;
-use crate::jni::{JValue, Jni, Method};
-use crate::jvmti::JavaVm;
+use crate::jni::{JValue, JavaVm, Jni, Method};
 use crate::log::{self, line};
 use crate::management::{Management, MemoryKind};
 use crate::metrics::Instruments;
@@ -365,7 +365,7 @@ pub fn start(
             // The collectors tell their collections from now on, so that
             // even the first pauses are named (this reads no management
             // numbers and leaves the MBean server and logging alone).
-            crate::agent::guarded("Hooks.watchCollections", || {
+            guard::guarded("Hooks.watchCollections", || {
                 if let Ok(mut sampler) = sampler.lock() {
                     sampler.watch_collections(&jni);
                 }
@@ -375,7 +375,7 @@ pub fn start(
                 if stop.load(Ordering::Acquire) {
                     break;
                 }
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let outcome = guard::caught(|| {
                     if let Ok(mut sampler) = sampler.lock() {
                         let started = Instant::now();
                         sampler.round(&jni, false);
@@ -383,8 +383,8 @@ pub fn start(
                             format!("sampling round took {} us", started.elapsed().as_micros())
                         });
                     }
-                }));
-                if outcome.is_err() {
+                });
+                if outcome.is_none() {
                     line(LogLevel::Error, "the sampler failed; no more JVM numbers");
                     return;
                 }

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::clock;
 use crate::ended::{self, SqlEnd, TransactionEnd};
+use crate::guard;
 use crate::interned::STRING_IDS;
 use crate::jni::{JObject, Jni, RawJniEnv};
 use crate::ring;
@@ -443,7 +444,7 @@ pub unsafe extern "system" fn native_begin(
     traceparent: JObject,
 ) -> i64 {
     let mut token = 0u64;
-    crate::agent::guarded("Hooks.begin", || {
+    guard::guarded("Hooks.begin", || {
         let parent = if traceparent.is_null() {
             None
         } else {
@@ -473,7 +474,7 @@ pub unsafe extern "system" fn native_end(
     path_is_route: u8,
     path: JObject,
 ) {
-    crate::agent::guarded("Hooks.end", || {
+    guard::guarded("Hooks.end", || {
         let Some(t) = close(token as u64) else {
             return;
         };
@@ -532,7 +533,7 @@ pub unsafe extern "system" fn native_end_sql(
     start_nanos: i64,
     error: i32,
 ) {
-    crate::agent::guarded("Hooks.endSql", || {
+    guard::guarded("Hooks.endSql", || {
         let Some((trace_id, parent_span_id, span_id, start_ns, duration_ns)) =
             sql_call(transaction as u64, start_nanos as u64)
         else {
@@ -569,7 +570,7 @@ pub unsafe extern "system" fn native_thread_name(
     name: JObject,
 ) -> u8 {
     let mut written = false;
-    crate::agent::guarded("Hooks.threadName", || {
+    guard::guarded("Hooks.threadName", || {
         let mut buf = [MaybeUninit::<u8>::uninit(); ended::MAX_THREAD_NAME + 1];
         let name = if name.is_null() {
             &[]
@@ -589,7 +590,7 @@ pub unsafe extern "system" fn native_intern(
     text: JObject,
 ) -> i32 {
     let mut id = 0;
-    crate::agent::guarded("Hooks.intern", || {
+    guard::guarded("Hooks.intern", || {
         if !text.is_null() {
             id = Jni::from_raw(env)
                 .string_bytes(text, |bytes| STRING_IDS.intern(bytes))
