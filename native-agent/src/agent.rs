@@ -13,7 +13,7 @@ use crate::exporter::{self, Exporter};
 use crate::gc;
 use crate::guard;
 use crate::instrument::{self, Targets};
-use crate::jni::{JavaVm, Jni};
+use crate::jni::{JObject, JavaVm, Jni};
 use crate::jvmti::{Capability, Event, EventCallbacks, JniEnvPtr, Jvmti, RawEnv};
 use crate::log::line;
 use crate::metrics;
@@ -187,11 +187,7 @@ fn start_sampler() {
     }
 }
 
-unsafe extern "system" fn on_vm_init(
-    _jvmti: *mut RawEnv,
-    jni: JniEnvPtr,
-    _thread: *mut std::ffi::c_void,
-) {
+unsafe extern "system" fn on_vm_init(_jvmti: *mut RawEnv, jni: JniEnvPtr, _thread: JObject) {
     guard::guarded("VMInit", || {
         // SAFETY: the JVM passes this thread's JNIEnv to the callback.
         install_hooks(&unsafe { Jni::from_raw(jni) });

@@ -132,7 +132,7 @@ impl Dumper {
             jni.call_void(
                 self.bean.get(),
                 self.dump_heap,
-                &[JValue { l: path }, JValue { z: 1 }],
+                &[JValue { l: path }, JValue { z: true }],
             )
         })
     }

@@ -6,12 +6,12 @@
 //! the original bytes) and says so once.
 
 use std::collections::HashSet;
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::{c_char, CStr};
 use std::sync::OnceLock;
 
 use crate::classfile::{self, ClassFile, Method, Probe, Refusal};
 use crate::guard;
-use crate::jni::{Global, JInt, Jni, JniResult};
+use crate::jni::{Global, JInt, JObject, Jni, JniResult};
 use crate::jvmti::{JniEnvPtr, Jvmti, RawEnv};
 use crate::log::line;
 use crate::options::{LogLevel, MethodHook};
@@ -302,10 +302,10 @@ pub fn hooks_class() -> Option<Global> {
 pub unsafe extern "system" fn on_class_file_load(
     _jvmti: *mut RawEnv,
     _jni: JniEnvPtr,
-    class_being_redefined: *mut c_void,
-    loader: *mut c_void,
+    class_being_redefined: JObject,
+    loader: JObject,
     name: *const c_char,
-    _protection_domain: *mut c_void,
+    _protection_domain: JObject,
     length: JInt,
     data: *const u8,
     new_length: *mut JInt,
@@ -350,7 +350,7 @@ pub unsafe extern "system" fn on_class_file_load(
 /// The rewritten class, or `None` when nothing in it is a target.
 unsafe fn rewrite(
     ready: &Ready,
-    loader: *mut c_void,
+    loader: JObject,
     name: &CStr,
     original: &[u8],
 ) -> Result<Option<Vec<u8>>, Refusal> {
