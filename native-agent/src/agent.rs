@@ -13,7 +13,7 @@ use crate::exporter::{self, Exporter};
 use crate::gc;
 use crate::guard;
 use crate::instrument::{self, Targets};
-use crate::jni::{JObject, JavaVm, Jni};
+use crate::jni::{JObject, JavaVm, Jni, SharedVm};
 use crate::jvmti::{Capability, Event, EventCallbacks, JniEnvPtr, Jvmti, RawEnv};
 use crate::log::line;
 use crate::metrics;
@@ -26,7 +26,7 @@ use crate::transaction;
 const FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 struct Agent {
-    vm: VmPtr,
+    vm: SharedVm,
     jvmti: Jvmti,
     /// What to instrument; taken when the helper class is installed.
     targets: Mutex<Option<Targets>>,
@@ -37,11 +37,6 @@ struct Agent {
     /// Kept alive so the instruments keep recording.
     _provider: SdkMeterProvider,
 }
-
-struct VmPtr(*mut JavaVm);
-// SAFETY: the JavaVM pointer is valid on every thread for the JVM's life.
-unsafe impl Send for VmPtr {}
-unsafe impl Sync for VmPtr {}
 
 static AGENT: OnceLock<Agent> = OnceLock::new();
 
@@ -69,7 +64,7 @@ pub fn start(
     transaction::set_cpu_time(settings.cpu);
     let stop = Arc::new(AtomicBool::new(false));
     let agent = Agent {
-        vm: VmPtr(vm),
+        vm: SharedVm::new(vm),
         jvmti,
         targets: Mutex::new(Some(Targets::new(&settings.hooks))),
         interval: settings.interval,
@@ -136,7 +131,8 @@ pub fn start(
             .map_err(|e| fail(&format!("enabling {event:?}"), e))?;
     }
     if live {
-        // SAFETY: Agent_OnAttach runs on a thread the JVM runs (the attach listener).
+        // SAFETY: `vm` is the JavaVM the JVM passed to Agent_OnAttach, which
+        // runs on a thread the JVM runs (the attach listener).
         match unsafe { Jni::current(vm) } {
             Ok(jni) => {
                 install_hooks(&jni);
@@ -175,7 +171,7 @@ fn install_hooks(jni: &Jni) {
 fn start_sampler() {
     let Some(agent) = AGENT.get() else { return };
     if let Err(e) = sampler::start(
-        agent.vm.0,
+        agent.vm,
         agent.sampler.clone(),
         agent.interval,
         agent.stop.clone(),

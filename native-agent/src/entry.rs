@@ -39,10 +39,11 @@ pub extern "system" fn Agent_OnAttach(
 
 fn start(vm: *mut JavaVm, options: *const c_char, how: &str) -> JInt {
     let outcome = guard::caught(|| {
-        // SAFETY: the JVM passes a NUL-terminated option string or null.
         let options = if options.is_null() {
             String::new()
         } else {
+            // SAFETY: the JVM passes a NUL-terminated option string (or
+            // null, handled above) that lives through this call.
             unsafe { CStr::from_ptr(options) }
                 .to_string_lossy()
                 .into_owned()
@@ -68,7 +69,7 @@ fn load(vm: *mut JavaVm, options: &str, how: &str) -> Result<(), String> {
         options::resolve(options, |name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
     log::init(&settings.log, settings.log_level)
         .map_err(|e| format!("option log: cannot open the log: {e}"))?;
-    // SAFETY: `vm` is the pointer the JVM passed to this entry point.
+    // SAFETY: `vm` is the JavaVM the JVM passed to this entry point.
     let jvmti = unsafe { Jvmti::from_vm(vm) }.map_err(|code| {
         format!("the JVM offers no JVMTI 1.2 environment (GetEnv returned {code})")
     })?;

@@ -315,8 +315,14 @@ pub unsafe extern "system" fn on_class_file_load(
         return;
     }
     let Some(ready) = READY.get() else { return };
-    let name = CStr::from_ptr(name);
-    let original = std::slice::from_raw_parts(data, length.max(0) as usize);
+    // SAFETY: the JVM passes the class's NUL-terminated name and its
+    // `length` bytes, both alive and unchanged for the whole callback.
+    let (name, original) = unsafe {
+        (
+            CStr::from_ptr(name),
+            std::slice::from_raw_parts(data, length.max(0) as usize),
+        )
+    };
     if !ready.targets.worth_parsing(name.to_bytes(), original) {
         return;
     }
@@ -325,9 +331,15 @@ pub unsafe extern "system" fn on_class_file_load(
         match rewrite(ready, loader, name, original) {
             Ok(Some(bytes)) => match ready.jvmti.allocate(bytes.len()) {
                 Ok(memory) => {
-                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), memory, bytes.len());
-                    *new_length = bytes.len() as JInt;
-                    *new_data = memory;
+                    // SAFETY: `memory` is a fresh JVMTI allocation of
+                    // `bytes.len()` bytes, apart from `bytes`; the JVM passes
+                    // `new_length` and `new_data` to write the new class
+                    // to, and takes the memory over.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(bytes.as_ptr(), memory, bytes.len());
+                        *new_length = bytes.len() as JInt;
+                        *new_data = memory;
+                    }
                     line(LogLevel::Debug, &format!("instrumented {class_name}"));
                 }
                 Err(e) => line(
@@ -348,7 +360,7 @@ pub unsafe extern "system" fn on_class_file_load(
 }
 
 /// The rewritten class, or `None` when nothing in it is a target.
-unsafe fn rewrite(
+fn rewrite(
     ready: &Ready,
     loader: JObject,
     name: &CStr,

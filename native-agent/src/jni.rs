@@ -26,6 +26,28 @@ pub type JObject = jni_sys::jobject;
 /// An argument or result of a Java call (`jvalue`).
 pub type JValue = jni_sys::jvalue;
 
+/// The JVM's `JavaVM` pointer, held by the agent's own threads: it stays
+/// valid, for every thread, for the JVM's life.
+#[derive(Clone, Copy)]
+pub struct SharedVm(*mut JavaVm);
+
+impl SharedVm {
+    pub fn new(vm: *mut JavaVm) -> SharedVm {
+        SharedVm(vm)
+    }
+
+    pub fn get(self) -> *mut JavaVm {
+        self.0
+    }
+}
+
+// SAFETY: the JavaVM is the one process-wide invocation interface, and its
+// functions (GetEnv, AttachCurrentThread...) are made to be called from
+// any thread.
+unsafe impl Send for SharedVm {}
+// SAFETY: as for `Send`: sharing one only copies the pointer.
+unsafe impl Sync for SharedVm {}
+
 /// `GetEnv`: the environment of `version` (a JNI or a JVMTI version) for
 /// the calling thread, which the JVM runs already.
 ///
@@ -74,8 +96,10 @@ unsafe impl Send for Method {}
 #[derive(Clone, Copy)]
 pub struct Global(JObject);
 
-// SAFETY: global references may be used from any thread attached to the JVM.
+// SAFETY: a global reference may be used from any thread attached to the
+// JVM, and the handle is only a pointer-sized value.
 unsafe impl Send for Global {}
+// SAFETY: as for `Send`: sharing one only copies the handle.
 unsafe impl Sync for Global {}
 
 impl Global {

@@ -107,8 +107,10 @@ pub struct Jvmti {
 }
 
 // SAFETY: JVMTI functions may be called from any thread (the spec says
-// which phase each works in, not which thread).
+// which phase each works in, not which thread), and the environment lives
+// as long as the JVM.
 unsafe impl Send for Jvmti {}
+// SAFETY: as for `Send`: sharing one only copies the pointer.
 unsafe impl Sync for Jvmti {}
 
 impl Jvmti {

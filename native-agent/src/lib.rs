@@ -27,6 +27,9 @@
 // fuzz/ (the crate is also built as an rlib for them), `exporter_bench`
 // (feature `bench`) for bench/; nothing else is.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 #[cfg(panic = "abort")]
 compile_error!(
     "jvmapm-agent must be built with panic = \"unwind\": a panic is caught at the FFI boundary and disables the agent instead of killing the JVM"

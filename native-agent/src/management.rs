@@ -102,8 +102,9 @@ pub struct Management {
     total_loaded_class_count: Method,
 }
 
-// SAFETY: every field is a global reference or a method id, both valid on
-// any attached thread.
+// SAFETY: every field is a global reference or a method id of a JDK class
+// never unloaded: both stay valid on every thread attached to the JVM, and
+// only such a thread (the sampler) uses them.
 unsafe impl Send for Management {}
 
 const FACTORY: &CStr = c"java/lang/management/ManagementFactory";

@@ -53,7 +53,8 @@ fn instance_id() -> String {
 
 fn host_name() -> Option<String> {
     let mut buffer = [0u8; 256];
-    // SAFETY: the buffer is writable for its length.
+    // SAFETY: the buffer is writable for the length given, and
+    // gethostname writes no more than that.
     let result = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
     if result != 0 {
         return None;

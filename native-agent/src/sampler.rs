@@ -16,7 +16,7 @@ use crate::gc::{self, Collection, Pause, PAUSES};
 use crate::guard;
 use crate::heapdump::{self, Dumper, Trigger};
 use crate::instrument;
-use crate::jni::{JValue, JavaVm, Jni, Method};
+use crate::jni::{JValue, Jni, Method, SharedVm};
 use crate::log::{self, line};
 use crate::management::{Management, MemoryKind};
 use crate::metrics::Instruments;
@@ -336,21 +336,17 @@ impl Sampler {
 /// Starts the sampler thread: it attaches to the JVM as a daemon and runs a
 /// round every `interval` until `stop` is set.
 pub fn start(
-    vm: *mut JavaVm,
+    vm: SharedVm,
     sampler: Arc<Mutex<Sampler>>,
     interval: Duration,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
-    struct Vm(*mut JavaVm);
-    // SAFETY: the JavaVM pointer is valid on every thread for the JVM's life.
-    unsafe impl Send for Vm {}
-    let vm = Vm(vm);
     std::thread::Builder::new()
         .name("jvmapm-sampler".into())
         .spawn(move || {
-            let vm = vm;
-            // SAFETY: the JVM is live (VMInit has happened or we attached to it).
-            let jni = match unsafe { Jni::attach_daemon(vm.0, c"jvmapm sampler") } {
+            // SAFETY: `vm` is the JVM's JavaVM and the JVM is live (VMInit
+            // has happened or we attached to it).
+            let jni = match unsafe { Jni::attach_daemon(vm.get(), c"jvmapm sampler") } {
                 Ok(jni) => jni,
                 Err(code) => {
                     line(
