@@ -13,7 +13,7 @@ use crate::exporter::{self, Exporter};
 use crate::gc;
 use crate::guard;
 use crate::instrument::{self, Targets};
-use crate::jni::{JObject, JavaVm, Jni, SharedVm};
+use crate::jni::{JInt, JObject, JavaVm, Jni, SharedVm};
 use crate::jvmti::{Capability, Event, EventCallbacks, JniEnvPtr, Jvmti, RawEnv};
 use crate::log::line;
 use crate::metrics;
@@ -81,7 +81,18 @@ pub fn start(
         return Err("the agent is already running in this JVM".into());
     }
     guard::stop_on_disable(stop);
+    subscribe(jvmti, live)?;
+    if live {
+        // SAFETY: `vm` is the JavaVM the JVM passed to Agent_OnAttach, which
+        // runs on a thread the JVM runs (the attach listener).
+        start_on_attach(unsafe { Jni::current(vm) });
+    }
+    Ok(())
+}
 
+/// Asks the JVM for the events the agent handles: class loads, VM start
+/// (unless `live`) and death, and GC pauses when the JVM can tell them.
+fn subscribe(jvmti: Jvmti, live: bool) -> Result<(), String> {
     let gc_events = match jvmti.add_capabilities(&[Capability::GenerateGarbageCollectionEvents]) {
         Ok(()) => true,
         Err(e) => {
@@ -130,27 +141,26 @@ pub fn start(
             .enable_event(event)
             .map_err(|e| fail(&format!("enabling {event:?}"), e))?;
     }
-    if live {
-        // SAFETY: `vm` is the JavaVM the JVM passed to Agent_OnAttach, which
-        // runs on a thread the JVM runs (the attach listener).
-        match unsafe { Jni::current(vm) } {
-            Ok(jni) => {
-                install_hooks(&jni);
-                line(
-                    LogLevel::Info,
-                    "attached to a running JVM: classes it has already loaded (a running server's among them) are left as they were, and transactions are measured in classes loaded from now on; load the agent with -agentpath at start-up to measure everything",
-                );
-            }
-            Err(code) => line(
-                LogLevel::Warn,
-                &format!(
-                    "transactions are not measured: no JNI environment on attach (error {code})"
-                ),
-            ),
-        }
-        start_sampler();
-    }
     Ok(())
+}
+
+/// What VMInit does at start-up, done at once when attaching to a running
+/// JVM, with the attach listener's JNI environment.
+fn start_on_attach(jni: Result<Jni, JInt>) {
+    match jni {
+        Ok(jni) => {
+            install_hooks(&jni);
+            line(
+                LogLevel::Info,
+                "attached to a running JVM: classes it has already loaded (a running server's among them) are left as they were, and transactions are measured in classes loaded from now on; load the agent with -agentpath at start-up to measure everything",
+            );
+        }
+        Err(code) => line(
+            LogLevel::Warn,
+            &format!("transactions are not measured: no JNI environment on attach (error {code})"),
+        ),
+    }
+    start_sampler();
 }
 
 /// Defines the helper the instrumented methods call; from then on classes
