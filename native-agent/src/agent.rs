@@ -1,38 +1,32 @@
 //! The running agent: what `Agent_OnLoad`/`Agent_OnAttach` set up (the
 //! exporter thread, the metric pipeline, the JVMTI events) and the JVMTI
 //! callbacks that start the sampler at VMInit and flush at VMDeath. Every
-//! callback runs inside `catch_unwind`; a caught panic disables the agent.
+//! callback runs inside `guard::guarded`; a caught panic disables the agent.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use opentelemetry::KeyValue;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
-use opentelemetry_sdk::Resource;
 
 use crate::exporter::{self, Exporter};
 use crate::gc;
+use crate::guard;
 use crate::instrument::{self, Targets};
-use crate::jni::Jni;
-use crate::jvmti::{Capability, Event, EventCallbacks, JavaVm, JniEnvPtr, Jvmti, RawEnv};
+use crate::jni::{JInt, JObject, JavaVm, Jni, SharedVm};
+use crate::jvmti::{Capability, Event, EventCallbacks, JniEnvPtr, Jvmti, RawEnv};
 use crate::log::line;
 use crate::metrics;
 use crate::options::{LogLevel, Settings};
+use crate::resource::{self, JvmFacts};
 use crate::sampler::{self, Sampler};
 use crate::transaction;
 
 /// How long VMDeath waits for the last export.
 const FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
-/// Facts about the JVM read while loading.
-pub struct JvmFacts {
-    pub vm_name: String,
-    pub vm_version: String,
-}
-
 struct Agent {
-    vm: VmPtr,
+    vm: SharedVm,
     jvmti: Jvmti,
     /// What to instrument; taken when the helper class is installed.
     targets: Mutex<Option<Targets>>,
@@ -44,31 +38,7 @@ struct Agent {
     _provider: SdkMeterProvider,
 }
 
-struct VmPtr(*mut JavaVm);
-// SAFETY: the JavaVM pointer is valid on every thread for the JVM's life.
-unsafe impl Send for VmPtr {}
-unsafe impl Sync for VmPtr {}
-
 static AGENT: OnceLock<Agent> = OnceLock::new();
-static DISABLED: AtomicBool = AtomicBool::new(false);
-
-/// Runs a callback body, catching a panic: the agent is then disabled and
-/// says so once; the JVM goes on.
-pub fn guarded(what: &str, body: impl FnOnce()) {
-    if DISABLED.load(Ordering::Relaxed) {
-        return;
-    }
-    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).is_err() {
-        DISABLED.store(true, Ordering::Relaxed);
-        if let Some(agent) = AGENT.get() {
-            agent.stop.store(true, Ordering::Release);
-        }
-        line(
-            LogLevel::Error,
-            &format!("internal error in {what}; the agent is disabled and the JVM runs on"),
-        );
-    }
-}
 
 /// Whether an agent already runs in this JVM (a second load is ignored).
 pub fn running() -> bool {
@@ -85,15 +55,16 @@ pub fn start(
     live: bool,
 ) -> Result<(), String> {
     let dropped = Arc::new(AtomicU64::new(0));
-    let resource = resource(settings, jvm);
+    let resource = resource::build(settings, jvm);
     let metrics = metrics::pipeline(resource.clone(), dropped.clone());
     let _ = transaction::DROPPED.set(dropped.clone());
     let (queue, exporter) = exporter::start(settings, &resource, metrics.reader, dropped)
         .map_err(|e| format!("cannot start the exporter thread: {e}"))?;
     transaction::set_sample(settings.sample);
     transaction::set_cpu_time(settings.cpu);
+    let stop = Arc::new(AtomicBool::new(false));
     let agent = Agent {
-        vm: VmPtr(vm),
+        vm: SharedVm::new(vm),
         jvmti,
         targets: Mutex::new(Some(Targets::new(&settings.hooks))),
         interval: settings.interval,
@@ -103,13 +74,25 @@ pub fn start(
             queue,
         ))),
         exporter,
-        stop: Arc::new(AtomicBool::new(false)),
+        stop: stop.clone(),
         _provider: metrics.provider,
     };
     if AGENT.set(agent).is_err() {
         return Err("the agent is already running in this JVM".into());
     }
+    guard::stop_on_disable(stop);
+    subscribe(jvmti, live)?;
+    if live {
+        // SAFETY: `vm` is the JavaVM the JVM passed to Agent_OnAttach, which
+        // runs on a thread the JVM runs (the attach listener).
+        start_on_attach(unsafe { Jni::current(vm) });
+    }
+    Ok(())
+}
 
+/// Asks the JVM for the events the agent handles: class loads, VM start
+/// (unless `live`) and death, and GC pauses when the JVM can tell them.
+fn subscribe(jvmti: Jvmti, live: bool) -> Result<(), String> {
     let gc_events = match jvmti.add_capabilities(&[Capability::GenerateGarbageCollectionEvents]) {
         Ok(()) => true,
         Err(e) => {
@@ -158,26 +141,26 @@ pub fn start(
             .enable_event(event)
             .map_err(|e| fail(&format!("enabling {event:?}"), e))?;
     }
-    if live {
-        // SAFETY: Agent_OnAttach runs on a thread the JVM runs (the attach listener).
-        match unsafe { Jni::current(vm) } {
-            Ok(jni) => {
-                install_hooks(&jni);
-                line(
-                    LogLevel::Info,
-                    "attached to a running JVM: classes it has already loaded (a running server's among them) are left as they were, and transactions are measured in classes loaded from now on; load the agent with -agentpath at start-up to measure everything",
-                );
-            }
-            Err(code) => line(
-                LogLevel::Warn,
-                &format!(
-                    "transactions are not measured: no JNI environment on attach (error {code})"
-                ),
-            ),
-        }
-        start_sampler();
-    }
     Ok(())
+}
+
+/// What VMInit does at start-up, done at once when attaching to a running
+/// JVM, with the attach listener's JNI environment.
+fn start_on_attach(jni: Result<Jni, JInt>) {
+    match jni {
+        Ok(jni) => {
+            install_hooks(&jni);
+            line(
+                LogLevel::Info,
+                "attached to a running JVM: classes it has already loaded (a running server's among them) are left as they were, and transactions are measured in classes loaded from now on; load the agent with -agentpath at start-up to measure everything",
+            );
+        }
+        Err(code) => line(
+            LogLevel::Warn,
+            &format!("transactions are not measured: no JNI environment on attach (error {code})"),
+        ),
+    }
+    start_sampler();
 }
 
 /// Defines the helper the instrumented methods call; from then on classes
@@ -198,7 +181,7 @@ fn install_hooks(jni: &Jni) {
 fn start_sampler() {
     let Some(agent) = AGENT.get() else { return };
     if let Err(e) = sampler::start(
-        agent.vm.0,
+        agent.vm,
         agent.sampler.clone(),
         agent.interval,
         agent.stop.clone(),
@@ -210,12 +193,8 @@ fn start_sampler() {
     }
 }
 
-unsafe extern "system" fn on_vm_init(
-    _jvmti: *mut RawEnv,
-    jni: JniEnvPtr,
-    _thread: *mut std::ffi::c_void,
-) {
-    guarded("VMInit", || {
+unsafe extern "system" fn on_vm_init(_jvmti: *mut RawEnv, jni: JniEnvPtr, _thread: JObject) {
+    guard::guarded("VMInit", || {
         // SAFETY: the JVM passes this thread's JNIEnv to the callback.
         install_hooks(&unsafe { Jni::from_raw(jni) });
         start_sampler();
@@ -223,7 +202,7 @@ unsafe extern "system" fn on_vm_init(
 }
 
 unsafe extern "system" fn on_vm_death(_jvmti: *mut RawEnv, jni: JniEnvPtr) {
-    guarded("VMDeath", || {
+    guard::guarded("VMDeath", || {
         let Some(agent) = AGENT.get() else { return };
         agent.stop.store(true, Ordering::Release);
         // A last round, so the pauses and numbers since the last one are not
@@ -234,52 +213,4 @@ unsafe extern "system" fn on_vm_death(_jvmti: *mut RawEnv, jni: JniEnvPtr) {
         }
         agent.exporter.flush(FLUSH_LIMIT);
     });
-}
-
-/// The resource every span and metric carries (DESIGN.md, wire conventions).
-pub(crate) fn resource(settings: &Settings, jvm: &JvmFacts) -> Resource {
-    let mut attributes: Vec<KeyValue> = settings
-        .resource_attributes
-        .iter()
-        .filter(|(k, _)| k != "service.name")
-        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
-        .collect();
-    attributes.extend([
-        KeyValue::new("service.name", settings.service.clone()),
-        KeyValue::new("service.instance.id", instance_id()),
-        KeyValue::new("process.pid", i64::from(std::process::id())),
-        KeyValue::new("process.runtime.name", jvm.vm_name.clone()),
-        KeyValue::new("process.runtime.version", jvm.vm_version.clone()),
-        KeyValue::new("telemetry.sdk.name", "jvmapm-agent"),
-        KeyValue::new("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
-    ]);
-    if let Some(host) = host_name() {
-        attributes.push(KeyValue::new("host.name", host));
-    }
-    Resource::builder_empty()
-        .with_attributes(attributes)
-        .build()
-}
-
-/// A random id for this JVM's run.
-fn instance_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let half = || {
-        std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish()
-    };
-    format!("{:016x}{:016x}", half(), half())
-}
-
-fn host_name() -> Option<String> {
-    let mut buffer = [0u8; 256];
-    // SAFETY: the buffer is writable for its length.
-    let result = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
-    if result != 0 {
-        return None;
-    }
-    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
-    let name = String::from_utf8_lossy(&buffer[..end]).into_owned();
-    (!name.is_empty()).then_some(name)
 }

@@ -122,6 +122,41 @@ impl Method {
     pub fn is_static(&self) -> bool {
         self.access & ACC_STATIC != 0
     }
+
+    /// Reads one `method_info`; `utf8` names its name, descriptor and
+    /// attributes.
+    fn read(r: &mut Reader, utf8: &HashMap<u16, String>) -> Result<Method, Refusal> {
+        let start = r.at;
+        let access = r.u2()?;
+        let name_index = r.u2()?;
+        let descriptor_index = r.u2()?;
+        let mut attributes = Vec::new();
+        for _ in 0..r.u2()? {
+            let attribute_start = r.at;
+            let attribute_name = r.u2()?;
+            let length = r.u4()? as usize;
+            r.take(length)?;
+            let describing = utf8
+                .get(&attribute_name)
+                .is_some_and(|n| DESCRIBING_ATTRIBUTES.contains(&n.as_str()));
+            attributes.push((describing, attribute_start..r.at));
+        }
+        let name = utf8.get(&name_index);
+        let descriptor = utf8.get(&descriptor_index);
+        let (Some(name), Some(descriptor)) = (name, descriptor) else {
+            return refuse("a method's name or descriptor is not a UTF8 constant");
+        };
+        Ok(Method {
+            start,
+            end: r.at,
+            access,
+            name_index,
+            descriptor_index,
+            name: name.clone(),
+            descriptor: descriptor.clone(),
+            attributes,
+        })
+    }
 }
 
 /// A parsed class file: offsets into the original bytes.
@@ -147,20 +182,16 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-impl<'a> ClassFile<'a> {
-    pub fn parse(bytes: &'a [u8]) -> Result<ClassFile<'a>, Refusal> {
-        let mut r = Reader { bytes, at: 0 };
-        if r.u4()? != 0xCAFE_BABE {
-            return refuse("not a class file (bad magic)");
-        }
-        let _minor = r.u2()?;
-        let major = r.u2()?;
-        if major < 50 {
-            // Before Java 6 there are no StackMapTable frames; such old
-            // classes are rare and verified differently: leave them.
-            return refuse(format!("class file version {major} is older than Java 6"));
-        }
-        let pool_count = r.u2()?;
+/// What the parser needs of the constant pool: the text of its UTF8
+/// constants and the name index of its class constants, by pool index.
+struct PoolNames {
+    utf8: HashMap<u16, String>,
+    classes: HashMap<u16, u16>,
+}
+
+impl PoolNames {
+    /// Reads the `pool_count - 1` slots of the constant pool.
+    fn read(r: &mut Reader, pool_count: u16) -> Result<PoolNames, Refusal> {
         let mut utf8 = HashMap::new();
         let mut classes = HashMap::new();
         let mut index = 1;
@@ -191,6 +222,25 @@ impl<'a> ClassFile<'a> {
             }
             index += 1;
         }
+        Ok(PoolNames { utf8, classes })
+    }
+}
+
+impl<'a> ClassFile<'a> {
+    pub fn parse(bytes: &'a [u8]) -> Result<ClassFile<'a>, Refusal> {
+        let mut r = Reader { bytes, at: 0 };
+        if r.u4()? != 0xCAFE_BABE {
+            return refuse("not a class file (bad magic)");
+        }
+        let _minor = r.u2()?;
+        let major = r.u2()?;
+        if major < 50 {
+            // Before Java 6 there are no StackMapTable frames; such old
+            // classes are rare and verified differently: leave them.
+            return refuse(format!("class file version {major} is older than Java 6"));
+        }
+        let pool_count = r.u2()?;
+        let PoolNames { utf8, classes } = PoolNames::read(&mut r, pool_count)?;
         let pool_end = r.at;
         let access = r.u2()?;
         let this_class = r.u2()?;
@@ -213,36 +263,7 @@ impl<'a> ClassFile<'a> {
         let methods_count_at = r.at;
         let mut methods = Vec::new();
         for _ in 0..r.u2()? {
-            let start = r.at;
-            let method_access = r.u2()?;
-            let name_index = r.u2()?;
-            let descriptor_index = r.u2()?;
-            let mut attributes = Vec::new();
-            for _ in 0..r.u2()? {
-                let attribute_start = r.at;
-                let attribute_name = r.u2()?;
-                let length = r.u4()? as usize;
-                r.take(length)?;
-                let describing = utf8
-                    .get(&attribute_name)
-                    .is_some_and(|n| DESCRIBING_ATTRIBUTES.contains(&n.as_str()));
-                attributes.push((describing, attribute_start..r.at));
-            }
-            let name = utf8.get(&name_index);
-            let descriptor = utf8.get(&descriptor_index);
-            let (Some(name), Some(descriptor)) = (name, descriptor) else {
-                return refuse("a method's name or descriptor is not a UTF8 constant");
-            };
-            methods.push(Method {
-                start,
-                end: r.at,
-                access: method_access,
-                name_index,
-                descriptor_index,
-                name: name.clone(),
-                descriptor: descriptor.clone(),
-                attributes,
-            });
+            methods.push(Method::read(&mut r, &utf8)?);
         }
         let methods_end = r.at;
         r.skip_attributes()?;
@@ -827,6 +848,90 @@ fn add_field(
     Ok((interface, field_info))
 }
 
+/// The body of a wrapper's `StackMapTable`: one full frame at the
+/// `handler`, with the receiver, the parameters and the token in the
+/// locals and the Throwable on the stack. Nothing else in the wrapper is a
+/// branch target.
+fn handler_stack_map(
+    pool: &mut Pool,
+    this: &str,
+    frame: &Frame,
+    handler: usize,
+) -> Result<Vec<u8>, Refusal> {
+    let mut stack_map = Vec::new();
+    stack_map.extend_from_slice(&1u16.to_be_bytes());
+    stack_map.push(255);
+    stack_map.extend_from_slice(&(handler as u16).to_be_bytes());
+    let mut locals = Vec::new();
+    let mut local_count: u16 = 0;
+    if frame.receiver {
+        verification_type(
+            pool,
+            &Type {
+                kind: Kind::Reference,
+                class: Some(this.to_string()),
+            },
+            &mut locals,
+        )?;
+        local_count += 1;
+    }
+    for (p, _) in &frame.params {
+        verification_type(pool, p, &mut locals)?;
+        local_count += 1;
+    }
+    verification_type(
+        pool,
+        &Type {
+            kind: Kind::Long,
+            class: None,
+        },
+        &mut locals,
+    )?;
+    local_count += 1;
+    stack_map.extend_from_slice(&local_count.to_be_bytes());
+    stack_map.extend_from_slice(&locals);
+    stack_map.extend_from_slice(&1u16.to_be_bytes());
+    verification_type(
+        pool,
+        &Type {
+            kind: Kind::Reference,
+            class: Some("java/lang/Throwable".into()),
+        },
+        &mut stack_map,
+    )?;
+    Ok(stack_map)
+}
+
+/// The body of a wrapper's `Code` attribute: `code`, with `handler`
+/// catching any Throwable thrown in `covered`, and `frames` (the
+/// `StackMapTable` name's pool index and its body) when the class file has
+/// stack maps.
+fn code_attribute(
+    code: &Code,
+    max_locals: u16,
+    covered: std::ops::Range<usize>,
+    handler: usize,
+    frames: Option<(u16, &[u8])>,
+) -> Vec<u8> {
+    let mut attribute = Vec::new();
+    attribute.extend_from_slice(&(code.max_depth.max(2) as u16 + 2).to_be_bytes());
+    attribute.extend_from_slice(&max_locals.to_be_bytes());
+    attribute.extend_from_slice(&(code.bytes.len() as u32).to_be_bytes());
+    attribute.extend_from_slice(&code.bytes);
+    attribute.extend_from_slice(&1u16.to_be_bytes()); // exception table
+    attribute.extend_from_slice(&(covered.start as u16).to_be_bytes());
+    attribute.extend_from_slice(&(covered.end as u16).to_be_bytes());
+    attribute.extend_from_slice(&(handler as u16).to_be_bytes());
+    attribute.extend_from_slice(&0u16.to_be_bytes()); // any Throwable
+    attribute.extend_from_slice(&u16::from(frames.is_some()).to_be_bytes());
+    if let Some((stack_map_name, stack_map)) = frames {
+        attribute.extend_from_slice(&stack_map_name.to_be_bytes());
+        attribute.extend_from_slice(&(stack_map.len() as u32).to_be_bytes());
+        attribute.extend_from_slice(stack_map);
+    }
+    attribute
+}
+
 /// The `method_info` of the wrapper for `method`.
 fn wrapper(
     class: &ClassFile,
@@ -895,69 +1000,12 @@ fn wrapper(
         return refuse("wrapper code too long");
     }
 
-    // One full frame at the handler: receiver, parameters, token; the
-    // Throwable on the stack. Nothing else in the wrapper is a branch target.
-    let mut stack_map = Vec::new();
-    stack_map.extend_from_slice(&1u16.to_be_bytes());
-    stack_map.push(255);
-    stack_map.extend_from_slice(&(handler as u16).to_be_bytes());
-    let mut locals = Vec::new();
-    let mut local_count: u16 = 0;
-    if receiver {
-        verification_type(
-            pool,
-            &Type {
-                kind: Kind::Reference,
-                class: Some(this.to_string()),
-            },
-            &mut locals,
-        )?;
-        local_count += 1;
-    }
-    for (p, _) in &frame.params {
-        verification_type(pool, p, &mut locals)?;
-        local_count += 1;
-    }
-    verification_type(
-        pool,
-        &Type {
-            kind: Kind::Long,
-            class: None,
-        },
-        &mut locals,
-    )?;
-    local_count += 1;
-    stack_map.extend_from_slice(&local_count.to_be_bytes());
-    stack_map.extend_from_slice(&locals);
-    stack_map.extend_from_slice(&1u16.to_be_bytes());
-    verification_type(
-        pool,
-        &Type {
-            kind: Kind::Reference,
-            class: Some("java/lang/Throwable".into()),
-        },
-        &mut stack_map,
-    )?;
-
+    let stack_map = handler_stack_map(pool, this, &frame, handler)?;
     let code_name = pool.utf8("Code")?;
     let stack_map_name = pool.utf8("StackMapTable")?;
-    let mut attribute = Vec::new();
-    attribute.extend_from_slice(&(code.max_depth.max(2) as u16 + 2).to_be_bytes());
-    attribute.extend_from_slice(&max_locals.to_be_bytes());
-    attribute.extend_from_slice(&(code.bytes.len() as u32).to_be_bytes());
-    attribute.extend_from_slice(&code.bytes);
-    attribute.extend_from_slice(&1u16.to_be_bytes()); // exception table
-    attribute.extend_from_slice(&(try_start as u16).to_be_bytes());
-    attribute.extend_from_slice(&(try_end as u16).to_be_bytes());
-    attribute.extend_from_slice(&(handler as u16).to_be_bytes());
-    attribute.extend_from_slice(&0u16.to_be_bytes()); // any Throwable
-    let with_frames = class.major >= 50;
-    attribute.extend_from_slice(&u16::from(with_frames).to_be_bytes());
-    if with_frames {
-        attribute.extend_from_slice(&stack_map_name.to_be_bytes());
-        attribute.extend_from_slice(&(stack_map.len() as u32).to_be_bytes());
-        attribute.extend_from_slice(&stack_map);
-    }
+    // Class files before version 50 carry no stack map.
+    let frames = (class.major >= 50).then_some((stack_map_name, stack_map.as_slice()));
+    let attribute = code_attribute(&code, max_locals, try_start..try_end, handler, frames);
 
     let mut info = Vec::new();
     let access = method.access & !ACC_SYNCHRONIZED;
@@ -1060,7 +1108,13 @@ mod tests {
 
     #[test]
     fn an_added_field_comes_with_its_interface_and_accessors() {
-        const TEXT: FieldAccess = crate::probe::STATEMENT_SQL;
+        const TEXT: FieldAccess = FieldAccess {
+            interface: "example/Hooks$Text",
+            field: "example$text",
+            descriptor: "Ljava/lang/String;",
+            getter: "example$text",
+            setter: "example$setText",
+        };
         for bytes in REAL_CLASSES {
             let class = ClassFile::parse(bytes).unwrap();
             if class.is_interface() {
@@ -1079,8 +1133,8 @@ mod tests {
                 .iter()
                 .map(|m| (m.name.as_str(), m.descriptor.as_str()))
                 .collect();
-            assert!(signatures.contains(&("jvmapm$sql", "()Ljava/lang/String;")));
-            assert!(signatures.contains(&("jvmapm$setSql", "(Ljava/lang/String;)V")));
+            assert!(signatures.contains(&(TEXT.getter, "()Ljava/lang/String;")));
+            assert!(signatures.contains(&(TEXT.setter, "(Ljava/lang/String;)V")));
             assert_eq!(again.methods.len(), class.methods.len() + 2);
             let fields = |c: &ClassFile| {
                 u16::from_be_bytes([c.bytes[c.fields_count_at], c.bytes[c.fields_count_at + 1]])

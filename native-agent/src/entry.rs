@@ -5,15 +5,17 @@
 //! an internal panic disables the agent and lets the JVM run on.
 
 use std::ffi::{c_char, c_void, CStr};
-use std::panic::{self, AssertUnwindSafe};
 
-use crate::agent::{self, JvmFacts};
-use crate::jvmti::{JInt, JavaVm, Jvmti, JNI_ERR, JNI_OK};
+use crate::agent;
+use crate::guard;
+use crate::jni::{JInt, JavaVm, JNI_ERR, JNI_OK};
+use crate::jvmti::Jvmti;
+use crate::log::{self, line};
+use crate::options::{self, LogLevel, Protocol, Settings};
+use crate::resource::JvmFacts;
 
 const LOADED: &str = "loaded";
 const ATTACHED: &str = "attached";
-use crate::log::{self, line};
-use crate::options::{self, LogLevel, Protocol, Settings};
 
 /// Called by the JVM for `-agentpath:libjvmapm_agent.so=OPTIONS`.
 #[no_mangle]
@@ -36,24 +38,26 @@ pub extern "system" fn Agent_OnAttach(
 }
 
 fn start(vm: *mut JavaVm, options: *const c_char, how: &str) -> JInt {
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: the JVM passes a NUL-terminated option string or null.
+    let outcome = guard::caught(|| {
         let options = if options.is_null() {
             String::new()
         } else {
+            // SAFETY: the JVM passes a NUL-terminated option string (or
+            // null, handled above) that lives through this call.
             unsafe { CStr::from_ptr(options) }
                 .to_string_lossy()
                 .into_owned()
         };
         load(vm, &options, how)
-    }));
+    });
     match outcome {
-        Ok(Ok(())) => JNI_OK,
-        Ok(Err(message)) => {
+        Some(Ok(())) => JNI_OK,
+        Some(Err(message)) => {
             eprintln!("jvmapm agent: {message}");
             JNI_ERR
         }
-        Err(_) => {
+        None => {
+            guard::disable();
             eprintln!("jvmapm agent: internal error while loading; the agent is disabled and the JVM runs on");
             JNI_OK
         }
@@ -65,7 +69,7 @@ fn load(vm: *mut JavaVm, options: &str, how: &str) -> Result<(), String> {
         options::resolve(options, |name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
     log::init(&settings.log, settings.log_level)
         .map_err(|e| format!("option log: cannot open the log: {e}"))?;
-    // SAFETY: `vm` is the pointer the JVM passed to this entry point.
+    // SAFETY: `vm` is the JavaVM the JVM passed to this entry point.
     let jvmti = unsafe { Jvmti::from_vm(vm) }.map_err(|code| {
         format!("the JVM offers no JVMTI 1.2 environment (GetEnv returned {code})")
     })?;

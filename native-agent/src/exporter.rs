@@ -29,6 +29,7 @@ use opentelemetry_sdk::metrics::reader::MetricReader;
 use opentelemetry_sdk::Resource;
 
 use crate::ended::{self, Ended};
+use crate::guard;
 use crate::interned::STRING_IDS;
 use crate::log::{self, line};
 use crate::metrics::SharedReader;
@@ -121,10 +122,8 @@ pub fn start(
     let thread = std::thread::Builder::new()
         .name("jvmapm-exporter".into())
         .spawn(move || {
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                worker.run(receiver, &done.requested)
-            }));
-            if outcome.is_err() {
+            let outcome = guard::caught(|| worker.run(receiver, &done.requested));
+            if outcome.is_none() {
                 line(
                     LogLevel::Error,
                     "exporter thread failed; the agent sends nothing more",

@@ -11,13 +11,13 @@ use std::vec;
 
 use bytes::Bytes;
 
-use crate::agent::{self, JvmFacts};
 use crate::ended::{self, SqlEnd, TransactionEnd};
 use crate::exporter::{self, BATCH};
 use crate::interned::STRING_IDS;
 use crate::options::{self, Settings};
 use crate::otlp::TraceRequest;
 use crate::record::{Record, SpanIds};
+use crate::resource::{self, JvmFacts};
 use crate::ring::Ring;
 use crate::trace_client::TraceClient;
 use crate::transaction::{self, Site, SiteKind};
@@ -134,7 +134,7 @@ fn settings(endpoint: &str) -> Result<Settings, String> {
 }
 
 fn resource(settings: &Settings) -> opentelemetry_sdk::Resource {
-    agent::resource(
+    resource::build(
         settings,
         &JvmFacts {
             vm_name: "OpenJDK 64-Bit Server VM".into(),

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::clock;
+use crate::guard;
 use crate::jni::{JObject, Jni, RawJniEnv};
 use crate::jvmti::RawEnv;
 
@@ -162,7 +163,7 @@ unsafe extern "system" fn native_collection(
     start_ms: i64,
     end_ms: i64,
 ) {
-    crate::agent::guarded("Hooks.collection", || {
+    guard::guarded("Hooks.collection", || {
         // SAFETY: the JVM passes this thread's JNIEnv to a native method.
         let jni = unsafe { Jni::from_raw(env) };
         let text = |s: JObject| {

@@ -1,7 +1,8 @@
-//! Test support: reads the installed JDK's `jni.h` and `jvmti.h` so the
-//! hand-written function-table indexes, event numbers and capability bits can
-//! be checked against the real headers. The tests need a JDK (scripts/test.sh
-//! installs one); without its headers they fail and say so.
+//! Test support: reads the installed JDK's `jvmti.h` so the hand-written
+//! JVMTI function-table slots, event numbers and capability bits can be
+//! checked against the real header (JNI's come from `jni-sys`). The tests
+//! need a JDK (scripts/test.sh installs one); without its headers they fail
+//! and say so.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -91,7 +91,9 @@ pub struct Dumper {
     dump_heap: Method,
 }
 
-// SAFETY: a global reference and a method id, valid on any attached thread.
+// SAFETY: a Dumper is a global reference and a method id of a JDK class
+// never unloaded: both stay valid on every thread attached to the JVM, and
+// only such a thread (the sampler) uses it.
 unsafe impl Send for Dumper {}
 
 impl Dumper {
@@ -132,7 +134,7 @@ impl Dumper {
             jni.call_void(
                 self.bean.get(),
                 self.dump_heap,
-                &[JValue { l: path }, JValue { z: 1 }],
+                &[JValue { l: path }, JValue { z: true }],
             )
         })
     }

@@ -6,12 +6,13 @@
 //! the original bytes) and says so once.
 
 use std::collections::HashSet;
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::{c_char, CStr};
 use std::sync::OnceLock;
 
 use crate::classfile::{self, ClassFile, Method, Probe, Refusal};
-use crate::jni::{Global, Jni, JniResult};
-use crate::jvmti::{JInt, JniEnvPtr, Jvmti, RawEnv};
+use crate::guard;
+use crate::jni::{Global, JInt, JObject, Jni, JniResult};
+use crate::jvmti::{JniEnvPtr, Jvmti, RawEnv};
 use crate::log::line;
 use crate::options::{LogLevel, MethodHook};
 use crate::probe::{HttpProbe, MethodProbe, PrepareProbe, SqlProbe, STATEMENT_SQL};
@@ -301,10 +302,10 @@ pub fn hooks_class() -> Option<Global> {
 pub unsafe extern "system" fn on_class_file_load(
     _jvmti: *mut RawEnv,
     _jni: JniEnvPtr,
-    class_being_redefined: *mut c_void,
-    loader: *mut c_void,
+    class_being_redefined: JObject,
+    loader: JObject,
     name: *const c_char,
-    _protection_domain: *mut c_void,
+    _protection_domain: JObject,
     length: JInt,
     data: *const u8,
     new_length: *mut JInt,
@@ -314,19 +315,31 @@ pub unsafe extern "system" fn on_class_file_load(
         return;
     }
     let Some(ready) = READY.get() else { return };
-    let name = CStr::from_ptr(name);
-    let original = std::slice::from_raw_parts(data, length.max(0) as usize);
+    // SAFETY: the JVM passes the class's NUL-terminated name and its
+    // `length` bytes, both alive and unchanged for the whole callback.
+    let (name, original) = unsafe {
+        (
+            CStr::from_ptr(name),
+            std::slice::from_raw_parts(data, length.max(0) as usize),
+        )
+    };
     if !ready.targets.worth_parsing(name.to_bytes(), original) {
         return;
     }
-    crate::agent::guarded("ClassFileLoadHook", || {
+    guard::guarded("ClassFileLoadHook", || {
         let class_name = name.to_string_lossy();
         match rewrite(ready, loader, name, original) {
             Ok(Some(bytes)) => match ready.jvmti.allocate(bytes.len()) {
                 Ok(memory) => {
-                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), memory, bytes.len());
-                    *new_length = bytes.len() as JInt;
-                    *new_data = memory;
+                    // SAFETY: `memory` is a fresh JVMTI allocation of
+                    // `bytes.len()` bytes, apart from `bytes`; the JVM passes
+                    // `new_length` and `new_data` to write the new class
+                    // to, and takes the memory over.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(bytes.as_ptr(), memory, bytes.len());
+                        *new_length = bytes.len() as JInt;
+                        *new_data = memory;
+                    }
                     line(LogLevel::Debug, &format!("instrumented {class_name}"));
                 }
                 Err(e) => line(
@@ -347,9 +360,9 @@ pub unsafe extern "system" fn on_class_file_load(
 }
 
 /// The rewritten class, or `None` when nothing in it is a target.
-unsafe fn rewrite(
+fn rewrite(
     ready: &Ready,
-    loader: *mut c_void,
+    loader: JObject,
     name: &CStr,
     original: &[u8],
 ) -> Result<Option<Vec<u8>>, Refusal> {

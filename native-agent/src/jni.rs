@@ -1,64 +1,72 @@
-//! Hand-written bindings for the JNI functions the agent calls, with safe
-//! wrappers that return `Result`. The function table is read by index, as
-//! laid out in `jni.h` (`struct JNINativeInterface_`, index 0 is the first
-//! reserved slot); `tests` checks every index against the installed JDK's
-//! header. Every call that can run Java code is followed by an exception
-//! check, so a pending exception is cleared and reported, never left behind.
+//! Thin safe wrappers over the JNI functions the agent calls, returning
+//! `Result`. The ABI (types, the function table, the invocation interface)
+//! is the `jni-sys` crate's, so each call goes through a typed, named field
+//! of `JNINativeInterface_`, never a hand-numbered slot. The wrappers are
+//! our own rather than the `jni` crate's high-level API because the agent
+//! calls some of them on application threads (`Hooks` natives reading a
+//! Java string): they are one indirect call each, with no reference-type
+//! bookkeeping, no allocation and no lookups by name. Every call that can run
+//! Java code is followed by an exception check, so a pending exception is
+//! cleared and reported, never left behind.
 
 use std::ffi::{c_char, c_void, CStr};
 use std::mem::MaybeUninit;
 
-use crate::jvmti::{JInt, JavaVm, JNI_OK};
+use jni_sys::{JNINativeInterface__1_6, JNINativeMethod, JavaVMAttachArgs, JNI_VERSION_1_8};
+pub use jni_sys::{JNI_ERR, JNI_OK};
 
-pub type JObject = *mut c_void;
-pub type JMethodId = *mut c_void;
-const JNI_VERSION_1_8: JInt = 0x0001_0008;
-
+/// A Java `int`, and the status JNI and the invocation interface return.
+pub type JInt = jni_sys::jint;
+/// `JavaVM`: what a `*mut JavaVm` the JVM hands the agent points to.
+pub type JavaVm = jni_sys::JavaVM;
+/// `JNIEnv`: what a thread's `*mut RawJniEnv` points to.
+pub type RawJniEnv = jni_sys::JNIEnv;
+/// A local or global reference to a Java object or class (`jobject`).
+pub type JObject = jni_sys::jobject;
 /// An argument or result of a Java call (`jvalue`).
-#[repr(C)]
+pub type JValue = jni_sys::jvalue;
+
+/// The JVM's `JavaVM` pointer, held by the agent's own threads: it stays
+/// valid, for every thread, for the JVM's life.
 #[derive(Clone, Copy)]
-pub union JValue {
-    pub z: u8,
-    pub i: i32,
-    pub j: i64,
-    pub l: JObject,
+pub struct SharedVm(*mut JavaVm);
+
+impl SharedVm {
+    pub fn new(vm: *mut JavaVm) -> SharedVm {
+        SharedVm(vm)
+    }
+
+    pub fn get(self) -> *mut JavaVm {
+        self.0
+    }
 }
 
-/// `JNIEnv`: a pointer to the function table.
-#[repr(C)]
-pub struct RawJniEnv {
-    functions: *const *const c_void,
+// SAFETY: the JavaVM is the one process-wide invocation interface, and its
+// functions (GetEnv, AttachCurrentThread...) are made to be called from
+// any thread.
+unsafe impl Send for SharedVm {}
+// SAFETY: as for `Send`: sharing one only copies the pointer.
+unsafe impl Sync for SharedVm {}
+
+/// `GetEnv`: the environment of `version` (a JNI or a JVMTI version) for
+/// the calling thread, which the JVM runs already.
+///
+/// # Safety
+/// `vm` must be the JVM's `JavaVM` pointer.
+pub unsafe fn get_env(vm: *mut JavaVm, version: JInt) -> Result<*mut c_void, JInt> {
+    let mut env: *mut c_void = std::ptr::null_mut();
+    // SAFETY: the caller passes the JVM's JavaVM, whose invocation table
+    // has GetEnv (JNI 1.2); `env` is writable.
+    let result = unsafe { ((**vm).v1_4.GetEnv)(vm, &mut env, version) };
+    if result != JNI_OK || env.is_null() {
+        return Err(result);
+    }
+    Ok(env)
 }
 
 /// Longest string (in modified UTF-8 bytes) [`Jni::string_bytes`] copies
 /// onto the stack.
 pub const SHORT_STRING: usize = 512;
-
-/// Indexes into `JNINativeInterface_` (from `jni.h`).
-pub(crate) mod slot {
-    pub const DEFINE_CLASS: usize = 5;
-    pub const FIND_CLASS: usize = 6;
-    pub const EXCEPTION_CLEAR: usize = 17;
-    pub const PUSH_LOCAL_FRAME: usize = 19;
-    pub const POP_LOCAL_FRAME: usize = 20;
-    pub const NEW_GLOBAL_REF: usize = 21;
-    pub const GET_METHOD_ID: usize = 33;
-    pub const CALL_OBJECT_METHOD_A: usize = 36;
-    pub const CALL_INT_METHOD_A: usize = 51;
-    pub const CALL_LONG_METHOD_A: usize = 54;
-    pub const CALL_VOID_METHOD_A: usize = 63;
-    pub const GET_STATIC_METHOD_ID: usize = 113;
-    pub const CALL_STATIC_OBJECT_METHOD_A: usize = 116;
-    pub const CALL_STATIC_INT_METHOD_A: usize = 131;
-    pub const GET_STRING_LENGTH: usize = 164;
-    pub const NEW_STRING_UTF: usize = 167;
-    pub const GET_STRING_UTF_LENGTH: usize = 168;
-    pub const GET_STRING_UTF_CHARS: usize = 169;
-    pub const RELEASE_STRING_UTF_CHARS: usize = 170;
-    pub const REGISTER_NATIVES: usize = 215;
-    pub const GET_STRING_UTF_REGION: usize = 221;
-    pub const EXCEPTION_CHECK: usize = 228;
-}
 
 /// What went wrong in a JNI call, naming the class or method.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,7 +83,7 @@ pub type JniResult<T> = Result<T, JniError>;
 /// A Java method looked up once and called many times; `what` names it in errors.
 #[derive(Clone, Copy)]
 pub struct Method {
-    id: JMethodId,
+    id: jni_sys::jmethodID,
     what: &'static str,
 }
 
@@ -88,8 +96,10 @@ unsafe impl Send for Method {}
 #[derive(Clone, Copy)]
 pub struct Global(JObject);
 
-// SAFETY: global references may be used from any thread attached to the JVM.
+// SAFETY: a global reference may be used from any thread attached to the
+// JVM, and the handle is only a pointer-sized value.
 unsafe impl Send for Global {}
+// SAFETY: as for `Send`: sharing one only copies the handle.
 unsafe impl Sync for Global {}
 
 impl Global {
@@ -119,7 +129,8 @@ impl Jni {
     /// # Safety
     /// `vm` must be the JVM's `JavaVM` pointer.
     pub unsafe fn current(vm: *mut JavaVm) -> Result<Jni, JInt> {
-        JavaVm::jni_env(vm, JNI_VERSION_1_8).map(|env| Jni { env: env.cast() })
+        // SAFETY: the caller passes the JVM's JavaVM.
+        unsafe { get_env(vm, JNI_VERSION_1_8) }.map(|env| Jni { env: env.cast() })
     }
 
     /// Attaches the current native thread to the JVM as a daemon thread named
@@ -128,51 +139,53 @@ impl Jni {
     /// # Safety
     /// `vm` must be the JVM's `JavaVM` pointer and the JVM must be live.
     pub unsafe fn attach_daemon(vm: *mut JavaVm, name: &CStr) -> Result<Jni, JInt> {
-        #[repr(C)]
-        struct AttachArgs {
-            version: JInt,
-            name: *const c_char,
-            group: JObject,
-        }
-        let mut args = AttachArgs {
+        let mut args = JavaVMAttachArgs {
             version: JNI_VERSION_1_8,
-            name: name.as_ptr(),
+            // The JVM only reads the name (jni.h predates `const`).
+            name: name.as_ptr().cast_mut(),
             group: std::ptr::null_mut(),
         };
         let mut env: *mut c_void = std::ptr::null_mut();
-        let result = JavaVm::attach_current_thread_as_daemon(
-            vm,
-            &mut env,
-            (&mut args as *mut AttachArgs).cast(),
-        );
+        // SAFETY: the caller passes the live JVM's JavaVM, whose invocation
+        // table has AttachCurrentThreadAsDaemon (JNI 1.4); `env` is writable
+        // and `args` a JavaVMAttachArgs that outlives the call.
+        let result = unsafe {
+            ((**vm).v1_4.AttachCurrentThreadAsDaemon)(
+                vm,
+                &mut env,
+                (&mut args as *mut JavaVMAttachArgs).cast(),
+            )
+        };
         if result != JNI_OK || env.is_null() {
             return Err(result);
         }
         Ok(Jni { env: env.cast() })
     }
 
-    unsafe fn function<F: Copy>(&self, index: usize) -> F {
-        let entry = *(*self.env).functions.add(index);
-        std::mem::transmute_copy(&entry)
+    /// The function table: as of JNI 1.6 it holds every function called
+    /// here, and the JVMs the agent runs in give at least JNI 1.8.
+    fn functions(&self) -> &JNINativeInterface__1_6 {
+        // SAFETY: `env` is this thread's live JNIEnv (see `from_raw`), so it
+        // points to the JVM's function table, which lives as long as the JVM
+        // and has every JNI 1.6 entry.
+        unsafe { &(**self.env).v1_6 }
     }
 
     /// Clears a pending exception and reports it as an error about `what`.
     fn check(&self, what: &str) -> JniResult<()> {
-        type ExceptionCheck = unsafe extern "system" fn(*mut RawJniEnv) -> u8;
-        type ExceptionClear = unsafe extern "system" fn(*mut RawJniEnv);
-        // SAFETY: slots and signatures follow jni.h.
+        let functions = self.functions();
+        // SAFETY: ExceptionCheck and ExceptionClear may be called at any
+        // time on the thread's own env, pending exception or not.
         unsafe {
-            let check: ExceptionCheck = self.function(slot::EXCEPTION_CHECK);
-            if check(self.env) == 0 {
+            if !(functions.ExceptionCheck)(self.env) {
                 return Ok(());
             }
-            let clear: ExceptionClear = self.function(slot::EXCEPTION_CLEAR);
-            clear(self.env);
+            (functions.ExceptionClear)(self.env);
         }
         Err(JniError(format!("{what} threw an exception")))
     }
 
-    fn non_null(&self, object: JObject, what: &str) -> JniResult<JObject> {
+    fn non_null<T>(&self, object: *mut T, what: &str) -> JniResult<*mut T> {
         self.check(what)?;
         if object.is_null() {
             return Err(JniError(format!("{what} returned null")));
@@ -183,12 +196,9 @@ impl Jni {
     /// A class by its internal name (`java/lang/management/ManagementFactory`),
     /// as a global reference.
     pub fn class(&self, name: &'static CStr) -> JniResult<Global> {
-        type FindClass = unsafe extern "system" fn(*mut RawJniEnv, *const c_char) -> JObject;
-        // SAFETY: slot and signature follow jni.h; `name` is NUL-terminated.
-        let local = unsafe {
-            let find: FindClass = self.function(slot::FIND_CLASS);
-            find(self.env, name.as_ptr())
-        };
+        // SAFETY: `name` is NUL-terminated; an unknown class is a null
+        // result and a pending exception, which `non_null` handles.
+        let local = unsafe { (self.functions().FindClass)(self.env, name.as_ptr()) };
         let what = name.to_str().unwrap_or("a class");
         let local = self.non_null(local, what)?;
         self.global(local, what)
@@ -196,21 +206,15 @@ impl Jni {
 
     /// Defines class `name` from `bytes` in the boot loader, as a global reference.
     pub fn define_boot_class(&self, name: &CStr, bytes: &[u8]) -> JniResult<Global> {
-        type DefineClass = unsafe extern "system" fn(
-            *mut RawJniEnv,
-            *const c_char,
-            JObject,
-            *const u8,
-            JInt,
-        ) -> JObject;
-        // SAFETY: slot and signature follow jni.h; a null loader is the boot loader.
+        // SAFETY: `name` is NUL-terminated and `bytes` readable for its
+        // length; a null loader is the boot loader. A bad class is a null
+        // result and a pending exception, which `non_null` handles.
         let local = unsafe {
-            let define: DefineClass = self.function(slot::DEFINE_CLASS);
-            define(
+            (self.functions().DefineClass)(
                 self.env,
                 name.as_ptr(),
                 std::ptr::null_mut(),
-                bytes.as_ptr(),
+                bytes.as_ptr().cast(),
                 bytes.len() as JInt,
             )
         };
@@ -225,26 +229,26 @@ impl Jni {
         class: Global,
         natives: &[(&CStr, &CStr, *mut c_void)],
     ) -> JniResult<()> {
-        #[repr(C)]
-        struct NativeMethod {
-            name: *const c_char,
-            signature: *const c_char,
-            function: *mut c_void,
-        }
-        type RegisterNatives =
-            unsafe extern "system" fn(*mut RawJniEnv, JObject, *const NativeMethod, JInt) -> JInt;
-        let table: Vec<NativeMethod> = natives
+        // The JVM only reads the names (jni.h predates `const`).
+        let table: Vec<JNINativeMethod> = natives
             .iter()
-            .map(|(name, signature, function)| NativeMethod {
-                name: name.as_ptr(),
-                signature: signature.as_ptr(),
-                function: *function,
+            .map(|(name, signature, function)| JNINativeMethod {
+                name: name.as_ptr().cast_mut(),
+                signature: signature.as_ptr().cast_mut(),
+                fnPtr: *function,
             })
             .collect();
-        // SAFETY: slot and signature follow jni.h; the table outlives the call.
+        // SAFETY: `class` is a live global reference to a class and the
+        // table's strings and entries outlive the call; a function whose
+        // signature does not match is the caller's promise (see `natives()`
+        // of gc and transaction).
         let result = unsafe {
-            let register: RegisterNatives = self.function(slot::REGISTER_NATIVES);
-            register(self.env, class.0, table.as_ptr(), table.len() as JInt)
+            (self.functions().RegisterNatives)(
+                self.env,
+                class.0,
+                table.as_ptr(),
+                table.len() as JInt,
+            )
         };
         self.check("RegisterNatives")?;
         if result != JNI_OK {
@@ -255,12 +259,9 @@ impl Jni {
 
     /// A global reference to `object`.
     pub fn global(&self, object: JObject, what: &str) -> JniResult<Global> {
-        type NewGlobalRef = unsafe extern "system" fn(*mut RawJniEnv, JObject) -> JObject;
-        // SAFETY: slot and signature follow jni.h; `object` is a live reference.
-        let global = unsafe {
-            let new: NewGlobalRef = self.function(slot::NEW_GLOBAL_REF);
-            new(self.env, object)
-        };
+        // SAFETY: `object` is a live reference of this thread (callers pass
+        // one they just got from the JVM).
+        let global = unsafe { (self.functions().NewGlobalRef)(self.env, object) };
         if global.is_null() {
             return Err(JniError(format!("no global reference for {what}")));
         }
@@ -276,7 +277,14 @@ impl Jni {
         signature: &CStr,
         what: &'static str,
     ) -> JniResult<Method> {
-        self.method_id(slot::GET_METHOD_ID, class, name, signature, what)
+        // SAFETY: `class` is a live global reference to a class and both
+        // strings are NUL-terminated; no such method is a null result and a
+        // pending exception, which `non_null` handles.
+        let id = unsafe {
+            (self.functions().GetMethodID)(self.env, class.0, name.as_ptr(), signature.as_ptr())
+        };
+        let id = self.non_null(id, what)?;
+        Ok(Method { id, what })
     }
 
     /// A static method of `class`.
@@ -287,28 +295,14 @@ impl Jni {
         signature: &CStr,
         what: &'static str,
     ) -> JniResult<Method> {
-        self.method_id(slot::GET_STATIC_METHOD_ID, class, name, signature, what)
-    }
-
-    fn method_id(
-        &self,
-        index: usize,
-        class: Global,
-        name: &CStr,
-        signature: &CStr,
-        what: &'static str,
-    ) -> JniResult<Method> {
-        type GetMethodId = unsafe extern "system" fn(
-            *mut RawJniEnv,
-            JObject,
-            *const c_char,
-            *const c_char,
-        ) -> JMethodId;
-        // SAFETY: slot and signature follow jni.h (GetMethodID and
-        // GetStaticMethodID share one signature).
+        // SAFETY: as in `method`.
         let id = unsafe {
-            let get: GetMethodId = self.function(index);
-            get(self.env, class.0, name.as_ptr(), signature.as_ptr())
+            (self.functions().GetStaticMethodID)(
+                self.env,
+                class.0,
+                name.as_ptr(),
+                signature.as_ptr(),
+            )
         };
         let id = self.non_null(id, what)?;
         Ok(Method { id, what })
@@ -316,28 +310,33 @@ impl Jni {
 
     /// Calls an instance method returning an object; null is an error.
     pub fn call_object(&self, object: JObject, m: Method, args: &[JValue]) -> JniResult<JObject> {
-        // SAFETY: slot and signature follow jni.h; the method id fits the object.
-        let result = unsafe { self.call::<JObject>(slot::CALL_OBJECT_METHOD_A, object, m, args) };
+        // SAFETY: `m` is an instance method of `object`'s class returning an
+        // object, and `args` match its parameters (the caller looked both
+        // up together); the arguments outlive the call.
+        let result =
+            unsafe { (self.functions().CallObjectMethodA)(self.env, object, m.id, args.as_ptr()) };
         self.non_null(result, m.what)
     }
 
     pub fn call_int(&self, object: JObject, m: Method, args: &[JValue]) -> JniResult<i32> {
-        // SAFETY: as in `call_object`.
-        let result = unsafe { self.call::<i32>(slot::CALL_INT_METHOD_A, object, m, args) };
+        // SAFETY: as in `call_object`, for a method returning an int.
+        let result =
+            unsafe { (self.functions().CallIntMethodA)(self.env, object, m.id, args.as_ptr()) };
         self.check(m.what)?;
         Ok(result)
     }
 
     pub fn call_long(&self, object: JObject, m: Method, args: &[JValue]) -> JniResult<i64> {
-        // SAFETY: as in `call_object`.
-        let result = unsafe { self.call::<i64>(slot::CALL_LONG_METHOD_A, object, m, args) };
+        // SAFETY: as in `call_object`, for a method returning a long.
+        let result =
+            unsafe { (self.functions().CallLongMethodA)(self.env, object, m.id, args.as_ptr()) };
         self.check(m.what)?;
         Ok(result)
     }
 
     pub fn call_void(&self, object: JObject, m: Method, args: &[JValue]) -> JniResult<()> {
-        // SAFETY: as in `call_object`; the unit result is a C `void`.
-        unsafe { self.call::<()>(slot::CALL_VOID_METHOD_A, object, m, args) };
+        // SAFETY: as in `call_object`, for a method returning nothing.
+        unsafe { (self.functions().CallVoidMethodA)(self.env, object, m.id, args.as_ptr()) };
         self.check(m.what)
     }
 
@@ -348,26 +347,21 @@ impl Jni {
         m: Method,
         args: &[JValue],
     ) -> JniResult<JObject> {
-        // SAFETY: as in `call_object`, with a class for a static method.
-        let result =
-            unsafe { self.call::<JObject>(slot::CALL_STATIC_OBJECT_METHOD_A, class.0, m, args) };
+        // SAFETY: `m` is a static method of `class` returning an object, and
+        // `args` match its parameters; the arguments outlive the call.
+        let result = unsafe {
+            (self.functions().CallStaticObjectMethodA)(self.env, class.0, m.id, args.as_ptr())
+        };
         self.non_null(result, m.what)
     }
 
     pub fn call_static_int(&self, class: Global, m: Method, args: &[JValue]) -> JniResult<i32> {
-        // SAFETY: as in `call_static_object`.
-        let result = unsafe { self.call::<i32>(slot::CALL_STATIC_INT_METHOD_A, class.0, m, args) };
+        // SAFETY: as in `call_static_object`, for a method returning an int.
+        let result = unsafe {
+            (self.functions().CallStaticIntMethodA)(self.env, class.0, m.id, args.as_ptr())
+        };
         self.check(m.what)?;
         Ok(result)
-    }
-
-    /// One `Call<Type>MethodA` or `CallStatic<Type>MethodA`: the target is an
-    /// object or a class, the arguments an array of `jvalue`.
-    unsafe fn call<R>(&self, index: usize, target: JObject, m: Method, args: &[JValue]) -> R {
-        type CallA<R> =
-            unsafe extern "system" fn(*mut RawJniEnv, JObject, JMethodId, *const JValue) -> R;
-        let call: CallA<R> = self.function(index);
-        call(self.env, target, m.id, args.as_ptr())
     }
 
     /// The text of a Java string (modified UTF-8, read lossily).
@@ -379,40 +373,31 @@ impl Jni {
     /// up to [`SHORT_STRING`] bytes are copied onto the stack, so the JVM
     /// allocates nothing for them.
     pub fn string_bytes<R>(&self, string: JObject, read: impl FnOnce(&[u8]) -> R) -> JniResult<R> {
-        type Length = unsafe extern "system" fn(*mut RawJniEnv, JObject) -> i32;
-        type Region = unsafe extern "system" fn(*mut RawJniEnv, JObject, i32, i32, *mut u8);
-        type GetChars =
-            unsafe extern "system" fn(*mut RawJniEnv, JObject, *mut u8) -> *const c_char;
-        type ReleaseChars = unsafe extern "system" fn(*mut RawJniEnv, JObject, *const c_char);
-        // SAFETY: slots and signatures follow jni.h; the region call writes
-        // GetStringUTFLength bytes and a NUL, which the buffer has room for;
-        // long strings' chars are released right after they are read.
-        unsafe {
-            let utf_length: Length = self.function(slot::GET_STRING_UTF_LENGTH);
-            let bytes = utf_length(self.env, string);
-            if let Ok(bytes @ 0..=SHORT_STRING) = usize::try_from(bytes) {
-                let length: Length = self.function(slot::GET_STRING_LENGTH);
-                let region: Region = self.function(slot::GET_STRING_UTF_REGION);
-                let mut buf = [0u8; SHORT_STRING + 1];
-                region(
-                    self.env,
-                    string,
-                    0,
-                    length(self.env, string),
-                    buf.as_mut_ptr(),
-                );
-                self.check("GetStringUTFRegion")?;
-                return Ok(read(&buf[..bytes]));
+        let functions = self.functions();
+        // SAFETY: `string` is a live reference to a java.lang.String (the
+        // callers' contract, as for every wrapper here).
+        let bytes = unsafe { (functions.GetStringUTFLength)(self.env, string) };
+        if let Ok(bytes @ 0..=SHORT_STRING) = usize::try_from(bytes) {
+            let mut buf = [0u8; SHORT_STRING + 1];
+            // SAFETY: the region of all the string's chars is its
+            // GetStringUTFLength bytes and a NUL, which `buf` has room for.
+            unsafe {
+                let chars = (functions.GetStringLength)(self.env, string);
+                (functions.GetStringUTFRegion)(self.env, string, 0, chars, buf.as_mut_ptr().cast());
             }
-            let get: GetChars = self.function(slot::GET_STRING_UTF_CHARS);
-            let chars = get(self.env, string, std::ptr::null_mut());
+            self.check("GetStringUTFRegion")?;
+            return Ok(read(&buf[..bytes]));
+        }
+        // SAFETY: a null `isCopy` is allowed; the chars are NUL-terminated
+        // modified UTF-8, read before they are handed back just below.
+        unsafe {
+            let chars = (functions.GetStringUTFChars)(self.env, string, std::ptr::null_mut());
             if chars.is_null() {
                 self.check("GetStringUTFChars")?;
                 return Err(JniError("GetStringUTFChars returned null".into()));
             }
             let result = read(CStr::from_ptr(chars).to_bytes());
-            let release: ReleaseChars = self.function(slot::RELEASE_STRING_UTF_CHARS);
-            release(self.env, string, chars);
+            (functions.ReleaseStringUTFChars)(self.env, string, chars);
             Ok(result)
         }
     }
@@ -422,48 +407,49 @@ impl Jni {
     /// `buf.len() - 1` bytes (the JVM writes a NUL after them), else a
     /// prefix of whole characters. Nothing is allocated.
     pub fn string_prefix(&self, string: JObject, buf: &mut [MaybeUninit<u8>]) -> JniResult<usize> {
-        type Length = unsafe extern "system" fn(*mut RawJniEnv, JObject) -> i32;
-        type Region = unsafe extern "system" fn(*mut RawJniEnv, JObject, i32, i32, *mut u8);
         let Some(room) = buf.len().checked_sub(1) else {
             return Ok(0);
         };
-        // SAFETY: slots and signatures follow jni.h. The region call writes
-        // the UTF-8 of the chars asked for and a NUL: at most 3 bytes a char
-        // plus one, which the buffer has room for in both cases; the bytes
-        // returned are ones it wrote (modified UTF-8 holds no 0 byte).
-        unsafe {
-            let utf_length: Length = self.function(slot::GET_STRING_UTF_LENGTH);
-            let length: Length = self.function(slot::GET_STRING_LENGTH);
-            let region: Region = self.function(slot::GET_STRING_UTF_REGION);
-            let bytes = usize::try_from(utf_length(self.env, string)).unwrap_or(0);
-            let chars = length(self.env, string).max(0);
-            let out = buf.as_mut_ptr().cast::<u8>();
-            if bytes <= room {
-                region(self.env, string, 0, chars, out);
-                self.check("GetStringUTFRegion")?;
-                return Ok(bytes);
-            }
-            let prefix = chars.min(i32::try_from(room / 3).unwrap_or(i32::MAX));
-            region(self.env, string, 0, prefix, out);
+        let functions = self.functions();
+        // SAFETY: `string` is a live reference to a java.lang.String.
+        let (bytes, chars) = unsafe {
+            (
+                (functions.GetStringUTFLength)(self.env, string),
+                (functions.GetStringLength)(self.env, string),
+            )
+        };
+        let bytes = usize::try_from(bytes).unwrap_or(0);
+        let chars = chars.max(0);
+        let out = buf.as_mut_ptr().cast::<c_char>();
+        if bytes <= room {
+            // SAFETY: all the chars are `bytes` bytes and a NUL, which fit.
+            unsafe { (functions.GetStringUTFRegion)(self.env, string, 0, chars, out) };
             self.check("GetStringUTFRegion")?;
-            let mut written = 0;
-            while written < room && *out.add(written) != 0 {
-                written += 1;
-            }
-            Ok(written)
+            return Ok(bytes);
         }
+        let prefix = chars.min(i32::try_from(room / 3).unwrap_or(i32::MAX));
+        // SAFETY: a char is at most 3 bytes, so `prefix` chars and a NUL fit
+        // in `room / 3 * 3 + 1` bytes.
+        unsafe { (functions.GetStringUTFRegion)(self.env, string, 0, prefix, out) };
+        self.check("GetStringUTFRegion")?;
+        let out = out.cast::<u8>();
+        let mut written = 0;
+        // SAFETY: the region call wrote its bytes and a NUL from `out`
+        // (modified UTF-8 holds no 0 byte), so every byte read up to that
+        // NUL, which is at most `room`, was written.
+        while written < room && unsafe { *out.add(written) } != 0 {
+            written += 1;
+        }
+        Ok(written)
     }
 
     /// A new Java string (the text must not hold NUL).
     pub fn new_string(&self, text: &str) -> JniResult<JObject> {
-        type NewStringUtf = unsafe extern "system" fn(*mut RawJniEnv, *const c_char) -> JObject;
         let text = std::ffi::CString::new(text)
             .map_err(|_| JniError(format!("{text:?} holds a NUL character")))?;
-        // SAFETY: slot and signature follow jni.h; `text` is NUL-terminated.
-        let string = unsafe {
-            let new: NewStringUtf = self.function(slot::NEW_STRING_UTF);
-            new(self.env, text.as_ptr())
-        };
+        // SAFETY: `text` is NUL-terminated; a failure is a null result and a
+        // pending exception, which `non_null` handles.
+        let string = unsafe { (self.functions().NewStringUTF)(self.env, text.as_ptr()) };
         self.non_null(string, "NewStringUTF")
     }
 
@@ -474,58 +460,16 @@ impl Jni {
         capacity: i32,
         body: impl FnOnce(&Jni) -> JniResult<T>,
     ) -> JniResult<T> {
-        type PushLocalFrame = unsafe extern "system" fn(*mut RawJniEnv, JInt) -> JInt;
-        type PopLocalFrame = unsafe extern "system" fn(*mut RawJniEnv, JObject) -> JObject;
-        // SAFETY: slots and signatures follow jni.h; every push is popped.
-        unsafe {
-            let push: PushLocalFrame = self.function(slot::PUSH_LOCAL_FRAME);
-            if push(self.env, capacity) != JNI_OK {
-                self.check("PushLocalFrame")?;
-                return Err(JniError("PushLocalFrame failed".into()));
-            }
-            let result = body(self);
-            let pop: PopLocalFrame = self.function(slot::POP_LOCAL_FRAME);
-            pop(self.env, std::ptr::null_mut());
-            result
+        let functions = self.functions();
+        // SAFETY: PushLocalFrame may be called at any time on the thread's
+        // own env; a failure leaves no frame and is handled here.
+        if unsafe { (functions.PushLocalFrame)(self.env, capacity) } != JNI_OK {
+            self.check("PushLocalFrame")?;
+            return Err(JniError("PushLocalFrame failed".into()));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::slot;
-    use crate::header_check::indexes_in;
-
-    /// Every index used here matches `struct JNINativeInterface_` in the
-    /// installed JDK's `jni.h`.
-    #[test]
-    fn slots_match_jni_h() {
-        let indexes = indexes_in("jni.h", "struct JNINativeInterface_ {", "};");
-        for (name, used) in [
-            ("DefineClass", slot::DEFINE_CLASS),
-            ("FindClass", slot::FIND_CLASS),
-            ("ExceptionClear", slot::EXCEPTION_CLEAR),
-            ("PushLocalFrame", slot::PUSH_LOCAL_FRAME),
-            ("PopLocalFrame", slot::POP_LOCAL_FRAME),
-            ("NewGlobalRef", slot::NEW_GLOBAL_REF),
-            ("GetMethodID", slot::GET_METHOD_ID),
-            ("CallObjectMethodA", slot::CALL_OBJECT_METHOD_A),
-            ("CallIntMethodA", slot::CALL_INT_METHOD_A),
-            ("CallLongMethodA", slot::CALL_LONG_METHOD_A),
-            ("CallVoidMethodA", slot::CALL_VOID_METHOD_A),
-            ("GetStaticMethodID", slot::GET_STATIC_METHOD_ID),
-            ("CallStaticObjectMethodA", slot::CALL_STATIC_OBJECT_METHOD_A),
-            ("CallStaticIntMethodA", slot::CALL_STATIC_INT_METHOD_A),
-            ("GetStringLength", slot::GET_STRING_LENGTH),
-            ("NewStringUTF", slot::NEW_STRING_UTF),
-            ("GetStringUTFLength", slot::GET_STRING_UTF_LENGTH),
-            ("GetStringUTFRegion", slot::GET_STRING_UTF_REGION),
-            ("GetStringUTFChars", slot::GET_STRING_UTF_CHARS),
-            ("ReleaseStringUTFChars", slot::RELEASE_STRING_UTF_CHARS),
-            ("RegisterNatives", slot::REGISTER_NATIVES),
-            ("ExceptionCheck", slot::EXCEPTION_CHECK),
-        ] {
-            assert_eq!(indexes.get(name), Some(&used), "{name}");
-        }
+        let result = body(self);
+        // SAFETY: pops the frame pushed above; no reference is kept from it.
+        unsafe { (functions.PopLocalFrame)(self.env, std::ptr::null_mut()) };
+        result
     }
 }

@@ -1,59 +1,15 @@
-//! Hand-written bindings for the few JNI invocation and JVMTI functions the
-//! agent calls, with safe wrappers that return `Result`. JVMTI's function
-//! table is read by slot number, as numbered in `jvmti.h` (slot 1 is the
-//! first entry), so only the functions used need declaring; `tests` checks
-//! slots, event numbers and capability bits against the installed JDK's header.
+//! Hand-written bindings for the few JVMTI functions the agent calls, with
+//! safe wrappers that return `Result` (`jni-sys` covers JNI, not JVMTI).
+//! The function table is read by slot number, as numbered in `jvmti.h` (slot
+//! 1 is the first entry), so only the functions used need declaring; `tests`
+//! checks every slot, event number and capability bit against the installed
+//! JDK's header.
 
 use std::ffi::{c_char, c_void, CStr};
 
-pub type JInt = i32;
-pub const JNI_OK: JInt = 0;
-pub const JNI_ERR: JInt = -1;
+use crate::jni::{self, JInt, JObject, JavaVm, RawJniEnv, JNI_ERR};
+
 const JVMTI_VERSION_1_2: JInt = 0x3001_0200;
-
-/// `JavaVM`: a pointer to the invocation interface.
-#[repr(C)]
-pub struct JavaVm {
-    functions: *const InvokeInterface,
-}
-
-#[repr(C)]
-struct InvokeInterface {
-    reserved: [*const c_void; 3],
-    destroy_java_vm: *const c_void,
-    attach_current_thread: *const c_void,
-    detach_current_thread: *const c_void,
-    get_env: unsafe extern "system" fn(*mut JavaVm, *mut *mut c_void, JInt) -> JInt,
-    attach_current_thread_as_daemon:
-        unsafe extern "system" fn(*mut JavaVm, *mut *mut c_void, *mut c_void) -> JInt,
-}
-
-impl JavaVm {
-    /// `GetEnv` for a JNI environment of the calling thread (attached already).
-    ///
-    /// # Safety
-    /// `vm` must be the JVM's `JavaVM` pointer.
-    pub unsafe fn jni_env(vm: *mut JavaVm, version: JInt) -> Result<*mut c_void, JInt> {
-        let mut env: *mut c_void = std::ptr::null_mut();
-        let result = ((*(*vm).functions).get_env)(vm, &mut env, version);
-        if result != JNI_OK || env.is_null() {
-            return Err(result);
-        }
-        Ok(env)
-    }
-
-    /// `AttachCurrentThreadAsDaemon`.
-    ///
-    /// # Safety
-    /// `vm` must be the JVM's `JavaVM` pointer; `args` a `JavaVMAttachArgs` or null.
-    pub unsafe fn attach_current_thread_as_daemon(
-        vm: *mut JavaVm,
-        env: *mut *mut c_void,
-        args: *mut c_void,
-    ) -> JInt {
-        ((*(*vm).functions).attach_current_thread_as_daemon)(vm, env, args)
-    }
-}
 
 /// `jvmtiEnv`: a pointer to the function table.
 #[repr(C)]
@@ -61,16 +17,30 @@ pub struct RawEnv {
     functions: *const *const c_void,
 }
 
-/// Slots of the JVMTI function table used here (numbers from `jvmti.h`).
-mod slot {
-    pub const SET_EVENT_NOTIFICATION_MODE: usize = 2;
-    pub const GET_NAMED_MODULE: usize = 40;
-    pub const ALLOCATE: usize = 46;
-    pub const DEALLOCATE: usize = 47;
-    pub const ADD_MODULE_READS: usize = 94;
-    pub const SET_EVENT_CALLBACKS: usize = 122;
-    pub const GET_SYSTEM_PROPERTY: usize = 131;
-    pub const ADD_CAPABILITIES: usize = 142;
+/// Declares [`Slot`] from one list, so the header test sees every slot used.
+macro_rules! slots {
+    ($($name:ident = $number:literal,)*) => {
+        /// Slots of the JVMTI function table used here, named and numbered
+        /// as in `jvmti.h`.
+        #[derive(Clone, Copy, Debug)]
+        enum Slot {
+            $($name = $number,)*
+        }
+
+        #[cfg(test)]
+        const ALL_SLOTS: &[Slot] = &[$(Slot::$name,)*];
+    };
+}
+
+slots! {
+    SetEventNotificationMode = 2,
+    GetNamedModule = 40,
+    Allocate = 46,
+    Deallocate = 47,
+    AddModuleReads = 94,
+    SetEventCallbacks = 122,
+    GetSystemProperty = 131,
+    AddCapabilities = 142,
 }
 
 /// Events the agent asks for (`jvmtiEvent` numbers).
@@ -93,18 +63,18 @@ pub enum Capability {
 }
 
 /// The `JNIEnv*` a callback receives.
-pub type JniEnvPtr = *mut crate::jni::RawJniEnv;
-type Thread = *mut c_void;
+pub type JniEnvPtr = *mut RawJniEnv;
+type Thread = JObject;
 pub type VmInitCallback = unsafe extern "system" fn(*mut RawEnv, JniEnvPtr, Thread);
 pub type VmDeathCallback = unsafe extern "system" fn(*mut RawEnv, JniEnvPtr);
 pub type GcCallback = unsafe extern "system" fn(*mut RawEnv);
 pub type ClassFileLoadHookCallback = unsafe extern "system" fn(
     *mut RawEnv,
     JniEnvPtr,
-    *mut c_void,
-    *mut c_void,
+    JObject,
+    JObject,
     *const c_char,
-    *mut c_void,
+    JObject,
     JInt,
     *const u8,
     *mut JInt,
@@ -137,8 +107,10 @@ pub struct Jvmti {
 }
 
 // SAFETY: JVMTI functions may be called from any thread (the spec says
-// which phase each works in, not which thread).
+// which phase each works in, not which thread), and the environment lives
+// as long as the JVM.
 unsafe impl Send for Jvmti {}
+// SAFETY: as for `Send`: sharing one only copies the pointer.
 unsafe impl Sync for Jvmti {}
 
 impl Jvmti {
@@ -150,18 +122,24 @@ impl Jvmti {
         if vm.is_null() {
             return Err(JNI_ERR);
         }
-        let mut env: *mut c_void = std::ptr::null_mut();
-        let result = ((*(*vm).functions).get_env)(vm, &mut env, JVMTI_VERSION_1_2);
-        if result != JNI_OK || env.is_null() {
-            return Err(result);
-        }
-        Ok(Jvmti { env: env.cast() })
+        // SAFETY: the caller passes the JVM's JavaVM.
+        unsafe { jni::get_env(vm, JVMTI_VERSION_1_2) }.map(|env| Jvmti { env: env.cast() })
     }
 
-    /// The function in `slot`, as `F` (a matching `extern "system"` fn pointer type).
-    unsafe fn function<F: Copy>(&self, slot: usize) -> F {
-        let entry = *(*self.env).functions.add(slot - 1);
-        std::mem::transmute_copy(&entry)
+    /// The function in `slot`, as `F`.
+    ///
+    /// # Safety
+    /// `F` must be the `extern` fn pointer type of that function in `jvmti.h`.
+    unsafe fn function<F: Copy>(&self, slot: Slot) -> F {
+        // SAFETY: `env` is a live JVMTI 1.2 environment (see `from_vm`),
+        // whose table has every slot listed in `Slot` (all are in JVMTI 1.2
+        // or, for the module functions, in the JVMs of Java 9 and later
+        // that the agent needs); the caller vouches for `F`, a fn pointer
+        // of the same size as the entry.
+        unsafe {
+            let entry = *(*self.env).functions.add(slot as usize - 1);
+            std::mem::transmute_copy(&entry)
+        }
     }
 
     /// A system property of the VM (`java.vm.name`, `java.version`, ...).
@@ -170,16 +148,18 @@ impl Jvmti {
             unsafe extern "system" fn(*mut RawEnv, *const c_char, *mut *mut c_char) -> u32;
         type Deallocate = unsafe extern "system" fn(*mut RawEnv, *mut u8) -> u32;
         let mut value: *mut c_char = std::ptr::null_mut();
-        // SAFETY: slots and signatures follow jvmti.h; the JVM owns `value`
-        // until it is handed back with Deallocate.
+        // SAFETY: the types are those of jvmti.h; `name` is NUL-terminated
+        // and `value` writable. On success the JVM hands over a
+        // NUL-terminated string, which is copied and then given back with
+        // Deallocate, once.
         unsafe {
-            let get: GetSystemProperty = self.function(slot::GET_SYSTEM_PROPERTY);
+            let get: GetSystemProperty = self.function(Slot::GetSystemProperty);
             let error = get(self.env, name.as_ptr(), &mut value);
             if error != 0 || value.is_null() {
                 return Err(JvmtiError(error));
             }
             let text = CStr::from_ptr(value).to_string_lossy().into_owned();
-            let deallocate: Deallocate = self.function(slot::DEALLOCATE);
+            let deallocate: Deallocate = self.function(Slot::Deallocate);
             deallocate(self.env, value.cast());
             Ok(text)
         }
@@ -189,9 +169,9 @@ impl Jvmti {
     pub fn allocate(&self, size: usize) -> Result<*mut u8, JvmtiError> {
         type Allocate = unsafe extern "system" fn(*mut RawEnv, i64, *mut *mut u8) -> u32;
         let mut memory: *mut u8 = std::ptr::null_mut();
-        // SAFETY: slot and signature follow jvmti.h.
+        // SAFETY: the type is that of jvmti.h and `memory` is writable.
         let error = unsafe {
-            let allocate: Allocate = self.function(slot::ALLOCATE);
+            let allocate: Allocate = self.function(Slot::Allocate);
             allocate(self.env, size as i64, &mut memory)
         };
         result(error)?;
@@ -200,21 +180,15 @@ impl Jvmti {
 
     /// The named module of `package` (`com/sun/net/httpserver`) in `loader`
     /// (null: the boot loader); null when the package is in no named module.
-    pub fn named_module(
-        &self,
-        loader: *mut c_void,
-        package: &CStr,
-    ) -> Result<*mut c_void, JvmtiError> {
-        type GetNamedModule = unsafe extern "system" fn(
-            *mut RawEnv,
-            *mut c_void,
-            *const c_char,
-            *mut *mut c_void,
-        ) -> u32;
-        let mut module: *mut c_void = std::ptr::null_mut();
-        // SAFETY: slot and signature follow jvmti.h.
+    pub fn named_module(&self, loader: JObject, package: &CStr) -> Result<JObject, JvmtiError> {
+        type GetNamedModule =
+            unsafe extern "system" fn(*mut RawEnv, JObject, *const c_char, *mut JObject) -> u32;
+        let mut module: JObject = std::ptr::null_mut();
+        // SAFETY: the type is that of jvmti.h; `loader` is null or the
+        // reference the JVM passed to the running callback, `package` is
+        // NUL-terminated and `module` writable.
         let error = unsafe {
-            let get: GetNamedModule = self.function(slot::GET_NAMED_MODULE);
+            let get: GetNamedModule = self.function(Slot::GetNamedModule);
             get(self.env, loader, package.as_ptr(), &mut module)
         };
         result(error)?;
@@ -222,16 +196,12 @@ impl Jvmti {
     }
 
     /// Lets `module` read `other` (as `Module.addReads` would).
-    pub fn add_module_reads(
-        &self,
-        module: *mut c_void,
-        other: *mut c_void,
-    ) -> Result<(), JvmtiError> {
-        type AddModuleReads =
-            unsafe extern "system" fn(*mut RawEnv, *mut c_void, *mut c_void) -> u32;
-        // SAFETY: slot and signature follow jvmti.h.
+    pub fn add_module_reads(&self, module: JObject, other: JObject) -> Result<(), JvmtiError> {
+        type AddModuleReads = unsafe extern "system" fn(*mut RawEnv, JObject, JObject) -> u32;
+        // SAFETY: the type is that of jvmti.h; both are live references to
+        // modules (the JVM checks, and says so in the error it returns).
         let error = unsafe {
-            let add: AddModuleReads = self.function(slot::ADD_MODULE_READS);
+            let add: AddModuleReads = self.function(Slot::AddModuleReads);
             add(self.env, module, other)
         };
         result(error)
@@ -246,10 +216,10 @@ impl Jvmti {
             let bit = capability as usize;
             bits[bit / 32] |= 1 << (bit % 32);
         }
-        // SAFETY: slot and signature follow jvmti.h; `jvmtiCapabilities` is
-        // 128 bits laid out from bit 0 of the first word.
+        // SAFETY: the type is that of jvmti.h, where `jvmtiCapabilities` is
+        // 128 bits laid out from bit 0 of the first word, as `bits` is.
         let error = unsafe {
-            let add: AddCapabilities = self.function(slot::ADD_CAPABILITIES);
+            let add: AddCapabilities = self.function(Slot::AddCapabilities);
             add(self.env, &bits)
         };
         result(error)
@@ -259,9 +229,11 @@ impl Jvmti {
     pub fn set_event_callbacks(&self, callbacks: &EventCallbacks) -> Result<(), JvmtiError> {
         type SetEventCallbacks =
             unsafe extern "system" fn(*mut RawEnv, *const EventCallbacks, JInt) -> u32;
-        // SAFETY: slot and signature follow jvmti.h; the JVM copies the struct.
+        // SAFETY: the type is that of jvmti.h and `EventCallbacks` lays out
+        // `jvmtiEventCallbacks` (see the tests); the JVM copies the struct,
+        // and the functions in it live as long as the library.
         let error = unsafe {
-            let set: SetEventCallbacks = self.function(slot::SET_EVENT_CALLBACKS);
+            let set: SetEventCallbacks = self.function(Slot::SetEventCallbacks);
             set(
                 self.env,
                 callbacks,
@@ -274,13 +246,14 @@ impl Jvmti {
     /// Turns delivery of `event` on for every thread.
     pub fn enable_event(&self, event: Event) -> Result<(), JvmtiError> {
         type SetEventNotificationMode =
-            unsafe extern "C" fn(*mut RawEnv, u32, u32, *mut c_void, ...) -> u32;
+            unsafe extern "C" fn(*mut RawEnv, u32, u32, JObject, ...) -> u32;
         const JVMTI_ENABLE: u32 = 1;
-        // SAFETY: slot and signature follow jvmti.h (a C variadic function;
-        // "C" is the JNICALL convention on the platforms the agent builds
-        // for); a null thread means all threads.
+        // SAFETY: the type is that of jvmti.h (a C variadic function; "C" is
+        // the JNICALL convention on the platforms the agent builds for);
+        // `event` is a jvmtiEvent number (see the tests) and a null thread
+        // means all threads.
         let error = unsafe {
-            let set: SetEventNotificationMode = self.function(slot::SET_EVENT_NOTIFICATION_MODE);
+            let set: SetEventNotificationMode = self.function(Slot::SetEventNotificationMode);
             set(self.env, JVMTI_ENABLE, event as u32, std::ptr::null_mut())
         };
         result(error)
@@ -300,25 +273,23 @@ mod tests {
     use super::*;
     use crate::header_check::{capability_bits, enum_values, indexes_in};
 
+    /// Every slot the agent calls through names the same function in the
+    /// installed JDK's `jvmti.h`.
     #[test]
-    fn slots_match_jvmti_h() {
+    fn every_slot_used_matches_jvmti_h() {
         let indexes = indexes_in(
             "jvmti.h",
             "typedef struct jvmtiInterface_1_ {",
             "} jvmtiInterface_1;",
         );
-        for (name, used) in [
-            (
-                "SetEventNotificationMode",
-                slot::SET_EVENT_NOTIFICATION_MODE,
-            ),
-            ("Deallocate", slot::DEALLOCATE),
-            ("SetEventCallbacks", slot::SET_EVENT_CALLBACKS),
-            ("GetSystemProperty", slot::GET_SYSTEM_PROPERTY),
-            ("AddCapabilities", slot::ADD_CAPABILITIES),
-        ] {
+        for &slot in ALL_SLOTS {
+            let name = format!("{slot:?}");
             // jvmti.h numbers its slots from 1.
-            assert_eq!(indexes.get(name).map(|i| i + 1), Some(used), "{name}");
+            assert_eq!(
+                indexes.get(&name).map(|i| i + 1),
+                Some(slot as usize),
+                "{name}"
+            );
         }
     }
 

@@ -1,10 +1,9 @@
 //! The jvmapm JVMTI agent (`libjvmapm_agent.so`), loaded with
 //! `java -agentpath:/path/libjvmapm_agent.so=service=orders,endpoint=...`.
 //!
-//! It runs inside a customer's JVM, so it follows the rules of DESIGN.md
-//! ("Native agent rules"): every entry point runs inside `catch_unwind`, a bad
-//! option string refuses the JVM start with one clear line, and nothing here
-//! may block an application thread.
+//! It runs inside a customer's JVM: every entry point runs inside
+//! `catch_unwind` (`guard`), a bad option string refuses the JVM start with
+//! one clear line, and nothing here may block an application thread.
 //!
 //! Threads: application threads run the wrapped methods (`instrument`,
 //! `probe`), which reach `transaction` through the helper class: clocks,
@@ -13,10 +12,23 @@
 //! one attached daemon thread; `exporter` talks to the backend on one native
 //! thread. At VMDeath the dying thread runs a last sampling round and waits
 //! at most 2 s for the flush.
+//!
+//! Modules import downwards only, never in a cycle:
+//! - bottom, holding no agent state: the FFI (`jni`, and `jvmti` on it),
+//!   `clock`, `ring`, `guard` (the panic barrier), and pure code: `options`,
+//!   `log`, `classfile` and `probe`, `sql`, `interned`, `otlp`, `resource`;
+//! - middle, the work: `transaction` and `ended` (what application threads
+//!   record), `instrument`, `gc`, `management`, `heapdump`, `metrics`,
+//!   `sampler`, `record`, `trace_client`, `exporter`;
+//! - top: `agent`, the lifecycle, called only by `entry` (the exported
+//!   `Agent_OnLoad` and `Agent_OnAttach`). Nothing else imports either.
 
 // `classfile`, `probe` and `options` are public for the fuzz targets in
 // fuzz/ (the crate is also built as an rlib for them), `exporter_bench`
 // (feature `bench`) for bench/; nothing else is.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 #[cfg(panic = "abort")]
 compile_error!(
@@ -32,6 +44,7 @@ mod exporter;
 #[cfg(feature = "bench")]
 pub mod exporter_bench;
 mod gc;
+mod guard;
 #[cfg(test)]
 mod header_check;
 mod heapdump;
@@ -46,6 +59,7 @@ pub mod options;
 mod otlp;
 pub mod probe;
 mod record;
+mod resource;
 mod ring;
 mod sampler;
 mod sql;

@@ -92,18 +92,16 @@ pub struct Management {
     finalizer: FinalizerSource,
     heap_usage: Method,
     pool_usage: Method,
-    usage_used: Method,
-    usage_committed: Method,
-    usage_max: Method,
-    collection_count: Method,
-    collection_time: Method,
+    usage: UsageMethods,
+    collection: CollectionMethods,
     thread_count: Method,
     loaded_class_count: Method,
     total_loaded_class_count: Method,
 }
 
-// SAFETY: every field is a global reference or a method id, both valid on
-// any attached thread.
+// SAFETY: every field is a global reference or a method id of a JDK class
+// never unloaded: both stay valid on every thread attached to the JVM, and
+// only such a thread (the sampler) uses them.
 unsafe impl Send for Management {}
 
 const FACTORY: &CStr = c"java/lang/management/ManagementFactory";
@@ -154,58 +152,9 @@ impl Management {
             let class_class = jni.class(c"java/lang/management/ClassLoadingMXBean")?;
             let list_class = jni.class(c"java/util/List")?;
 
-            let list = Lists {
-                size: jni.method(list_class, c"size", c"()I", "List.size")?,
-                get: jni.method(list_class, c"get", c"(I)Ljava/lang/Object;", "List.get")?,
-            };
-            let pool_name = jni.method(
-                pool_class,
-                c"getName",
-                c"()Ljava/lang/String;",
-                "MemoryPoolMXBean.getName",
-            )?;
-            let pool_type = jni.method(
-                pool_class,
-                c"getType",
-                c"()Ljava/lang/management/MemoryType;",
-                "MemoryPoolMXBean.getType",
-            )?;
-            let type_name = jni.method(
-                type_class,
-                c"name",
-                c"()Ljava/lang/String;",
-                "MemoryType.name",
-            )?;
-            let manager_name = jni.method(
-                manager_class,
-                c"getName",
-                c"()Ljava/lang/String;",
-                "MemoryManagerMXBean.getName",
-            )?;
-
-            let mut pools = Vec::new();
-            for item in list.items(jni, pool_beans)? {
-                let name = jni.call_object(item, pool_name, &[])?;
-                let kind = jni.call_object(item, pool_type, &[])?;
-                let kind = match jni.string(jni.call_object(kind, type_name, &[])?)?.as_str() {
-                    "HEAP" => MemoryKind::Heap,
-                    _ => MemoryKind::NonHeap,
-                };
-                pools.push(Pool {
-                    bean: jni.global(item, "a memory pool bean")?,
-                    name: jni.string(name)?,
-                    kind,
-                });
-            }
-            let mut collectors = Vec::new();
-            for item in list.items(jni, collector_beans)? {
-                let name = jni.call_object(item, manager_name, &[])?;
-                collectors.push(Collector {
-                    bean: jni.global(item, "a garbage collector bean")?,
-                    name: jni.string(name)?,
-                });
-            }
-
+            let list = Lists::look_up(jni, list_class)?;
+            let pools = memory_pools(jni, &list, pool_beans, pool_class, type_class)?;
+            let collectors = garbage_collectors(jni, &list, collector_beans, manager_class)?;
             let finalizer = finalizer_source(jni, memory_class);
             Ok(Management {
                 memory,
@@ -226,26 +175,8 @@ impl Management {
                     c"()Ljava/lang/management/MemoryUsage;",
                     "MemoryPoolMXBean.getUsage",
                 )?,
-                usage_used: jni.method(usage_class, c"getUsed", c"()J", "MemoryUsage.getUsed")?,
-                usage_committed: jni.method(
-                    usage_class,
-                    c"getCommitted",
-                    c"()J",
-                    "MemoryUsage.getCommitted",
-                )?,
-                usage_max: jni.method(usage_class, c"getMax", c"()J", "MemoryUsage.getMax")?,
-                collection_count: jni.method(
-                    gc_class,
-                    c"getCollectionCount",
-                    c"()J",
-                    "GarbageCollectorMXBean.getCollectionCount",
-                )?,
-                collection_time: jni.method(
-                    gc_class,
-                    c"getCollectionTime",
-                    c"()J",
-                    "GarbageCollectorMXBean.getCollectionTime",
-                )?,
+                usage: UsageMethods::look_up(jni, usage_class)?,
+                collection: CollectionMethods::look_up(jni, gc_class)?,
                 thread_count: jni.method(
                     thread_class,
                     c"getThreadCount",
@@ -290,7 +221,7 @@ impl Management {
     /// One round of readings.
     pub fn read(&self, jni: &Jni) -> JniResult<JvmReading> {
         jni.with_local_frame(16 + 2 * self.pools.len() as i32, |jni| {
-            let heap = self.usage(
+            let heap = self.usage.read(
                 jni,
                 jni.call_object(self.memory.get(), self.heap_usage, &[])?,
             )?;
@@ -300,15 +231,15 @@ impl Management {
                 pools.push(PoolReading {
                     name: pool.name.clone(),
                     kind: pool.kind,
-                    usage: self.usage(jni, usage)?,
+                    usage: self.usage.read(jni, usage)?,
                 });
             }
             let mut collectors = Vec::with_capacity(self.collectors.len());
             for collector in &self.collectors {
                 collectors.push(CollectorReading {
                     name: collector.name.clone(),
-                    count: jni.call_long(collector.bean.get(), self.collection_count, &[])?,
-                    time_ms: jni.call_long(collector.bean.get(), self.collection_time, &[])?,
+                    count: jni.call_long(collector.bean.get(), self.collection.count, &[])?,
+                    time_ms: jni.call_long(collector.bean.get(), self.collection.time, &[])?,
                 });
             }
             let finalizer_pending = match self.finalizer {
@@ -335,13 +266,61 @@ impl Management {
             })
         })
     }
+}
 
-    fn usage(&self, jni: &Jni, usage: JObject) -> JniResult<Usage> {
-        let max = jni.call_long(usage, self.usage_max, &[])?;
+/// The getters of `java.lang.management.MemoryUsage`.
+struct UsageMethods {
+    used: Method,
+    committed: Method,
+    max: Method,
+}
+
+impl UsageMethods {
+    fn look_up(jni: &Jni, usage_class: Global) -> JniResult<UsageMethods> {
+        Ok(UsageMethods {
+            used: jni.method(usage_class, c"getUsed", c"()J", "MemoryUsage.getUsed")?,
+            committed: jni.method(
+                usage_class,
+                c"getCommitted",
+                c"()J",
+                "MemoryUsage.getCommitted",
+            )?,
+            max: jni.method(usage_class, c"getMax", c"()J", "MemoryUsage.getMax")?,
+        })
+    }
+
+    /// The numbers of a `MemoryUsage`.
+    fn read(&self, jni: &Jni, usage: JObject) -> JniResult<Usage> {
+        let max = jni.call_long(usage, self.max, &[])?;
         Ok(Usage {
-            used: jni.call_long(usage, self.usage_used, &[])?,
-            committed: jni.call_long(usage, self.usage_committed, &[])?,
+            used: jni.call_long(usage, self.used, &[])?,
+            committed: jni.call_long(usage, self.committed, &[])?,
             limit: (max >= 0).then_some(max),
+        })
+    }
+}
+
+/// The totals of a `GarbageCollectorMXBean`.
+struct CollectionMethods {
+    count: Method,
+    time: Method,
+}
+
+impl CollectionMethods {
+    fn look_up(jni: &Jni, gc_class: Global) -> JniResult<CollectionMethods> {
+        Ok(CollectionMethods {
+            count: jni.method(
+                gc_class,
+                c"getCollectionCount",
+                c"()J",
+                "GarbageCollectorMXBean.getCollectionCount",
+            )?,
+            time: jni.method(
+                gc_class,
+                c"getCollectionTime",
+                c"()J",
+                "GarbageCollectorMXBean.getCollectionTime",
+            )?,
         })
     }
 }
@@ -353,6 +332,13 @@ struct Lists {
 }
 
 impl Lists {
+    fn look_up(jni: &Jni, list_class: Global) -> JniResult<Lists> {
+        Ok(Lists {
+            size: jni.method(list_class, c"size", c"()I", "List.size")?,
+            get: jni.method(list_class, c"get", c"(I)Ljava/lang/Object;", "List.get")?,
+        })
+    }
+
     /// The elements of `list`, as local references.
     fn items(&self, jni: &Jni, list: Global) -> JniResult<Vec<JObject>> {
         let size = jni.call_int(list.get(), self.size, &[])?;
@@ -360,6 +346,75 @@ impl Lists {
             .map(|i| jni.call_object(list.get(), self.get, &[JValue { i }]))
             .collect()
     }
+}
+
+/// The memory pools in `pool_beans` (a list of `MemoryPoolMXBean`), each
+/// with its name and whether it is heap.
+fn memory_pools(
+    jni: &Jni,
+    list: &Lists,
+    pool_beans: Global,
+    pool_class: Global,
+    type_class: Global,
+) -> JniResult<Vec<Pool>> {
+    let pool_name = jni.method(
+        pool_class,
+        c"getName",
+        c"()Ljava/lang/String;",
+        "MemoryPoolMXBean.getName",
+    )?;
+    let pool_type = jni.method(
+        pool_class,
+        c"getType",
+        c"()Ljava/lang/management/MemoryType;",
+        "MemoryPoolMXBean.getType",
+    )?;
+    let type_name = jni.method(
+        type_class,
+        c"name",
+        c"()Ljava/lang/String;",
+        "MemoryType.name",
+    )?;
+    let mut pools = Vec::new();
+    for item in list.items(jni, pool_beans)? {
+        let name = jni.call_object(item, pool_name, &[])?;
+        let kind = jni.call_object(item, pool_type, &[])?;
+        let kind = match jni.string(jni.call_object(kind, type_name, &[])?)?.as_str() {
+            "HEAP" => MemoryKind::Heap,
+            _ => MemoryKind::NonHeap,
+        };
+        pools.push(Pool {
+            bean: jni.global(item, "a memory pool bean")?,
+            name: jni.string(name)?,
+            kind,
+        });
+    }
+    Ok(pools)
+}
+
+/// The collectors in `collector_beans` (a list of
+/// `GarbageCollectorMXBean`), each with its name.
+fn garbage_collectors(
+    jni: &Jni,
+    list: &Lists,
+    collector_beans: Global,
+    manager_class: Global,
+) -> JniResult<Vec<Collector>> {
+    let manager_name = jni.method(
+        manager_class,
+        c"getName",
+        c"()Ljava/lang/String;",
+        "MemoryManagerMXBean.getName",
+    )?;
+    let mut collectors = Vec::new();
+    for item in list.items(jni, collector_beans)? {
+        let name = jni.call_object(item, manager_name, &[])?;
+        collectors.push(Collector {
+            bean: jni.global(item, "a garbage collector bean")?,
+            name: jni.string(name)?,
+        });
+    }
+    Ok(collectors)
 }
 
 /// `jdk.internal.misc.VM.getFinalRefCount()` if this JVM has it (and it

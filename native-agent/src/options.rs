@@ -211,37 +211,120 @@ pub fn resolve(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Settings, OptionError> {
     let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-    let mut given: Vec<(&str, &str)> = Vec::new();
-    for part in options.split(',').filter(|p| !p.is_empty()) {
-        // `key=value`, or `key:value` for `jcmd ... JVMTI.agent_load`, whose
-        // argument parser swallows everything after an `=`.
-        let Some((key, value)) = part.split_once(['=', ':']) else {
-            return Err(option_error(
-                part,
-                format!(
-                    "needs a value ({part}=...); accepted options: {}",
-                    KEYS.join(", ")
-                ),
-            ));
-        };
-        if !KEYS.contains(&key) {
-            return Err(option_error(
-                key,
-                format!("is unknown; accepted options: {}", KEYS.join(", ")),
-            ));
-        }
-        if given.iter().any(|(k, _)| *k == key) {
-            return Err(option_error(key, "is given twice"));
-        }
-        given.push((key, value));
-    }
-    let option = |key: &str| given.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
-
+    let given = Given::parse(options)?;
     let resource_attributes = match env("OTEL_RESOURCE_ATTRIBUTES") {
         Some(v) => pairs(&v, ',').map_err(|e| env_error("OTEL_RESOURCE_ATTRIBUTES", e))?,
         None => Vec::new(),
     };
-    let service = option("service")
+    let service = service_name(&given, &env, &resource_attributes)?;
+    let protocol = match (given.get("protocol"), env("OTEL_EXPORTER_OTLP_PROTOCOL")) {
+        (Some(v), _) => protocol(v).map_err(|e| option_error("protocol", e))?,
+        (None, Some(v)) => protocol(&v).map_err(|e| env_error("OTEL_EXPORTER_OTLP_PROTOCOL", e))?,
+        (None, None) => Protocol::Grpc,
+    };
+    let endpoint = endpoint_url(&given, &env, protocol)?;
+    let headers = export_headers(&given, &env)?;
+    let timeout = export_timeout(&env)?;
+    let log = match given.get("log") {
+        None | Some("stderr") => LogTarget::Stderr,
+        Some("") => return Err(option_error("log", "is empty: use stderr or a file path")),
+        Some(path) => LogTarget::File(PathBuf::from(path)),
+    };
+    let log_level = log_level(&given)?;
+    Ok(Settings {
+        service,
+        endpoint,
+        protocol,
+        headers,
+        timeout,
+        resource_attributes,
+        interval: given.duration("interval", Duration::from_secs(1))?,
+        export_interval: given.duration("export_interval", Duration::from_secs(5))?,
+        log,
+        log_level,
+        heapdump: heapdump_settings(&given)?,
+        hooks: match given.get("hook") {
+            Some(v) => hooks(v).map_err(|e| option_error("hook", e))?,
+            None => Vec::new(),
+        },
+        stuck: given.duration("stuck", Duration::from_secs(10))?,
+        sample: sample_ratio(&given)?,
+        cpu: match given.get("cpu") {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(v) => return Err(option_error("cpu", format!("{v:?} is not on or off"))),
+        },
+    })
+}
+
+/// The option string split into its options: each a known key, given once.
+struct Given<'a>(Vec<(&'a str, &'a str)>);
+
+impl<'a> Given<'a> {
+    fn parse(options: &'a str) -> Result<Given<'a>, OptionError> {
+        let mut given: Vec<(&str, &str)> = Vec::new();
+        for part in options.split(',').filter(|p| !p.is_empty()) {
+            // `key=value`, or `key:value` for `jcmd ... JVMTI.agent_load`, whose
+            // argument parser swallows everything after an `=`.
+            let Some((key, value)) = part.split_once(['=', ':']) else {
+                return Err(option_error(
+                    part,
+                    format!(
+                        "needs a value ({part}=...); accepted options: {}",
+                        KEYS.join(", ")
+                    ),
+                ));
+            };
+            if !KEYS.contains(&key) {
+                return Err(option_error(
+                    key,
+                    format!("is unknown; accepted options: {}", KEYS.join(", ")),
+                ));
+            }
+            if given.iter().any(|(k, _)| *k == key) {
+                return Err(option_error(key, "is given twice"));
+            }
+            given.push((key, value));
+        }
+        Ok(Given(given))
+    }
+
+    /// The value of option `key`, if given.
+    fn get(&self, key: &str) -> Option<&'a str> {
+        self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
+    /// Option `key` as a duration, or `default` when absent.
+    fn duration(&self, key: &str, default: Duration) -> Result<Duration, OptionError> {
+        match self.get(key) {
+            Some(v) => duration(v).map_err(|e| option_error(key, e)),
+            None => Ok(default),
+        }
+    }
+
+    /// Option `key` as a whole number from 1 to `max`, if given.
+    fn number(&self, key: &str, max: u64) -> Result<Option<u64>, OptionError> {
+        self.get(key)
+            .map(|v| match v.parse::<u64>() {
+                Ok(n) if n > 0 && n <= max => Ok(n),
+                _ => Err(option_error(
+                    key,
+                    format!("{v:?} is not a whole number from 1 to {max}"),
+                )),
+            })
+            .transpose()
+    }
+}
+
+/// `service=`, else `OTEL_SERVICE_NAME`, else `service.name` among the
+/// resource attributes, else the OpenTelemetry default.
+fn service_name(
+    given: &Given,
+    env: &impl Fn(&str) -> Option<String>,
+    resource_attributes: &[(String, String)],
+) -> Result<String, OptionError> {
+    let service = given
+        .get("service")
         .map(str::to_string)
         .or_else(|| env("OTEL_SERVICE_NAME"))
         .or_else(|| {
@@ -254,12 +337,18 @@ pub fn resolve(
     if service.trim().is_empty() {
         return Err(option_error("service", "is empty"));
     }
-    let protocol = match (option("protocol"), env("OTEL_EXPORTER_OTLP_PROTOCOL")) {
-        (Some(v), _) => protocol(v).map_err(|e| option_error("protocol", e))?,
-        (None, Some(v)) => protocol(&v).map_err(|e| env_error("OTEL_EXPORTER_OTLP_PROTOCOL", e))?,
-        (None, None) => Protocol::Grpc,
-    };
-    let endpoint = option("endpoint")
+    Ok(service)
+}
+
+/// `endpoint=`, else `OTEL_EXPORTER_OTLP_ENDPOINT`, else the local
+/// collector's port for `protocol`; plain `http://` only.
+fn endpoint_url(
+    given: &Given,
+    env: &impl Fn(&str) -> Option<String>,
+    protocol: Protocol,
+) -> Result<String, OptionError> {
+    let endpoint = given
+        .get("endpoint")
         .map(str::to_string)
         .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))
         .unwrap_or_else(|| match protocol {
@@ -268,121 +357,89 @@ pub fn resolve(
         });
     // TLS is not built into the agent (it would double its size); a local
     // collector or `jvmapm serve` on the same host takes plain HTTP.
-    let endpoint_problem = if endpoint.starts_with("https://") {
-        Some(format!(
+    let problem = if endpoint.starts_with("https://") {
+        format!(
             "{endpoint:?} uses https, which this agent does not support: send to http:// (jvmapm serve, or an OpenTelemetry Collector on this host that forwards over TLS)"
-        ))
+        )
     } else if !endpoint.starts_with("http://") {
-        Some(format!(
-            "{endpoint:?} is not a URL: use e.g. http://127.0.0.1:4317"
-        ))
+        format!("{endpoint:?} is not a URL: use e.g. http://127.0.0.1:4317")
     } else {
-        None
+        return Ok(endpoint);
     };
-    if let Some(problem) = endpoint_problem {
-        let source = if option("endpoint").is_some() {
-            option_error("endpoint", "")
-        } else {
-            env_error("OTEL_EXPORTER_OTLP_ENDPOINT", "")
-        };
-        return Err(OptionError { problem, ..source });
-    }
-    // In the option string, commas separate options, so headers use `;`.
-    let headers = match (option("headers"), env("OTEL_EXPORTER_OTLP_HEADERS")) {
+    let source = if given.get("endpoint").is_some() {
+        option_error("endpoint", "")
+    } else {
+        env_error("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+    };
+    Err(OptionError { problem, ..source })
+}
+
+/// `headers=` (separated by `;`, as commas separate options), else
+/// `OTEL_EXPORTER_OTLP_HEADERS` (separated by `,`).
+fn export_headers(
+    given: &Given,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, String)>, OptionError> {
+    match (given.get("headers"), env("OTEL_EXPORTER_OTLP_HEADERS")) {
         (Some(v), _) => pairs(v, ';').map_err(|e| {
             option_error("headers", format!("{e}: use headers=name=value;name=value"))
-        })?,
-        (None, Some(v)) => {
-            pairs(&v, ',').map_err(|e| env_error("OTEL_EXPORTER_OTLP_HEADERS", e))?
-        }
-        (None, None) => Vec::new(),
-    };
-    let timeout = match env("OTEL_EXPORTER_OTLP_TIMEOUT") {
+        }),
+        (None, Some(v)) => pairs(&v, ',').map_err(|e| env_error("OTEL_EXPORTER_OTLP_HEADERS", e)),
+        (None, None) => Ok(Vec::new()),
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds), else 10 s.
+fn export_timeout(env: &impl Fn(&str) -> Option<String>) -> Result<Duration, OptionError> {
+    match env("OTEL_EXPORTER_OTLP_TIMEOUT") {
         Some(v) => match v.trim().parse::<u64>() {
-            Ok(ms) if ms > 0 => Duration::from_millis(ms),
-            _ => {
-                return Err(env_error(
-                    "OTEL_EXPORTER_OTLP_TIMEOUT",
-                    format!("{v:?} is not a positive number of milliseconds"),
-                ))
-            }
+            Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+            _ => Err(env_error(
+                "OTEL_EXPORTER_OTLP_TIMEOUT",
+                format!("{v:?} is not a positive number of milliseconds"),
+            )),
         },
-        None => Duration::from_secs(10),
-    };
-    let duration_option = |key: &str, default: Duration| match option(key) {
-        Some(v) => duration(v).map_err(|e| option_error(key, e)),
-        None => Ok(default),
-    };
-    let number_option = |key: &str, max: u64| -> Result<Option<u64>, OptionError> {
-        option(key)
-            .map(|v| match v.parse::<u64>() {
-                Ok(n) if n > 0 && n <= max => Ok(n),
-                _ => Err(option_error(
-                    key,
-                    format!("{v:?} is not a whole number from 1 to {max}"),
-                )),
-            })
-            .transpose()
-    };
-    let log = match option("log") {
-        None | Some("stderr") => LogTarget::Stderr,
-        Some("") => return Err(option_error("log", "is empty: use stderr or a file path")),
-        Some(path) => LogTarget::File(PathBuf::from(path)),
-    };
-    let log_level = match option("log_level") {
-        None | Some("info") => LogLevel::Info,
-        Some("error") => LogLevel::Error,
-        Some("warn") => LogLevel::Warn,
-        Some("debug") => LogLevel::Debug,
-        Some(other) => {
-            return Err(option_error(
-                "log_level",
-                format!("{other:?} is not a level: use error, warn, info or debug"),
-            ))
-        }
-    };
-    Ok(Settings {
-        service,
-        endpoint,
-        protocol,
-        headers,
-        timeout,
-        resource_attributes,
-        interval: duration_option("interval", Duration::from_secs(1))?,
-        export_interval: duration_option("export_interval", Duration::from_secs(5))?,
-        log,
-        log_level,
-        heapdump: HeapDumpSettings {
-            dir: option("heapdump_dir")
-                .filter(|d| !d.is_empty())
-                .map(PathBuf::from),
-            on_finalizer_pending: number_option("heapdump_on_finalizer_pending", u64::MAX)?,
-            on_heap_used: number_option("heapdump_on_heap_used", 100)?.map(|p| p as u8),
-            min_interval: duration_option("heapdump_min_interval", Duration::from_secs(30 * 60))?,
-        },
-        hooks: match option("hook") {
-            Some(v) => hooks(v).map_err(|e| option_error("hook", e))?,
-            None => Vec::new(),
-        },
-        stuck: duration_option("stuck", Duration::from_secs(10))?,
-        sample: match option("sample") {
-            None => 1.0,
-            Some(v) => match v.parse::<f64>() {
-                Ok(ratio) if (0.0..=1.0).contains(&ratio) => ratio,
-                _ => {
-                    return Err(option_error(
-                        "sample",
-                        format!("{v:?} is not a ratio from 0 to 1, e.g. sample=0.1"),
-                    ))
-                }
-            },
-        },
-        cpu: match option("cpu") {
-            None | Some("on") => true,
-            Some("off") => false,
-            Some(v) => return Err(option_error("cpu", format!("{v:?} is not on or off"))),
-        },
+        None => Ok(Duration::from_secs(10)),
+    }
+}
+
+fn log_level(given: &Given) -> Result<LogLevel, OptionError> {
+    match given.get("log_level") {
+        None | Some("info") => Ok(LogLevel::Info),
+        Some("error") => Ok(LogLevel::Error),
+        Some("warn") => Ok(LogLevel::Warn),
+        Some("debug") => Ok(LogLevel::Debug),
+        Some(other) => Err(option_error(
+            "log_level",
+            format!("{other:?} is not a level: use error, warn, info or debug"),
+        )),
+    }
+}
+
+fn heapdump_settings(given: &Given) -> Result<HeapDumpSettings, OptionError> {
+    Ok(HeapDumpSettings {
+        dir: given
+            .get("heapdump_dir")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from),
+        on_finalizer_pending: given.number("heapdump_on_finalizer_pending", u64::MAX)?,
+        on_heap_used: given.number("heapdump_on_heap_used", 100)?.map(|p| p as u8),
+        min_interval: given.duration("heapdump_min_interval", Duration::from_secs(30 * 60))?,
     })
+}
+
+/// `sample=`: a ratio from 0 to 1, else 1 (everything in full).
+fn sample_ratio(given: &Given) -> Result<f64, OptionError> {
+    match given.get("sample") {
+        None => Ok(1.0),
+        Some(v) => match v.parse::<f64>() {
+            Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+            _ => Err(option_error(
+                "sample",
+                format!("{v:?} is not a ratio from 0 to 1, e.g. sample=0.1"),
+            )),
+        },
+    }
 }
 
 #[cfg(test)]

@@ -13,10 +13,10 @@ use opentelemetry::KeyValue;
 use crate::clock;
 use crate::exporter::Queue;
 use crate::gc::{self, Collection, Pause, PAUSES};
+use crate::guard;
 use crate::heapdump::{self, Dumper, Trigger};
 use crate::instrument;
-use crate::jni::{JValue, Jni, Method};
-use crate::jvmti::JavaVm;
+use crate::jni::{JValue, Jni, Method, SharedVm};
 use crate::log::{self, line};
 use crate::management::{Management, MemoryKind};
 use crate::metrics::Instruments;
@@ -336,21 +336,17 @@ impl Sampler {
 /// Starts the sampler thread: it attaches to the JVM as a daemon and runs a
 /// round every `interval` until `stop` is set.
 pub fn start(
-    vm: *mut JavaVm,
+    vm: SharedVm,
     sampler: Arc<Mutex<Sampler>>,
     interval: Duration,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
-    struct Vm(*mut JavaVm);
-    // SAFETY: the JavaVM pointer is valid on every thread for the JVM's life.
-    unsafe impl Send for Vm {}
-    let vm = Vm(vm);
     std::thread::Builder::new()
         .name("jvmapm-sampler".into())
         .spawn(move || {
-            let vm = vm;
-            // SAFETY: the JVM is live (VMInit has happened or we attached to it).
-            let jni = match unsafe { Jni::attach_daemon(vm.0, c"jvmapm sampler") } {
+            // SAFETY: `vm` is the JVM's JavaVM and the JVM is live (VMInit
+            // has happened or we attached to it).
+            let jni = match unsafe { Jni::attach_daemon(vm.get(), c"jvmapm sampler") } {
                 Ok(jni) => jni,
                 Err(code) => {
                     line(
@@ -365,7 +361,7 @@ pub fn start(
             // The collectors tell their collections from now on, so that
             // even the first pauses are named (this reads no management
             // numbers and leaves the MBean server and logging alone).
-            crate::agent::guarded("Hooks.watchCollections", || {
+            guard::guarded("Hooks.watchCollections", || {
                 if let Ok(mut sampler) = sampler.lock() {
                     sampler.watch_collections(&jni);
                 }
@@ -375,7 +371,7 @@ pub fn start(
                 if stop.load(Ordering::Acquire) {
                     break;
                 }
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let outcome = guard::caught(|| {
                     if let Ok(mut sampler) = sampler.lock() {
                         let started = Instant::now();
                         sampler.round(&jni, false);
@@ -383,8 +379,8 @@ pub fn start(
                             format!("sampling round took {} us", started.elapsed().as_micros())
                         });
                     }
-                }));
-                if outcome.is_err() {
+                });
+                if outcome.is_none() {
                     line(LogLevel::Error, "the sampler failed; no more JVM numbers");
                     return;
                 }

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::clock;
 use crate::ended::{self, SqlEnd, TransactionEnd};
+use crate::guard;
 use crate::interned::STRING_IDS;
 use crate::jni::{JObject, Jni, RawJniEnv};
 use crate::ring;
@@ -442,13 +443,14 @@ pub unsafe extern "system" fn native_begin(
     thread_id: i64,
     traceparent: JObject,
 ) -> i64 {
+    // SAFETY: the JVM passes the calling thread's JNIEnv to a native method.
+    let jni = unsafe { Jni::from_raw(env) };
     let mut token = 0u64;
-    crate::agent::guarded("Hooks.begin", || {
+    guard::guarded("Hooks.begin", || {
         let parent = if traceparent.is_null() {
             None
         } else {
-            Jni::from_raw(env)
-                .string(traceparent)
+            jni.string(traceparent)
                 .ok()
                 .and_then(|t| parse_traceparent(&t))
         };
@@ -473,14 +475,16 @@ pub unsafe extern "system" fn native_end(
     path_is_route: u8,
     path: JObject,
 ) {
-    crate::agent::guarded("Hooks.end", || {
+    // SAFETY: the JVM passes the calling thread's JNIEnv to a native method.
+    let jni = unsafe { Jni::from_raw(env) };
+    guard::guarded("Hooks.end", || {
         let Some(t) = close(token as u64) else {
             return;
         };
         let full = t.detailed || error != 0 || status >= 500;
         let mut buf = [MaybeUninit::<u8>::uninit(); ended::MAX_PATH + 1];
         let path = if full && !path.is_null() {
-            read_string(env, path, &mut buf)
+            read_string(&jni, path, &mut buf)
         } else {
             &[]
         };
@@ -514,10 +518,10 @@ pub unsafe extern "system" fn native_end(
 }
 
 /// Reads a Java string into `buf` (a prefix when it does not fit).
-unsafe fn read_string(env: *mut RawJniEnv, string: JObject, buf: &mut [MaybeUninit<u8>]) -> &[u8] {
-    let length = Jni::from_raw(env).string_prefix(string, buf).unwrap_or(0);
-    // SAFETY: string_prefix wrote the first `length` bytes.
-    std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), length)
+fn read_string<'b>(jni: &Jni, string: JObject, buf: &'b mut [MaybeUninit<u8>]) -> &'b [u8] {
+    let length = jni.string_prefix(string, buf).unwrap_or(0);
+    // SAFETY: string_prefix wrote the first `length` bytes of `buf`.
+    unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), length) }
 }
 
 /// `Hooks.endSql(long transaction, int site, String sql, long startNanos,
@@ -532,7 +536,9 @@ pub unsafe extern "system" fn native_end_sql(
     start_nanos: i64,
     error: i32,
 ) {
-    crate::agent::guarded("Hooks.endSql", || {
+    // SAFETY: the JVM passes the calling thread's JNIEnv to a native method.
+    let jni = unsafe { Jni::from_raw(env) };
+    guard::guarded("Hooks.endSql", || {
         let Some((trace_id, parent_span_id, span_id, start_ns, duration_ns)) =
             sql_call(transaction as u64, start_nanos as u64)
         else {
@@ -542,7 +548,7 @@ pub unsafe extern "system" fn native_end_sql(
         let statement = if sql.is_null() {
             &[]
         } else {
-            read_string(env, sql, &mut buf)
+            read_string(&jni, sql, &mut buf)
         };
         let call = SqlEnd {
             site,
@@ -568,13 +574,15 @@ pub unsafe extern "system" fn native_thread_name(
     thread_id: i64,
     name: JObject,
 ) -> u8 {
+    // SAFETY: the JVM passes the calling thread's JNIEnv to a native method.
+    let jni = unsafe { Jni::from_raw(env) };
     let mut written = false;
-    crate::agent::guarded("Hooks.threadName", || {
+    guard::guarded("Hooks.threadName", || {
         let mut buf = [MaybeUninit::<u8>::uninit(); ended::MAX_THREAD_NAME + 1];
         let name = if name.is_null() {
             &[]
         } else {
-            read_string(env, name, &mut buf)
+            read_string(&jni, name, &mut buf)
         };
         written = ended::write_thread_name(ring::mine(), thread_id as u64, name);
     });
@@ -588,10 +596,12 @@ pub unsafe extern "system" fn native_intern(
     _class: JObject,
     text: JObject,
 ) -> i32 {
+    // SAFETY: the JVM passes the calling thread's JNIEnv to a native method.
+    let jni = unsafe { Jni::from_raw(env) };
     let mut id = 0;
-    crate::agent::guarded("Hooks.intern", || {
+    guard::guarded("Hooks.intern", || {
         if !text.is_null() {
-            id = Jni::from_raw(env)
+            id = jni
                 .string_bytes(text, |bytes| STRING_IDS.intern(bytes))
                 .unwrap_or(0);
         }
