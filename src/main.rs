@@ -227,7 +227,19 @@ fn main() -> ExitCode {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init();
     }
-    let result = match cli.command {
+    match run(cli.command, cli.log_level) {
+        Ok(status) => status,
+        Err(message) => {
+            eprintln!("jvmapm: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one subcommand: its exit status, or what went wrong.
+fn run(command: Command, log_level: tracing::Level) -> Result<ExitCode, String> {
+    let done = |()| ExitCode::SUCCESS;
+    match command {
         Command::Serve {
             data,
             grpc,
@@ -242,28 +254,14 @@ fn main() -> ExitCode {
             token,
             retention,
             max_body,
-        }),
+        })
+        .map(done),
         Command::Export {
             data,
             from,
             to,
             format,
-        } => {
-            let format = match format {
-                Format::Jsonl => ExportFormat::Jsonl,
-                Format::Csv => ExportFormat::Csv,
-            };
-            let stdout = std::io::stdout();
-            let exported = export::export(&data, from, to, format, &mut stdout.lock())
-                .map(|n| tracing::debug!(points = n, "exported"))
-                .map_err(|e| e.to_string());
-            // Damaged records were skipped: the output is partial, and says so.
-            if let (Ok(()), Some(skipped)) = (&exported, jvmapm_analyzer::store::damage::report()) {
-                eprintln!("jvmapm: {skipped}; every other point was exported");
-                return ExitCode::from(3);
-            }
-            exported
-        }
+        } => export_points(&data, from, to, format),
         Command::Heap {
             file,
             json,
@@ -278,31 +276,19 @@ fn main() -> ExitCode {
                 path_to_root,
             };
             match (diff, file) {
-                (Some(files), _) => {
-                    heap_diff(&files[0], &files[1], &options, json, top).map_err(|e| e.to_string())
-                }
+                (Some(files), _) => heap_diff(&files[0], &files[1], &options, json, top)
+                    .map(done)
+                    .map_err(|e| e.to_string()),
                 (None, None) => Err("heap: give a FILE (or --diff OLD NEW)".to_string()),
-                (None, Some(file)) => match jvmapm_heap::analyze(&file, &options) {
-                    Ok(report) => {
-                        if json {
-                            println!("{}", report.json());
-                        } else {
-                            print!("{}", report.text(top));
-                        }
-                        if report.partial {
-                            return ExitCode::from(HEAP_PARTIAL);
-                        }
-                        Ok(())
-                    }
-                    Err(e) => Err(e.to_string()),
-                },
+                (None, Some(file)) => heap(&file, &options, json),
             }
         }
         Command::Demo { agent, keep } => demo::run(demo::DemoOptions {
             agent,
             keep,
-            log_level: cli.log_level,
-        }),
+            log_level,
+        })
+        .map(done),
         Command::Xlog {
             server,
             data,
@@ -317,25 +303,59 @@ fn main() -> ExitCode {
                 Some(dir) => jvmapm_tui::Origin::Data(dir),
                 None => jvmapm_tui::Origin::Server { url: server, token },
             };
-            window_of(from, to, window).and_then(|(window_ms, to_ms)| {
-                let config = jvmapm_tui::app::Config {
-                    window_ms,
-                    to_ms,
-                    live: true,
-                    slow_ms: slow,
-                    y_max_ms: y_max,
-                };
-                jvmapm_tui::run(origin, config)
-            })
-        }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("jvmapm: {message}");
-            ExitCode::FAILURE
+            let (window_ms, to_ms) = window_of(from, to, window)?;
+            let config = jvmapm_tui::app::Config {
+                window_ms,
+                to_ms,
+                live: true,
+                slow_ms: slow,
+                y_max_ms: y_max,
+            };
+            jvmapm_tui::run(origin, config).map(done)
         }
     }
+}
+
+/// `jvmapm export`: the points of a data directory on standard output.
+fn export_points(
+    data: &std::path::Path,
+    from: u64,
+    to: u64,
+    format: Format,
+) -> Result<ExitCode, String> {
+    let format = match format {
+        Format::Jsonl => ExportFormat::Jsonl,
+        Format::Csv => ExportFormat::Csv,
+    };
+    let stdout = std::io::stdout();
+    let points =
+        export::export(data, from, to, format, &mut stdout.lock()).map_err(|e| e.to_string())?;
+    tracing::debug!(points, "exported");
+    // Damaged records were skipped: the output is partial, and says so.
+    if let Some(skipped) = jvmapm_analyzer::store::damage::report() {
+        eprintln!("jvmapm: {skipped}; every other point was exported");
+        return Ok(ExitCode::from(3));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jvmapm heap FILE`: the report of one dump, as text or JSON.
+fn heap(
+    file: &std::path::Path,
+    options: &jvmapm_heap::Options,
+    json: bool,
+) -> Result<ExitCode, String> {
+    let report = jvmapm_heap::analyze(file, options).map_err(|e| e.to_string())?;
+    if json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.text(options.top));
+    }
+    Ok(if report.partial {
+        ExitCode::from(HEAP_PARTIAL)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Exit status of `jvmapm heap` for a partial report (a dump cut short or

@@ -113,7 +113,7 @@ fn jcmd_histogram(text: &str) -> (HashMap<String, (u64, u64)>, u64) {
         match fields.as_slice() {
             [rank, instances, bytes, class, ..] if rank.ends_with(':') => {
                 rows.insert(
-                    jvmapm_heap::histogram::java_name(class),
+                    jvmapm_heap::names::java_name(class),
                     (instances.parse().unwrap(), bytes.parse().unwrap()),
                 );
             }

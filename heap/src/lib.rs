@@ -22,7 +22,7 @@ pub mod hprof;
 mod ids;
 pub mod input;
 pub mod layout;
-mod names;
+pub mod names;
 mod progress;
 pub mod report;
 pub mod retained;
