@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
@@ -76,6 +76,28 @@ pub fn server_span(
         end_time_unix_nano: end_ns,
         attributes,
         ..Default::default()
+    }
+}
+
+/// Polls `probe` every 50 ms until it answers `Ok`, and returns that; fails
+/// once `within` has passed, naming `what` and showing the last `Err` (the
+/// state it saw). Tests wait for another process this way rather than sleep
+/// a fixed time, which is too short on a loaded machine and wasted on an
+/// idle one.
+pub fn wait_until<T>(
+    what: &str,
+    within: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        match probe() {
+            Ok(done) => return done,
+            Err(seen) if Instant::now() >= deadline => {
+                panic!("gave up waiting {within:?} for {what}; last seen:\n{seen}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
     }
 }
 
@@ -284,14 +306,14 @@ impl Analyzer {
 
     /// The points of `service`, waiting (up to 20 s) until `count` have arrived.
     pub fn points_of(&self, service: &str, count: usize) -> Vec<Value> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let points: Vec<Value> = self
                 .points()
                 .into_iter()
                 .filter(|p| p["service"] == service)
                 .collect();
-            if points.len() >= count || std::time::Instant::now() > deadline {
+            if points.len() >= count || Instant::now() > deadline {
                 return points;
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -314,8 +336,8 @@ impl Analyzer {
 
     /// Waits until the server logged a line containing `needle`.
     pub fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.stderr.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
                 Ok(_) => {}
