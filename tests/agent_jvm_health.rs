@@ -4,12 +4,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::process::{Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{java_launchers, java_with_agent, launcher_version, Analyzer};
+use common::{java_launchers, java_with_agent, launcher_version, wait_until, Analyzer};
 use serde_json::Value;
 
 /// The values of every series whose key starts with `prefix`, by key.
@@ -48,6 +50,45 @@ fn total(jvm: &Value, prefix: &str) -> f64 {
         .iter()
         .flat_map(|(_, values)| values.iter())
         .sum()
+}
+
+/// A child's output stream, read as it comes so a test can wait for a line
+/// while the child runs.
+struct Captured {
+    text: Arc<Mutex<String>>,
+    reader: JoinHandle<()>,
+}
+
+impl Captured {
+    fn read(stream: impl Read + Send + 'static) -> Captured {
+        let text = Arc::new(Mutex::new(String::new()));
+        let into = text.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let mut text = into.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        Captured { text, reader }
+    }
+
+    /// `Ok` once `needle` was written, else what was written so far.
+    fn holds(&self, needle: &str) -> Result<(), String> {
+        let text = self.text.lock().unwrap();
+        if text.contains(needle) {
+            Ok(())
+        } else {
+            Err(text.clone())
+        }
+    }
+
+    /// Everything written, once the child has exited and the stream closed.
+    fn finish(self) -> String {
+        self.reader.join().unwrap();
+        let text = self.text.lock().unwrap();
+        text.clone()
+    }
 }
 
 fn succeeded(out: &Output, what: &str) -> String {
@@ -368,23 +409,31 @@ fn drops_while_the_backend_is_away_are_reported_when_it_returns() {
         .local_addr()
         .unwrap();
     let launcher = &java_launchers()[0];
-    let jvm = java_with_agent(
+    let mut jvm = java_with_agent(
         launcher,
         &format!("service=comeback,endpoint=http://{port},interval=50ms,export_interval=200ms"),
         &["GcLoop", "100", "50"],
     )
-    .stdout(Stdio::piped())
+    .stdout(Stdio::null())
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    // The JVM collects for about 5 seconds; the backend appears after 2.5,
-    // when exports at 0.2, 0.6 and 1.4 s (the backoff doubles) have failed,
-    // the later two with pauses in them.
-    std::thread::sleep(Duration::from_millis(2500));
+    let stderr = Captured::read(jvm.stderr.take().unwrap());
+    // The JVM collects every 50 ms for about 5 seconds. The backend stays
+    // away from the first failed export the agent reports for 2 seconds
+    // more (part of the scenario), in which the retries after 0.4 and 1.2 s
+    // (the backoff doubles) fail with pauses in them.
+    wait_until(
+        "the agent to report the backend down",
+        Duration::from_secs(30),
+        || stderr.holds("cannot export"),
+    );
+    std::thread::sleep(Duration::from_secs(2));
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start_on_grpc(port, dir.path());
-    let out = jvm.wait_with_output().unwrap();
-    let stderr = succeeded(&out, "comeback");
+    let status = jvm.wait().unwrap();
+    let stderr = stderr.finish();
+    assert!(status.success(), "comeback: {stderr}");
     assert!(stderr.contains("works again"), "{stderr}");
     let health = analyzer.jvm_of("comeback");
     let dropped = last(&health, "jvmapm.agent.dropped");

@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{agent_library, java_launchers};
+use common::{agent_library, java_launchers, wait_until};
 
 fn java(launcher: &Path, options: &str, env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(launcher);
@@ -169,28 +169,26 @@ fn jcmd_attaches_the_agent_to_a_running_jvm() {
         .output()
         .unwrap();
     assert!(gc.status.success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let instances = analyzer.get("/api/v1/instances");
-        if instances.to_string().contains("\"attached\"") {
-            let jvm = analyzer.jvm_of("attached");
-            let pools = jvm["series"]
-                .as_object()
-                .unwrap()
-                .keys()
-                .filter(|k| k.starts_with("jvm.memory.used"))
-                .count();
-            if pools > 0 && !jvm["gc_pauses"].as_array().unwrap().is_empty() {
-                break;
+    wait_until(
+        "pools and pauses from the attached agent",
+        std::time::Duration::from_secs(20),
+        || {
+            let instances = analyzer.get("/api/v1/instances");
+            if instances.to_string().contains("\"attached\"") {
+                let jvm = analyzer.jvm_of("attached");
+                let pools = jvm["series"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .filter(|k| k.starts_with("jvm.memory.used"))
+                    .count();
+                if pools > 0 && !jvm["gc_pauses"].as_array().unwrap().is_empty() {
+                    return Ok(());
+                }
             }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no pools or pauses from the attached agent:\n{}",
-            std::fs::read_to_string(&log).unwrap()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+            Err(std::fs::read_to_string(&log).unwrap())
+        },
+    );
     let again = jcmd("service:twice");
     assert!(again.contains("return code: 0"), "{again}");
     assert!(std::fs::read_to_string(&log)

@@ -87,7 +87,8 @@ fn standalone_tomcat_and_pgjdbc_report_what_the_client_saw() {
         let answers: Vec<Answer> = REQUESTS
             .iter()
             .map(|(path, _)| {
-                // Apart enough that the points' end times keep their order.
+                // Apart enough that the points' end times keep their order (a
+                // deliberate gap, not a wait for something to happen).
                 std::thread::sleep(Duration::from_millis(5));
                 get(tomcat.port, path)
             })
