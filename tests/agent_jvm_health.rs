@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{java_launchers, java_with_agent, launcher_version, wait_until, Analyzer};
+use common::{java_launchers, java_with_agent, launcher_version, wait_until, Analyzer, JvmTurn};
 use serde_json::Value;
 
 /// The values of every series whose key starts with `prefix`, by key.
@@ -116,6 +116,7 @@ fn jni_warnings(out: &Output) -> Vec<String> {
 /// full one (and often the first pause) had an empty collector and action.
 #[test]
 fn every_gc_pause_is_named_by_its_collector_when_two_collectors_ran_in_one_round() {
+    let _jvms = JvmTurn::shared();
     const ROUNDS: usize = 6;
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
@@ -164,6 +165,7 @@ fn every_gc_pause_is_named_by_its_collector_when_two_collectors_ran_in_one_round
 
 #[test]
 fn gc_pauses_collectors_and_pools_arrive_under_check_jni() {
+    let _jvms = JvmTurn::shared();
     const GCS: usize = 12;
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
@@ -242,6 +244,7 @@ fn gc_pauses_collectors_and_pools_arrive_under_check_jni() {
 /// Also the HTTP/protobuf protocol: this test exports over OTLP/HTTP.
 #[test]
 fn a_finalizer_backlog_is_seen_and_dumped_once() {
+    let _jvms = JvmTurn::shared();
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(&dir.path().join("data"), &[]);
     for launcher in java_launchers() {
@@ -338,6 +341,9 @@ fn churn(mut command: std::process::Command) -> ChurnRun {
 
 #[test]
 fn a_backend_that_is_down_costs_the_jvm_nothing() {
+    // It compares the job's time with and without the agent: no other
+    // JVM may run meanwhile.
+    let _jvms = JvmTurn::alone();
     let closed = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -404,6 +410,7 @@ fn a_backend_that_is_down_costs_the_jvm_nothing() {
 
 #[test]
 fn drops_while_the_backend_is_away_are_reported_when_it_returns() {
+    let _jvms = JvmTurn::shared();
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

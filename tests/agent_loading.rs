@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{agent_library, java_launchers, wait_until};
+use common::{agent_library, java_launchers, wait_until, JvmTurn};
 
 fn java(launcher: &Path, options: &str, env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(launcher);
@@ -28,6 +28,7 @@ fn java(launcher: &Path, options: &str, env: &[(&str, &str)]) -> Output {
 
 #[test]
 fn good_options_load_the_agent_in_every_jdk_found() {
+    let _jvms = JvmTurn::shared();
     let launchers = java_launchers();
     assert!(
         !launchers.is_empty(),
@@ -68,6 +69,7 @@ fn good_options_load_the_agent_in_every_jdk_found() {
 
 #[test]
 fn the_environment_applies_where_an_option_is_absent() {
+    let _jvms = JvmTurn::shared();
     let launcher = &java_launchers()[0];
     let env = [
         ("OTEL_SERVICE_NAME", "from-env"),
@@ -90,6 +92,7 @@ fn the_environment_applies_where_an_option_is_absent() {
 
 #[test]
 fn a_bad_option_refuses_the_jvm_start_with_one_clear_line() {
+    let _jvms = JvmTurn::shared();
     let launcher = &java_launchers()[0];
     let cases = [
         ("service=orders,colour=red", "jvmapm agent: option colour: is unknown; accepted options: service, endpoint, protocol"),
@@ -116,6 +119,7 @@ fn a_bad_option_refuses_the_jvm_start_with_one_clear_line() {
 
 #[test]
 fn jcmd_attaches_the_agent_to_a_running_jvm() {
+    let _jvms = JvmTurn::shared();
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 

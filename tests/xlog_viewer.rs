@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{java_launchers, java_with_agent, wait_until, Analyzer};
+use common::{java_launchers, java_with_agent, wait_until, Analyzer, JvmTurn};
 
 const ROWS: u16 = 40;
 const COLS: u16 = 140;
@@ -237,6 +237,7 @@ impl Drop for Service {
 
 #[test]
 fn the_viewer_shows_points_arriving_live_and_then_offline() {
+    let _jvms = JvmTurn::shared();
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
     let service = Service::start(&analyzer);
@@ -312,6 +313,7 @@ fn an_unreachable_server_is_reported_and_retried_and_sigterm_restores_the_termin
 
 #[test]
 fn the_demo_shows_a_loaded_jvm_and_quitting_stops_everything() {
+    let _jvms = JvmTurn::shared();
     let agent = common::agent_library();
     let viewer = Viewer::start(&["demo", "--agent", agent.to_str().unwrap()]);
     let pid = viewer.child.id();

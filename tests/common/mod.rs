@@ -101,6 +101,88 @@ pub fn wait_until<T>(
     }
 }
 
+/// Which tests run JVMs beside which. Two kinds of assertion on time:
+///
+/// - An order of events that is causal is asserted as that order, which
+///   holds however loaded the machine: a transaction began after its client
+///   sent the request and before it had the answer
+///   ([`Analyzer::assert_began_during`]), it lasted at least as long as the
+///   handler slept. No lock is needed for those.
+/// - A figure no order can stand in for, such as how much longer a job runs
+///   with the agent than without, is only meaningful when nothing else runs:
+///   such a test takes the JVMs alone ([`JvmTurn::alone`]), and every other
+///   test that runs a JVM takes its turn shared ([`JvmTurn::shared`]), so it
+///   runs beside its like but never beside a measurement.
+///
+/// The turn is a flock(2) on `target/jvm-tests.lock`, as test binaries may
+/// run as parallel processes and a binary's tests as parallel threads; each
+/// turn opens the file anew, and flock sets threads of one process against
+/// each other as it does processes. The lock goes with the guard.
+pub struct JvmTurn {
+    _file: std::fs::File,
+}
+
+impl JvmTurn {
+    /// For a test that measures: waits until no other test runs a JVM.
+    pub fn alone() -> JvmTurn {
+        JvmTurn::take(libc::LOCK_EX)
+    }
+
+    /// For a test that runs a JVM: waits while a measuring test runs.
+    pub fn shared() -> JvmTurn {
+        JvmTurn::take(libc::LOCK_SH)
+    }
+
+    fn take(operation: libc::c_int) -> JvmTurn {
+        use std::os::fd::AsRawFd;
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/jvm-tests.lock");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        loop {
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
+                return JvmTurn { _file: file };
+            }
+            let error = std::io::Error::last_os_error();
+            assert!(
+                error.kind() == std::io::ErrorKind::Interrupted,
+                "flock {}: {error}",
+                path.display()
+            );
+        }
+    }
+}
+
+/// A client's view of one request: when it began sending and when it had
+/// the whole answer, in nanoseconds since the epoch (CLOCK_REALTIME, the
+/// clock the agent stamps a transaction's start with).
+#[derive(Clone, Copy, Debug)]
+pub struct Exchange {
+    pub sent_ns: u64,
+    pub answered_ns: u64,
+}
+
+impl Exchange {
+    /// Runs `request` and says when it ran.
+    pub fn time<T>(request: impl FnOnce() -> T) -> (T, Exchange) {
+        let sent_ns = now_ns();
+        let answer = request();
+        let answered_ns = now_ns();
+        (
+            answer,
+            Exchange {
+                sent_ns,
+                answered_ns,
+            },
+        )
+    }
+}
+
 /// `jvmapm serve` on ports the kernel picks (the server prints them).
 pub const SERVE_ON_FREE_PORTS: [&str; 5] =
     ["serve", "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"];
@@ -327,6 +409,22 @@ impl Analyzer {
             point["trace_id"].as_str().unwrap(),
             point["span_id"].as_str().unwrap()
         ))
+    }
+
+    /// Asserts that the transaction of `point` began while `exchange` was
+    /// under way: after the client sent the request, before it had the
+    /// answer. That order is causal, so it holds however loaded the machine.
+    /// Its end is not compared with the answer's arrival: the agent stamps it
+    /// when the handler returns, after the response is written, and the
+    /// client may read the response before the JVM's thread runs again.
+    pub fn assert_began_during(&self, point: &Value, exchange: Exchange, what: &str) {
+        let start = self.detail(point)["start_time_unix_nano"]
+            .as_u64()
+            .expect("a start time");
+        assert!(
+            exchange.sent_ns <= start && start <= exchange.answered_ns,
+            "{what}: began at {start} ns, outside the exchange {exchange:?}: {point}"
+        );
     }
 
     /// The attributes of a point's transaction.
