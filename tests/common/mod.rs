@@ -547,48 +547,26 @@ pub fn java_fixtures() -> PathBuf {
         .clone()
 }
 
-/// Versions of the OpenTelemetry Python SDK used by the interop test.
-const PYTHON_SDK: [&str; 3] = [
-    "opentelemetry-sdk==1.45.2",
-    "opentelemetry-exporter-otlp-proto-http==1.45.2",
-    "opentelemetry-exporter-otlp-proto-grpc==1.45.2",
-];
+/// The OpenTelemetry Python SDK the interop test runs, pinned.
+const PYTHON_SDK: &str = include_str!("../interop/requirements.txt");
 
-/// A Python with the OpenTelemetry SDK: a virtual environment in
-/// `target/otel-python`, made with `python3 -m venv` and pip on first use.
+/// The Python of `target/otel-python`, the virtual environment with the
+/// OpenTelemetry Python SDK that scripts/test.sh makes before the tests (so
+/// no test reaches the network). Fails saying how to make it when it is
+/// missing or holds other versions.
 pub fn python_with_otel_sdk() -> PathBuf {
-    static READY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    READY
-        .get_or_init(|| {
-            let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/otel-python");
-            let python = venv.join("bin/python");
-            let marker = venv.join("installed.txt");
-            if std::fs::read_to_string(&marker).ok().as_deref() == Some(&PYTHON_SDK.join("\n")) {
-                return python;
-            }
-            let status = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .status()
-                .expect("python3 runs (install python3 and python3-venv)");
-            assert!(
-                status.success(),
-                "python3 -m venv {} failed",
-                venv.display()
-            );
-            let status = Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check"])
-                .args(PYTHON_SDK)
-                .status()
-                .expect("pip runs");
-            assert!(
-                status.success(),
-                "pip install of the OpenTelemetry Python SDK failed (PyPI reachable?)"
-            );
-            std::fs::write(&marker, PYTHON_SDK.join("\n")).unwrap();
-            python
-        })
-        .clone()
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/otel-python");
+    let python = venv.join("bin/python");
+    let installed = std::fs::read_to_string(venv.join("installed.txt")).unwrap_or_default();
+    assert!(
+        python.is_file() && installed == PYTHON_SDK,
+        "{} lacks the OpenTelemetry Python SDK of tests/interop/requirements.txt: \
+         scripts/test.sh installs it before the tests (by hand: python3 -m venv target/otel-python \
+         && target/otel-python/bin/python -m pip install -r tests/interop/requirements.txt \
+         && cp tests/interop/requirements.txt target/otel-python/installed.txt)",
+        venv.display()
+    );
+    python
 }
 
 /// The agent library, built by a nested cargo into its own target directory
