@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test of jvmapm on a fresh machine: makes sure a JDK is there (the
-# end-to-end tests compile and run the Java fixtures in java-fixtures/) and a
-# Python that can make a virtual environment (the interop test installs the
-# OpenTelemetry Python SDK from PyPI into target/otel-python), Debian's
+# end-to-end tests compile and run the Java fixtures in java-fixtures/), the
+# OpenTelemetry Python SDK the interop test runs (installed from PyPI into
+# target/otel-python here, so no test reaches the network), Debian's
 # embedded Tomcat 10 and H2 (the servlet and JDBC tests), and Debian's
 # standalone Tomcat 10, PostgreSQL 15 and pgjdbc (the tests on real servers
-# and drivers), then runs the Rust unit and end-to-end tests of the whole
-# workspace.
+# and drivers), and rustfmt and clippy; checks the formatting and the lints,
+# then runs the Rust unit and end-to-end tests of the whole workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +17,21 @@ ensure_python_venv() {
     if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
         apt_install test.sh "the interop test (python3 with venv and pip)" python3 python3-venv
     fi
+}
+
+# The interop test runs the OpenTelemetry Python SDK pinned in
+# tests/interop/requirements.txt from target/otel-python; installed.txt there
+# says which versions it holds.
+ensure_otel_python() {
+    local venv=target/otel-python requirements=tests/interop/requirements.txt
+    if cmp -s "$requirements" "$venv/installed.txt" && [ -x "$venv/bin/python" ]; then
+        return
+    fi
+    ensure_python_venv
+    echo "test.sh: installing the OpenTelemetry Python SDK into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$venv/installed.txt"
 }
 
 # The servlet tests run Debian's embedded Tomcat 10.
@@ -37,10 +52,32 @@ ensure_real_servers() {
     fi
 }
 
+# rustfmt and clippy, which the checks before the tests run.
+ensure_rust_components() {
+    local missing=()
+    cargo fmt --version >/dev/null 2>&1 || missing+=(rustfmt)
+    cargo clippy --version >/dev/null 2>&1 || missing+=(clippy)
+    [ ${#missing[@]} = 0 ] && return
+    if command -v rustup >/dev/null 2>&1; then
+        echo "test.sh: installing ${missing[*]} with rustup" >&2
+        rustup component add "${missing[@]}"
+    else
+        echo "test.sh: the checks need the Rust components: ${missing[*]}" >&2
+        echo "         With rustup: rustup component add ${missing[*]}" >&2
+        exit 1
+    fi
+}
+
+ensure_rust_components
 ensure_jdk test.sh
-ensure_python_venv
+ensure_otel_python
 ensure_tomcat
 ensure_real_servers
 ensure_h2 test.sh
 echo "test.sh: $(javac -version 2>&1), $(rustc --version)"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+# The workspace check builds the agent with the `bench` feature the bench
+# crate asks for; this one checks it as it ships, without.
+cargo clippy -p jvmapm-agent --all-targets -- -D warnings
 cargo test --workspace --all-targets

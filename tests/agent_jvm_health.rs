@@ -4,12 +4,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::process::{Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{java_launchers, java_with_agent, launcher_version, Analyzer};
+use common::{java_launchers, java_with_agent, launcher_version, wait_until, Analyzer, JvmTurn};
 use serde_json::Value;
 
 /// The values of every series whose key starts with `prefix`, by key.
@@ -50,6 +52,45 @@ fn total(jvm: &Value, prefix: &str) -> f64 {
         .sum()
 }
 
+/// A child's output stream, read as it comes so a test can wait for a line
+/// while the child runs.
+struct Captured {
+    text: Arc<Mutex<String>>,
+    reader: JoinHandle<()>,
+}
+
+impl Captured {
+    fn read(stream: impl Read + Send + 'static) -> Captured {
+        let text = Arc::new(Mutex::new(String::new()));
+        let into = text.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let mut text = into.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        Captured { text, reader }
+    }
+
+    /// `Ok` once `needle` was written, else what was written so far.
+    fn holds(&self, needle: &str) -> Result<(), String> {
+        let text = self.text.lock().unwrap();
+        if text.contains(needle) {
+            Ok(())
+        } else {
+            Err(text.clone())
+        }
+    }
+
+    /// Everything written, once the child has exited and the stream closed.
+    fn finish(self) -> String {
+        self.reader.join().unwrap();
+        let text = self.text.lock().unwrap();
+        text.clone()
+    }
+}
+
 fn succeeded(out: &Output, what: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{what}: {stderr}");
@@ -75,6 +116,7 @@ fn jni_warnings(out: &Output) -> Vec<String> {
 /// full one (and often the first pause) had an empty collector and action.
 #[test]
 fn every_gc_pause_is_named_by_its_collector_when_two_collectors_ran_in_one_round() {
+    let _jvms = JvmTurn::shared();
     const ROUNDS: usize = 6;
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
@@ -123,6 +165,7 @@ fn every_gc_pause_is_named_by_its_collector_when_two_collectors_ran_in_one_round
 
 #[test]
 fn gc_pauses_collectors_and_pools_arrive_under_check_jni() {
+    let _jvms = JvmTurn::shared();
     const GCS: usize = 12;
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
@@ -201,6 +244,7 @@ fn gc_pauses_collectors_and_pools_arrive_under_check_jni() {
 /// Also the HTTP/protobuf protocol: this test exports over OTLP/HTTP.
 #[test]
 fn a_finalizer_backlog_is_seen_and_dumped_once() {
+    let _jvms = JvmTurn::shared();
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(&dir.path().join("data"), &[]);
     for launcher in java_launchers() {
@@ -297,6 +341,9 @@ fn churn(mut command: std::process::Command) -> ChurnRun {
 
 #[test]
 fn a_backend_that_is_down_costs_the_jvm_nothing() {
+    // It compares the job's time with and without the agent: no other
+    // JVM may run meanwhile.
+    let _jvms = JvmTurn::alone();
     let closed = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -363,28 +410,37 @@ fn a_backend_that_is_down_costs_the_jvm_nothing() {
 
 #[test]
 fn drops_while_the_backend_is_away_are_reported_when_it_returns() {
+    let _jvms = JvmTurn::shared();
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
     let launcher = &java_launchers()[0];
-    let jvm = java_with_agent(
+    let mut jvm = java_with_agent(
         launcher,
         &format!("service=comeback,endpoint=http://{port},interval=50ms,export_interval=200ms"),
         &["GcLoop", "100", "50"],
     )
-    .stdout(Stdio::piped())
+    .stdout(Stdio::null())
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    // The JVM collects for about 5 seconds; the backend appears after 2.5,
-    // when exports at 0.2, 0.6 and 1.4 s (the backoff doubles) have failed,
-    // the later two with pauses in them.
-    std::thread::sleep(Duration::from_millis(2500));
+    let stderr = Captured::read(jvm.stderr.take().unwrap());
+    // The JVM collects every 50 ms for about 5 seconds. The backend stays
+    // away from the first failed export the agent reports for 2 seconds
+    // more (part of the scenario), in which the retries after 0.4 and 1.2 s
+    // (the backoff doubles) fail with pauses in them.
+    wait_until(
+        "the agent to report the backend down",
+        Duration::from_secs(30),
+        || stderr.holds("cannot export"),
+    );
+    std::thread::sleep(Duration::from_secs(2));
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start_on_grpc(port, dir.path());
-    let out = jvm.wait_with_output().unwrap();
-    let stderr = succeeded(&out, "comeback");
+    let status = jvm.wait().unwrap();
+    let stderr = stderr.finish();
+    assert!(status.success(), "comeback: {stderr}");
     assert!(stderr.contains("works again"), "{stderr}");
     let health = analyzer.jvm_of("comeback");
     let dropped = last(&health, "jvmapm.agent.dropped");

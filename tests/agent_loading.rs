@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{agent_library, java_launchers};
+use common::{agent_library, java_launchers, wait_until, JvmTurn};
 
 fn java(launcher: &Path, options: &str, env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(launcher);
@@ -28,6 +28,7 @@ fn java(launcher: &Path, options: &str, env: &[(&str, &str)]) -> Output {
 
 #[test]
 fn good_options_load_the_agent_in_every_jdk_found() {
+    let _jvms = JvmTurn::shared();
     let launchers = java_launchers();
     assert!(
         !launchers.is_empty(),
@@ -68,6 +69,7 @@ fn good_options_load_the_agent_in_every_jdk_found() {
 
 #[test]
 fn the_environment_applies_where_an_option_is_absent() {
+    let _jvms = JvmTurn::shared();
     let launcher = &java_launchers()[0];
     let env = [
         ("OTEL_SERVICE_NAME", "from-env"),
@@ -90,6 +92,7 @@ fn the_environment_applies_where_an_option_is_absent() {
 
 #[test]
 fn a_bad_option_refuses_the_jvm_start_with_one_clear_line() {
+    let _jvms = JvmTurn::shared();
     let launcher = &java_launchers()[0];
     let cases = [
         ("service=orders,colour=red", "jvmapm agent: option colour: is unknown; accepted options: service, endpoint, protocol"),
@@ -116,6 +119,7 @@ fn a_bad_option_refuses_the_jvm_start_with_one_clear_line() {
 
 #[test]
 fn jcmd_attaches_the_agent_to_a_running_jvm() {
+    let _jvms = JvmTurn::shared();
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
@@ -169,28 +173,26 @@ fn jcmd_attaches_the_agent_to_a_running_jvm() {
         .output()
         .unwrap();
     assert!(gc.status.success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let instances = analyzer.get("/api/v1/instances");
-        if instances.to_string().contains("\"attached\"") {
-            let jvm = analyzer.jvm_of("attached");
-            let pools = jvm["series"]
-                .as_object()
-                .unwrap()
-                .keys()
-                .filter(|k| k.starts_with("jvm.memory.used"))
-                .count();
-            if pools > 0 && !jvm["gc_pauses"].as_array().unwrap().is_empty() {
-                break;
+    wait_until(
+        "pools and pauses from the attached agent",
+        std::time::Duration::from_secs(20),
+        || {
+            let instances = analyzer.get("/api/v1/instances");
+            if instances.to_string().contains("\"attached\"") {
+                let jvm = analyzer.jvm_of("attached");
+                let pools = jvm["series"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .filter(|k| k.starts_with("jvm.memory.used"))
+                    .count();
+                if pools > 0 && !jvm["gc_pauses"].as_array().unwrap().is_empty() {
+                    return Ok(());
+                }
             }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no pools or pauses from the attached agent:\n{}",
-            std::fs::read_to_string(&log).unwrap()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+            Err(std::fs::read_to_string(&log).unwrap())
+        },
+    );
     let again = jcmd("service:twice");
     assert!(again.contains("return code: 0"), "{again}");
     assert!(std::fs::read_to_string(&log)

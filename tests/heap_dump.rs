@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::{java_fixtures, java_launchers, jvmapm, launcher_version};
+use common::{java_fixtures, java_launchers, jvmapm, launcher_version, JvmTurn};
 use serde_json::Value;
 
 /// The layouts: compressed oops and class pointers, then without each.
@@ -148,6 +148,7 @@ fn rows_of(report: &Value) -> HashMap<String, (u64, u64)> {
 
 #[test]
 fn the_histogram_matches_jcmd_for_every_layout_and_gzip_gives_the_same_report() {
+    let _jvms = JvmTurn::shared();
     let dir = tempfile::tempdir().unwrap();
     for launcher in java_launchers() {
         let jdk = launcher_version(&launcher);
@@ -210,6 +211,7 @@ fn the_histogram_matches_jcmd_for_every_layout_and_gzip_gives_the_same_report() 
 
 #[test]
 fn a_dump_cut_anywhere_gives_an_error_or_a_partial_report() {
+    let _jvms = JvmTurn::shared();
     let dir = tempfile::tempdir().unwrap();
     let dump = dir.path().join("shapes.hprof");
     let launcher = &java_launchers()[0];
@@ -257,6 +259,7 @@ fn a_dump_cut_anywhere_gives_an_error_or_a_partial_report() {
 
 #[test]
 fn the_finalizer_overview_names_the_leaking_statements_and_the_threads_show_why() {
+    let _jvms = JvmTurn::shared();
     let dir = tempfile::tempdir().unwrap();
     for launcher in java_launchers() {
         let jdk = launcher_version(&launcher);
@@ -354,6 +357,7 @@ fn retained_row(report: &Value, class: &str) -> (u64, u64, u64) {
 
 #[test]
 fn retained_sizes_and_dominators_are_exact_on_graphs_built_to_be_known() {
+    let _jvms = JvmTurn::shared();
     let dir = tempfile::tempdir().unwrap();
     for launcher in java_launchers() {
         let jdk = launcher_version(&launcher);
@@ -488,6 +492,7 @@ fn retained_sizes_and_dominators_are_exact_on_graphs_built_to_be_known() {
 
 #[test]
 fn diff_names_the_class_that_grew_between_two_dumps() {
+    let _jvms = JvmTurn::shared();
     let dir = tempfile::tempdir().unwrap();
     let launcher = &java_launchers()[0];
     let mut jvm = Quiet::start(launcher, &[], "Grows");

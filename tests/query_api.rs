@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{attr, kv, now_ns, run_java, server_span, trace_request, Analyzer};
+use common::{attr, kv, now_ns, run_java, server_span, trace_request, Analyzer, JvmTurn};
 use opentelemetry_proto::tonic::common::v1::any_value;
 use prost::Message;
 use serde_json::Value;
@@ -115,6 +115,7 @@ fn filters_select_by_glob_errors_and_elapsed() {
 
 #[test]
 fn otlp_json_from_a_real_jvm_becomes_points() {
+    let _jvms = JvmTurn::shared();
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
     let out = run_java("OtlpJsonSender", &[&analyzer.url("/v1/traces"), "8"]);

@@ -11,9 +11,9 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{java_launchers, java_with_agent, Analyzer};
+use common::{java_launchers, java_with_agent, wait_until, Analyzer, JvmTurn};
 
 const ROWS: u16 = 40;
 const COLS: u16 = 140;
@@ -89,58 +89,52 @@ impl Viewer {
 
     /// Waits until the screen satisfies `ok`, or fails showing it.
     fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        wait_until(what, Duration::from_secs(30), || {
             let text = self.text();
             if ok(&text) {
-                return text;
+                Ok(text)
+            } else {
+                Err(text)
             }
-            assert!(
-                Instant::now() < deadline,
-                "no {what} on the screen:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        })
     }
 
-    fn press(&mut self, keys: &str) {
+    /// Types `keys` and waits until the screen shows what they lead to (the
+    /// next keys go to that screen, and an Esc is read alone, not as the
+    /// start of an escape sequence).
+    fn press(&mut self, keys: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
         self.master.write_all(keys.as_bytes()).unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        self.wait_for(what, ok)
     }
 
-    /// Quits with `q`; returns everything it wrote to the terminal.
-    fn quit(mut self) -> Vec<u8> {
-        self.press("q");
-        self.wait_for_exit()
+    /// Quits with `q`, and checks it gave the terminal back as it found it.
+    fn quit(mut self) {
+        self.master.write_all(b"q").unwrap();
+        self.wait_for_exit();
     }
 
-    /// Stops it with SIGTERM, as a service manager or `kill` would.
-    fn terminate(mut self) -> Vec<u8> {
+    /// Stops it with SIGTERM, as a service manager or `kill` would, and
+    /// checks it gave the terminal back as it found it.
+    fn terminate(mut self) {
         // SAFETY: a plain kill(2) of our own child.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
-        self.wait_for_exit()
+        self.wait_for_exit();
     }
 
-    /// Waits for a clean exit; returns everything it wrote to the terminal.
-    fn wait_for_exit(&mut self) -> Vec<u8> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "jvmapm xlog exited with {status}");
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "q did not quit:\n{}",
-                self.text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        let output = self.output.lock().unwrap().clone();
-        output
+    /// Waits for a clean exit, and for the terminal's modes to be restored
+    /// (what it wrote last may still be on its way from the pseudo-terminal).
+    fn wait_for_exit(&mut self) {
+        let (child, screen) = (&mut self.child, &self.screen);
+        let status = wait_until("jvmapm xlog to exit", Duration::from_secs(10), || {
+            let exited = child.try_wait().unwrap();
+            exited.ok_or_else(|| screen.lock().unwrap().screen().contents())
+        });
+        assert!(status.success(), "jvmapm xlog exited with {status}");
+        wait_until("the terminal restored", Duration::from_secs(10), || {
+            terminal_restored(&self.output.lock().unwrap())
+        });
     }
 }
 
@@ -154,14 +148,41 @@ fn points_shown(screen: &str) -> usize {
         .unwrap_or(0)
 }
 
-fn assert_terminal_restored(output: &[u8]) {
+/// The list of the transactions selected (not one of them opened).
+fn is_list(screen: &str) -> bool {
+    screen.contains("Enter opens, Esc back")
+}
+
+/// The scatter plot, nothing over it.
+fn is_scatter(screen: &str) -> bool {
+    screen.contains(" XLog: ") && !is_list(screen)
+}
+
+fn is_help(screen: &str) -> bool {
+    screen.contains("errors only on / off")
+}
+
+/// Whether the viewer, after it last entered the alternate screen, left it,
+/// ended mouse capture and showed the cursor again; if not, what is missing.
+fn terminal_restored(output: &[u8]) -> Result<(), String> {
     let text = String::from_utf8_lossy(output);
-    let tail = &text[text
-        .rfind("\x1b[?1049h")
-        .expect("entered the alternate screen")..];
-    assert!(tail.contains("\x1b[?1049l"), "left the alternate screen");
-    assert!(tail.contains("\x1b[?1000l"), "mouse capture ended");
-    assert!(tail.contains("\x1b[?25h"), "cursor shown again");
+    let Some(entered) = text.rfind("\x1b[?1049h") else {
+        return Err("never entered the alternate screen".into());
+    };
+    let missing: Vec<&str> = [
+        ("\x1b[?1049l", "leaving the alternate screen"),
+        ("\x1b[?1000l", "ending mouse capture"),
+        ("\x1b[?25h", "showing the cursor"),
+    ]
+    .into_iter()
+    .filter(|(sequence, _)| !text[entered..].contains(sequence))
+    .map(|(_, what)| what)
+    .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("not done: {}", missing.join(", ")))
+    }
 }
 
 /// This machine's host name, as the agent reports it in `host.name`.
@@ -216,6 +237,7 @@ impl Drop for Service {
 
 #[test]
 fn the_viewer_shows_points_arriving_live_and_then_offline() {
+    let _jvms = JvmTurn::shared();
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
     let service = Service::start(&analyzer);
@@ -240,37 +262,30 @@ fn the_viewer_shows_points_arriving_live_and_then_offline() {
     viewer.wait_for("the new points", |s| points_shown(s) >= 11);
 
     // Errors only: the filter in force shows.
-    viewer.press("e");
-    viewer.wait_for("the filter", |s| s.contains("filter: errors only"));
+    viewer.press("e", "the filter", |s| s.contains("filter: errors only"));
     // Every transaction in view, listed; the errors are the three /fail.
-    viewer.press("a");
-    let list = viewer.wait_for("the list", |s| s.contains("transactions ending"));
+    let list = viewer.press("a", "the list", is_list);
     assert!(list.contains("3 transactions ending"), "{list}");
-    viewer.press("\r");
-    viewer.wait_for("the transaction", |s| {
+    viewer.press("\r", "the transaction", |s| {
         s.contains("http.response.status_code = 500")
     });
-    viewer.press("\x1b");
+    viewer.press("\x1b", "the list again", is_list);
     // The stuck one: elapsed at least 2 s, opened, shows where it hung.
-    viewer.press("\x1b");
-    viewer.press("c>2000\r");
-    viewer.wait_for("the elapsed filter", |s| {
+    viewer.press("\x1b", "the scatter plot", is_scatter);
+    viewer.press("c>2000\r", "the elapsed filter", |s| {
         s.contains("filter: elapsed >= 2000 ms")
     });
-    viewer.press("a");
-    viewer.wait_for("the slow one", |s| s.contains("1 transactions ending"));
-    viewer.press("\r");
-    let stuck = viewer.wait_for("its stack", |s| {
+    viewer.press("a", "the slow one", |s| s.contains("1 transactions ending"));
+    let stuck = viewer.press("\r", "its stack", |s| {
         s.contains("stack when it was reported stuck")
     });
     assert!(stuck.contains("jvmapm.stuck = true"), "{stuck}");
     assert!(stuck.contains("Thread.sleep"), "{stuck}");
-    viewer.press("\x1b");
-    viewer.press("\x1b");
-    viewer.press("?");
-    viewer.wait_for("the help", |s| s.contains("errors only on / off"));
-    viewer.press(" ");
-    assert_terminal_restored(&viewer.quit());
+    viewer.press("\x1b", "the list again", is_list);
+    viewer.press("\x1b", "the scatter plot", is_scatter);
+    viewer.press("?", "the help", is_help);
+    viewer.press(" ", "the help closed", |s| is_scatter(s) && !is_help(s));
+    viewer.quit();
 
     drop(service);
     analyzer.stop();
@@ -279,7 +294,7 @@ fn the_viewer_shows_points_arriving_live_and_then_offline() {
     let screen = viewer.wait_for("the stored points", |s| points_shown(s) >= 11);
     assert!(screen.contains("OFFLINE"), "{screen}");
     viewer.wait_for(&named, |s| s.contains(&named));
-    assert_terminal_restored(&viewer.quit());
+    viewer.quit();
 }
 
 #[test]
@@ -293,11 +308,12 @@ fn an_unreachable_server_is_reported_and_retried_and_sigterm_restores_the_termin
     let viewer = Viewer::start(&["xlog", "--server", &server]);
     let screen = viewer.wait_for("the trouble", |s| s.contains("cannot reach"));
     assert!(screen.contains("retrying"), "{screen}");
-    assert_terminal_restored(&viewer.terminate());
+    viewer.terminate();
 }
 
 #[test]
 fn the_demo_shows_a_loaded_jvm_and_quitting_stops_everything() {
+    let _jvms = JvmTurn::shared();
     let agent = common::agent_library();
     let viewer = Viewer::start(&["demo", "--agent", agent.to_str().unwrap()]);
     let pid = viewer.child.id();
@@ -317,7 +333,7 @@ fn the_demo_shows_a_loaded_jvm_and_quitting_stops_everything() {
     assert!(work.is_dir(), "the demo works in {}", work.display());
     let jvms_before = demo_jvms(&work);
     assert_eq!(jvms_before, 1, "one JVM runs the service");
-    assert_terminal_restored(&viewer.quit());
+    viewer.quit();
     assert_eq!(demo_jvms(&work), 0, "the JVM stopped with the demo");
     assert!(!work.exists(), "the demo removed {}", work.display());
 }

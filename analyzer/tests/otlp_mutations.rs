@@ -1,7 +1,9 @@
-//! Property test of the OTLP input path: valid exports mutated at random
-//! (bit flips, cuts, spliced bytes) either fail to decode or build into points
-//! and events without a panic, and every span is accounted for exactly once
-//! (a point, an event, a rejection, or a child span that is not kept).
+//! Property test of the OTLP input path: valid exports, trace and metric,
+//! mutated at random (bit flips, cuts, spliced bytes) in protobuf and in JSON
+//! either fail to decode or build without a panic, and what they build
+//! accounts for no more than the input held: each span at most once (a point,
+//! an event, a rejection, or a child span that is not kept), each metric data
+//! point at most once per series it feeds (a sample or a rejection).
 
 use jvmapm_analyzer::ingest::jvm_metrics::{self, DeltaTracker};
 use jvmapm_analyzer::ingest::xlog;
@@ -9,10 +11,13 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+    metric, number_data_point, AggregationTemporality, Gauge, Histogram, HistogramDataPoint,
+    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
 };
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 struct Rng(u64);
 
@@ -104,89 +109,259 @@ fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>) {
     }
 }
 
-#[test]
-fn mutated_trace_exports_never_panic_and_account_for_every_span() {
-    let seed = seed_traces();
+/// What became of the mutated copies of one seed export.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Copies refused by a decoder (serde for JSON, the analyzer's or
+    /// prost's for protobuf).
+    refused: usize,
+    /// Copies decoded and built, whose result was checked.
+    built: usize,
+}
+
+impl Tally {
+    /// Both outcomes happened often: the mutations neither all break the
+    /// input nor all leave it readable, so both paths were exercised.
+    fn assert_mixed(&self, at_least: usize) {
+        assert!(
+            self.built >= at_least && self.refused >= at_least,
+            "at least {at_least} mutated inputs built and {at_least} refused: {self:?}"
+        );
+    }
+}
+
+/// Mutates `rounds` copies of `seed`, its protobuf encoding and its JSON in
+/// turn, and hands `build` each copy as protobuf (a JSON copy serde still
+/// reads is encoded again, as the OTLP/HTTP receiver does). `build` answers
+/// whether the copy was decoded and built, having checked what it built.
+fn mutate_exports<M>(
+    seed: &M,
+    rng: u64,
+    rounds: usize,
+    mut build: impl FnMut(usize, Vec<u8>) -> bool,
+) -> Tally
+where
+    M: Message + Serialize + DeserializeOwned,
+{
     let protobuf = seed.encode_to_vec();
-    let json = serde_json::to_vec(&seed).unwrap();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut decoded = 0;
-    for round in 0..20_000 {
-        let mut bytes = if round % 2 == 0 {
-            protobuf.clone()
-        } else {
+    let json = serde_json::to_vec(seed).unwrap();
+    let mut rng = Rng(rng);
+    let mut tally = Tally::default();
+    for round in 0..rounds {
+        let in_json = round % 2 == 1;
+        let mut bytes = if in_json {
             json.clone()
+        } else {
+            protobuf.clone()
         };
         mutate(&mut rng, &mut bytes);
-        // Protobuf goes to the in-place reader as it is; JSON through serde first.
-        let body = if round % 2 == 0 {
-            bytes
-        } else {
-            match serde_json::from_slice::<ExportTraceServiceRequest>(&bytes) {
+        let body = if in_json {
+            match serde_json::from_slice::<M>(&bytes) {
                 Ok(request) => request.encode_to_vec(),
-                Err(_) => continue,
+                Err(_) => {
+                    tally.refused += 1;
+                    continue;
+                }
             }
+        } else {
+            bytes
         };
-        let built = xlog::build(body.clone().into());
-        // Whatever prost makes of the same bytes, the builder must agree that
-        // they are a request, or refuse them with an error (never a panic).
-        let Ok(batch) = built else { continue };
-        let Ok(request) = ExportTraceServiceRequest::decode(&body[..]) else {
-            continue;
-        };
-        decoded += 1;
-        let total: usize = request
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len())
-            .sum();
-        let accounted = batch.point_count() + batch.events.len() + batch.rejected.total() as usize;
-        assert!(
-            accounted <= total,
-            "round {round}: {accounted} accounted of {total}"
-        );
-        for group in &batch.groups {
-            for p in &group.spans {
-                assert!(p.detail.end <= group.body.len());
-            }
+        if build(round, body) {
+            tally.built += 1;
+        } else {
+            tally.refused += 1;
         }
     }
-    assert!(
-        decoded > 1_000,
-        "the mutations leave enough decodable inputs ({decoded})"
-    );
+    tally
 }
 
 #[test]
-fn mutated_metric_exports_never_panic() {
-    let seed = ExportMetricsServiceRequest {
-        resource_metrics: vec![ResourceMetrics {
-            scope_metrics: vec![ScopeMetrics {
-                metrics: vec![Metric {
-                    name: "jvm.finalizer.pending".into(),
-                    data: Some(metric::Data::Gauge(Gauge {
-                        data_points: vec![NumberDataPoint {
-                            time_unix_nano: 5,
-                            value: Some(number_data_point::Value::AsInt(3)),
-                            ..Default::default()
-                        }],
-                    })),
+fn mutated_trace_exports_never_panic_and_account_for_every_span() {
+    let tally = mutate_exports(
+        &seed_traces(),
+        0x9e37_79b9_7f4a_7c15,
+        20_000,
+        |round, body| {
+            // Whatever prost makes of the same bytes, the builder must agree that
+            // they are a request, or refuse them with an error (never a panic).
+            let Ok(batch) = xlog::build(body.clone().into()) else {
+                return false;
+            };
+            let Ok(request) = ExportTraceServiceRequest::decode(&body[..]) else {
+                return false;
+            };
+            let total: usize = request
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len())
+                .sum();
+            let accounted =
+                batch.point_count() + batch.events.len() + batch.rejected.total() as usize;
+            assert!(
+                accounted <= total,
+                "round {round}: {accounted} accounted of {total}"
+            );
+            for group in &batch.groups {
+                for p in &group.spans {
+                    assert!(p.detail.end <= group.body.len());
+                }
+            }
+            true
+        },
+    );
+    tally.assert_mixed(1_000);
+}
+
+/// A number data point at `time_ns` (0: no timestamp, which is refused).
+fn number_point(start_ns: u64, time_ns: u64, value: i64) -> NumberDataPoint {
+    NumberDataPoint {
+        start_time_unix_nano: start_ns,
+        time_unix_nano: time_ns,
+        value: Some(number_data_point::Value::AsInt(value)),
+        ..Default::default()
+    }
+}
+
+/// One export of each kind of metric the builder reads: a gauge with a point
+/// it keeps and one without a timestamp, a cumulative counter started after
+/// the analyzer, a histogram, and a metric outside `jvm.*` that is not kept.
+fn seed_metrics() -> ExportMetricsServiceRequest {
+    let cumulative = AggregationTemporality::Cumulative as i32;
+    let metric = |name: &str, data| Metric {
+        name: name.into(),
+        data: Some(data),
+        ..Default::default()
+    };
+    let metrics = vec![
+        metric(
+            "jvm.thread.count",
+            metric::Data::Gauge(Gauge {
+                data_points: vec![number_point(0, 5_000_000, 3), number_point(0, 0, 4)],
+            }),
+        ),
+        metric(
+            "jvm.gc.count",
+            metric::Data::Sum(Sum {
+                data_points: vec![number_point(1_000_000, 5_000_000, 7)],
+                aggregation_temporality: cumulative,
+                is_monotonic: true,
+            }),
+        ),
+        metric(
+            "jvmapm.transaction.duration",
+            metric::Data::Histogram(Histogram {
+                data_points: vec![HistogramDataPoint {
+                    start_time_unix_nano: 1_000_000,
+                    time_unix_nano: 5_000_000,
+                    count: 2,
+                    sum: Some(0.5),
                     ..Default::default()
                 }],
+                aggregation_temporality: cumulative,
+            }),
+        ),
+        metric(
+            "process.cpu.time",
+            metric::Data::Gauge(Gauge {
+                data_points: vec![number_point(0, 5_000_000, 1)],
+            }),
+        ),
+    ];
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics,
                 ..Default::default()
             }],
             ..Default::default()
         }],
-    };
-    let protobuf = seed.encode_to_vec();
-    let mut rng = Rng(0x1234_5678_9abc_def1);
-    let mut tracker = DeltaTracker::new(0);
-    for _ in 0..20_000 {
-        let mut bytes = protobuf.clone();
-        mutate(&mut rng, &mut bytes);
-        if let Ok(request) = ExportMetricsServiceRequest::decode(&bytes[..]) {
-            jvm_metrics::build(request, &mut tracker);
-        }
     }
+}
+
+/// The data points of an export, and how many samples they can make at
+/// most: one a gauge or sum point, two a histogram or summary point (its
+/// count and its sum).
+fn metric_points(request: &ExportMetricsServiceRequest) -> (usize, usize) {
+    let mut points = 0;
+    let mut most_samples = 0;
+    for metric in request
+        .resource_metrics
+        .iter()
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+    {
+        let (n, each) = match &metric.data {
+            Some(metric::Data::Gauge(g)) => (g.data_points.len(), 1),
+            Some(metric::Data::Sum(s)) => (s.data_points.len(), 1),
+            Some(metric::Data::Histogram(h)) => (h.data_points.len(), 2),
+            Some(metric::Data::ExponentialHistogram(h)) => (h.data_points.len(), 2),
+            Some(metric::Data::Summary(s)) => (s.data_points.len(), 2),
+            None => (0, 0),
+        };
+        points += n;
+        most_samples += n * each;
+    }
+    (points, most_samples)
+}
+
+#[test]
+fn mutated_metric_exports_never_panic_and_account_for_every_data_point() {
+    let seed = seed_metrics();
+    // The seed as it is: the gauge's timed point, the counter in full, the
+    // histogram's count and sum; the point without a timestamp refused and
+    // process.cpu.time not kept.
+    let batch = jvm_metrics::build(seed.clone(), &mut DeltaTracker::new(0));
+    let series: Vec<&str> = batch.instances[0]
+        .samples
+        .iter()
+        .map(|s| s.series.as_str())
+        .collect();
+    assert_eq!(
+        series,
+        [
+            "jvm.thread.count",
+            "jvm.gc.count",
+            "jvmapm.transaction.duration.count",
+            "jvmapm.transaction.duration.sum"
+        ]
+    );
+    assert_eq!(batch.rejected, 1);
+
+    let mut tracker = DeltaTracker::new(0);
+    let (mut samples, mut rejected) = (0, 0);
+    let tally = mutate_exports(&seed, 0x1234_5678_9abc_def1, 20_000, |round, body| {
+        let Ok(request) = ExportMetricsServiceRequest::decode(&body[..]) else {
+            return false;
+        };
+        let (points, most_samples) = metric_points(&request);
+        let batch = jvm_metrics::build(request, &mut tracker);
+        let kept: usize = batch.instances.iter().map(|i| i.samples.len()).sum();
+        assert!(
+            kept + batch.rejected as usize <= most_samples,
+            "round {round}: {kept} samples and {} rejected from {points} data points",
+            batch.rejected
+        );
+        for instance in &batch.instances {
+            assert!(
+                !instance.samples.is_empty(),
+                "round {round}: an instance without samples"
+            );
+            for sample in &instance.samples {
+                assert!(
+                    sample.series.starts_with("jvm.") || sample.series.starts_with("jvmapm."),
+                    "round {round}: kept {:?}",
+                    sample.series
+                );
+            }
+        }
+        samples += kept;
+        rejected += batch.rejected as usize;
+        true
+    });
+    tally.assert_mixed(1_000);
+    assert!(
+        samples >= 1_000 && rejected >= 100,
+        "the mutated exports that decode still make samples ({samples}) and refuse data points ({rejected})"
+    );
 }

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
@@ -76,6 +76,110 @@ pub fn server_span(
         end_time_unix_nano: end_ns,
         attributes,
         ..Default::default()
+    }
+}
+
+/// Polls `probe` every 50 ms until it answers `Ok`, and returns that; fails
+/// once `within` has passed, naming `what` and showing the last `Err` (the
+/// state it saw). Tests wait for another process this way rather than sleep
+/// a fixed time, which is too short on a loaded machine and wasted on an
+/// idle one.
+pub fn wait_until<T>(
+    what: &str,
+    within: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        match probe() {
+            Ok(done) => return done,
+            Err(seen) if Instant::now() >= deadline => {
+                panic!("gave up waiting {within:?} for {what}; last seen:\n{seen}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// Which tests run JVMs beside which. Two kinds of assertion on time:
+///
+/// - An order of events that is causal is asserted as that order, which
+///   holds however loaded the machine: a transaction began after its client
+///   sent the request and before it had the answer
+///   ([`Analyzer::assert_began_during`]), it lasted at least as long as the
+///   handler slept. No lock is needed for those.
+/// - A figure no order can stand in for, such as how much longer a job runs
+///   with the agent than without, is only meaningful when nothing else runs:
+///   such a test takes the JVMs alone ([`JvmTurn::alone`]), and every other
+///   test that runs a JVM takes its turn shared ([`JvmTurn::shared`]), so it
+///   runs beside its like but never beside a measurement.
+///
+/// The turn is a flock(2) on `target/jvm-tests.lock`, as test binaries may
+/// run as parallel processes and a binary's tests as parallel threads; each
+/// turn opens the file anew, and flock sets threads of one process against
+/// each other as it does processes. The lock goes with the guard.
+pub struct JvmTurn {
+    _file: std::fs::File,
+}
+
+impl JvmTurn {
+    /// For a test that measures: waits until no other test runs a JVM.
+    pub fn alone() -> JvmTurn {
+        JvmTurn::take(libc::LOCK_EX)
+    }
+
+    /// For a test that runs a JVM: waits while a measuring test runs.
+    pub fn shared() -> JvmTurn {
+        JvmTurn::take(libc::LOCK_SH)
+    }
+
+    fn take(operation: libc::c_int) -> JvmTurn {
+        use std::os::fd::AsRawFd;
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/jvm-tests.lock");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        loop {
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
+                return JvmTurn { _file: file };
+            }
+            let error = std::io::Error::last_os_error();
+            assert!(
+                error.kind() == std::io::ErrorKind::Interrupted,
+                "flock {}: {error}",
+                path.display()
+            );
+        }
+    }
+}
+
+/// A client's view of one request: when it began sending and when it had
+/// the whole answer, in nanoseconds since the epoch (CLOCK_REALTIME, the
+/// clock the agent stamps a transaction's start with).
+#[derive(Clone, Copy, Debug)]
+pub struct Exchange {
+    pub sent_ns: u64,
+    pub answered_ns: u64,
+}
+
+impl Exchange {
+    /// Runs `request` and says when it ran.
+    pub fn time<T>(request: impl FnOnce() -> T) -> (T, Exchange) {
+        let sent_ns = now_ns();
+        let answer = request();
+        let answered_ns = now_ns();
+        (
+            answer,
+            Exchange {
+                sent_ns,
+                answered_ns,
+            },
+        )
     }
 }
 
@@ -284,14 +388,14 @@ impl Analyzer {
 
     /// The points of `service`, waiting (up to 20 s) until `count` have arrived.
     pub fn points_of(&self, service: &str, count: usize) -> Vec<Value> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let points: Vec<Value> = self
                 .points()
                 .into_iter()
                 .filter(|p| p["service"] == service)
                 .collect();
-            if points.len() >= count || std::time::Instant::now() > deadline {
+            if points.len() >= count || Instant::now() > deadline {
                 return points;
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -307,6 +411,22 @@ impl Analyzer {
         ))
     }
 
+    /// Asserts that the transaction of `point` began while `exchange` was
+    /// under way: after the client sent the request, before it had the
+    /// answer. That order is causal, so it holds however loaded the machine.
+    /// Its end is not compared with the answer's arrival: the agent stamps it
+    /// when the handler returns, after the response is written, and the
+    /// client may read the response before the JVM's thread runs again.
+    pub fn assert_began_during(&self, point: &Value, exchange: Exchange, what: &str) {
+        let start = self.detail(point)["start_time_unix_nano"]
+            .as_u64()
+            .expect("a start time");
+        assert!(
+            exchange.sent_ns <= start && start <= exchange.answered_ns,
+            "{what}: began at {start} ns, outside the exchange {exchange:?}: {point}"
+        );
+    }
+
     /// The attributes of a point's transaction.
     pub fn attributes(&self, point: &Value) -> Value {
         self.detail(point)["attributes"].clone()
@@ -314,8 +434,8 @@ impl Analyzer {
 
     /// Waits until the server logged a line containing `needle`.
     pub fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.stderr.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
                 Ok(_) => {}
@@ -427,48 +547,26 @@ pub fn java_fixtures() -> PathBuf {
         .clone()
 }
 
-/// Versions of the OpenTelemetry Python SDK used by the interop test.
-const PYTHON_SDK: [&str; 3] = [
-    "opentelemetry-sdk==1.45.2",
-    "opentelemetry-exporter-otlp-proto-http==1.45.2",
-    "opentelemetry-exporter-otlp-proto-grpc==1.45.2",
-];
+/// The OpenTelemetry Python SDK the interop test runs, pinned.
+const PYTHON_SDK: &str = include_str!("../interop/requirements.txt");
 
-/// A Python with the OpenTelemetry SDK: a virtual environment in
-/// `target/otel-python`, made with `python3 -m venv` and pip on first use.
+/// The Python of `target/otel-python`, the virtual environment with the
+/// OpenTelemetry Python SDK that scripts/test.sh makes before the tests (so
+/// no test reaches the network). Fails saying how to make it when it is
+/// missing or holds other versions.
 pub fn python_with_otel_sdk() -> PathBuf {
-    static READY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    READY
-        .get_or_init(|| {
-            let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/otel-python");
-            let python = venv.join("bin/python");
-            let marker = venv.join("installed.txt");
-            if std::fs::read_to_string(&marker).ok().as_deref() == Some(&PYTHON_SDK.join("\n")) {
-                return python;
-            }
-            let status = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .status()
-                .expect("python3 runs (install python3 and python3-venv)");
-            assert!(
-                status.success(),
-                "python3 -m venv {} failed",
-                venv.display()
-            );
-            let status = Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check"])
-                .args(PYTHON_SDK)
-                .status()
-                .expect("pip runs");
-            assert!(
-                status.success(),
-                "pip install of the OpenTelemetry Python SDK failed (PyPI reachable?)"
-            );
-            std::fs::write(&marker, PYTHON_SDK.join("\n")).unwrap();
-            python
-        })
-        .clone()
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/otel-python");
+    let python = venv.join("bin/python");
+    let installed = std::fs::read_to_string(venv.join("installed.txt")).unwrap_or_default();
+    assert!(
+        python.is_file() && installed == PYTHON_SDK,
+        "{} lacks the OpenTelemetry Python SDK of tests/interop/requirements.txt: \
+         scripts/test.sh installs it before the tests (by hand: python3 -m venv target/otel-python \
+         && target/otel-python/bin/python -m pip install -r tests/interop/requirements.txt \
+         && cp tests/interop/requirements.txt target/otel-python/installed.txt)",
+        venv.display()
+    );
+    python
 }
 
 /// The agent library, built by a nested cargo into its own target directory

@@ -154,8 +154,19 @@ impl Tomcat {
         // SAFETY: kill has no memory preconditions; the pid is our child's.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let status = child.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        let output: Vec<String> = self.lines.try_iter().collect();
+        // What it wrote last may still be in the readers' hands; they let
+        // go of the channel when its streams close.
+        let mut output = Vec::new();
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(10)) {
+                Ok(line) => output.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                    "Tomcat's console stayed open 10 s after it exited:\n{}",
+                    output.join("\n")
+                ),
+            }
+        }
         let output = output.join("\n");
         assert!(
             status.success() || status.code() == Some(143),
