@@ -15,6 +15,10 @@ use common::{
 };
 use serde_json::Value;
 
+// Each test here runs one or more JVMs under load for seconds and then
+// waits for every point: on two cores, two of them at once starve each
+// other's exporters past the wait. They take the JVMs alone, one at a time.
+
 /// A running HttpService fixture.
 struct Service {
     child: Child,
@@ -132,7 +136,7 @@ fn send_all(service: &Service) -> Vec<Sent> {
 
 #[test]
 fn every_http_exchange_is_one_point_with_its_time_status_and_error() {
-    let _jvms = JvmTurn::shared();
+    let _jvms = JvmTurn::alone();
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
     for launcher in java_launchers() {
@@ -274,7 +278,7 @@ fn every_http_exchange_is_one_point_with_its_time_status_and_error() {
 
 #[test]
 fn a_hooked_method_is_an_application_transaction_and_nested_calls_are_not() {
-    let _jvms = JvmTurn::shared();
+    let _jvms = JvmTurn::alone();
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
     let launcher = &java_launchers()[0];
@@ -341,7 +345,7 @@ fn a_hooked_method_is_an_application_transaction_and_nested_calls_are_not() {
 
 #[test]
 fn every_servlet_request_is_one_point_behind_its_filters() {
-    let _jvms = JvmTurn::shared();
+    let _jvms = JvmTurn::alone();
     let classpath = common::servlet_fixtures();
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
@@ -429,7 +433,7 @@ fn every_servlet_request_is_one_point_behind_its_filters() {
 
 #[test]
 fn a_stuck_transaction_is_reported_once_with_its_stack() {
-    let _jvms = JvmTurn::shared();
+    let _jvms = JvmTurn::alone();
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
     let launcher = &java_launchers()[0];
@@ -482,7 +486,7 @@ fn a_stuck_transaction_is_reported_once_with_its_stack() {
 
 #[test]
 fn exchanges_on_virtual_threads_are_measured_on_jdk_21_and_newer() {
-    let _jvms = JvmTurn::shared();
+    let _jvms = JvmTurn::alone();
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
     let launchers: Vec<_> = java_launchers()
@@ -552,7 +556,7 @@ fn service_with_h2(analyzer: &Analyzer, options: &str) -> Service {
 
 #[test]
 fn sql_count_and_time_are_the_statements_the_transaction_ran() {
-    let _jvms = JvmTurn::shared();
+    let _jvms = JvmTurn::alone();
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
     let server = service_with_h2(&analyzer, "service=sql");
@@ -602,7 +606,7 @@ fn sql_count_and_time_are_the_statements_the_transaction_ran() {
 
 #[test]
 fn cpu_off_leaves_thread_cpu_time_out_and_measures_the_rest() {
-    let _jvms = JvmTurn::shared();
+    let _jvms = JvmTurn::alone();
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
     let server = service_with_h2(&analyzer, "service=no-cpu,cpu=off");
@@ -624,7 +628,7 @@ fn cpu_off_leaves_thread_cpu_time_out_and_measures_the_rest() {
 
 #[test]
 fn sample_thins_successful_transactions_but_counts_them_all_and_keeps_errors() {
-    let _jvms = JvmTurn::shared();
+    let _jvms = JvmTurn::alone();
     let dir = tempfile::tempdir().unwrap();
     let analyzer = Analyzer::start(dir.path(), &[]);
     let server = service_with_h2(&analyzer, "service=sampled,sample=0");
@@ -669,7 +673,7 @@ fn compile(dir: &std::path::Path, name: &str, source: &str, release: &str) {
 
 #[test]
 fn odd_classes_are_left_alone_or_wrapped_and_the_program_runs_the_same() {
-    let _jvms = JvmTurn::shared();
+    let _jvms = JvmTurn::alone();
     let dir = tempfile::tempdir().unwrap();
     let classes = dir.path();
     // A method of about 50 KB of bytecode (the limit is 64 KB): the wrapper
