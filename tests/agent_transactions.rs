@@ -16,8 +16,8 @@ use common::{
 use serde_json::Value;
 
 // Each test here runs one or more JVMs under load for seconds and then
-// waits for every point: on two cores, two of them at once starve each
-// other's exporters past the wait. They take the JVMs alone, one at a time.
+// waits for every point; on two cores, two of them at once were seen to miss
+// points within the wait. They take the JVMs alone, one at a time.
 
 /// A running HttpService fixture.
 struct Service {
