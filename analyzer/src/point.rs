@@ -127,7 +127,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Parses a hex id of exactly `N` bytes.
-pub fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
     if s.len() != N * 2 {
         return None;
     }

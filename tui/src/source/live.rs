@@ -116,3 +116,61 @@ impl Source for Live {
         self.get(&path, &[("end_ms", end_ms.to_string())])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    /// The address of a server that answers one request with `status` and `body`.
+    fn answering(status: &'static str, body: &'static str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let _ = stream.read(&mut [0u8; 4096]);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        });
+        url
+    }
+
+    #[test]
+    fn each_failure_says_what_failed_and_where() {
+        let url = answering("404 Not Found", r#"{"error":"no transaction ab/cd"}"#);
+        let refused = Live::new(&url, None).unwrap().instances().unwrap_err();
+        assert!(
+            matches!(refused, SourceError::Refused { .. }),
+            "{refused:?}"
+        );
+        assert_eq!(
+            refused.to_string(),
+            format!("{url} answered 404 Not Found: no transaction ab/cd")
+        );
+
+        let url = answering("200 OK", r#"{"instances": 3}"#);
+        let malformed = Live::new(&url, None).unwrap().instances().unwrap_err();
+        assert!(
+            malformed
+                .to_string()
+                .starts_with(&format!("unexpected answer from {url}/api/v1/instances: ")),
+            "{malformed}"
+        );
+
+        let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let unreachable = Live::new(&url, None).unwrap().instances().unwrap_err();
+        assert!(
+            unreachable
+                .to_string()
+                .starts_with(&format!("cannot reach {url}: ")),
+            "{unreachable}"
+        );
+    }
+}

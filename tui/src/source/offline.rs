@@ -7,8 +7,7 @@ use std::sync::Mutex;
 
 use jvmapm_analyzer::meter::Meter;
 use jvmapm_analyzer::point::{SpanId, TraceId};
-use jvmapm_analyzer::query::answers::PointRow;
-use jvmapm_analyzer::query::answers::{InstanceList, Stats, Transaction, XlogPage};
+use jvmapm_analyzer::query::answers::{InstanceList, PointRow, Stats, Transaction, XlogPage};
 use jvmapm_analyzer::query::jvm::{self, JvmView};
 use jvmapm_analyzer::query::{self, transaction, XlogFilter};
 use jvmapm_analyzer::store::instances::Instances;
