@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::store::Strings;
 
@@ -281,7 +281,7 @@ impl Accumulator {
 }
 
 /// One row of `/api/v1/stats`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EndpointStats {
     pub service: String,
     pub endpoint: String,

@@ -115,7 +115,7 @@ impl Point {
     }
 }
 
-/// Lower-case hex of an id, as OTLP/JSON and the query API spell trace and span ids.
+/// Lower-case hex of bytes, as OTLP/JSON and the query API spell ids.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -127,7 +127,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Parses a hex id of exactly `N` bytes.
-pub fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
     if s.len() != N * 2 {
         return None;
     }
@@ -137,6 +137,73 @@ pub fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
         out[i] = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
     }
     Some(out)
+}
+
+/// A trace or span id of `N` bytes. Inside a process an id stays binary;
+/// it is hex only at the edges: JSON (through serde), URLs and the screen
+/// (through `Display` and `FromStr`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Id<const N: usize>(pub [u8; N]);
+
+/// A W3C trace id: 16 bytes, 32 hex digits.
+pub type TraceId = Id<16>;
+/// A span id: 8 bytes, 16 hex digits.
+pub type SpanId = Id<8>;
+
+impl<const N: usize> From<[u8; N]> for Id<N> {
+    fn from(bytes: [u8; N]) -> Self {
+        Id(bytes)
+    }
+}
+
+impl<const N: usize> std::fmt::Display for Id<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex(&self.0))
+    }
+}
+
+/// Why a text is not an id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotAnId {
+    pub digits: usize,
+}
+
+impl std::fmt::Display for NotAnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "expected {} hex digits", self.digits)
+    }
+}
+
+impl std::error::Error for NotAnId {}
+
+impl<const N: usize> std::str::FromStr for Id<N> {
+    type Err = NotAnId;
+
+    fn from_str(s: &str) -> Result<Self, NotAnId> {
+        parse_hex::<N>(s).map(Id).ok_or(NotAnId { digits: N * 2 })
+    }
+}
+
+impl<const N: usize> serde::Serialize for Id<N> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de, const N: usize> serde::Deserialize<'de> for Id<N> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HexId<const N: usize>;
+        impl<const N: usize> serde::de::Visitor<'_> for HexId<N> {
+            type Value = Id<N>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{} hex digits", N * 2)
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Id<N>, E> {
+                s.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(HexId::<N>)
+    }
 }
 
 #[cfg(test)]
@@ -199,5 +266,19 @@ mod tests {
         assert_eq!(parse_hex::<4>("ab01ff10"), Some(id));
         assert_eq!(parse_hex::<4>("ab01ff1"), None);
         assert_eq!(parse_hex::<4>("zz01ff10"), None);
+    }
+
+    #[test]
+    fn ids_are_hex_in_json_and_text_and_bytes_inside() {
+        let id = SpanId::from([0xab, 0x01, 0xff, 0x10, 0, 0, 0, 7]);
+        let json = serde_json::to_value(id).unwrap();
+        assert_eq!(json, "ab01ff1000000007");
+        assert_eq!(serde_json::from_value::<SpanId>(json).unwrap(), id);
+        assert_eq!(id.to_string().parse::<SpanId>(), Ok(id));
+        let short = serde_json::from_value::<TraceId>("ab01".into()).unwrap_err();
+        assert!(
+            short.to_string().contains("expected 32 hex digits"),
+            "{short}"
+        );
     }
 }

@@ -117,7 +117,8 @@ fn recovered_seqs(dir: &Path) -> Vec<u64> {
     })
     .unwrap();
     for p in &points {
-        let detail = transaction::find(&store, &p.trace_id, &p.span_id, Some(p.end_ms)).unwrap();
+        let detail =
+            transaction::find(&store, p.trace_id.into(), p.span_id.into(), Some(p.end_ms)).unwrap();
         assert!(detail.is_some(), "point {} has its detail", p.seq);
     }
     points.iter().map(|p| p.seq).collect()

@@ -10,8 +10,9 @@
 
 use std::time::Instant;
 
+use jvmapm_analyzer::point::{SpanId, TraceId};
+use jvmapm_analyzer::query::answers::PointRow;
 use jvmapm_tui::app::{App, Config};
-use jvmapm_tui::points::Row;
 use jvmapm_tui::ui;
 use ratatui::backend::TestBackend;
 use ratatui::style::Color;
@@ -28,7 +29,7 @@ const SPREAD_MS: u64 = WINDOW_MS / 100 * 99;
 
 /// Rows `from..to` of `count`: a deterministic spread of response times,
 /// mostly fast, a slow tail, 1% errors.
-fn rows(from: usize, to: usize, count: usize) -> Vec<Row> {
+fn rows(from: usize, to: usize, count: usize) -> Vec<PointRow> {
     let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ from as u64;
     let mut next = move || {
         state ^= state << 13;
@@ -44,17 +45,17 @@ fn rows(from: usize, to: usize, count: usize) -> Vec<Row> {
                 1..=9 => 200_000 + r % 800_000,
                 _ => 1_000 + r % 150_000,
             };
-            Row {
+            PointRow {
                 // Inside the window's whole buckets: its last 99%.
                 end_ms: END_MS - SPREAD_MS + (i as u64 * SPREAD_MS) / count as u64,
                 elapsed_us,
                 service: "shop".into(),
                 instance: "shop-1".into(),
-                endpoint: format!("/api/{}", r % 40),
+                endpoint: format!("/api/{}", r % 40).into(),
                 status_code: Some(200),
                 error: r % 100 == 50,
-                trace_id: format!("{:032x}", i + 1),
-                span_id: format!("{:016x}", i + 1),
+                trace_id: TraceId::from((i as u128 + 1).to_be_bytes()),
+                span_id: SpanId::from((i as u64 + 1).to_be_bytes()),
                 cpu_us: Some(elapsed_us / 3),
                 sql_count: None,
                 sql_us: None,

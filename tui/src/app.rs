@@ -13,11 +13,15 @@ use crossterm::event::{
 };
 use ratatui::layout::Rect;
 
-use jvmapm_analyzer::point::hex;
+use jvmapm_analyzer::meter::EndpointStats;
+use jvmapm_analyzer::query::answers::PointRow;
+use jvmapm_analyzer::query::jvm::JvmView;
+use jvmapm_analyzer::store::instances::InstanceInfo;
 
-use crate::points::{CompiledFilter, Filter, Measure, Points, Row};
+use crate::fetcher::{Detail, Request, Update};
+use crate::points::{CompiledFilter, Filter, Measure, Points};
 use crate::scatter::{Grid, Selection, TimeScale, YScale};
-use crate::source::{Detail, EndpointRow, InstanceRow, JvmData, Request, Update};
+use crate::source::SourceError;
 
 /// Narrowest and widest window.
 const MIN_WINDOW_MS: u64 = 10_000;
@@ -97,20 +101,20 @@ pub struct App {
     /// The selection's transactions, by end time (indexes into `points`).
     pub list: Vec<usize>,
     pub list_cursor: usize,
-    pub detail: Option<Result<Detail, String>>,
+    pub detail: Option<Result<Detail, SourceError>>,
     /// Lines of the open transaction scrolled past.
     pub detail_scroll: u16,
     pub screen: Screen,
     pub help: bool,
     pub prompt: Option<(Prompt, String)>,
-    pub stats: Vec<EndpointRow>,
-    pub instances: Vec<InstanceRow>,
+    pub stats: Vec<EndpointStats>,
+    pub instances: Vec<InstanceInfo>,
     /// The instance whose JVM the panels show, by name.
     pub instance: Option<String>,
-    pub jvm: JvmData,
+    pub jvm: JvmView,
     /// Transactions per second of everything loaded, by second.
     pub per_second: BTreeMap<u64, u32>,
-    pub trouble: Option<String>,
+    pub trouble: Option<SourceError>,
     pub progress: Option<String>,
     pub loaded_from: Option<u64>,
     pub quit: bool,
@@ -153,7 +157,7 @@ impl App {
             stats: Vec::new(),
             instances: Vec::new(),
             instance: None,
-            jvm: JvmData::default(),
+            jvm: JvmView::default(),
             per_second: BTreeMap::new(),
             trouble: None,
             progress: None,
@@ -193,7 +197,7 @@ impl App {
         }
     }
 
-    pub fn add_points(&mut self, rows: &[Row]) {
+    pub fn add_points(&mut self, rows: &[PointRow]) {
         for row in rows {
             let txn = *self.points.push(row);
             *self.per_second.entry(txn.end_ms / 1000).or_default() += 1;
@@ -284,7 +288,7 @@ impl App {
             .service
             .as_deref()
             .map(jvmapm_analyzer::glob::Glob::new);
-        let mut candidates: Vec<&InstanceRow> = self
+        let mut candidates: Vec<&InstanceInfo> = self
             .instances
             .iter()
             .filter(|i| glob.as_ref().is_none_or(|g| g.matches(&i.service)))
@@ -305,15 +309,15 @@ impl App {
         let chosen = chosen.map(|i| i.instance.clone());
         if chosen != self.instance {
             self.instance = chosen;
-            self.jvm = JvmData::default();
+            self.jvm = JvmView::default();
         }
     }
 
-    /// The chosen instance as the panels name it (see [`InstanceRow::label`]).
+    /// The chosen instance as the panels name it (see [`instance_label`]).
     pub fn instance_label(&self) -> Option<String> {
         let id = self.instance.as_ref()?;
         let row = self.instances.iter().find(|i| &i.instance == id);
-        Some(row.map_or_else(|| id.clone(), InstanceRow::label))
+        Some(row.map_or_else(|| id.clone(), instance_label))
     }
 
     /// Lists the selection's transactions that pass the filter, by end time.
@@ -533,8 +537,8 @@ impl App {
         self.detail_scroll = 0;
         self.screen = Screen::Detail;
         self.outbox.push(Request::Detail {
-            trace_id: hex(&t.trace_id),
-            span_id: hex(&t.span_id),
+            trace_id: t.trace_id,
+            span_id: t.span_id,
             end_ms: t.end_ms,
             instance: self.points.instances.get(t.instance.into()).to_string(),
         });
@@ -632,6 +636,16 @@ impl App {
                 Some((attrs.to_string(), values.last()?.1))
             })
             .collect()
+    }
+}
+
+/// An instance as operators know a JVM, `service@host:pid`; its id (often
+/// 32 hex digits) when it did not report both host and pid.
+pub fn instance_label(instance: &InstanceInfo) -> String {
+    let attribute = |key: &str| instance.attributes.get(key).filter(|v| !v.is_empty());
+    match (attribute("host.name"), attribute("process.pid")) {
+        (Some(host), Some(pid)) => format!("{}@{host}:{pid}", instance.service),
+        _ => instance.instance.clone(),
     }
 }
 

@@ -3,6 +3,7 @@
 //! with the JVM's health beside it.
 
 pub mod app;
+pub mod fetcher;
 pub mod points;
 pub mod scatter;
 pub mod source;
@@ -15,7 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossterm::event;
 
 use app::{App, Config};
-use source::{Fetcher, Follow, Live, Offline, Source};
+use fetcher::{Fetcher, Follow};
+use source::{Live, Offline, Source};
 
 /// Where the viewer reads from.
 pub enum Origin {
@@ -31,10 +33,11 @@ pub fn run(origin: Origin, config: Config) -> Result<(), String> {
     let (source, config): (Box<dyn Source>, Config) = match origin {
         Origin::Server { url, token } => {
             let live = config.to_ms.is_none();
-            (Box::new(Live::new(&url, token)?), Config { live, ..config })
+            let source = Live::new(&url, token).map_err(|e| e.to_string())?;
+            (Box::new(source), Config { live, ..config })
         }
         Origin::Data(dir) => {
-            let offline = Offline::open(&dir)?;
+            let offline = Offline::open(&dir).map_err(|e| e.to_string())?;
             let to_ms = config
                 .to_ms
                 .or_else(|| offline.latest_end_ms().map(|ms| ms + 1));

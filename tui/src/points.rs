@@ -7,25 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use jvmapm_analyzer::glob::Glob;
-use serde::Deserialize;
-
-/// One transaction as the query API lists it (`/api/v1/xlog`).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-pub struct Row {
-    pub end_ms: u64,
-    pub elapsed_us: u64,
-    pub service: String,
-    pub instance: String,
-    pub endpoint: String,
-    /// `null` when the transaction had no HTTP status.
-    pub status_code: Option<u16>,
-    pub error: bool,
-    pub trace_id: String,
-    pub span_id: String,
-    pub cpu_us: Option<u64>,
-    pub sql_count: Option<u32>,
-    pub sql_us: Option<u64>,
-}
+use jvmapm_analyzer::point::{SpanId, TraceId};
+use jvmapm_analyzer::query::answers::PointRow;
 
 /// Marks an absent optional measure in [`Txn`].
 const NONE: u32 = u32::MAX;
@@ -45,8 +28,8 @@ pub struct Txn {
     pub instance: u16,
     pub endpoint: u32,
     pub error: bool,
-    pub trace_id: [u8; 16],
-    pub span_id: [u8; 8],
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
 }
 
 impl Txn {
@@ -223,7 +206,7 @@ pub struct Points {
 }
 
 impl Points {
-    pub fn push(&mut self, row: &Row) -> &Txn {
+    pub fn push(&mut self, row: &PointRow) -> &Txn {
         let saturate = |us: u64| u32::try_from(us).unwrap_or(NONE - 1);
         let txn = Txn {
             end_ms: row.end_ms,
@@ -238,8 +221,8 @@ impl Points {
             instance: small_id(self.instances.id(&row.instance)),
             endpoint: self.endpoints.id(&row.endpoint),
             error: row.error,
-            trace_id: parse_hex(&row.trace_id),
-            span_id: parse_hex(&row.span_id),
+            trace_id: row.trace_id,
+            span_id: row.span_id,
         };
         self.txns.push(txn);
         self.txns.last().expect("just pushed")
@@ -260,19 +243,13 @@ fn small_id(id: u32) -> u16 {
     u16::try_from(id).unwrap_or(u16::MAX)
 }
 
-/// Hex digits to bytes; anything malformed gives zeros (the detail lookup
-/// then says it found nothing).
-fn parse_hex<const N: usize>(s: &str) -> [u8; N] {
-    jvmapm_analyzer::point::parse_hex::<N>(s).unwrap_or([0; N])
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
     /// A row for tests: `endpoint` ending at `end_ms` after `elapsed_ms`.
-    pub fn row(end_ms: u64, elapsed_ms: u64, endpoint: &str, error: bool) -> Row {
-        Row {
+    pub fn row(end_ms: u64, elapsed_ms: u64, endpoint: &str, error: bool) -> PointRow {
+        PointRow {
             end_ms,
             elapsed_us: elapsed_ms * 1000,
             service: "orders".into(),
@@ -280,8 +257,8 @@ pub(crate) mod tests {
             endpoint: endpoint.into(),
             status_code: Some(if error { 500 } else { 200 }),
             error,
-            trace_id: format!("{:032x}", end_ms + 1),
-            span_id: format!("{:016x}", elapsed_ms + 1),
+            trace_id: TraceId::from(u128::from(end_ms + 1).to_be_bytes()),
+            span_id: SpanId::from((elapsed_ms + 1).to_be_bytes()),
             cpu_us: Some(elapsed_ms * 500),
             sql_count: None,
             sql_us: None,
@@ -299,7 +276,7 @@ pub(crate) mod tests {
         assert_eq!(points.txns[1].cpu_us(), Some(15_000));
         assert_eq!(points.txns[1].sql_us(), None);
         assert_eq!(
-            jvmapm_analyzer::point::hex(&points.txns[0].trace_id),
+            points.txns[0].trace_id.to_string(),
             format!("{:032x}", 1_001)
         );
         assert!(std::mem::size_of::<Txn>() <= 64);
@@ -313,7 +290,7 @@ pub(crate) mod tests {
             "error": true, "trace_id": format!("{:032x}", 1), "span_id": format!("{:016x}", 2),
             "cpu_us": null, "sql_count": null, "sql_us": null
         });
-        let row: Row = serde_json::from_value(json).unwrap();
+        let row: PointRow = serde_json::from_value(json).unwrap();
         assert_eq!(row.status_code, None);
         let mut points = Points::default();
         assert_eq!(points.push(&row).status_code, 0, "shown as none");

@@ -3,12 +3,13 @@
 //! below, and the help overlay.
 
 use jvmapm_analyzer::glob::Glob;
+use jvmapm_analyzer::query::answers::{ChildSpan, PointRow, SpanRecord, Transaction};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, Table, Wrap};
 use ratatui::Frame;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::app::{App, Screen};
 use crate::scatter::{clock, plot_area, short_duration, ScatterWidget};
@@ -233,8 +234,11 @@ fn detail(frame: &mut Frame, app: &App, area: Rect) {
         .title(" transaction | Up/Down scroll, Esc back ");
     let lines = match &app.detail {
         None => vec![Line::from("reading...")],
-        Some(Err(why)) => vec![Line::styled(why.clone(), Style::default().fg(Color::Red))],
-        Some(Ok(d)) => detail_lines(&d.json, d.stuck_stack.as_deref()),
+        Some(Err(why)) => vec![Line::styled(
+            why.to_string(),
+            Style::default().fg(Color::Red),
+        )],
+        Some(Ok(d)) => detail_lines(&d.transaction, d.stuck_stack.as_deref()),
     };
     frame.render_widget(
         Paragraph::new(lines)
@@ -246,81 +250,103 @@ fn detail(frame: &mut Frame, app: &App, area: Rect) {
 }
 
 /// One transaction as lines: its point, attributes, children (SQL), stack.
-pub fn detail_lines(json: &Value, stuck_stack: Option<&str>) -> Vec<Line<'static>> {
-    let heading = |text: &str| {
-        Line::styled(
-            text.to_string(),
-            Style::default().add_modifier(Modifier::BOLD),
-        )
+pub fn detail_lines(transaction: &Transaction, stuck_stack: Option<&str>) -> Vec<Line<'static>> {
+    let full = match &transaction.span {
+        SpanRecord::Read(full) => Some(full.as_ref()),
+        SpanRecord::Unreadable { .. } => None,
     };
-    let status = json["status_code"]
-        .as_u64()
-        .map_or("-".to_string(), |code| code.to_string());
-    let mut lines = vec![Line::from(format!(
-        "{}  {}  {:.1} ms  status {status}  {}",
-        json["name"]
-            .as_str()
-            .or(json["endpoint"].as_str())
-            .unwrap_or("?"),
-        json["service"].as_str().unwrap_or("?"),
-        json["elapsed_us"].as_f64().unwrap_or(0.0) / 1e3,
-        if json["error"] == true { "ERROR" } else { "ok" },
-    ))];
-    lines.push(Line::from(format!(
-        "trace {}  span {}  instance {}",
-        json["trace_id"].as_str().unwrap_or("?"),
-        json["span_id"].as_str().unwrap_or("?"),
-        json["instance"].as_str().unwrap_or("?"),
-    )));
-    if let Some(why) = json["detail_error"].as_str() {
+    let mut lines = point_lines(&transaction.point, full.map(|f| f.span.name.as_str()));
+    if let SpanRecord::Unreadable { detail_error } = &transaction.span {
         lines.push(Line::styled(
-            why.to_string(),
+            detail_error.clone(),
             Style::default().fg(Color::Red),
         ));
     }
     lines.push(heading("attributes"));
-    if let Some(attrs) = json["attributes"].as_object() {
-        for (k, v) in attrs {
-            lines.push(Line::from(format!("  {k} = {}", text_of(v))));
-        }
-    }
-    if let Some(children) = json["children"].as_array().filter(|c| !c.is_empty()) {
-        let start = json["start_time_unix_nano"].as_u64().unwrap_or(0);
-        lines.push(heading(&format!("inside it ({})", children.len())));
-        for c in children {
-            let begin = c["start_time_unix_nano"].as_u64().unwrap_or(0);
-            let end = c["end_time_unix_nano"].as_u64().unwrap_or(begin);
-            let what = c["attributes"]["db.query.text"]
-                .as_str()
-                .or(c["name"].as_str())
-                .unwrap_or("?");
-            let failed = c["status"]["code"] == 2;
-            let style = if failed {
-                Style::default().fg(Color::Red)
-            } else {
-                Style::default()
-            };
-            lines.push(Line::styled(
-                format!(
-                    "  +{:>8.1} ms {:>8.1} ms  {what}",
-                    begin.saturating_sub(start) as f64 / 1e6,
-                    end.saturating_sub(begin) as f64 / 1e6
-                ),
-                style,
-            ));
+    if let Some(full) = full {
+        lines.extend(attribute_lines(&full.span.attributes));
+        if !full.children.is_empty() {
+            lines.push(heading(&format!("inside it ({})", full.children.len())));
+            let start = full.span.start_time_unix_nano;
+            lines.extend(full.children.iter().map(|c| child_line(c, start)));
         }
     }
     if let Some(stack) = stuck_stack {
         lines.push(heading("stack when it was reported stuck"));
         lines.extend(stack.lines().map(|l| Line::from(format!("  {l}"))));
     }
-    if let Some(resource) = json["resource"].as_object() {
+    if let Some(full) = full {
         lines.push(heading("resource"));
-        for (k, v) in resource {
-            lines.push(Line::from(format!("  {k} = {}", text_of(v))));
-        }
+        lines.extend(attribute_lines(&full.resource));
     }
     lines
+}
+
+fn heading(text: &str) -> Line<'static> {
+    Line::styled(
+        text.to_string(),
+        Style::default().add_modifier(Modifier::BOLD),
+    )
+}
+
+/// The point's measures and ids, under the span's name when it was read.
+fn point_lines(point: &PointRow, span_name: Option<&str>) -> Vec<Line<'static>> {
+    let status = point
+        .status_code
+        .map_or("-".to_string(), |code| code.to_string());
+    vec![
+        Line::from(format!(
+            "{}  {}  {:.1} ms  status {status}  {}",
+            span_name.unwrap_or(&point.endpoint),
+            point.service,
+            point.elapsed_us as f64 / 1e3,
+            if point.error { "ERROR" } else { "ok" },
+        )),
+        Line::from(format!(
+            "trace {}  span {}  instance {}",
+            point.trace_id, point.span_id, point.instance,
+        )),
+    ]
+}
+
+fn attribute_lines(attributes: &Map<String, Value>) -> impl Iterator<Item = Line<'static>> + '_ {
+    attributes
+        .iter()
+        .map(|(k, v)| Line::from(format!("  {k} = {}", text_of(v))))
+}
+
+/// A span inside the transaction: when it started after the transaction,
+/// how long it took, and its SQL (or name); red when it failed.
+fn child_line(child: &ChildSpan, transaction_start: u64) -> Line<'static> {
+    let span = match &child.span {
+        SpanRecord::Read(span) => span,
+        SpanRecord::Unreadable { detail_error } => {
+            return Line::styled(
+                format!("  span {}: {detail_error}", child.span_id),
+                Style::default().fg(Color::Red),
+            )
+        }
+    };
+    let begin = span.start_time_unix_nano;
+    let what = span
+        .attributes
+        .get("db.query.text")
+        .and_then(Value::as_str)
+        .unwrap_or(&span.name);
+    let failed = span.status.as_ref().is_some_and(|s| s.code == 2);
+    let style = if failed {
+        Style::default().fg(Color::Red)
+    } else {
+        Style::default()
+    };
+    Line::styled(
+        format!(
+            "  +{:>8.1} ms {:>8.1} ms  {what}",
+            begin.saturating_sub(transaction_start) as f64 / 1e6,
+            span.end_time_unix_nano.saturating_sub(begin) as f64 / 1e6
+        ),
+        style,
+    )
 }
 
 fn text_of(v: &Value) -> String {
@@ -338,7 +364,14 @@ fn panels(frame: &mut Frame, app: &App, area: Rect) {
         Constraint::Length(5),
     ])
     .areas(area);
-    // Transactions per second over the last seconds of the window.
+    tps_panel(frame, app, tps);
+    active_panel(frame, app, active);
+    heap_panel(frame, app, heap);
+    finalizer_panel(frame, app, finalizer);
+}
+
+/// Transactions per second over the last seconds of the window.
+fn tps_panel(frame: &mut Frame, app: &App, tps: Rect) {
     let width = u64::from(tps.width.saturating_sub(2)).max(1);
     let last = app.to_ms / 1000;
     let counts: Vec<u64> = (last.saturating_sub(width - 1)..=last)
@@ -355,7 +388,10 @@ fn panels(frame: &mut Frame, app: &App, area: Rect) {
             .style(Style::default().fg(Color::Cyan)),
         tps,
     );
+}
 
+/// Transactions of the chosen instance running now, by age.
+fn active_panel(frame: &mut Frame, app: &App, active: Rect) {
     let instance = app
         .instance_label()
         .unwrap_or_else(|| "no instance".to_string());
@@ -383,7 +419,10 @@ fn panels(frame: &mut Frame, app: &App, area: Rect) {
         .borders(Borders::ALL)
         .title(format!(" active: {instance} "));
     frame.render_widget(Paragraph::new(lines).block(block), active);
+}
 
+/// The chosen instance's heap pools, used of their limit.
+fn heap_panel(frame: &mut Frame, app: &App, heap: Rect) {
     let limits = app.latest("jvm.memory.limit");
     let mut pools: Vec<Line> = app
         .latest("jvm.memory.used")
@@ -415,7 +454,10 @@ fn panels(frame: &mut Frame, app: &App, area: Rect) {
         Paragraph::new(pools).block(Block::default().borders(Borders::ALL).title(" heap used ")),
         heap,
     );
+}
 
+/// Objects waiting for finalization, over time.
+fn finalizer_panel(frame: &mut Frame, app: &App, finalizer: Rect) {
     let pending: Vec<u64> = app
         .jvm
         .series
@@ -548,42 +590,73 @@ fn help(frame: &mut Frame, area: Rect) {
 mod tests {
     use super::*;
     use crate::app::Config;
-    use crate::points::Row;
-    use crate::source::{InstanceRow, Printable, Source, Update};
+    use crate::fetcher::Update;
+    use crate::source::{Printable, Source, SourceError};
     use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+    use jvmapm_analyzer::point::{SpanId, TraceId};
+    use jvmapm_analyzer::query::answers::{InstanceList, Stats, XlogPage};
+    use jvmapm_analyzer::query::jvm::JvmView;
+    use jvmapm_analyzer::store::instances::InstanceInfo;
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
     use serde_json::json;
 
+    /// A transaction as the API sends it: `fields` over a read span of
+    /// `GET /orders` with no children.
+    fn transaction(fields: Value) -> Transaction {
+        let mut json = json!({
+            "end_ms": 2_000, "elapsed_us": 12_500, "service": "shop", "instance": "shop-1",
+            "endpoint": "/orders", "status_code": 200, "error": false,
+            "trace_id": "ab".repeat(16), "span_id": "cd".repeat(8),
+            "cpu_us": null, "sql_count": null, "sql_us": null,
+            "name": "GET /orders", "kind": "SPAN_KIND_SERVER", "parent_span_id": "",
+            "start_time_unix_nano": 1_000_000_000u64, "end_time_unix_nano": 1_012_500_000u64,
+            "status": null, "attributes": {}, "events": [],
+            "resource": {}, "scope": null, "children": [],
+        });
+        let (Value::Object(base), Value::Object(fields)) = (&mut json, fields) else {
+            panic!("objects");
+        };
+        base.extend(fields);
+        if base.contains_key("detail_error") {
+            for span_field in ["name", "kind", "parent_span_id", "resource", "children"] {
+                base.remove(span_field);
+            }
+        }
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn text(lines: Vec<Line>) -> Vec<String> {
+        lines.iter().map(|l| l.to_string()).collect()
+    }
+
     #[test]
     fn a_transaction_shows_its_attributes_sql_and_stack() {
-        let detail = json!({
-            "name": "GET /orders", "service": "shop", "elapsed_us": 12_500,
-            "status_code": 200, "error": false, "trace_id": "ab", "span_id": "cd",
-            "instance": "shop-1", "start_time_unix_nano": 1_000_000_000u64,
+        let detail = transaction(json!({
             "attributes": {"http.route": "/orders", "jvmapm.stuck": true},
             "children": [{
-                "name": "SELECT", "start_time_unix_nano": 1_002_000_000u64,
-                "end_time_unix_nano": 1_005_500_000u64, "status": null,
+                "name": "SELECT", "kind": "SPAN_KIND_CLIENT", "span_id": "ef".repeat(8),
+                "parent_span_id": "cd".repeat(8), "start_time_unix_nano": 1_002_000_000u64,
+                "end_time_unix_nano": 1_005_500_000u64, "status": null, "events": [],
                 "attributes": {"db.query.text": "SELECT * FROM orders WHERE id = ?"}
+            }, {
+                "span_id": "01".repeat(8), "detail_error": "its segment is past retention"
             }],
             "resource": {"host.name": "vm"}
-        });
-        let text: Vec<String> = detail_lines(&detail, Some("at Shop.load(Shop.java:12)"))
-            .iter()
-            .map(|l| l.to_string())
-            .collect();
+        }));
+        let text = text(detail_lines(&detail, Some("at Shop.load(Shop.java:12)")));
         let has = |needle: &str| text.iter().any(|l| l.contains(needle));
         assert!(
             has("GET /orders  shop  12.5 ms  status 200  ok"),
             "{text:#?}"
         );
         assert!(has("http.route = /orders"));
-        assert!(has("inside it (1)"));
+        assert!(has("inside it (2)"));
         assert!(
             has("+     2.0 ms      3.5 ms  SELECT * FROM orders WHERE id = ?"),
             "{text:#?}"
         );
+        assert!(has("0101010101010101: its segment is past retention"));
         assert!(has("stack when it was reported stuck"));
         assert!(has("  at Shop.load(Shop.java:12)"));
         assert!(has("host.name = vm"));
@@ -619,9 +692,10 @@ mod tests {
     fn the_panels_name_an_instance_by_service_host_and_pid() {
         let mut app = offline_app();
         let hex_id = "f444e8abf2e375e57ba9795da1c0ffee";
-        let instance = |id: &str, last_seen_ms, attributes: &[(&str, &str)]| InstanceRow {
+        let instance = |id: &str, last_seen_ms, attributes: &[(&str, &str)]| InstanceInfo {
             service: "orders".into(),
             instance: id.into(),
+            first_seen_ms: 0,
             last_seen_ms,
             attributes: attributes
                 .iter()
@@ -655,11 +729,8 @@ mod tests {
         assert_eq!(app.instance.as_deref(), Some("orders-7"), "asked by id");
 
         // The transaction in full keeps the whole id.
-        let detail = json!({"name": "GET /orders", "instance": hex_id});
-        let text: Vec<String> = detail_lines(&detail, None)
-            .iter()
-            .map(|l| l.to_string())
-            .collect();
+        let detail = transaction(json!({"instance": hex_id}));
+        let text = text(detail_lines(&detail, None));
         assert!(
             text[1].ends_with(&format!("instance {hex_id}")),
             "{text:#?}"
@@ -675,24 +746,41 @@ mod tests {
         fn describe(&self) -> String {
             "hostile".into()
         }
-        fn xlog(&mut self, _: u64, _: u64, _: &str) -> Result<Value, String> {
-            Ok(json!({"cursor": "1", "points": [{
+        fn xlog(&mut self, _: u64, _: u64, _: u64) -> Result<XlogPage, SourceError> {
+            let point = transaction(json!({
                 "end_ms": 30_000, "elapsed_us": 25_000, "service": HOSTILE,
                 "instance": HOSTILE, "endpoint": format!("/pay{HOSTILE}"),
-                "status_code": 200, "error": false, "trace_id": "ab", "span_id": "cd",
-            }]}))
+            }))
+            .point;
+            Ok(XlogPage {
+                points: vec![point],
+                cursor: 1,
+            })
         }
-        fn stats(&mut self, _: u64, _: u64) -> Result<Value, String> {
-            Err(format!("bad answer {HOSTILE}"))
+        fn stats(&mut self, _: u64, _: u64) -> Result<Stats, SourceError> {
+            Err(SourceError::Refused {
+                url: "http://hostile".into(),
+                status: "400 Bad Request".into(),
+                reason: format!("bad answer {HOSTILE}"),
+            })
         }
-        fn instances(&mut self) -> Result<Value, String> {
-            Ok(json!({"instances": []}))
+        fn instances(&mut self) -> Result<InstanceList, SourceError> {
+            Ok(InstanceList::default())
         }
-        fn jvm(&mut self, _: &str, _: u64, _: u64) -> Result<Value, String> {
-            Ok(json!({}))
+        fn jvm(&mut self, _: &str, _: u64, _: u64) -> Result<JvmView, SourceError> {
+            Ok(JvmView::default())
         }
-        fn transaction(&mut self, _: &str, _: &str, _: u64) -> Result<Value, String> {
-            Ok(json!({"name": HOSTILE, "attributes": {HOSTILE: HOSTILE}}))
+        fn transaction(
+            &mut self,
+            _: TraceId,
+            _: SpanId,
+            _: u64,
+        ) -> Result<Transaction, SourceError> {
+            Ok(transaction(json!({
+                "name": HOSTILE,
+                "attributes": {HOSTILE: HOSTILE},
+                "resource": {HOSTILE: [HOSTILE]},
+            })))
         }
     }
 
@@ -701,8 +789,7 @@ mod tests {
     #[test]
     fn escape_sequences_from_the_wire_never_reach_the_terminal() {
         let mut source = Printable(Box::new(Hostile));
-        let rows: Vec<Row> =
-            serde_json::from_value(source.xlog(0, 60_000, "").unwrap()["points"].take()).unwrap();
+        let rows = source.xlog(0, 60_000, 0).unwrap().points;
         let mut app = offline_app();
         app.update(Update::Points(rows));
         app.update(Update::Trouble(source.stats(0, 1).err()));
@@ -713,7 +800,9 @@ mod tests {
             "{lines:#?}"
         );
         assert!(text.contains("shop\u{FFFD}]2;owned"), "{lines:#?}");
-        let detail = source.transaction("ab", "cd", 30_000).unwrap();
+        let detail = source
+            .transaction(TraceId::from([1; 16]), SpanId::from([2; 8]), 30_000)
+            .unwrap();
         for line in detail_lines(&detail, None) {
             assert!(!line.to_string().chars().any(char::is_control), "{line}");
         }
@@ -721,12 +810,12 @@ mod tests {
 
     #[test]
     fn a_transaction_without_an_http_status_shows_a_dash() {
-        let detail = json!({
-            "name": "POST /pay", "service": "shop", "elapsed_us": 25_000,
-            "status_code": null, "error": true, "trace_id": "ab", "span_id": "cd",
-            "instance": "shop-1"
-        });
-        let first = detail_lines(&detail, None)[0].to_string();
-        assert_eq!(first, "POST /pay  shop  25.0 ms  status -  ERROR");
+        let detail = transaction(json!({
+            "endpoint": "POST /pay", "elapsed_us": 25_000, "status_code": null, "error": true,
+            "detail_error": "damaged span record",
+        }));
+        let lines = text(detail_lines(&detail, None));
+        assert_eq!(lines[0], "POST /pay  shop  25.0 ms  status -  ERROR");
+        assert_eq!(lines[2], "damaged span record");
     }
 }

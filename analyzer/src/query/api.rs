@@ -12,14 +12,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::glob::{Glob, MAX_PATTERN_CHARS};
 use crate::meter::Meter;
-use crate::point::{parse_hex, Point};
+use crate::point::{Point, SpanId, TraceId};
+use crate::query::answers::{
+    ApiFailure, InstanceList, PointRow, Stats, Tps, TpsSecond, Transaction, XlogPage,
+};
 use crate::query::reply::{ReplyBudget, REPLY_BUDGET_MB};
-use crate::query::{self, Cancel, PointRow, XlogFilter};
+use crate::query::{self, Cancel, XlogFilter};
 use crate::query::{
     jvm::{self as jvm_series, JvmView},
     transaction,
@@ -82,12 +85,12 @@ pub fn routes(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// An API error: a status and a message in `{"error": ...}`.
+/// An API error: a status and why, sent as an [`ApiFailure`].
 pub struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.0, Json(json!({ "error": self.1 }))).into_response();
+        let mut response = (self.0, Json(ApiFailure { error: self.1 })).into_response();
         if self.0 == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
@@ -228,13 +231,15 @@ async fn xlog(State(s): State<ApiState>, Query(p): Params) -> Result<Response, A
     let json = blocking(move || {
         let page = query::page(&s.store, &filter, after, limit)?;
         let page = XlogPage {
-            cursor: page.cursor.to_string(),
-            points: page.points,
-            store: s.store,
+            points: Rows {
+                points: page.points,
+                store: s.store,
+            },
+            cursor: page.cursor,
         };
         // Sized for the answer up front: growing by doubling would hold
         // twice its size at the end.
-        let mut json = Vec::with_capacity(64 + page.points.len() * ROW_BYTES);
+        let mut json = Vec::with_capacity(64 + page.points.points.len() * ROW_BYTES);
         serde_json::to_writer(&mut json, &page).expect("points serialize");
         Ok(json)
     })
@@ -249,65 +254,63 @@ async fn xlog(State(s): State<ApiState>, Query(p): Params) -> Result<Response, A
     reply
 }
 
-/// An answer of `/api/v1/xlog`, each point made a row only as it is
-/// serialized (a JSON value tree of 100 000 points took ten times the
+/// The points of an `/api/v1/xlog` page, each made a [`PointRow`] only as
+/// it is serialized (a JSON value tree of 100 000 points took ten times the
 /// memory of the points).
-struct XlogPage {
+struct Rows {
     points: Vec<Point>,
-    cursor: String,
     store: Arc<Store>,
 }
 
-impl serde::Serialize for XlogPage {
+impl Serialize for Rows {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        struct Rows<'a>(&'a [Point], &'a Store);
-        impl serde::Serialize for Rows<'_> {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_seq(self.0.iter().map(|p| PointRow::new(p, self.1)))
-            }
-        }
-        let mut map = serializer.serialize_map(Some(2))?;
-        map.serialize_entry("points", &Rows(&self.points, &self.store))?;
-        map.serialize_entry("cursor", &self.cursor)?;
-        map.end()
+        serializer.collect_seq(self.points.iter().map(|p| PointRow::new(p, &self.store)))
     }
 }
 
-async fn stats(State(s): State<ApiState>, Query(p): Params) -> Result<Json<Value>, ApiError> {
+async fn stats(State(s): State<ApiState>, Query(p): Params) -> Result<Json<Stats>, ApiError> {
     let now = unix_ms();
     if number(&p, "from")?.is_none() && number(&p, "to")?.is_none() {
         let meter = crate::lock(&s.meter);
-        let rows = meter.since_start().finish(&s.store.strings);
-        return Ok(Json(
-            json!({ "since_ms": meter.started_ms(), "endpoints": rows }),
-        ));
+        return Ok(Json(Stats {
+            endpoints: meter.since_start().finish(&s.store.strings),
+            since_ms: Some(meter.started_ms()),
+            ..Stats::default()
+        }));
     }
     let (from_ms, to_ms) = range(&p, now)?;
     let cancel = Cancel::default();
     let _cancel_on_drop = cancel.on_drop();
     let _turn = scan_turn(&s.scans).await?;
     blocking(move || {
-        let rows = query::stats(&s.store, &s.meter, from_ms, to_ms, now, &cancel)?;
-        Ok(Json(
-            json!({ "from_ms": from_ms, "to_ms": to_ms.min(now), "endpoints": rows }),
-        ))
+        Ok(Json(Stats {
+            endpoints: query::stats(&s.store, &s.meter, from_ms, to_ms, now, &cancel)?,
+            from_ms: Some(from_ms),
+            to_ms: Some(to_ms.min(now)),
+            ..Stats::default()
+        }))
     })
     .await
 }
 
-async fn tps(State(s): State<ApiState>, Query(p): Params) -> Result<Json<Value>, ApiError> {
+async fn tps(State(s): State<ApiState>, Query(p): Params) -> Result<Json<Tps>, ApiError> {
     let (from_ms, to_ms) = range(&p, unix_ms())?;
     let seconds = crate::lock(&s.meter).tps(from_ms, to_ms);
-    let rows: Vec<[u64; 3]> = seconds
+    let seconds = seconds
         .iter()
-        .map(|(sec, c)| [sec * 1000, c.count, c.errors])
+        .map(|(sec, c)| TpsSecond {
+            start_ms: sec * 1000,
+            count: c.count,
+            errors: c.errors,
+        })
         .collect();
-    Ok(Json(json!({ "seconds": rows })))
+    Ok(Json(Tps { seconds }))
 }
 
-async fn instances(State(s): State<ApiState>) -> Json<Value> {
-    Json(json!({ "instances": s.instances.list() }))
+async fn instances(State(s): State<ApiState>) -> Json<InstanceList> {
+    Json(InstanceList {
+        instances: s.instances.list(),
+    })
 }
 
 async fn jvm(State(s): State<ApiState>, Query(p): Params) -> Result<Json<JvmView>, ApiError> {
@@ -330,15 +333,14 @@ async fn transaction(
     State(s): State<ApiState>,
     Path((trace, span)): Path<(String, String)>,
     Query(p): Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Transaction>, ApiError> {
     let trace_id =
-        parse_hex::<16>(&trace).ok_or_else(|| bad("trace id", &trace, "expected 32 hex digits"))?;
-    let span_id =
-        parse_hex::<8>(&span).ok_or_else(|| bad("span id", &span, "expected 16 hex digits"))?;
+        (trace.parse::<TraceId>()).map_err(|e| bad("trace id", &trace, &e.to_string()))?;
+    let span_id = (span.parse::<SpanId>()).map_err(|e| bad("span id", &span, &e.to_string()))?;
     let near = number(&p, "end_ms")?;
     let _turn = scan_turn(&s.scans).await?;
     blocking(move || {
-        transaction::find(&s.store, &trace_id, &span_id, near)?
+        transaction::find(&s.store, trace_id, span_id, near)?
             .map(Json)
             .ok_or_else(|| {
                 ApiError(

@@ -5,7 +5,8 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use crate::query::{self, PointRow, XlogFilter};
+use crate::query::answers::PointRow;
+use crate::query::{self, XlogFilter};
 use crate::store::{Mode, Store, StoreError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 use std::io;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ingest::xlog::GC_PAUSE;
 use crate::store::Store;
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct JvmView {
     /// `NAME{attr=value,...}` → `[t_ms, value]` in time order.
     pub series: BTreeMap<String, Vec<(u64, f64)>>,
@@ -18,7 +18,7 @@ pub struct JvmView {
     pub events: Vec<Value>,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GcPause {
     pub start_ms: u64,
     pub duration_ms: f64,

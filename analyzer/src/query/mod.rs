@@ -1,12 +1,13 @@
 //! Reading XLog points back: range scans with filters, cursor pages for the
-//! live tail, per-endpoint statistics over a range, and the row shape that the
-//! query API and the offline exporter print.
+//! live tail, and per-endpoint statistics over a range.
 //!
 //! This folder is the read side of the analyzer: [`transaction`] reads one
 //! transaction in full, [`jvm`] an instance's JVM series and events,
-//! [`api`] answers all of it as JSON over HTTP (within the memory budget of
-//! `reply`), and [`export`] prints points offline for `jvmapm export`.
+//! [`answers`] are the shapes of what is read back, [`api`] answers all of
+//! it as JSON over HTTP (within the memory budget of `reply`), and
+//! [`export`] prints points offline for `jvmapm export`.
 
+pub mod answers;
 pub mod api;
 pub mod export;
 pub mod jvm;
@@ -18,12 +19,9 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use serde::Serialize;
-
 use crate::glob::Glob;
 use crate::meter::{Accumulator, EndpointStats, Meter};
-use crate::point::{hex, Point};
-use crate::printable::printable;
+use crate::point::Point;
 use crate::store::{Segment, Store};
 
 /// Points read from a segment at a time.
@@ -243,116 +241,4 @@ pub fn stats(
         }
     };
     Ok(acc.finish(&store.strings))
-}
-
-/// A point as the query API and `jvmapm export` print it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct PointRow {
-    pub end_ms: u64,
-    pub elapsed_us: u64,
-    pub service: Arc<str>,
-    pub instance: Arc<str>,
-    pub endpoint: Arc<str>,
-    /// HTTP status code; `None` (`null`, an empty CSV field) when the
-    /// transaction had none, as a handler that threw or a batch job.
-    pub status_code: Option<u16>,
-    pub error: bool,
-    pub trace_id: String,
-    pub span_id: String,
-    pub cpu_us: Option<u64>,
-    pub sql_count: Option<u32>,
-    pub sql_us: Option<u64>,
-}
-
-impl PointRow {
-    pub fn new(p: &Point, store: &Store) -> Self {
-        PointRow {
-            end_ms: p.end_ms,
-            elapsed_us: p.elapsed_us,
-            service: store.strings.get(p.service),
-            instance: store.strings.get(p.instance),
-            endpoint: store.strings.get(p.endpoint),
-            status_code: (p.status_code != 0).then_some(p.status_code),
-            error: p.error,
-            trace_id: hex(&p.trace_id),
-            span_id: hex(&p.span_id),
-            cpu_us: p.cpu_us,
-            sql_count: p.sql.map(|s| s.count),
-            sql_us: p.sql.map(|s| s.time_us),
-        }
-    }
-
-    /// Field names in order, for a CSV header.
-    pub const FIELDS: [&'static str; 12] = [
-        "end_ms",
-        "elapsed_us",
-        "service",
-        "instance",
-        "endpoint",
-        "status_code",
-        "error",
-        "trace_id",
-        "span_id",
-        "cpu_us",
-        "sql_count",
-        "sql_us",
-    ];
-
-    /// The row as CSV fields (quoted where needed), in [`Self::FIELDS`] order.
-    pub fn csv(&self) -> String {
-        let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
-        let fields = [
-            self.end_ms.to_string(),
-            self.elapsed_us.to_string(),
-            csv_quote(&printable(&self.service)),
-            csv_quote(&printable(&self.instance)),
-            csv_quote(&printable(&self.endpoint)),
-            opt(self.status_code.map(u64::from)),
-            self.error.to_string(),
-            self.trace_id.clone(),
-            self.span_id.clone(),
-            opt(self.cpu_us),
-            opt(self.sql_count.map(u64::from)),
-            opt(self.sql_us),
-        ];
-        fields.join(",")
-    }
-}
-
-fn csv_quote(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::Mode;
-
-    #[test]
-    fn a_point_without_an_http_status_has_none_in_json_and_csv() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), Mode::Write).unwrap();
-        let row = |status_code| {
-            PointRow::new(
-                &Point {
-                    status_code,
-                    ..Point::default()
-                },
-                &store,
-            )
-        };
-        let status_of = |row: &PointRow| {
-            let json = serde_json::to_value(row).unwrap();
-            let csv = row.csv();
-            let field = csv.split(',').nth(5).unwrap().to_string();
-            (json["status_code"].clone(), field)
-        };
-        assert_eq!(status_of(&row(0)), (serde_json::Value::Null, String::new()));
-        assert_eq!(status_of(&row(503)), (503.into(), "503".to_string()));
-        assert_eq!(PointRow::FIELDS[5], "status_code");
-    }
 }

@@ -1,0 +1,439 @@
+//! The query API's answers as types: what `/api/v1/...` sends as JSON, and
+//! what the viewer reads back, live over HTTP (deserialized) or offline
+//! (made by the query functions directly). The field names, `null`s and
+//! omitted fields here are the API's JSON; changing one changes the API.
+//!
+//! Rows kept elsewhere appear as they are: an endpoint's statistics
+//! ([`EndpointStats`], made by the meter), an instance ([`InstanceInfo`],
+//! kept by the registry) and the JVM view ([`JvmView`], beside the code that
+//! reads it).
+//!
+//! [`JvmView`]: crate::query::jvm::JvmView
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::meter::EndpointStats;
+use crate::point::{Point, SpanId, TraceId};
+use crate::printable::printable;
+use crate::store::instances::InstanceInfo;
+use crate::store::Store;
+
+/// A point as the query API and `jvmapm export` print it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PointRow {
+    pub end_ms: u64,
+    pub elapsed_us: u64,
+    pub service: Arc<str>,
+    pub instance: Arc<str>,
+    pub endpoint: Arc<str>,
+    /// HTTP status code; `None` (`null`, an empty CSV field) when the
+    /// transaction had none, as a handler that threw or a batch job.
+    pub status_code: Option<u16>,
+    pub error: bool,
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub cpu_us: Option<u64>,
+    pub sql_count: Option<u32>,
+    pub sql_us: Option<u64>,
+}
+
+impl PointRow {
+    pub fn new(p: &Point, store: &Store) -> Self {
+        PointRow {
+            end_ms: p.end_ms,
+            elapsed_us: p.elapsed_us,
+            service: store.strings.get(p.service),
+            instance: store.strings.get(p.instance),
+            endpoint: store.strings.get(p.endpoint),
+            status_code: (p.status_code != 0).then_some(p.status_code),
+            error: p.error,
+            trace_id: p.trace_id.into(),
+            span_id: p.span_id.into(),
+            cpu_us: p.cpu_us,
+            sql_count: p.sql.map(|s| s.count),
+            sql_us: p.sql.map(|s| s.time_us),
+        }
+    }
+
+    /// Field names in order, for a CSV header.
+    pub const FIELDS: [&'static str; 12] = [
+        "end_ms",
+        "elapsed_us",
+        "service",
+        "instance",
+        "endpoint",
+        "status_code",
+        "error",
+        "trace_id",
+        "span_id",
+        "cpu_us",
+        "sql_count",
+        "sql_us",
+    ];
+
+    /// The row as CSV fields (quoted where needed), in [`Self::FIELDS`] order.
+    pub fn csv(&self) -> String {
+        let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let fields = [
+            self.end_ms.to_string(),
+            self.elapsed_us.to_string(),
+            csv_quote(&printable(&self.service)),
+            csv_quote(&printable(&self.instance)),
+            csv_quote(&printable(&self.endpoint)),
+            opt(self.status_code.map(u64::from)),
+            self.error.to_string(),
+            self.trace_id.to_string(),
+            self.span_id.to_string(),
+            opt(self.cpu_us),
+            opt(self.sql_count.map(u64::from)),
+            opt(self.sql_us),
+        ];
+        fields.join(",")
+    }
+}
+
+fn csv_quote(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// One page of `/api/v1/xlog`: points in the order they were stored, and
+/// the cursor to pass back as `after` for newer ones. The server's `Points`
+/// makes each row only as it is serialized (see `api`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct XlogPage<Points = Vec<PointRow>> {
+    pub points: Points,
+    /// A number, sent as a string.
+    #[serde(with = "number_as_text")]
+    pub cursor: u64,
+}
+
+/// `/api/v1/stats`: per-endpoint statistics since the server started
+/// (`since_ms`), or over a range (`from_ms` to `to_ms`, no later than now).
+/// The offline viewer's answer has neither.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    // Fields in the order the API has always sent them.
+    pub endpoints: Vec<EndpointStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_ms: Option<u64>,
+}
+
+/// `/api/v1/tps`: transactions per second, by second.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tps {
+    pub seconds: Vec<TpsSecond>,
+}
+
+/// One second of [`Tps`], `[start_ms, count, errors]` on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "[u64; 3]", into = "[u64; 3]")]
+pub struct TpsSecond {
+    pub start_ms: u64,
+    pub count: u64,
+    pub errors: u64,
+}
+
+impl From<[u64; 3]> for TpsSecond {
+    fn from([start_ms, count, errors]: [u64; 3]) -> Self {
+        TpsSecond {
+            start_ms,
+            count,
+            errors,
+        }
+    }
+}
+
+impl From<TpsSecond> for [u64; 3] {
+    fn from(s: TpsSecond) -> Self {
+        [s.start_ms, s.count, s.errors]
+    }
+}
+
+/// `/api/v1/instances`: every instance that has sent data.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct InstanceList {
+    pub instances: Vec<InstanceInfo>,
+}
+
+/// Any refused request of the API: its status says what kind, this says why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiFailure {
+    pub error: String,
+}
+
+/// `/api/v1/transactions/{trace_id}/{span_id}`: the point, and its span in
+/// full or why that could not be read. On the wire one object: the point's
+/// fields beside the span's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Transaction {
+    #[serde(flatten)]
+    pub point: PointRow,
+    #[serde(flatten)]
+    pub span: SpanRecord<Box<SpanInFull>>,
+}
+
+impl Transaction {
+    /// The span's attributes, when it could be read.
+    pub fn attributes(&self) -> Option<&Map<String, Value>> {
+        match &self.span {
+            SpanRecord::Read(full) => Some(&full.span.attributes),
+            SpanRecord::Unreadable { .. } => None,
+        }
+    }
+}
+
+/// A span from the details the store keeps: read, or `detail_error` saying
+/// why not (a sender's invalid UTF-8 in an attribute, which ingest does not
+/// check; a segment past retention).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SpanRecord<Span> {
+    Read(Span),
+    Unreadable { detail_error: String },
+}
+
+/// A transaction's own span, with its resource and scope and the spans
+/// inside it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpanInFull {
+    #[serde(flatten)]
+    pub span: SpanBody,
+    /// The resource's attributes; empty when it had none.
+    pub resource: Map<String, Value>,
+    pub scope: Option<Scope>,
+    /// Spans inside it (SQL calls, outgoing requests), in the order they started.
+    pub children: Vec<ChildSpan>,
+}
+
+/// A span inside a transaction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChildSpan {
+    pub span_id: SpanId,
+    #[serde(flatten)]
+    pub span: SpanRecord<SpanBody>,
+}
+
+/// A span's own fields, attributes and events (its id is beside it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpanBody {
+    pub name: String,
+    /// The OTLP kind's name, as `SPAN_KIND_SERVER`.
+    pub kind: String,
+    /// `""` when the span has no parent.
+    #[serde(with = "optional_id")]
+    pub parent_span_id: Option<SpanId>,
+    pub start_time_unix_nano: u64,
+    pub end_time_unix_nano: u64,
+    pub status: Option<SpanStatus>,
+    pub attributes: Map<String, Value>,
+    pub events: Vec<SpanEvent>,
+}
+
+/// The OTLP status of a span: `code` 2 is an error.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpanStatus {
+    pub code: i32,
+    pub message: String,
+}
+
+/// An event recorded on a span (an exception, a log line).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpanEvent {
+    pub name: String,
+    pub time_unix_nano: u64,
+    pub attributes: Map<String, Value>,
+}
+
+/// The instrumentation scope that made a span.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scope {
+    pub name: String,
+    pub version: String,
+}
+
+/// A `u64` as a JSON string, which clients in JavaScript read without loss.
+mod number_as_text {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(n: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(n)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(D::Error::custom)
+    }
+}
+
+/// An id that may be absent, `""` on the wire when it is.
+mod optional_id {
+    use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::point::SpanId;
+
+    pub fn serialize<S: Serializer>(id: &Option<SpanId>, serializer: S) -> Result<S::Ok, S::Error> {
+        match id {
+            Some(id) => id.serialize(serializer),
+            None => serializer.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<SpanId>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match &*text {
+            "" => Ok(None),
+            hex => hex.parse().map(Some).map_err(D::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Mode;
+
+    #[test]
+    fn a_point_without_an_http_status_has_none_in_json_and_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Mode::Write).unwrap();
+        let row = |status_code| {
+            PointRow::new(
+                &Point {
+                    status_code,
+                    ..Point::default()
+                },
+                &store,
+            )
+        };
+        let status_of = |row: &PointRow| {
+            let json = serde_json::to_value(row).unwrap();
+            let csv = row.csv();
+            let field = csv.split(',').nth(5).unwrap().to_string();
+            (json["status_code"].clone(), field)
+        };
+        assert_eq!(status_of(&row(0)), (serde_json::Value::Null, String::new()));
+        assert_eq!(status_of(&row(503)), (503.into(), "503".to_string()));
+        assert_eq!(PointRow::FIELDS[5], "status_code");
+    }
+
+    fn point_row() -> PointRow {
+        PointRow {
+            end_ms: 2_000,
+            elapsed_us: 1_500,
+            service: "shop".into(),
+            instance: "shop-1".into(),
+            endpoint: "/orders".into(),
+            status_code: Some(200),
+            error: false,
+            trace_id: TraceId::from([1; 16]),
+            span_id: SpanId::from([2; 8]),
+            cpu_us: None,
+            sql_count: None,
+            sql_us: None,
+        }
+    }
+
+    fn span_body(name: &str, parent_span_id: Option<SpanId>) -> SpanBody {
+        SpanBody {
+            name: name.into(),
+            kind: "SPAN_KIND_SERVER".into(),
+            parent_span_id,
+            start_time_unix_nano: 1_000,
+            end_time_unix_nano: 2_000,
+            status: None,
+            attributes: Map::new(),
+            events: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_transaction_is_one_flat_object_with_its_span_id_once() {
+        let full = Transaction {
+            point: point_row(),
+            span: SpanRecord::Read(Box::new(SpanInFull {
+                span: span_body("GET /orders", None),
+                resource: Map::new(),
+                scope: None,
+                children: vec![
+                    ChildSpan {
+                        span_id: SpanId::from([3; 8]),
+                        span: SpanRecord::Read(span_body("SELECT", Some(SpanId::from([2; 8])))),
+                    },
+                    ChildSpan {
+                        span_id: SpanId::from([4; 8]),
+                        span: SpanRecord::Unreadable {
+                            detail_error: "its segment is past retention".into(),
+                        },
+                    },
+                ],
+            })),
+        };
+        let text = serde_json::to_string(&full).unwrap();
+        assert_eq!(text.matches("\"span_id\"").count(), 3, "{text}");
+        let json: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["span_id"], "0202020202020202");
+        assert_eq!(json["parent_span_id"], "", "no parent");
+        assert_eq!(json["status"], Value::Null);
+        assert_eq!(json["scope"], Value::Null);
+        assert_eq!(json["children"][0]["parent_span_id"], "0202020202020202");
+        assert_eq!(
+            json["children"][1],
+            serde_json::json!({"span_id": "0404040404040404", "detail_error": "its segment is past retention"})
+        );
+        assert_eq!(serde_json::from_str::<Transaction>(&text).unwrap(), full);
+
+        let unread = Transaction {
+            point: point_row(),
+            span: SpanRecord::Unreadable {
+                detail_error: "damaged span record".into(),
+            },
+        };
+        let json = serde_json::to_value(&unread).unwrap();
+        assert_eq!(json["detail_error"], "damaged span record");
+        assert_eq!(json["endpoint"], "/orders");
+        assert_eq!(serde_json::from_value::<Transaction>(json).unwrap(), unread);
+    }
+
+    #[test]
+    fn the_cursor_is_a_string_and_stats_send_only_their_range() {
+        let page = XlogPage {
+            points: vec![point_row()],
+            cursor: 42,
+        };
+        let json = serde_json::to_value(&page).unwrap();
+        assert_eq!(json["cursor"], "42");
+        assert_eq!(serde_json::from_value::<XlogPage>(json).unwrap(), page);
+        let since = Stats {
+            since_ms: Some(7),
+            ..Stats::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&since).unwrap(),
+            r#"{"endpoints":[],"since_ms":7}"#
+        );
+        let tps = Tps {
+            seconds: vec![TpsSecond {
+                start_ms: 1_000,
+                count: 5,
+                errors: 1,
+            }],
+        };
+        assert_eq!(
+            serde_json::to_string(&tps).unwrap(),
+            r#"{"seconds":[[1000,5,1]]}"#
+        );
+    }
+}
