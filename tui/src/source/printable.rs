@@ -203,7 +203,18 @@ impl MakePrintable for JvmView {
     fn make_printable(&mut self) {
         printable_keys(&mut self.series);
         self.gc_pauses.make_printable();
-        self.events.make_printable();
+        for event in &mut self.events {
+            // A stuck transaction's stack is lines, one a frame: each line
+            // is made printable, the line breaks between them stay.
+            let stack = event
+                .pointer_mut("/attributes/jvmapm.stack")
+                .map(Value::take);
+            event.make_printable();
+            if let Some(Value::String(stack)) = stack {
+                let lines: Vec<_> = stack.split('\n').map(printable).collect();
+                event["attributes"]["jvmapm.stack"] = Value::String(lines.join("\n"));
+            }
+        }
     }
 }
 
@@ -265,5 +276,32 @@ impl MakePrintable for Scope {
     fn make_printable(&mut self) {
         self.name.make_printable();
         self.version.make_printable();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stuck_stack_keeps_its_lines_and_loses_its_escapes() {
+        let mut view = JvmView {
+            series: BTreeMap::new(),
+            gc_pauses: Vec::new(),
+            events: vec![serde_json::json!({
+                "kind": "stuck",
+                "attributes": {
+                    "jvmapm.stack": "at A.run(A.java:1)\n\u{1b}[2Jat B.call(B.java:2)",
+                    "thread.name": "pool-1\nthread-2",
+                },
+            })],
+        };
+        view.make_printable();
+        let attributes = &view.events[0]["attributes"];
+        assert_eq!(
+            attributes["jvmapm.stack"],
+            "at A.run(A.java:1)\n\u{FFFD}[2Jat B.call(B.java:2)"
+        );
+        assert_eq!(attributes["thread.name"], "pool-1\u{FFFD}thread-2");
     }
 }
