@@ -1150,14 +1150,11 @@ mod tests {
                 assert!(ClassFile::parse(&bytes[..end]).is_err(), "cut at {end}");
             }
             // Deterministic pseudo-random single-byte corruptions.
-            let mut state = 0x2545_F491_4F6C_DD1Du64;
+            let mut rng = jvmapm_contract::random::Rng::seeded(0x2545_F491_4F6C_DD1D);
             for _ in 0..2_000 {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
                 let mut corrupt = bytes.to_vec();
-                let at = (state % corrupt.len() as u64) as usize;
-                corrupt[at] = (state >> 32) as u8;
+                let at = rng.below(corrupt.len() as u64) as usize;
+                corrupt[at] = rng.next_u64() as u8;
                 if let Ok(class) = ClassFile::parse(&corrupt) {
                     let targets: Vec<(usize, &dyn Probe)> = (0..class.methods.len())
                         .filter(|&i| class.wrappable(&class.methods[i]).is_ok())

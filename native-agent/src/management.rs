@@ -18,8 +18,8 @@ pub enum MemoryKind {
 impl MemoryKind {
     pub fn as_str(self) -> &'static str {
         match self {
-            MemoryKind::Heap => "heap",
-            MemoryKind::NonHeap => "non_heap",
+            MemoryKind::Heap => jvmapm_contract::names::metric::MEMORY_TYPE_HEAP,
+            MemoryKind::NonHeap => jvmapm_contract::names::metric::MEMORY_TYPE_NON_HEAP,
         }
     }
 }

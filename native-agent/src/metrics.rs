@@ -1,5 +1,5 @@
-//! The agent's metrics: OpenTelemetry instruments named per DESIGN.md's wire
-//! conventions, recorded by the sampler thread, and a reader that only the
+//! The agent's metrics: OpenTelemetry instruments named as
+//! `jvmapm_contract::names::metric` says, recorded by the sampler thread, and a reader that only the
 //! exporter thread collects (no SDK thread of its own: the SDK's periodic
 //! reader would be a second exporter thread).
 
@@ -17,6 +17,8 @@ use opentelemetry_sdk::metrics::{
     InstrumentKind, ManualReader, Pipeline, SdkMeterProvider, Temporality,
 };
 use opentelemetry_sdk::Resource;
+
+use jvmapm_contract::names::metric;
 
 use crate::management::JvmReading;
 
@@ -77,52 +79,52 @@ impl Instruments {
                 .build()
         };
         Instruments {
-            memory_used: bytes("jvm.memory.used", "Memory used, per pool"),
-            memory_committed: bytes("jvm.memory.committed", "Memory committed, per pool"),
-            memory_limit: bytes("jvm.memory.limit", "Memory limit, per pool"),
+            memory_used: bytes(metric::MEMORY_USED, "Memory used, per pool"),
+            memory_committed: bytes(metric::MEMORY_COMMITTED, "Memory committed, per pool"),
+            memory_limit: bytes(metric::MEMORY_LIMIT, "Memory limit, per pool"),
             gc_duration: meter
-                .f64_histogram("jvm.gc.duration")
+                .f64_histogram(metric::GC_DURATION)
                 .with_unit("s")
                 .with_description("Stop-the-world GC pauses")
                 .with_boundaries(vec![0.001, 0.01, 0.1, 1.0, 10.0])
                 .build(),
             gc_count: meter
-                .u64_counter("jvm.gc.count")
+                .u64_counter(metric::GC_COUNT)
                 .with_unit("{collection}")
                 .with_description("Collections per collector, as its MXBean counts them")
                 .build(),
             gc_time: meter
-                .f64_counter("jvm.gc.time")
+                .f64_counter(metric::GC_TIME)
                 .with_unit("s")
                 .with_description("Collection time per collector, as its MXBean counts it")
                 .build(),
             thread_count: meter
-                .i64_gauge("jvm.thread.count")
+                .i64_gauge(metric::THREAD_COUNT)
                 .with_unit("{thread}")
                 .with_description("Live threads")
                 .build(),
             class_count: meter
-                .i64_gauge("jvm.class.count")
+                .i64_gauge(metric::CLASS_COUNT)
                 .with_unit("{class}")
                 .with_description("Classes currently loaded")
                 .build(),
             class_loaded: meter
-                .u64_counter("jvm.class.loaded")
+                .u64_counter(metric::CLASS_LOADED)
                 .with_unit("{class}")
                 .with_description("Classes loaded since the JVM started")
                 .build(),
             cpu_time: meter
-                .f64_counter("jvm.cpu.time")
+                .f64_counter(metric::CPU_TIME)
                 .with_unit("s")
                 .with_description("CPU time the JVM process used")
                 .build(),
             finalizer_pending: meter
-                .i64_gauge("jvm.finalizer.pending")
+                .i64_gauge(metric::FINALIZER_PENDING)
                 .with_unit("{object}")
                 .with_description("Objects waiting for the Finalizer thread")
                 .build(),
             active: meter
-                .i64_gauge("jvmapm.transactions.active")
+                .i64_gauge(metric::TRANSACTIONS_ACTIVE)
                 .with_unit("{transaction}")
                 .with_description("Open transactions by age: under 3 s, 3 to 8 s, over 8 s")
                 .build(),
@@ -132,9 +134,9 @@ impl Instruments {
 
     /// Records how many transactions are open, by age bucket.
     pub fn record_active(&self, by_age: [u64; 3]) {
-        for (count, age) in by_age.into_iter().zip(["<3s", "3-8s", ">8s"]) {
+        for (count, age) in by_age.into_iter().zip(metric::AGES) {
             self.active
-                .record(count as i64, &[KeyValue::new("jvmapm.age", age)]);
+                .record(count as i64, &[KeyValue::new(metric::AGE, age)]);
         }
     }
 
@@ -142,8 +144,8 @@ impl Instruments {
     pub fn record(&mut self, reading: &JvmReading, process_cpu_ns: u64) {
         for pool in &reading.pools {
             let attributes = [
-                KeyValue::new("jvm.memory.type", pool.kind.as_str()),
-                KeyValue::new("jvm.memory.pool.name", pool.name.clone()),
+                KeyValue::new(metric::MEMORY_TYPE, pool.kind.as_str()),
+                KeyValue::new(metric::MEMORY_POOL_NAME, pool.name.clone()),
             ];
             self.memory_used.record(pool.usage.used, &attributes);
             self.memory_committed
@@ -153,7 +155,7 @@ impl Instruments {
             }
         }
         for collector in &reading.collectors {
-            let attributes = [KeyValue::new("jvm.gc.name", collector.name.clone())];
+            let attributes = [KeyValue::new(metric::GC_NAME, collector.name.clone())];
             let (count, time_ms) = self
                 .totals
                 .collections
@@ -205,7 +207,7 @@ pub struct Metrics {
 }
 
 /// Builds the metric pipeline for `resource`; `dropped` is reported as
-/// `jvmapm.agent.dropped`, the spans the agent could not deliver.
+/// [`metric::AGENT_DROPPED`], the spans the agent could not deliver.
 pub fn pipeline(resource: Resource, dropped: Arc<AtomicU64>) -> Metrics {
     let reader = SharedReader(Arc::new(ManualReader::builder().build()));
     let provider = SdkMeterProvider::builder()
@@ -217,7 +219,7 @@ pub fn pipeline(resource: Resource, dropped: Arc<AtomicU64>) -> Metrics {
     // after the drops (the usual case) would take a counter's first value as
     // its baseline and show nothing.
     let _dropped = meter
-        .u64_observable_gauge("jvmapm.agent.dropped")
+        .u64_observable_gauge(metric::AGENT_DROPPED)
         .with_unit("{span}")
         .with_description(
             "Spans dropped since the agent started, because its queue was full or the backend failed",

@@ -126,24 +126,13 @@ fn env_error(name: &str, problem: impl Into<String>) -> OptionError {
     }
 }
 
-/// A positive duration written with one unit: `500ms`, `5s`, `30m`, `2h`, `1d`.
+/// A positive duration as `jvmapm_contract::duration` reads it: `500ms`,
+/// `5s`, `30m`, `2h`, `1d` or several, such as `1m30s`.
 fn duration(text: &str) -> Result<Duration, String> {
-    let digits_end = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits_end);
-    let scale_ms: u64 = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => 0,
-    };
-    match number.parse::<u64>() {
-        Ok(n) if n > 0 && scale_ms > 0 => Ok(Duration::from_millis(n.saturating_mul(scale_ms))),
+    match jvmapm_contract::duration::parse(text) {
+        Ok(d) if !d.is_zero() => Ok(d),
         _ => Err(format!(
-            "{text:?} is not a duration: use a positive number with ms, s, m, h or d, e.g. 5s"
+            "{text:?} is not a duration: use a positive number with ms, s, m, h or d, e.g. 5s or 1m30s"
         )),
     }
 }
@@ -330,7 +319,7 @@ fn service_name(
         .or_else(|| {
             resource_attributes
                 .iter()
-                .find(|(k, _)| k == "service.name")
+                .find(|(k, _)| k == jvmapm_contract::names::resource::SERVICE_NAME)
                 .map(|(_, v)| v.clone())
         })
         .unwrap_or_else(|| "unknown_service:java".to_string());
@@ -534,6 +523,13 @@ mod tests {
         assert_eq!(s.service, "orders");
         assert_eq!(s.endpoint, "http://10.0.0.5:4317");
         assert_eq!(s.headers, [("x-token".into(), "abc".into())]);
+    }
+
+    #[test]
+    fn durations_take_several_units_as_the_cli_does() {
+        let s = resolve("stuck=1m30s,interval=1s500ms", no_env).unwrap();
+        assert_eq!(s.stuck, Duration::from_secs(90));
+        assert_eq!(s.interval, Duration::from_millis(1_500));
     }
 
     #[test]

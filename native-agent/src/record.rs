@@ -4,19 +4,15 @@
 //! `jvmapm.event` (the analyzer keeps them as events, not XLog points).
 
 use std::borrow::Cow;
-use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
+
+use jvmapm_contract::names::{event, metric, span};
+use jvmapm_contract::random::Rng;
 
 use crate::ended::{Finished, SqlCall};
 use crate::gc::Collection;
 use crate::otlp::{Attributes, Kind, SpanOut, TraceRequest, Value};
 use crate::transaction::{self, SiteKind, Stuck};
-
-/// The attribute that marks a span as a JVM event, and its values.
-pub const EVENT_ATTRIBUTE: &str = "jvmapm.event";
-pub const GC_PAUSE: &str = "gc.pause";
-pub const HEAP_DUMP: &str = "heapdump";
-pub const STUCK: &str = "stuck";
 
 /// One thing for the exporter to send.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,31 +39,22 @@ pub enum Record {
     Stuck(Box<Stuck>, Option<String>),
 }
 
-/// Random trace and span ids (xorshift64*, seeded from the OS's randomness
-/// through the standard library's hasher seeds).
+/// Random trace and span ids for events, seeded from the OS's randomness.
 pub struct SpanIds {
-    state: u64,
+    rng: Rng,
 }
 
 impl SpanIds {
     pub fn new() -> SpanIds {
-        let seed = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
-        SpanIds { state: seed | 1 }
-    }
-
-    fn next(&mut self) -> u64 {
-        self.state ^= self.state >> 12;
-        self.state ^= self.state << 25;
-        self.state ^= self.state >> 27;
-        self.state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        SpanIds {
+            rng: Rng::from_entropy(),
+        }
     }
 
     /// A new trace id and span id.
     fn trace_and_span(&mut self) -> (u128, u64) {
-        let trace = (u128::from(self.next()) << 64) | u128::from(self.next());
-        (trace, self.next())
+        let trace = (u128::from(self.rng.next_u64()) << 64) | u128::from(self.rng.next_u64());
+        (trace, self.rng.next_u64())
     }
 }
 
@@ -101,12 +88,19 @@ fn gc_pause_span(
     request: &mut TraceRequest,
 ) {
     let mut attributes = Attributes::default();
-    attributes.push(EVENT_ATTRIBUTE, Value::Str(GC_PAUSE));
+    attributes.push(event::KIND, Value::Str(event::GC_PAUSE));
     if let Some(collection) = collection {
-        attributes.push("jvm.gc.action", Value::Str(&collection.action));
-        attributes.push("jvm.gc.name", Value::Str(&collection.collector));
+        attributes.push(metric::GC_ACTION, Value::Str(&collection.action));
+        attributes.push(metric::GC_NAME, Value::Str(&collection.collector));
     }
-    event_span(ids, GC_PAUSE, start_ns, duration_ns, &attributes, request);
+    event_span(
+        ids,
+        event::GC_PAUSE,
+        start_ns,
+        duration_ns,
+        &attributes,
+        request,
+    );
 }
 
 fn heap_dump_span(
@@ -118,10 +112,17 @@ fn heap_dump_span(
     request: &mut TraceRequest,
 ) {
     let mut attributes = Attributes::default();
-    attributes.push(EVENT_ATTRIBUTE, Value::Str(HEAP_DUMP));
-    attributes.push("jvmapm.heapdump.path", Value::Str(path));
-    attributes.push("jvmapm.heapdump.reason", Value::Str(reason));
-    event_span(ids, HEAP_DUMP, start_ns, duration_ns, &attributes, request);
+    attributes.push(event::KIND, Value::Str(event::HEAP_DUMP));
+    attributes.push(event::HEAP_DUMP_PATH, Value::Str(path));
+    attributes.push(event::HEAP_DUMP_REASON, Value::Str(reason));
+    event_span(
+        ids,
+        event::HEAP_DUMP,
+        start_ns,
+        duration_ns,
+        &attributes,
+        request,
+    );
 }
 
 /// A JVM event as an INTERNAL root span of a trace of its own.
@@ -155,16 +156,16 @@ fn sql_span(call: &SqlCall, request: &mut TraceRequest) {
     let operation = operation(call.statement.as_deref(), &mut capitals);
     let site = transaction::site(call.site);
     let mut attributes = Attributes::default();
-    attributes.push("db.operation.name", Value::Str(&operation));
+    attributes.push(span::DB_OPERATION_NAME, Value::Str(&operation));
     if let Some(statement) = &call.statement {
-        attributes.push("db.query.text", Value::Str(statement));
+        attributes.push(span::DB_QUERY_TEXT, Value::Str(statement));
     }
     if let Some(site) = &site {
-        attributes.push("code.namespace", Value::Str(&site.class));
-        attributes.push("code.function", Value::Str(&site.method));
+        attributes.push(span::CODE_NAMESPACE, Value::Str(&site.class));
+        attributes.push(span::CODE_FUNCTION, Value::Str(&site.method));
     }
     if let Some(error_type) = &call.error_type {
-        attributes.push("error.type", Value::Str(error_type));
+        attributes.push(span::ERROR_TYPE, Value::Str(error_type));
     }
     request.push(&SpanOut {
         trace_id: call.trace_id,
@@ -205,18 +206,18 @@ fn operation<'a>(statement: Option<&'a str>, capitals: &'a mut [u8; 32]) -> Cow<
 fn stuck_span(stuck: &Stuck, stack: Option<&str>, request: &mut TraceRequest) {
     let site = transaction::site(stuck.site);
     let mut attributes = Attributes::default();
-    attributes.push(EVENT_ATTRIBUTE, Value::Str(STUCK));
-    attributes.push("thread.id", Value::Int(stuck.thread_id as i64));
+    attributes.push(event::KIND, Value::Str(event::STUCK));
+    attributes.push(span::THREAD_ID, Value::Int(stuck.thread_id as i64));
     attributes.push(
-        "jvmapm.open_ms",
+        event::OPEN_MS,
         Value::Int((stuck.open_ns / 1_000_000) as i64),
     );
     if let Some(site) = &site {
-        attributes.push("code.namespace", Value::Str(&site.class));
-        attributes.push("code.function", Value::Str(&site.method));
+        attributes.push(span::CODE_NAMESPACE, Value::Str(&site.class));
+        attributes.push(span::CODE_FUNCTION, Value::Str(&site.method));
     }
     if let Some(stack) = stack {
-        attributes.push("jvmapm.stack", Value::Str(stack));
+        attributes.push(event::STACK, Value::Str(stack));
     }
     let now = stuck.start_ns.saturating_add(stuck.open_ns);
     request.push(&SpanOut {
@@ -226,7 +227,7 @@ fn stuck_span(stuck: &Stuck, stack: Option<&str>, request: &mut TraceRequest) {
         // The transaction, in this JVM.
         parent_is_remote: false,
         kind: Kind::Internal,
-        name: &[STUCK],
+        name: &[event::STUCK],
         start_ns: now,
         end_ns: now,
         attributes: attributes.as_slice(),
@@ -234,8 +235,8 @@ fn stuck_span(stuck: &Stuck, stack: Option<&str>, request: &mut TraceRequest) {
     });
 }
 
-/// A finished transaction as a span, per DESIGN.md's wire conventions: a
-/// SERVER span named `{method} {route}` for HTTP, an INTERNAL root span
+/// A finished transaction as a span, named as `jvmapm_contract::names` says:
+/// a SERVER span named `{method} {route}` for HTTP, an INTERNAL root span
 /// named `Class.method` for a hooked method.
 fn transaction_span(t: &Finished, request: &mut TraceRequest) {
     let site = transaction::site(t.site);
@@ -253,19 +254,19 @@ fn transaction_span(t: &Finished, request: &mut TraceRequest) {
                 Some(target) => [method, " ", target],
                 None => [method, "", ""],
             };
-            attributes.push("http.request.method", Value::Str(method));
+            attributes.push(span::HTTP_REQUEST_METHOD, Value::Str(method));
             if let Some(path) = ending.path.as_deref().filter(|_| full) {
-                attributes.push("url.path", Value::Str(path));
+                attributes.push(span::URL_PATH, Value::Str(path));
             }
             if let Some(route) = &ending.route {
-                attributes.push("http.route", Value::Str(route));
+                attributes.push(span::HTTP_ROUTE, Value::Str(route));
             }
             // The status the client received, as the helper worked it out
             // (after a throw: the container's answer, or none when the
             // connection was closed without one).
             if ending.status >= 0 {
                 attributes.push(
-                    "http.response.status_code",
+                    span::HTTP_RESPONSE_STATUS_CODE,
                     Value::Int(i64::from(ending.status)),
                 );
             }
@@ -276,36 +277,36 @@ fn transaction_span(t: &Finished, request: &mut TraceRequest) {
         }
         Some(site) => {
             name = [&site.class, ".", &site.method];
-            attributes.push("code.namespace", Value::Str(&site.class));
-            attributes.push("code.function", Value::Str(&site.method));
+            attributes.push(span::CODE_NAMESPACE, Value::Str(&site.class));
+            attributes.push(span::CODE_FUNCTION, Value::Str(&site.method));
             Kind::Internal
         }
         None => Kind::Internal,
     };
     let mut digits = [0; 12];
     match (&ending.error_type, error) {
-        (Some(error_type), _) => attributes.push("error.type", Value::Str(error_type)),
+        (Some(error_type), _) => attributes.push(span::ERROR_TYPE, Value::Str(error_type)),
         (None, true) => attributes.push(
-            "error.type",
+            span::ERROR_TYPE,
             Value::Str(decimal(ending.status, &mut digits)),
         ),
         (None, false) => {}
     }
     if let Some(cpu_ns) = t.cpu_ns {
-        attributes.push("jvmapm.cpu.time", Value::Int((cpu_ns / 1_000) as i64));
+        attributes.push(span::CPU_TIME, Value::Int((cpu_ns / 1_000) as i64));
     }
     if let Some(thread) = ending.thread.as_deref().filter(|_| full) {
-        attributes.push("thread.name", Value::Str(thread));
+        attributes.push(span::THREAD_NAME, Value::Str(thread));
     }
     if !full {
-        attributes.push("jvmapm.detail", Value::Str("thinned"));
+        attributes.push(span::DETAIL, Value::Str(span::DETAIL_THINNED));
     }
     if t.stuck {
-        attributes.push("jvmapm.stuck", Value::Bool(true));
+        attributes.push(span::STUCK, Value::Bool(true));
     }
     if t.sql_count > 0 {
-        attributes.push("jvmapm.sql.count", Value::Int(i64::from(t.sql_count)));
-        attributes.push("jvmapm.sql.time", Value::Int((t.sql_ns / 1_000) as i64));
+        attributes.push(span::SQL_COUNT, Value::Int(i64::from(t.sql_count)));
+        attributes.push(span::SQL_TIME, Value::Int((t.sql_ns / 1_000) as i64));
     }
     request.push(&SpanOut {
         trace_id: t.trace_id,

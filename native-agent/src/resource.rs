@@ -3,6 +3,11 @@
 //! Its own module so the bench (`exporter_bench`) can build the same one
 //! without reaching into the agent's lifecycle.
 
+use jvmapm_contract::names::resource::{
+    HOST_NAME, PROCESS_PID, PROCESS_RUNTIME_NAME, PROCESS_RUNTIME_VERSION, SERVICE_INSTANCE_ID,
+    SERVICE_NAME, TELEMETRY_SDK_NAME, TELEMETRY_SDK_VERSION,
+};
+use jvmapm_contract::random::Rng;
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::Resource;
 
@@ -20,20 +25,20 @@ pub(crate) fn build(settings: &Settings, jvm: &JvmFacts) -> Resource {
     let mut attributes: Vec<KeyValue> = settings
         .resource_attributes
         .iter()
-        .filter(|(k, _)| k != "service.name")
+        .filter(|(k, _)| k != SERVICE_NAME)
         .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
         .collect();
     attributes.extend([
-        KeyValue::new("service.name", settings.service.clone()),
-        KeyValue::new("service.instance.id", instance_id()),
-        KeyValue::new("process.pid", i64::from(std::process::id())),
-        KeyValue::new("process.runtime.name", jvm.vm_name.clone()),
-        KeyValue::new("process.runtime.version", jvm.vm_version.clone()),
-        KeyValue::new("telemetry.sdk.name", "jvmapm-agent"),
-        KeyValue::new("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
+        KeyValue::new(SERVICE_NAME, settings.service.clone()),
+        KeyValue::new(SERVICE_INSTANCE_ID, instance_id()),
+        KeyValue::new(PROCESS_PID, i64::from(std::process::id())),
+        KeyValue::new(PROCESS_RUNTIME_NAME, jvm.vm_name.clone()),
+        KeyValue::new(PROCESS_RUNTIME_VERSION, jvm.vm_version.clone()),
+        KeyValue::new(TELEMETRY_SDK_NAME, "jvmapm-agent"),
+        KeyValue::new(TELEMETRY_SDK_VERSION, env!("CARGO_PKG_VERSION")),
     ]);
     if let Some(host) = host_name() {
-        attributes.push(KeyValue::new("host.name", host));
+        attributes.push(KeyValue::new(HOST_NAME, host));
     }
     Resource::builder_empty()
         .with_attributes(attributes)
@@ -42,13 +47,8 @@ pub(crate) fn build(settings: &Settings, jvm: &JvmFacts) -> Resource {
 
 /// A random id for this JVM's run.
 fn instance_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let half = || {
-        std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish()
-    };
-    format!("{:016x}{:016x}", half(), half())
+    let mut rng = Rng::from_entropy();
+    format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64())
 }
 
 fn host_name() -> Option<String> {

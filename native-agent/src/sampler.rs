@@ -266,8 +266,9 @@ impl Sampler {
     fn record_pause(&mut self, pause: Pause, collection: Option<Collection>) {
         let mut attributes = Vec::new();
         if let Some(collection) = &collection {
-            attributes.push(KeyValue::new("jvm.gc.action", collection.action.clone()));
-            attributes.push(KeyValue::new("jvm.gc.name", collection.collector.clone()));
+            use jvmapm_contract::names::metric::{GC_ACTION, GC_NAME};
+            attributes.push(KeyValue::new(GC_ACTION, collection.action.clone()));
+            attributes.push(KeyValue::new(GC_NAME, collection.collector.clone()));
         }
         self.instruments
             .record_pause(pause.duration_ns, &attributes);

@@ -193,26 +193,20 @@ thread_local! {
 
 impl Local {
     fn new() -> Local {
-        use std::hash::{BuildHasher, Hasher};
         static THREADS: AtomicU64 = AtomicU64::new(0);
         let n = THREADS.fetch_add(1, Ordering::Relaxed) as usize;
-        let seed = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
         Local {
-            random: Cell::new(seed | 1),
+            random: Cell::new(jvmapm_contract::random::seed()),
             slot: Cell::new(first_slot(n)),
         }
     }
 
-    /// A random, non-zero 64-bit id (xorshift64*).
+    /// A random, non-zero 64-bit id.
     fn random(&self) -> u64 {
-        let mut x = self.random.get();
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.random.set(x);
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D).max(1)
+        let mut state = self.random.get();
+        let id = jvmapm_contract::random::step(&mut state);
+        self.random.set(state);
+        id.max(1)
     }
 }
 
