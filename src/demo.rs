@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use jvmapm_analyzer::receiver::DEFAULT_MAX_BODY;
 use jvmapm_analyzer::server::{ServeConfig, Server};
+use jvmapm_contract::random::Rng;
 
 /// The fixture the demo runs, compiled on the spot.
 const SERVICE_SOURCE: &str = include_str!("../java-fixtures/HttpService.java");
@@ -288,7 +289,7 @@ impl Load {
             .map(|n| {
                 let running = running.clone();
                 thread::spawn(move || {
-                    let mut random = Random(0x2545_F491_4F6C_DD1D ^ ((n + 1) * 0x9E37_79B9));
+                    let mut random = Rng::seeded(0x2545_F491_4F6C_DD1D ^ ((n + 1) * 0x9E37_79B9));
                     let pause = Duration::from_millis(4 * 1000 / REQUESTS_PER_SECOND);
                     while running.load(Ordering::Relaxed) {
                         let path = pick(&mut random);
@@ -311,7 +312,7 @@ impl Load {
 
 /// A request of the mix: mostly fast, some slow, a few very slow, failing,
 /// throwing, with SQL, or behind filters.
-fn pick(random: &mut Random) -> String {
+fn pick(random: &mut Rng) -> String {
     match random.below(100) {
         0..=54 => "/fast".into(),
         55..=69 => format!("/slow?ms={}", 20 + random.below(300)),
@@ -333,17 +334,5 @@ fn get(port: u16, path: &str) {
     let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     if stream.write_all(request.as_bytes()).is_ok() {
         let _ = stream.read_to_end(&mut Vec::new());
-    }
-}
-
-/// xorshift64: enough to vary the load.
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
     }
 }

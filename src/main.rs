@@ -17,6 +17,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use jvmapm_analyzer::query::export::{self, ExportFormat};
 use jvmapm_analyzer::receiver::DEFAULT_MAX_BODY;
 use jvmapm_analyzer::server::{ServeConfig, Server};
+use jvmapm_contract::clock::unix_ms;
+use jvmapm_contract::duration;
 
 #[derive(Parser)]
 #[command(
@@ -61,7 +63,7 @@ enum Command {
         )]
         token: Option<String>,
         /// How long data is kept: e.g. 7d, 12h, 30m.
-        #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = jvmapm_analyzer::duration::parse)]
+        #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = duration::parse)]
         retention: Duration,
         /// Largest request accepted, in bytes, measured after decompression.
         #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY)]
@@ -185,8 +187,8 @@ enum Command {
 fn parse_time(text: &str) -> Result<u64, String> {
     match text.parse::<u64>() {
         Ok(ms) if ms >= 100_000_000_000 => Ok(ms),
-        _ => jvmapm_analyzer::duration::parse(text)
-            .map(|ago| jvmapm_tui::unix_ms().saturating_sub(ago.as_millis() as u64))
+        _ => duration::parse(text)
+            .map(|ago| unix_ms().saturating_sub(ago.as_millis() as u64))
             .map_err(|_| {
                 format!("{text:?} is neither Unix milliseconds nor a duration ago like 90m")
             }),
@@ -194,7 +196,7 @@ fn parse_time(text: &str) -> Result<u64, String> {
 }
 
 fn parse_ms(text: &str) -> Result<u64, String> {
-    jvmapm_analyzer::duration::parse(text).map(|d| d.as_millis() as u64)
+    duration::parse(text).map(|d| d.as_millis() as u64)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -429,7 +431,7 @@ fn serve(config: ServeConfig) -> Result<(), String> {
         println!(
             "jvmapm serve: data in {} (retention {})",
             data.display(),
-            jvmapm_analyzer::duration::format(retention)
+            duration::format(retention)
         );
         server.run(stop_signal()).await.map_err(|e| e.to_string())
     })

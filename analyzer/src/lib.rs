@@ -16,7 +16,6 @@
 //! `server` wires them together for `jvmapm serve`; `point` (the fixed-size
 //! XLog record), `glob` and `printable` are shared by all stages.
 
-pub mod duration;
 pub mod glob;
 mod http_listener;
 pub mod ingest;
@@ -27,13 +26,6 @@ pub mod query;
 pub mod receiver;
 pub mod server;
 pub mod store;
-
-/// Now, in Unix milliseconds.
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// Locks a mutex the server's tasks share, also after a task panicked while
 /// holding it: what it guards (meters, the instance registry, metric

@@ -13,6 +13,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use jvmapm_contract::clock::unix_ms;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -23,7 +24,6 @@ use crate::query::api::{self, ApiState};
 use crate::receiver::{grpc, http, Receiver};
 use crate::store::instances::Instances;
 use crate::store::{writer, Mode, Store, StoreError};
-use crate::unix_ms;
 
 /// Queued store batches before receivers answer "busy".
 const QUEUE_CAPACITY: usize = 512;

@@ -16,7 +16,7 @@ use jvmapm_analyzer::query::{self, XlogFilter};
 use jvmapm_analyzer::store::instances::Instances;
 use jvmapm_analyzer::store::writer::{self, Shared, Work};
 use jvmapm_analyzer::store::{Mode, Store};
-use jvmapm_analyzer::unix_ms;
+use jvmapm_contract::clock::unix_ms;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;

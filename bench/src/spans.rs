@@ -3,36 +3,30 @@
 //! from five JVM instances of two services, varied routes, log-normal
 //! durations and about 2% 5xx, generated from a fixed seed.
 
+use jvmapm_contract::random::Rng;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{
     span, status, ResourceSpans, ScopeSpans, Span, Status as SpanStatus,
 };
-use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A small, fast, seedable generator (SplitMix64); good enough for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
+/// What the generated data draws beyond the shared generator's integers.
+trait Draws {
     /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64;
+    /// A standard normal deviate.
+    fn normal(&mut self) -> f64;
+    /// A random id of `N` bytes, never all zero.
+    fn nonzero_id<const N: usize>(&mut self) -> Vec<u8>;
+}
+
+impl Draws for Rng {
     fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    /// A standard normal deviate (Box-Muller).
+    /// Box-Muller.
     fn normal(&mut self) -> f64 {
         let u1 = self.unit().max(f64::MIN_POSITIVE);
         let u2 = self.unit();
@@ -341,10 +335,8 @@ fn http_span(rng: &mut Rng, inst: &Instance, now_ns: u64) -> Span {
 /// Builds `count` export requests of `batch` spans each, every one from a
 /// single JVM instance (as an agent sends them), instances taken in turn.
 pub fn build_pool(count: usize, batch: usize) -> Vec<ExportTraceServiceRequest> {
-    let now_ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let mut rng = Rng(0x6A76_6D61_706D_2021);
+    let now_ns = jvmapm_contract::clock::unix_ns();
+    let mut rng = Rng::seeded(0x6A76_6D61_706D_2021);
     let instances = instances(&mut rng);
     (0..count)
         .map(|n| {

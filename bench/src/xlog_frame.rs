@@ -30,13 +30,8 @@ const SPREAD_MS: u64 = WINDOW_MS / 100 * 99;
 /// Rows `from..to` of `count`: a deterministic spread of response times,
 /// mostly fast, a slow tail, 1% errors.
 fn rows(from: usize, to: usize, count: usize) -> Vec<PointRow> {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ from as u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = jvmapm_contract::random::Rng::seeded(0x9E37_79B9_7F4A_7C15 ^ from as u64);
+    let mut next = move || rng.next_u64();
     (from..to)
         .map(|i| {
             let r = next();

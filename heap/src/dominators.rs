@@ -693,22 +693,6 @@ mod tests {
         assert_eq!(per_class, [15 + 16, 14 + 32, 0]);
     }
 
-    /// A small deterministic generator (xorshift64*).
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        fn below(&mut self, bound: u64) -> u64 {
-            self.next() % bound
-        }
-    }
-
     /// Which nodes `root` reaches when `removed` is taken out of the graph.
     fn reach(g: &Graph, root: u32, removed: u32) -> Vec<bool> {
         let mut seen = vec![false; g.node_count()];
@@ -730,7 +714,7 @@ mod tests {
 
     #[test]
     fn random_graphs_agree_with_removing_each_node() {
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut rng = jvmapm_contract::random::Rng::seeded(0x9E37_79B9_7F4A_7C15);
         for round in 0..2000 {
             let n = 1 + rng.below(60) as usize;
             let edge_count = rng.below(3 * n as u64 + 1) as usize;

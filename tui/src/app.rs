@@ -17,6 +17,7 @@ use jvmapm_analyzer::meter::EndpointStats;
 use jvmapm_analyzer::query::answers::PointRow;
 use jvmapm_analyzer::query::jvm::JvmView;
 use jvmapm_analyzer::store::instances::InstanceInfo;
+use jvmapm_contract::names::resource;
 
 use crate::fetcher::{Detail, Request, Update};
 use crate::points::{CompiledFilter, Filter, Measure, Points};
@@ -643,7 +644,10 @@ impl App {
 /// 32 hex digits) when it did not report both host and pid.
 pub fn instance_label(instance: &InstanceInfo) -> String {
     let attribute = |key: &str| instance.attributes.get(key).filter(|v| !v.is_empty());
-    match (attribute("host.name"), attribute("process.pid")) {
+    match (
+        attribute(resource::HOST_NAME),
+        attribute(resource::PROCESS_PID),
+    ) {
         (Some(host), Some(pid)) => format!("{}@{host}:{pid}", instance.service),
         _ => instance.instance.clone(),
     }

@@ -12,6 +12,7 @@ use jvmapm_analyzer::point::{SpanId, TraceId};
 use jvmapm_analyzer::query::answers::{PointRow, Transaction};
 use jvmapm_analyzer::query::jvm::JvmView;
 use jvmapm_analyzer::store::instances::InstanceInfo;
+use jvmapm_contract::names::{event, span};
 
 use crate::source::{Printable, Source, SourceError, PAGE};
 
@@ -277,7 +278,7 @@ impl Worker {
         let transaction = self.source.transaction(trace_id, span_id, end_ms)?;
         let stuck = transaction
             .attributes()
-            .and_then(|a| a.get("jvmapm.stuck"))
+            .and_then(|a| a.get(span::STUCK))
             .and_then(|v| v.as_bool())
             == Some(true);
         let stuck_stack = if stuck {
@@ -287,8 +288,8 @@ impl Worker {
             let trace_id = trace_id.to_string();
             jvm.events
                 .iter()
-                .find(|e| e["kind"] == "stuck" && e["trace_id"] == trace_id)
-                .and_then(|e| e["attributes"]["jvmapm.stack"].as_str())
+                .find(|e| e["kind"] == event::STUCK && e["trace_id"] == trace_id)
+                .and_then(|e| e["attributes"][event::STACK].as_str())
                 .map(str::to_string)
         } else {
             None

@@ -11,9 +11,10 @@ mod terminal;
 pub mod ui;
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crossterm::event;
+use jvmapm_contract::clock::unix_ms;
 
 use app::{App, Config};
 use fetcher::{Fetcher, Follow};
@@ -80,10 +81,4 @@ pub fn run(origin: Origin, config: Config) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

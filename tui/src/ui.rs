@@ -4,6 +4,7 @@
 
 use jvmapm_analyzer::glob::Glob;
 use jvmapm_analyzer::query::answers::{ChildSpan, PointRow, SpanRecord, Transaction};
+use jvmapm_contract::names::{self, metric};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -330,7 +331,7 @@ fn child_line(child: &ChildSpan, transaction_start: u64) -> Line<'static> {
     let begin = span.start_time_unix_nano;
     let what = span
         .attributes
-        .get("db.query.text")
+        .get(names::span::DB_QUERY_TEXT)
         .and_then(Value::as_str)
         .unwrap_or(&span.name);
     let failed = span.status.as_ref().is_some_and(|s| s.code == 2);
@@ -395,17 +396,17 @@ fn active_panel(frame: &mut Frame, app: &App, active: Rect) {
     let instance = app
         .instance_label()
         .unwrap_or_else(|| "no instance".to_string());
-    let by_age = app.latest("jvmapm.transactions.active");
+    let by_age = app.latest(metric::TRANSACTIONS_ACTIVE);
     let lines: Vec<Line> = [
-        ("<3s", Color::Cyan),
-        ("3-8s", Color::Yellow),
-        (">8s", Color::Red),
+        (metric::AGES[0], Color::Cyan),
+        (metric::AGES[1], Color::Yellow),
+        (metric::AGES[2], Color::Red),
     ]
     .iter()
     .map(|(age, color)| {
         let n = by_age
             .iter()
-            .filter(|(attrs, _)| attrs == &format!("jvmapm.age={age}"))
+            .filter(|(attrs, _)| attrs == &format!("{}={age}", metric::AGE))
             .map(|(_, v)| *v)
             .sum::<f64>() as u64;
         let bar = "█".repeat((n as usize).min(usize::from(active.width.saturating_sub(14))));
@@ -423,15 +424,17 @@ fn active_panel(frame: &mut Frame, app: &App, active: Rect) {
 
 /// The chosen instance's heap pools, used of their limit.
 fn heap_panel(frame: &mut Frame, app: &App, heap: Rect) {
-    let limits = app.latest("jvm.memory.limit");
+    let limits = app.latest(metric::MEMORY_LIMIT);
+    let heap_type = format!("{}={}", metric::MEMORY_TYPE, metric::MEMORY_TYPE_HEAP);
+    let pool_name = format!("{}=", metric::MEMORY_POOL_NAME);
     let mut pools: Vec<Line> = app
-        .latest("jvm.memory.used")
+        .latest(metric::MEMORY_USED)
         .into_iter()
-        .filter(|(attrs, _)| attrs.contains("jvm.memory.type=heap"))
+        .filter(|(attrs, _)| attrs.contains(&heap_type))
         .map(|(attrs, used)| {
             let name = attrs
                 .split(',')
-                .find_map(|kv| kv.strip_prefix("jvm.memory.pool.name="))
+                .find_map(|kv| kv.strip_prefix(pool_name.as_str()))
                 .unwrap_or("?")
                 .to_string();
             let limit = limits.iter().find(|(a, _)| *a == attrs).map(|(_, v)| *v);
@@ -461,7 +464,7 @@ fn finalizer_panel(frame: &mut Frame, app: &App, finalizer: Rect) {
     let pending: Vec<u64> = app
         .jvm
         .series
-        .get("jvm.finalizer.pending")
+        .get(metric::FINALIZER_PENDING)
         .map(|values| values.iter().map(|(_, v)| *v as u64).collect())
         .unwrap_or_default();
     let shown = &pending[pending

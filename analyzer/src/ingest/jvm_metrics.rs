@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use jvmapm_contract::names::metric;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -15,7 +16,7 @@ use crate::ingest::otlp_values::to_text;
 use crate::ingest::xlog::Identity;
 
 /// Metric name prefixes kept; other metrics are accepted and not stored.
-const KEPT_PREFIXES: [&str; 2] = ["jvm.", "jvmapm."];
+const KEPT_PREFIXES: [&str; 2] = [metric::JVM_PREFIX, metric::JVMAPM_PREFIX];
 
 /// Samples of one export, grouped by the instance that sent them.
 #[derive(Default)]

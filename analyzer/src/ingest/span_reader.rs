@@ -11,6 +11,8 @@
 //! UTF-8 cost more than a tenth of ingest, so a sender's invalid UTF-8 in an
 //! unread attribute is only found when the transaction's detail is opened.
 
+use jvmapm_contract::names::{event, span};
+
 use crate::ingest::wire::{utf8, Fields, Value, WireError};
 
 /// An attribute value, as far as the XLog cares.
@@ -64,16 +66,21 @@ impl Key {
     /// The key named by the raw bytes of an attribute key (all ours are ASCII,
     /// so a byte match is also a UTF-8 match).
     fn of(name: &[u8]) -> Option<Key> {
-        const CPU_TIME: &[u8] = crate::ingest::xlog::CPU_TIME.as_bytes();
-        const SQL_COUNT: &[u8] = crate::ingest::xlog::SQL_COUNT.as_bytes();
-        const SQL_TIME: &[u8] = crate::ingest::xlog::SQL_TIME.as_bytes();
-        const EVENT: &[u8] = crate::ingest::xlog::EVENT_ATTRIBUTE.as_bytes();
+        const ROUTE: &[u8] = span::HTTP_ROUTE.as_bytes();
+        const METHOD: &[u8] = span::HTTP_REQUEST_METHOD.as_bytes();
+        const LEGACY_METHOD: &[u8] = span::HTTP_METHOD_LEGACY.as_bytes();
+        const STATUS_CODE: &[u8] = span::HTTP_RESPONSE_STATUS_CODE.as_bytes();
+        const LEGACY_STATUS_CODE: &[u8] = span::HTTP_STATUS_CODE_LEGACY.as_bytes();
+        const CPU_TIME: &[u8] = span::CPU_TIME.as_bytes();
+        const SQL_COUNT: &[u8] = span::SQL_COUNT.as_bytes();
+        const SQL_TIME: &[u8] = span::SQL_TIME.as_bytes();
+        const EVENT: &[u8] = event::KIND.as_bytes();
         Some(match name {
-            b"http.route" => Key::Route,
-            b"http.request.method" => Key::Method,
-            b"http.method" => Key::LegacyMethod,
-            b"http.response.status_code" => Key::StatusCode,
-            b"http.status_code" => Key::LegacyStatusCode,
+            ROUTE => Key::Route,
+            METHOD => Key::Method,
+            LEGACY_METHOD => Key::LegacyMethod,
+            STATUS_CODE => Key::StatusCode,
+            LEGACY_STATUS_CODE => Key::LegacyStatusCode,
             CPU_TIME => Key::CpuTime,
             SQL_COUNT => Key::SqlCount,
             SQL_TIME => Key::SqlTime,

@@ -8,6 +8,7 @@
 //! the transaction they belong to (see `store::children`), not as points.
 
 use bytes::Bytes;
+use jvmapm_contract::names::resource;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span};
@@ -18,19 +19,6 @@ use crate::ingest::otlp_values::{attrs_to_json, find_i64, find_str, to_text};
 use crate::ingest::span_reader::{Attr, Key, RawSpan};
 use crate::ingest::wire::{self, Fields, Value, WireError};
 use crate::point::{hex, SqlTotals};
-
-/// Attribute that marks a span as a JVM event rather than a transaction; its
-/// value is the event kind (`gc.pause`, `heapdump`, `stuck`, ...).
-pub const EVENT_ATTRIBUTE: &str = "jvmapm.event";
-/// Event kind of a stop-the-world GC pause.
-pub const GC_PAUSE: &str = "gc.pause";
-
-/// Thread CPU time of a transaction (int microseconds or double seconds).
-pub const CPU_TIME: &str = "jvmapm.cpu.time";
-/// Number of SQL statements a transaction ran.
-pub const SQL_COUNT: &str = "jvmapm.sql.count";
-/// Total time of those statements (int microseconds or double seconds).
-pub const SQL_TIME: &str = "jvmapm.sql.time";
 
 /// What one trace export yields.
 #[derive(Default)]
@@ -72,11 +60,11 @@ pub struct Identity {
 
 /// Resource attributes listed with an instance in `/api/v1/instances`.
 const INSTANCE_ATTRIBUTES: [&str; 5] = [
-    "host.name",
-    "process.pid",
-    "process.runtime.version",
-    "process.runtime.name",
-    "telemetry.sdk.language",
+    resource::HOST_NAME,
+    resource::PROCESS_PID,
+    resource::PROCESS_RUNTIME_VERSION,
+    resource::PROCESS_RUNTIME_NAME,
+    resource::TELEMETRY_SDK_LANGUAGE,
 ];
 
 impl Identity {
@@ -84,12 +72,12 @@ impl Identity {
     /// `host.name:process.pid`, else what part of it there is, else `unknown`).
     pub fn of(resource: Option<&Resource>) -> Identity {
         let attrs: &[KeyValue] = resource.map_or(&[], |r| &r.attributes);
-        let service = find_str(attrs, "service.name")
+        let service = find_str(attrs, resource::SERVICE_NAME)
             .unwrap_or("unknown_service")
             .to_string();
-        let host = find_str(attrs, "host.name");
-        let pid = find_i64(attrs, "process.pid");
-        let instance = match (find_str(attrs, "service.instance.id"), host, pid) {
+        let host = find_str(attrs, resource::HOST_NAME);
+        let pid = find_i64(attrs, resource::PROCESS_PID);
+        let instance = match (find_str(attrs, resource::SERVICE_INSTANCE_ID), host, pid) {
             (Some(id), _, _) => id.to_string(),
             (None, Some(h), Some(p)) => format!("{h}:{p}"),
             (None, Some(h), None) => h.to_string(),
@@ -194,7 +182,7 @@ const MAX_CLOCK_AHEAD_NS: u64 = 86_400 * 1_000_000_000;
 /// Builds points, events and rejections from an encoded
 /// `ExportTraceServiceRequest`, reading it in place (see `span_reader`).
 pub fn build(body: Bytes) -> Result<TraceBatch, WireError> {
-    let latest_end_ns = crate::unix_ms() * 1_000_000 + MAX_CLOCK_AHEAD_NS;
+    let latest_end_ns = jvmapm_contract::clock::unix_ms() * 1_000_000 + MAX_CLOCK_AHEAD_NS;
     let mut batch = TraceBatch::default();
     let mut request = Fields::new(&body);
     while let Some(field) = request.next_field() {
@@ -459,7 +447,7 @@ mod tests {
 
     /// The points one export of root spans `(name, attributes)` makes.
     fn points(spans: Vec<(&str, Vec<KeyValue>)>) -> Vec<SpanPoint> {
-        let now_ns = crate::unix_ms() * 1_000_000;
+        let now_ns = jvmapm_contract::clock::unix_ms() * 1_000_000;
         let spans = spans
             .into_iter()
             .enumerate()

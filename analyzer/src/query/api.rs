@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use jvmapm_contract::clock::unix_ms;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -29,7 +30,6 @@ use crate::query::{
 };
 use crate::store::instances::Instances;
 use crate::store::Store;
-use crate::unix_ms;
 
 /// Default and largest page of `/api/v1/xlog`.
 const DEFAULT_LIMIT: usize = 10_000;

@@ -7,7 +7,8 @@ use std::io;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ingest::xlog::GC_PAUSE;
+use jvmapm_contract::names;
+
 use crate::store::Store;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -50,13 +51,13 @@ pub fn read(store: &Store, instance: &str, from_ms: u64, to_ms: u64) -> io::Resu
             if event["instance"] != instance || !in_range(start) {
                 continue;
             }
-            if event["kind"] == GC_PAUSE {
+            if event["kind"] == names::event::GC_PAUSE {
                 let attr = |k: &str| event["attributes"][k].as_str().unwrap_or("").to_string();
                 view.gc_pauses.push(GcPause {
                     start_ms: start,
                     duration_ms: event["duration_ms"].as_f64().unwrap_or(0.0),
-                    gc_name: attr("jvm.gc.name"),
-                    action: attr("jvm.gc.action"),
+                    gc_name: attr(names::metric::GC_NAME),
+                    action: attr(names::metric::GC_ACTION),
                 });
             } else {
                 view.events.push(event);

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use jvmapm_contract::clock::unix_ms;
 use tokio::sync::{mpsc, oneshot};
 
 use super::children::{ChildRef, ParentKey, WaitingChildren};
@@ -28,7 +29,6 @@ use crate::ingest::xlog::{ResourceGroup, TraceBatch};
 use crate::meter::Meter;
 use crate::point::{DetailRef, Point, RECORD_SIZE};
 use crate::store::instances::Instances;
-use crate::unix_ms;
 
 /// Most jobs committed together.
 const MAX_GROUP: usize = 256;
