@@ -17,6 +17,7 @@ use jvmapm_analyzer::query::answers::{
 };
 use jvmapm_analyzer::query::jvm::{GcPause, JvmView};
 use jvmapm_analyzer::store::instances::InstanceInfo;
+use jvmapm_contract::names;
 use serde_json::{Map, Value};
 
 use super::{Source, SourceError};
@@ -207,12 +208,13 @@ impl MakePrintable for JvmView {
             // A stuck transaction's stack is lines, one a frame: each line
             // is made printable, the line breaks between them stay.
             let stack = event
-                .pointer_mut("/attributes/jvmapm.stack")
+                .get_mut("attributes")
+                .and_then(|attributes| attributes.get_mut(names::event::STACK))
                 .map(Value::take);
             event.make_printable();
             if let Some(Value::String(stack)) = stack {
                 let lines: Vec<_> = stack.split('\n').map(printable).collect();
-                event["attributes"]["jvmapm.stack"] = Value::String(lines.join("\n"));
+                event["attributes"][names::event::STACK] = Value::String(lines.join("\n"));
             }
         }
     }
