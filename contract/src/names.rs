@@ -96,6 +96,42 @@ pub mod span {
     /// Agent writes; the viewer then looks for the [`super::event::STUCK`]
     /// event with the same trace id to show its stack.
     pub const STUCK: &str = "jvmapm.stuck";
+    /// Where a slow transaction spent its time: stack samples of its
+    /// thread, merged as folded stacks (string), one line a distinct stack,
+    /// `root;frame;...;leaf;[state] count`, root first, the thread's state
+    /// (see [`super::profile`]) as the last frame, hottest lines first and
+    /// at most 64 KiB. A frame is `package.Class.method` or
+    /// `package.Class.method:line`. Agent writes on transactions open longer
+    /// than `profile_after`; analyzer keeps and merges them.
+    pub const PROFILE: &str = "jvmapm.profile";
+    /// Stack samples taken of the transaction (int).
+    pub const PROFILE_SAMPLES: &str = "jvmapm.profile.samples";
+    /// Samples due but not taken: over the agent's budget of samples a
+    /// second, or the thread could not be read (int).
+    pub const PROFILE_DROPPED: &str = "jvmapm.profile.dropped";
+    /// Samples taken but left out of [`PROFILE`] by its size bound (int).
+    pub const PROFILE_TRUNCATED: &str = "jvmapm.profile.truncated";
+    /// The sampling interval, microseconds (int): a count times it is time.
+    pub const PROFILE_INTERVAL: &str = "jvmapm.profile.interval";
+}
+
+/// The thread states that end each stack of a [`span::PROFILE`], as its
+/// last frame.
+pub mod profile {
+    /// On a CPU, running Java code.
+    pub const RUNNING: &str = "[running]";
+    /// Waiting to enter a monitor (`synchronized`).
+    pub const BLOCKED: &str = "[blocked]";
+    /// In `Object.wait`, parked (`LockSupport.park`) or joining.
+    pub const WAITING: &str = "[waiting]";
+    /// In `Thread.sleep`.
+    pub const SLEEPING: &str = "[sleeping]";
+    /// In native code: socket and file I/O, JNI.
+    pub const NATIVE: &str = "[native]";
+    /// The root of a stack cut at the agent's depth limit.
+    pub const TRUNCATED: &str = "[truncated]";
+    /// Every state, for readers that tell a state from a frame.
+    pub const STATES: [&str; 5] = [RUNNING, BLOCKED, WAITING, SLEEPING, NATIVE];
 }
 
 /// JVM events: spans the agent marks with [`event::KIND`], which the analyzer
