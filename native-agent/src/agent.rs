@@ -103,6 +103,16 @@ fn subscribe(jvmti: Jvmti, live: bool) -> Result<(), String> {
             false
         }
     };
+    // Profiles name the lines of their frames; without it, methods only.
+    if let Err(e) = jvmti.add_capabilities(&[Capability::GetLineNumbers]) {
+        line(
+            LogLevel::Warn,
+            &format!(
+                "profiles name methods without their lines (JVMTI error {})",
+                e.0
+            ),
+        );
+    }
     // Only at start-up: without it, classes from the CDS archive (the JDK's
     // HTTP server among them) never reach the ClassFileLoadHook.
     if !live {
