@@ -16,7 +16,8 @@
 //! Modules import downwards only, never in a cycle:
 //! - bottom, holding no agent state: the FFI (`jni`, and `jvmti` on it),
 //!   `clock`, `ring`, `guard` (the panic barrier), and pure code: `options`,
-//!   `log`, `classfile` and `probe`, `sql`, `interned`, `otlp`, `resource`;
+//!   `log`, `classfile` and `probe`, `sql`, `interned`, `otlp`, `resource`,
+//!   `stacks` (folding stack samples into a profile's text);
 //! - middle, the work: `transaction` and `ended` (what application threads
 //!   record), `instrument`, `gc`, `management`, `heapdump`, `metrics`,
 //!   `sampler`, `record`, `trace_client`, `exporter`;
@@ -63,5 +64,6 @@ mod resource;
 mod ring;
 mod sampler;
 mod sql;
+mod stacks;
 mod trace_client;
 mod transaction;
