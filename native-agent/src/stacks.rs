@@ -14,6 +14,24 @@ use jvmapm_contract::names::profile;
 /// The most bytes of a profile's text (the contract's bound).
 pub const MAX_BYTES: usize = 64 * 1024;
 
+/// A transaction's profile on its way to the exporter, which puts it on
+/// the transaction's span as the contract's `jvmapm.profile*` attributes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Profile {
+    /// The span of its transaction.
+    pub span_id: u64,
+    /// Folded stacks (see [`fold`]).
+    pub text: String,
+    /// Samples taken.
+    pub samples: u64,
+    /// Samples due but not taken (over the budget, or unreadable).
+    pub dropped: u64,
+    /// Samples taken but left out of `text` by its bounds.
+    pub truncated: u64,
+    /// The sampling interval, microseconds.
+    pub interval_us: u64,
+}
+
 /// What a thread was doing when it was sampled: the last frame of a stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum State {
@@ -25,21 +43,24 @@ pub enum State {
 }
 
 impl State {
-    /// The state of a thread from its JVMTI state bits.
-    pub fn from_jvmti(bits: u32) -> State {
+    /// The state of a thread from its JVMTI state bits; `None` for a
+    /// thread that is not alive (not started, or ended).
+    pub fn from_jvmti(bits: u32) -> Option<State> {
         use crate::jvmti::thread_state as bit;
-        if bits & bit::BLOCKED_ON_MONITOR_ENTER != 0 {
+        Some(if bits & bit::BLOCKED_ON_MONITOR_ENTER != 0 {
             State::Blocked
         } else if bits & bit::SLEEPING != 0 {
             State::Sleeping
         } else if bits & bit::WAITING != 0 {
             State::Waiting
+        } else if bits & bit::RUNNABLE == 0 {
+            return None;
         } else if bits & bit::IN_NATIVE != 0 {
             // JDK 17 tells a blocking socket read as runnable, in native.
             State::Native
         } else {
             State::Running
-        }
+        })
     }
 
     fn leaf(self) -> &'static str {
@@ -176,23 +197,29 @@ mod tests {
     #[test]
     fn the_state_comes_from_the_jvmti_bits() {
         let alive = 0x1;
-        assert_eq!(State::from_jvmti(alive | bit::RUNNABLE), State::Running);
+        let terminated = 0x2;
+        assert_eq!(
+            State::from_jvmti(alive | bit::RUNNABLE),
+            Some(State::Running)
+        );
         assert_eq!(
             State::from_jvmti(alive | bit::RUNNABLE | bit::IN_NATIVE),
-            State::Native
+            Some(State::Native)
         );
         assert_eq!(
             State::from_jvmti(alive | bit::WAITING | bit::SLEEPING | 0x20),
-            State::Sleeping
+            Some(State::Sleeping)
         );
         assert_eq!(
             State::from_jvmti(alive | bit::WAITING | 0x200),
-            State::Waiting
+            Some(State::Waiting)
         );
         assert_eq!(
             State::from_jvmti(alive | bit::BLOCKED_ON_MONITOR_ENTER),
-            State::Blocked
+            Some(State::Blocked)
         );
+        assert_eq!(State::from_jvmti(terminated), None);
+        assert_eq!(State::from_jvmti(0), None, "not started");
     }
 
     #[test]
