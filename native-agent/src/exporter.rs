@@ -122,7 +122,7 @@ pub fn start(
         ended: ended::Reader::default(),
         ids: SpanIds::new(),
         failures: 0,
-        join: Join::new(settings.profile.map(|p| p.after)),
+        join: Join::new(settings.profile.map(|p| (p.after, p.interval))),
     };
     let done = stopped.clone();
     let thread = std::thread::Builder::new()
@@ -477,4 +477,48 @@ fn metadata(
         }
     }
     map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stacks::Profile;
+
+    fn profiled(text_bytes: usize) -> Record {
+        let gc = Record::GcPause {
+            start_ns: 1,
+            duration_ns: 1,
+            collection: None,
+        };
+        if text_bytes == 0 {
+            return gc;
+        }
+        let finished = match crate::profile_join::tests::slow_transaction() {
+            Record::Transaction(finished) => finished,
+            _ => unreachable!(),
+        };
+        Record::Profiled(
+            finished,
+            Box::new(Profile {
+                span_id: 1,
+                text: "x".repeat(text_bytes),
+                samples: 1,
+                dropped: 0,
+                truncated: 0,
+                interval_us: 10_000,
+            }),
+        )
+    }
+
+    /// 512 spans of 64 KiB profiles would make a 32 MiB request, which an
+    /// OpenTelemetry Collector refuses: profiles fill requests up to 3 MiB.
+    #[test]
+    fn a_request_carries_at_most_a_few_mib_of_profiles() {
+        let pending: VecDeque<Record> = (0..600).map(|_| profiled(64 * 1024)).collect();
+        assert_eq!(batch_len(&pending), 48);
+        let pending: VecDeque<Record> = (0..600).map(|_| profiled(0)).collect();
+        assert_eq!(batch_len(&pending), BATCH);
+        let pending: VecDeque<Record> = [profiled(5 << 20)].into_iter().collect();
+        assert_eq!(batch_len(&pending), 1, "a request takes at least one");
+    }
 }

@@ -5,7 +5,8 @@
 //! here a little for its profile (it may have none: ended before a tick,
 //! or not sampled); a profile that comes first waits for its transaction.
 //! Both waits are bounded in time and in number, so memory stays bounded
-//! and a lost profile delays its transaction by at most [`WAIT`].
+//! and a lost profile delays its transaction by at most [`WAIT`] and two
+//! sampling intervals.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -14,7 +15,8 @@ use crate::ended::Finished;
 use crate::record::Record;
 use crate::stacks::Profile;
 
-/// How long a slow transaction waits for its profile.
+/// How long a slow transaction waits for its profile, besides two
+/// sampling intervals (the profiler sees the end at its next tick).
 pub const WAIT: Duration = Duration::from_millis(200);
 /// How long a profile waits for its transaction (held in a full ring).
 const PROFILE_WAIT: Duration = Duration::from_secs(5);
@@ -26,14 +28,19 @@ pub struct Join {
     /// Transactions at least this long may have a profile; `None` when
     /// profiling is off.
     after: Option<Duration>,
+    /// How long such a transaction waits for its profile.
+    wait: Duration,
     transactions: VecDeque<(Instant, Box<Finished>)>,
     profiles: HashMap<u64, (Instant, Box<Profile>)>,
 }
 
 impl Join {
-    pub fn new(after: Option<Duration>) -> Join {
+    /// Joins for profiles of transactions open longer than `after`,
+    /// sampled every `interval`; `None` when profiling is off.
+    pub fn new(profiles: Option<(Duration, Duration)>) -> Join {
         Join {
-            after,
+            after: profiles.map(|(after, _)| after),
+            wait: WAIT + 2 * profiles.map_or(Duration::ZERO, |(_, interval)| interval),
             transactions: VecDeque::new(),
             profiles: HashMap::new(),
         }
@@ -80,7 +87,7 @@ impl Join {
     /// or all of them when `all`; profiles that waited too long are dropped.
     pub fn due(&mut self, now: Instant, all: bool, send: &mut impl FnMut(Record)) {
         while let Some((since, _)) = self.transactions.front() {
-            if !all && now.duration_since(*since) < WAIT {
+            if !all && now.duration_since(*since) < self.wait {
                 break;
             }
             if let Some((_, finished)) = self.transactions.pop_front() {
@@ -93,9 +100,14 @@ impl Join {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::ended::Ending;
+
+    /// A transaction of 500 ms, for tests elsewhere.
+    pub(crate) fn slow_transaction() -> Record {
+        Record::Transaction(finished(9, 500))
+    }
 
     fn finished(span_id: u64, duration_ms: u64) -> Box<Finished> {
         Box::new(Finished {
@@ -145,7 +157,10 @@ mod tests {
 
     #[test]
     fn a_fast_transaction_goes_at_once_and_a_slow_one_meets_its_profile() {
-        let mut join = Join::new(Some(Duration::from_millis(100)));
+        let mut join = Join::new(Some((
+            Duration::from_millis(100),
+            Duration::from_millis(10),
+        )));
         let now = Instant::now();
         let fast = join.take(Record::Transaction(finished(1, 5)), now).unwrap();
         assert_eq!(span_of(&fast), (1, false));
@@ -164,7 +179,10 @@ mod tests {
 
     #[test]
     fn a_slow_transaction_without_a_profile_goes_after_the_wait() {
-        let mut join = Join::new(Some(Duration::from_millis(100)));
+        let mut join = Join::new(Some((
+            Duration::from_millis(100),
+            Duration::from_millis(10),
+        )));
         let now = Instant::now();
         assert!(join
             .take(Record::Transaction(finished(4, 500)), now)
@@ -172,7 +190,11 @@ mod tests {
         let mut sent = Vec::new();
         join.due(now, false, &mut |r| sent.push(r));
         assert!(sent.is_empty(), "it still waits");
-        join.due(now + WAIT, false, &mut |r| sent.push(r));
+        join.due(now + WAIT / 2, false, &mut |r| sent.push(r));
+        assert!(sent.is_empty(), "it still waits");
+        join.due(now + WAIT + Duration::from_millis(20), false, &mut |r| {
+            sent.push(r)
+        });
         assert_eq!(sent.iter().map(span_of).collect::<Vec<_>>(), [(4, false)]);
     }
 

@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::clock;
 use crate::exporter::Queue;
@@ -63,14 +63,6 @@ struct Open {
     dropped: u64,
 }
 
-/// CPU time the profiler thread spent per sample (its own clock), for the
-/// benchmark's debug line.
-#[derive(Default)]
-struct Cost {
-    samples: u64,
-    cpu_ns: u64,
-}
-
 struct Profiler {
     jvmti: Jvmti,
     settings: ProfileSettings,
@@ -86,7 +78,6 @@ struct Profiler {
     cursor: usize,
     slow: Vec<Slow>,
     frames: Vec<FrameInfo>,
-    cost: Cost,
 }
 
 impl Profiler {
@@ -104,17 +95,16 @@ impl Profiler {
         }
         self.refill();
         let count = self.slow.len();
+        let first = self.cursor;
         for n in 0..count {
-            let slow = self.slow[(self.cursor + n) % count];
+            let slow = self.slow[(first + n) % count];
             if !self.open.contains_key(&slow.slot) {
                 continue;
             }
             if self.tokens >= 1.0 {
                 self.tokens -= 1.0;
-                let started = clock::thread_cpu_ns();
-                let sample = self.sample(jni, &slow);
-                self.cost.samples += 1;
-                self.cost.cpu_ns += clock::thread_cpu_ns().saturating_sub(started);
+                self.cursor = self.cursor.wrapping_add(1);
+                let sample = self.timed_sample(jni, &slow);
                 if let Some(open) = self.open.get_mut(&slow.slot) {
                     match sample {
                         Some(stack) => open.tally.add(stack),
@@ -125,7 +115,19 @@ impl Profiler {
                 open.dropped += 1;
             }
         }
-        self.cursor = self.cursor.wrapping_add(1);
+    }
+
+    /// [`Profiler::sample`], saying in a debug line what it cost the
+    /// profiler thread's CPU (the benchmark reads these).
+    fn timed_sample(&mut self, jni: &Jni, slow: &Slow) -> Option<RawStack> {
+        if !log::debugging() {
+            return self.sample(jni, slow);
+        }
+        let started = clock::thread_cpu_ns();
+        let sample = self.sample(jni, slow);
+        let cpu_ns = clock::thread_cpu_ns().saturating_sub(started);
+        log::debug(|| format!("profile sample took {cpu_ns} ns CPU"));
+        sample
     }
 
     /// Adds the samples the budget allows since the last tick, keeping at
@@ -220,22 +222,6 @@ impl Profiler {
             interval_us: self.settings.interval.as_micros() as u64,
         }
     }
-
-    /// Logs (at debug) the profiler's own CPU per sample since the last
-    /// report, then starts counting anew.
-    fn report_cost(&mut self) {
-        if self.cost.samples == 0 {
-            return;
-        }
-        let cost = std::mem::take(&mut self.cost);
-        log::debug(|| {
-            format!(
-                "profiler: {} samples, {} ns CPU per sample",
-                cost.samples,
-                cost.cpu_ns / cost.samples
-            )
-        });
-    }
 }
 
 /// Starts the profiler thread: it attaches to the JVM as a daemon and
@@ -250,55 +236,64 @@ pub fn start(
     std::thread::Builder::new()
         .name("jvmapm-profiler".into())
         .spawn(move || {
-            // SAFETY: `vm` is the JVM's JavaVM and the JVM is live (VMInit
-            // has happened or we attached to it).
-            let jni = match unsafe { Jni::attach_daemon(vm.get(), c"jvmapm profiler") } {
-                Ok(jni) => jni,
-                Err(code) => {
-                    line(
-                        LogLevel::Error,
-                        &format!(
-                            "the profiler cannot attach to the JVM (error {code}); no profiles"
-                        ),
-                    );
-                    return;
-                }
-            };
-            let threads = match Threads::new(&jni, jvmti, settings.interval) {
-                Ok(threads) => threads,
-                Err(e) => {
-                    line(
-                        LogLevel::Error,
-                        &format!("the profiler cannot find threads ({e}); no profiles"),
-                    );
-                    return;
-                }
-            };
-            let mut profiler = Profiler {
-                jvmti,
-                settings,
-                queue,
-                threads,
-                methods: Methods::new(jvmti),
-                open: HashMap::new(),
-                tokens: 0.0,
-                refilled: Instant::now(),
-                cursor: 0,
-                slow: Vec::new(),
-                frames: Vec::with_capacity(MAX_DEPTH + 1),
-                cost: Cost::default(),
-            };
-            run(&jni, &mut profiler, &stop);
+            let set_up = guard::caught(|| set_up(vm, jvmti, settings, queue)).flatten();
+            if let Some((jni, mut profiler)) = set_up {
+                run(&jni, &mut profiler, &stop);
+            }
         })?;
     Ok(())
 }
 
+/// Attaches the thread to the JVM and makes the profiler; `None`, said
+/// in the log, when it cannot.
+fn set_up(
+    vm: SharedVm,
+    jvmti: Jvmti,
+    settings: ProfileSettings,
+    queue: Queue,
+) -> Option<(Jni, Profiler)> {
+    // SAFETY: `vm` is the JVM's JavaVM and the JVM is live (VMInit has
+    // happened or we attached to it).
+    let jni = match unsafe { Jni::attach_daemon(vm.get(), c"jvmapm profiler") } {
+        Ok(jni) => jni,
+        Err(code) => {
+            line(
+                LogLevel::Error,
+                &format!("the profiler cannot attach to the JVM (error {code}); no profiles"),
+            );
+            return None;
+        }
+    };
+    let threads = match Threads::new(&jni, jvmti, settings.interval) {
+        Ok(threads) => threads,
+        Err(e) => {
+            line(
+                LogLevel::Error,
+                &format!("the profiler cannot find threads ({e}); no profiles"),
+            );
+            return None;
+        }
+    };
+    let profiler = Profiler {
+        jvmti,
+        settings,
+        queue,
+        threads,
+        methods: Methods::new(jvmti),
+        open: HashMap::new(),
+        tokens: 0.0,
+        refilled: Instant::now(),
+        cursor: 0,
+        slow: Vec::new(),
+        frames: Vec::with_capacity(MAX_DEPTH + 1),
+    };
+    Some((jni, profiler))
+}
+
 /// Ticks against absolute deadlines (a slow tick is not made up for).
 fn run(jni: &Jni, profiler: &mut Profiler, stop: &AtomicBool) {
-    const REPORT: Duration = Duration::from_secs(10);
     let interval = profiler.settings.interval;
     let mut next = Instant::now() + interval;
-    let mut report = Instant::now() + REPORT;
     loop {
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
         if stop.load(Ordering::Acquire) {
@@ -308,10 +303,6 @@ fn run(jni: &Jni, profiler: &mut Profiler, stop: &AtomicBool) {
         if guard::caught(|| profiler.tick(jni)).is_none() {
             line(LogLevel::Error, "the profiler failed; no more profiles");
             return;
-        }
-        if Instant::now() >= report {
-            profiler.report_cost();
-            report += REPORT;
         }
     }
 }
