@@ -5,7 +5,9 @@
  * then 150 ms asleep in pause(). The agent samples it after its default
  * profile_after of 100 ms, so its profile should give spin about 70% of
  * its samples (350 of 500 ms) and pause about 30%. quick() lasts about
- * 1 ms, under profile_after. Prints "done N sum S".
+ * 1 ms, under profile_after. A second argument D (default 0) makes work()
+ * spin and pause D calls deep, for the benchmark of deep stacks. Prints
+ * "done N sum S".
  */
 public class SlowSplit {
     static final long SPIN_NANOS = 450_000_000L;
@@ -26,7 +28,16 @@ public class SlowSplit {
         Thread.sleep(millis);
     }
 
+    int depth;
+
     long work() throws InterruptedException {
+        return deep(depth);
+    }
+
+    long deep(int d) throws InterruptedException {
+        if (d > 0) {
+            return deep(d - 1) + 1;
+        }
         long x = spin(SPIN_NANOS);
         pause(PAUSE_MILLIS);
         return x;
@@ -39,6 +50,7 @@ public class SlowSplit {
     public static void main(String[] args) throws Exception {
         int n = Integer.parseInt(args[0]);
         SlowSplit job = new SlowSplit();
+        job.depth = args.length > 1 ? Integer.parseInt(args[1]) : 0;
         long sum = 0;
         for (int i = 0; i < n; i++) {
             sum += job.work();

@@ -185,6 +185,13 @@ impl Profiler {
         for slot in ended {
             if let Some(open) = self.open.remove(&slot) {
                 let profile = self.fold(jni, open);
+                log::debug(|| {
+                    format!(
+                        "profile of {} samples: {} bytes of folded stacks",
+                        profile.samples,
+                        profile.text.len()
+                    )
+                });
                 self.queue.push(Record::Profile(Box::new(profile)));
             }
         }
