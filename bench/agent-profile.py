@@ -73,7 +73,7 @@ def run(depth):
         text=True,
         check=True,
     )
-    costs = [int(n) for n in re.findall(r"profile sample took (\d+) ns CPU", out.stderr)]
+    costs = [(int(n), state) for n, state in re.findall(r"profile sample took (\d+) ns CPU \((.*?)\)", out.stderr)]
     profiles = [(int(s), int(b)) for s, b in re.findall(r"profile of (\d+) samples: (\d+) bytes", out.stderr)]
     if not costs or not profiles:
         raise RuntimeError(f"no profile lines:\n{out.stderr[-2000:]}")
@@ -88,7 +88,11 @@ def p99(values):
 def main():
     build("jvmapm-agent")
     for depth, label in ((0, "about 5 frames"), (100, "about 105 frames")):
-        costs, profiles = run(depth)
+        sampled, profiles = run(depth)
+        costs = [n for n, _ in sampled]
+        by_state = {}
+        for n, state in sampled:
+            by_state.setdefault(state, []).append(n)
         samples = statistics.median(s for s, _ in profiles)
         text = statistics.median(b for _, b in profiles)
         added = statistics.median(profile_attributes_len(b, s) for s, b in profiles)
@@ -98,6 +102,11 @@ def main():
             f"{len(profiles)} profiles of {samples:.0f} samples, folded text {text:.0f} B, "
             f"adds {added:.0f} B to the span"
         )
+        for state, values in sorted(by_state.items()):
+            print(
+                f"  {state}: {len(values)} samples, median {statistics.median(values) / 1000:.1f} us, "
+                f"p99 {p99(values) / 1000:.1f} us"
+            )
 
 
 if __name__ == "__main__":
