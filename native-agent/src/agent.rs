@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
-use crate::exporter::{self, Exporter};
+use crate::exporter::{self, Exporter, Queue};
 use crate::gc;
 use crate::guard;
 use crate::instrument::{self, Targets};
@@ -17,7 +17,8 @@ use crate::jni::{JInt, JObject, JavaVm, Jni, SharedVm};
 use crate::jvmti::{Capability, Event, EventCallbacks, JniEnvPtr, Jvmti, RawEnv};
 use crate::log::line;
 use crate::metrics;
-use crate::options::{LogLevel, Settings};
+use crate::options::{LogLevel, ProfileSettings, Settings};
+use crate::profiler;
 use crate::resource::{self, JvmFacts};
 use crate::sampler::{self, Sampler};
 use crate::transaction;
@@ -32,6 +33,9 @@ struct Agent {
     targets: Mutex<Option<Targets>>,
     interval: Duration,
     sampler: Arc<Mutex<Sampler>>,
+    /// How to profile slow transactions, and where profiles go; `None`
+    /// with `profile_after=off`.
+    profile: Option<(ProfileSettings, Queue)>,
     exporter: Exporter,
     stop: Arc<AtomicBool>,
     /// Kept alive so the instruments keep recording.
@@ -68,6 +72,7 @@ pub fn start(
         jvmti,
         targets: Mutex::new(Some(Targets::new(&settings.hooks))),
         interval: settings.interval,
+        profile: settings.profile.map(|p| (p, queue.clone())),
         sampler: Arc::new(Mutex::new(Sampler::new(
             settings,
             metrics.instruments,
@@ -103,6 +108,16 @@ fn subscribe(jvmti: Jvmti, live: bool) -> Result<(), String> {
             false
         }
     };
+    // Profiles name the lines of their frames; without it, methods only.
+    if let Err(e) = jvmti.add_capabilities(&[Capability::GetLineNumbers]) {
+        line(
+            LogLevel::Warn,
+            &format!(
+                "profiles name methods without their lines (JVMTI error {})",
+                e.0
+            ),
+        );
+    }
     // Only at start-up: without it, classes from the CDS archive (the JDK's
     // HTTP server among them) never reach the ClassFileLoadHook.
     if !live {
@@ -190,6 +205,22 @@ fn start_sampler() {
             LogLevel::Error,
             &format!("cannot start the sampler thread: {e}; no JVM numbers"),
         );
+    }
+    // Beside the sampler, not under its lock: a heap dump or a round slowed
+    // by a GC must not hold profiles up.
+    if let Some((settings, queue)) = &agent.profile {
+        if let Err(e) = profiler::start(
+            agent.vm,
+            agent.jvmti,
+            *settings,
+            queue.clone(),
+            agent.stop.clone(),
+        ) {
+            line(
+                LogLevel::Error,
+                &format!("cannot start the profiler thread: {e}; no profiles"),
+            );
+        }
     }
 }
 
