@@ -49,6 +49,27 @@ pub fn running() -> bool {
     AGENT.get().is_some()
 }
 
+/// Before JDK 17, a JVMTI stack trace of another thread stops every thread
+/// of the JVM (a global safepoint; JDK 17 made it a handshake with that one
+/// thread): taken every few milliseconds, that would pause the whole
+/// application. There the agent does not profile, and says so once.
+fn profiles_allowed(java_version: &str) -> bool {
+    let feature = java_version
+        .split('.')
+        .next()
+        .and_then(|v| v.parse::<u32>().ok());
+    let allowed = feature.is_some_and(|v| v >= 17);
+    if !allowed {
+        line(
+            LogLevel::Warn,
+            &format!(
+                "no transaction profiles on Java {java_version}: its stack traces stop every thread (profiles need JDK 17 or later)"
+            ),
+        );
+    }
+    allowed
+}
+
 /// Sets the agent up. `live` is true when attaching to a running JVM (the
 /// sampler starts now) and false at start-up (it starts at VMInit).
 pub fn start(
@@ -72,7 +93,10 @@ pub fn start(
         jvmti,
         targets: Mutex::new(Some(Targets::new(&settings.hooks))),
         interval: settings.interval,
-        profile: settings.profile.map(|p| (p, queue.clone())),
+        profile: settings
+            .profile
+            .filter(|_| profiles_allowed(&jvm.java_version))
+            .map(|p| (p, queue.clone())),
         sampler: Arc::new(Mutex::new(Sampler::new(
             settings,
             metrics.instruments,
@@ -244,4 +268,19 @@ unsafe extern "system" fn on_vm_death(_jvmti: *mut RawEnv, jni: JniEnvPtr) {
         }
         agent.exporter.flush(FLUSH_LIMIT);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::profiles_allowed;
+
+    #[test]
+    fn profiles_need_jdk_17_where_a_stack_trace_is_a_handshake() {
+        for version in ["17", "21", "25"] {
+            assert!(profiles_allowed(version), "{version}");
+        }
+        for version in ["11", "1.8", "?", ""] {
+            assert!(!profiles_allowed(version), "{version}");
+        }
+    }
 }
