@@ -104,7 +104,9 @@ pub mod span {
     /// `package.Class.method:line`. Agent writes on transactions open longer
     /// than `profile_after`; analyzer keeps and merges them.
     pub const PROFILE: &str = "jvmapm.profile";
-    /// Stack samples taken of the transaction (int).
+    /// Sampling intervals the profile stands for (int): the sum of its
+    /// counts. A sample the agent took late counts for every interval since
+    /// the one before it, so a count times [`PROFILE_INTERVAL`] is time.
     pub const PROFILE_SAMPLES: &str = "jvmapm.profile.samples";
     /// Samples due but not taken: over the agent's budget of samples a
     /// second, or the thread could not be read (int).

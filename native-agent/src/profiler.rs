@@ -46,6 +46,8 @@ const MAX_DEPTH: usize = 128;
 const MAX_OPEN: usize = 1024;
 /// The most distinct stacks kept of one transaction.
 const MAX_STACKS: usize = 4096;
+/// The most sampling intervals one late sample stands for.
+const MAX_WEIGHT: u64 = 50;
 
 /// A sampled stack before its frames are named: (method, bytecode index)
 /// leaf first, the state, and whether it was cut.
@@ -61,6 +63,8 @@ struct Open {
     transaction: Slow,
     tally: Tally<RawStack>,
     dropped: u64,
+    /// When it was last sampled (or a sample of it dropped), monotonic ns.
+    last_ns: u64,
 }
 
 struct Profiler {
@@ -84,12 +88,15 @@ impl Profiler {
     fn tick(&mut self, jni: &Jni) {
         transaction::open_longer_than(self.settings.after.as_nanos() as u64, &mut self.slow);
         self.finish_ended(jni);
+        let interval_ns = self.settings.interval.as_nanos() as u64;
+        let now = clock::monotonic_ns();
         for slow in &self.slow {
             if self.open.len() < MAX_OPEN {
                 self.open.entry(slow.slot).or_insert_with(|| Open {
                     transaction: *slow,
                     tally: Tally::new(MAX_STACKS),
                     dropped: 0,
+                    last_ns: now.saturating_sub(interval_ns),
                 });
             }
         }
@@ -107,12 +114,23 @@ impl Profiler {
                 let sample = self.timed_sample(jni, &slow);
                 if let Some(open) = self.open.get_mut(&slow.slot) {
                     match sample {
-                        Some(stack) => open.tally.add(stack),
+                        // A tick that came late (this thread waited for a
+                        // CPU: on a busy machine, most while the sampled
+                        // thread itself runs) stands for every interval
+                        // since the last sample, so a state is not
+                        // undercounted for keeping the CPU busy.
+                        Some(stack) => {
+                            let weight = (now.saturating_sub(open.last_ns) + interval_ns / 2)
+                                / interval_ns.max(1);
+                            open.tally.add(stack, weight.clamp(1, MAX_WEIGHT));
+                        }
                         None => open.dropped += 1,
                     }
+                    open.last_ns = now;
                 }
             } else if let Some(open) = self.open.get_mut(&slow.slot) {
                 open.dropped += 1;
+                open.last_ns = now;
             }
         }
     }

@@ -17,7 +17,8 @@ use crate::options::Settings;
 pub struct JvmFacts {
     pub vm_name: String,
     pub vm_version: String,
-    /// `java.specification.version`: `17`, `21`, or `1.8` before JDK 9.
+    /// `java.vm.specification.version` (set before VMInit, where
+    /// `java.specification.version` is not yet): `17`, `21`, or `1.8`.
     pub java_version: String,
 }
 

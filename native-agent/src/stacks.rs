@@ -92,14 +92,15 @@ impl<K: Eq + Hash> Tally<K> {
         }
     }
 
-    /// Counts one sample of `stack`.
-    pub fn add(&mut self, stack: K) {
+    /// Counts a sample of `stack` that stands for `weight` sampling
+    /// intervals.
+    pub fn add(&mut self, stack: K, weight: u64) {
         if let Some(count) = self.counts.get_mut(&stack) {
-            *count += 1;
+            *count += weight;
         } else if self.counts.len() < self.max_stacks {
-            self.counts.insert(stack, 1);
+            self.counts.insert(stack, weight);
         } else {
-            self.left_out += 1;
+            self.left_out += weight;
         }
     }
 
@@ -261,7 +262,7 @@ mod tests {
     fn a_tally_counts_a_bounded_number_of_stacks() {
         let mut tally = Tally::new(2);
         for stack in ["a", "b", "a", "c", "c", "b"] {
-            tally.add(stack);
+            tally.add(stack, 1);
         }
         assert_eq!(tally.samples(), 6);
         let (counts, left_out) = tally.into_parts();
