@@ -3,12 +3,14 @@
 //!
 //! This folder is the read side of the analyzer: [`transaction`] reads one
 //! transaction in full, [`jvm`] an instance's JVM series and events,
+//! [`call_tree`] parses and merges the stack samples of transactions,
 //! [`answers`] are the shapes of what is read back, [`api`] answers all of
 //! it as JSON over HTTP (within the memory budget of `reply`), and
 //! [`export`] prints points offline for `jvmapm export`.
 
 pub mod answers;
 pub mod api;
+pub mod call_tree;
 pub mod export;
 pub mod jvm;
 mod reply;
