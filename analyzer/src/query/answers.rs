@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 use crate::meter::EndpointStats;
 use crate::point::{Point, SpanId, TraceId};
 use crate::printable::printable;
+use crate::query::call_tree::CallTree;
 use crate::store::instances::InstanceInfo;
 use crate::store::Store;
 
@@ -181,6 +182,10 @@ pub struct Transaction {
     pub point: PointRow,
     #[serde(flatten)]
     pub span: SpanRecord<Box<SpanInFull>>,
+    /// Its stack samples parsed (the span's `jvmapm.profile`, which stays
+    /// among its attributes too); `null` when it has none.
+    #[serde(default)]
+    pub profile: Option<Profile>,
 }
 
 impl Transaction {
@@ -191,6 +196,38 @@ impl Transaction {
             SpanRecord::Unreadable { .. } => None,
         }
     }
+}
+
+/// Stack samples of one transaction or merged over many, with what the
+/// senders said of them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub tree: CallTree,
+    /// Samples taken, as the senders counted them (the tree's count when a
+    /// sender did not say): the tree may hold fewer, see `truncated`.
+    pub samples: u64,
+    /// Samples due but not taken (over the agent's budget, thread unreadable).
+    pub dropped: u64,
+    /// Samples taken but left out of the profile by its size bound.
+    pub truncated: u64,
+    /// Microseconds between samples, so a count times it is time; `null`
+    /// when not sent, or when the profiles merged had different ones.
+    pub interval_us: Option<u64>,
+}
+
+/// `/api/v1/profile`: the merged profile of the transactions in an area of
+/// the XLog (the filters of `/api/v1/xlog`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AreaProfile {
+    #[serde(flatten)]
+    pub profile: Profile,
+    /// Transactions in the area.
+    pub transactions: u64,
+    /// Those whose spans were read, in the order they were stored, at most
+    /// the query's limit.
+    pub read: u64,
+    /// Those read that had a profile.
+    pub with_profile: u64,
 }
 
 /// A span from the details the store keeps: read, or `detail_error` saying
@@ -380,6 +417,7 @@ mod tests {
                     },
                 ],
             })),
+            profile: None,
         };
         let text = serde_json::to_string(&full).unwrap();
         assert_eq!(text.matches("\"span_id\"").count(), 3, "{text}");
@@ -388,6 +426,7 @@ mod tests {
         assert_eq!(json["parent_span_id"], "", "no parent");
         assert_eq!(json["status"], Value::Null);
         assert_eq!(json["scope"], Value::Null);
+        assert_eq!(json["profile"], Value::Null);
         assert_eq!(json["children"][0]["parent_span_id"], "0202020202020202");
         assert_eq!(
             json["children"][1],
@@ -400,6 +439,7 @@ mod tests {
             span: SpanRecord::Unreadable {
                 detail_error: "damaged span record".into(),
             },
+            profile: None,
         };
         let json = serde_json::to_value(&unread).unwrap();
         assert_eq!(json["detail_error"], "damaged span record");

@@ -1,0 +1,219 @@
+//! Transaction profiles read back: one transaction's stack samples from the
+//! `jvmapm.profile` attributes of its span (written by our agent, or by any
+//! OpenTelemetry sender that follows them), and the merged profile of every
+//! transaction in an area of the XLog, so a cloud of slow dots says where
+//! those transactions spent their time. The area is given as the query API's
+//! parameters ([`Area`]), which the viewer and `jvmapm profile` send or read
+//! offline alike.
+
+use std::io;
+
+use jvmapm_contract::names::span;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+
+use crate::glob::Glob;
+use crate::ingest::otlp_values::{find_i64, find_str};
+use crate::query::answers::{AreaProfile, Profile};
+use crate::query::call_tree::CallTree;
+use crate::query::transaction::stored_span;
+use crate::query::{self, Cancel, XlogFilter};
+use crate::store::Store;
+
+/// Transactions whose spans an area profile reads, unless asked otherwise.
+pub const DEFAULT_LIMIT: usize = 1_000;
+/// The most it reads: each is a read of its span from disk.
+pub const MAX_LIMIT: usize = 20_000;
+
+/// An area of the XLog as `/api/v1/xlog` and `/api/v1/profile` take it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Area {
+    /// End times, Unix milliseconds, inclusive.
+    pub from_ms: u64,
+    pub to_ms: u64,
+    /// Globs of service and endpoint names.
+    pub service: Option<String>,
+    pub endpoint: Option<String>,
+    /// Elapsed time bounds, milliseconds, inclusive.
+    pub min_ms: Option<u64>,
+    pub max_ms: Option<u64>,
+    /// Failed transactions only.
+    pub errors: bool,
+}
+
+impl Area {
+    /// The points in the area, for a scan of the store.
+    pub fn filter(&self) -> XlogFilter {
+        let us = |ms: Option<u64>| ms.map(|ms| ms.saturating_mul(1000));
+        XlogFilter {
+            from_ms: self.from_ms,
+            to_ms: self.to_ms,
+            service: self.service.as_deref().map(Glob::new),
+            endpoint: self.endpoint.as_deref().map(Glob::new),
+            errors_only: self.errors,
+            min_us: us(self.min_ms),
+            max_us: us(self.max_ms),
+            cancel: Cancel::default(),
+        }
+    }
+
+    /// The area as query parameters of the API.
+    pub fn query(&self) -> Vec<(&'static str, String)> {
+        let mut query = vec![
+            ("from", self.from_ms.to_string()),
+            ("to", self.to_ms.to_string()),
+        ];
+        let texts = [("service", &self.service), ("endpoint", &self.endpoint)];
+        query.extend(texts.iter().filter_map(|(k, v)| Some((*k, (*v).clone()?))));
+        let numbers = [("min_ms", self.min_ms), ("max_ms", self.max_ms)];
+        query.extend(
+            numbers
+                .iter()
+                .filter_map(|(k, v)| Some((*k, (*v)?.to_string()))),
+        );
+        if self.errors {
+            query.push(("errors", "true".into()));
+        }
+        query
+    }
+}
+
+/// The profile a span carries, if it has one (a `jvmapm.profile` string).
+/// Counts missing or negative read as none sent.
+pub fn of_span(attributes: &[KeyValue]) -> Option<Profile> {
+    let tree = CallTree::parse(find_str(attributes, span::PROFILE)?);
+    let count = |key| find_i64(attributes, key).and_then(|n| u64::try_from(n).ok());
+    Some(Profile {
+        samples: count(span::PROFILE_SAMPLES).unwrap_or(tree.samples()),
+        dropped: count(span::PROFILE_DROPPED).unwrap_or(0),
+        truncated: count(span::PROFILE_TRUNCATED).unwrap_or(0),
+        interval_us: count(span::PROFILE_INTERVAL),
+        tree,
+    })
+}
+
+/// The merged profile of the transactions `filter` matches: the spans of
+/// the first `limit` of them, in the order they were stored, are read, and
+/// all of them are counted.
+pub fn area(store: &Store, filter: &XlogFilter, limit: usize) -> io::Result<AreaProfile> {
+    let mut answer = AreaProfile::default();
+    let mut intervals = Intervals::default();
+    query::for_each_with_segment(store, filter, |seg, point| {
+        answer.transactions += 1;
+        if answer.read as usize >= limit {
+            return;
+        }
+        answer.read += 1;
+        // A span that cannot be read has no profile to add; the transaction
+        // API says why when it is opened.
+        let Some(profile) = stored_span(seg, point.detail)
+            .ok()
+            .and_then(|span| of_span(&span.attributes))
+        else {
+            return;
+        };
+        answer.with_profile += 1;
+        let sum = &mut answer.profile;
+        sum.tree.merge(&profile.tree);
+        sum.samples = sum.samples.saturating_add(profile.samples);
+        sum.dropped = sum.dropped.saturating_add(profile.dropped);
+        sum.truncated = sum.truncated.saturating_add(profile.truncated);
+        intervals.see(profile.interval_us);
+    })?;
+    answer.profile.interval_us = intervals.common();
+    Ok(answer)
+}
+
+/// The sampling interval profiles share, if they do.
+#[derive(Default)]
+struct Intervals {
+    first: Option<Option<u64>>,
+    differ: bool,
+}
+
+impl Intervals {
+    fn see(&mut self, interval: Option<u64>) {
+        match self.first {
+            None => self.first = Some(interval),
+            Some(first) => self.differ |= first != interval,
+        }
+    }
+
+    fn common(&self) -> Option<u64> {
+        self.first.flatten().filter(|_| !self.differ)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue};
+
+    fn attr(key: &str, value: Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..KeyValue::default()
+        }
+    }
+
+    #[test]
+    fn a_span_profile_takes_the_senders_counts_or_the_trees() {
+        let folded = attr(span::PROFILE, Value::StringValue("a;[running] 3\n".into()));
+        let counted = of_span(&[
+            folded.clone(),
+            attr(span::PROFILE_SAMPLES, Value::IntValue(5)),
+            attr(span::PROFILE_TRUNCATED, Value::StringValue("2".into())),
+            attr(span::PROFILE_INTERVAL, Value::IntValue(10_000)),
+            attr(span::PROFILE_DROPPED, Value::IntValue(-1)),
+        ])
+        .unwrap();
+        assert_eq!(
+            (counted.samples, counted.truncated, counted.dropped),
+            (5, 2, 0)
+        );
+        assert_eq!(counted.interval_us, Some(10_000));
+        let bare = of_span(&[folded]).unwrap();
+        assert_eq!((bare.samples, bare.interval_us), (3, None));
+        assert_eq!(of_span(&[]), None);
+    }
+
+    #[test]
+    fn an_area_goes_to_the_api_as_its_parameters() {
+        let area = Area {
+            from_ms: 1,
+            to_ms: 2,
+            endpoint: Some("GET /slow*".into()),
+            min_ms: Some(500),
+            errors: true,
+            ..Area::default()
+        };
+        let query: Vec<String> = area
+            .query()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        assert_eq!(
+            query,
+            [
+                "from=1",
+                "to=2",
+                "endpoint=GET /slow*",
+                "min_ms=500",
+                "errors=true"
+            ]
+        );
+        let filter = area.filter();
+        assert_eq!((filter.min_us, filter.max_us), (Some(500_000), None));
+        assert!(filter.errors_only && filter.service.is_none());
+    }
+
+    #[test]
+    fn profiles_of_different_intervals_have_none_in_common() {
+        let mut same = Intervals::default();
+        [Some(10), Some(10)].into_iter().for_each(|i| same.see(i));
+        assert_eq!(same.common(), Some(10));
+        let mut mixed = Intervals::default();
+        [Some(10), None].into_iter().for_each(|i| mixed.see(i));
+        assert_eq!(mixed.common(), None);
+    }
+}
