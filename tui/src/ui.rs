@@ -597,8 +597,10 @@ mod tests {
     use crate::source::{Printable, Source, SourceError};
     use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
     use jvmapm_analyzer::point::{SpanId, TraceId};
-    use jvmapm_analyzer::query::answers::{InstanceList, Stats, XlogPage};
+    use jvmapm_analyzer::query::answers::{AreaProfile, InstanceList, Profile, Stats, XlogPage};
+    use jvmapm_analyzer::query::call_tree::CallTree;
     use jvmapm_analyzer::query::jvm::JvmView;
+    use jvmapm_analyzer::query::profile::Area;
     use jvmapm_analyzer::store::instances::InstanceInfo;
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
@@ -785,6 +787,15 @@ mod tests {
                 "resource": {HOSTILE: [HOSTILE]},
             })))
         }
+        fn profile(&mut self, _: &Area, _: usize) -> Result<AreaProfile, SourceError> {
+            Ok(AreaProfile {
+                profile: Profile {
+                    tree: CallTree::parse(&format!("Main.run;{HOSTILE} 3\n")),
+                    ..Profile::default()
+                },
+                ..AreaProfile::default()
+            })
+        }
     }
 
     /// Regression: a span whose service name held `ESC]2;...BEL ESC[2J`
@@ -809,6 +820,10 @@ mod tests {
         for line in detail_lines(&detail, None) {
             assert!(!line.to_string().chars().any(char::is_control), "{line}");
         }
+        let profile = source.profile(&Area::default(), 1).unwrap().profile;
+        assert_eq!(profile.tree.samples(), 3);
+        let folded = profile.tree.folded();
+        assert!(!folded.trim_end().contains(char::is_control), "{folded}");
     }
 
     #[test]

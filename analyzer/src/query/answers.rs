@@ -185,7 +185,7 @@ pub struct Transaction {
     /// Its stack samples parsed (the span's `jvmapm.profile`, which stays
     /// among its attributes too); `null` when it has none.
     #[serde(default)]
-    pub profile: Option<Profile>,
+    pub profile: Option<Box<Profile>>,
 }
 
 impl Transaction {

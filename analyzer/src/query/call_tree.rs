@@ -10,6 +10,7 @@
 //! malformed line is skipped and counted, and a tree stops growing at
 //! [`MAX_NODES`], its further samples kept on the deepest node that exists.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -133,6 +134,19 @@ impl CallTree {
     /// samples over the cap): the folded lines of the result are the sums
     /// of both trees' lines.
     pub fn merge(&mut self, other: &CallTree) {
+        self.merge_renamed(other, Cow::Borrowed);
+    }
+
+    /// The tree with every frame renamed by `rename` (to make it safe to
+    /// print, say); frames that become equal under one caller become one.
+    pub fn renamed<'a>(&'a self, rename: impl Fn(&'a str) -> Cow<'a, str>) -> CallTree {
+        let mut tree = CallTree::default();
+        tree.merge_renamed(self, rename);
+        tree
+    }
+
+    /// [`Self::merge`], each frame of `other` renamed first.
+    fn merge_renamed<'a>(&mut self, other: &'a CallTree, rename: impl Fn(&'a str) -> Cow<'a, str>) {
         self.skipped_lines = self.skipped_lines.saturating_add(other.skipped_lines);
         self.over_cap = self.over_cap.saturating_add(other.over_cap);
         // Where each node of `other` lands here, and whether it landed on
@@ -145,7 +159,7 @@ impl CallTree {
             } else {
                 match landed[node.parent as usize] {
                     (parent, true) => (parent, true),
-                    (parent, false) => match self.child(parent, &node.frame) {
+                    (parent, false) => match self.child(parent, &rename(&node.frame)) {
                         Some(child) => (child, false),
                         None => (parent, true),
                     },
@@ -461,6 +475,17 @@ mod tests {
             assert_eq!(merged, CallTree::parse(&format!("{a}{b}")), "{a}\n+\n{b}");
             assert_eq!(merged.samples(), ta.samples() + tb.samples());
         }
+    }
+
+    #[test]
+    fn frames_renamed_alike_become_one() {
+        let tree = CallTree::parse("a;x1 2\na;x2 3\nb 1\n");
+        let renamed = tree.renamed(|f| match f.strip_prefix('x') {
+            Some(_) => Cow::Borrowed("x"),
+            None => Cow::Borrowed(f),
+        });
+        assert_eq!(lines(&renamed.folded()), lines("a;x 5\nb 1"));
+        assert_eq!(renamed.samples(), tree.samples());
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub fn find(
         Ok((span, record)) => match span_in_full(store, &seg, &record, &span) {
             Ok(full) => (
                 SpanRecord::Read(Box::new(full)),
-                profile::of_span(&span.attributes),
+                profile::of_span(&span.attributes).map(Box::new),
             ),
             Err(why) => (SpanRecord::Unreadable { detail_error: why }, None),
         },
