@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use jvmapm_analyzer::query::answers::AreaProfile;
-use jvmapm_analyzer::query::profile::{Area, DEFAULT_LIMIT, MAX_LIMIT};
+use jvmapm_analyzer::query::profile::{self, Area, DEFAULT_LIMIT, MAX_LIMIT};
 use jvmapm_contract::clock::unix_ms;
 use jvmapm_tui::source::{Live, Offline, Printable, Source};
 
@@ -113,7 +113,7 @@ pub fn run(args: ProfileArgs) -> Result<ExitCode, String> {
     let answer = source
         .profile(&area, args.limit)
         .map_err(|e| e.to_string())?;
-    let summary = summary(&answer);
+    let summary = profile::summary(&answer);
     match args.format {
         ProfileFormat::Tree => print!("{summary}\n{}", tree_text(&answer)),
         ProfileFormat::Folded => {
@@ -131,38 +131,6 @@ pub fn run(args: ProfileArgs) -> Result<ExitCode, String> {
         return Ok(ExitCode::from(3));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// What the profile covers, in a line.
-fn summary(answer: &AreaProfile) -> String {
-    let profile = &answer.profile;
-    let mut line = format!(
-        "{} samples from {} transactions with a profile ({} read of {} in the area)",
-        profile.tree.samples(),
-        answer.with_profile,
-        answer.read,
-        answer.transactions
-    );
-    if let Some(us) = profile.interval_us {
-        line.push_str(&format!(", one every {}", interval(us)));
-    }
-    let lost = [
-        (profile.dropped, "not taken"),
-        (profile.truncated, "left out by the agent's size bound"),
-        (profile.tree.skipped_lines(), "malformed lines skipped"),
-    ];
-    for (count, what) in lost.iter().filter(|(count, _)| *count > 0) {
-        line.push_str(&format!("; {count} {what}"));
-    }
-    line
-}
-
-fn interval(us: u64) -> String {
-    if us.is_multiple_of(1000) {
-        format!("{} ms", us / 1000)
-    } else {
-        format!("{us} µs")
-    }
 }
 
 /// The call tree as indented lines: each frame's share of every sample and
@@ -213,11 +181,6 @@ mod tests {
              75.00%         3    a\n \
              75.00%         3      [running]\n \
              25.00%         1    b\n"
-        );
-        assert_eq!(
-            summary(&answer),
-            "4 samples from 2 transactions with a profile (3 read of 3 in the area), \
-             one every 10 ms; 1 not taken"
         );
     }
 }

@@ -123,6 +123,38 @@ pub fn area(store: &Store, filter: &XlogFilter, limit: usize) -> io::Result<Area
     Ok(answer)
 }
 
+/// What the profile covers, in a line.
+pub fn summary(answer: &AreaProfile) -> String {
+    let profile = &answer.profile;
+    let mut line = format!(
+        "{} samples from {} transactions with a profile ({} read of {} in the area)",
+        profile.tree.samples(),
+        answer.with_profile,
+        answer.read,
+        answer.transactions
+    );
+    if let Some(us) = profile.interval_us {
+        line.push_str(&format!(", one every {}", interval(us)));
+    }
+    let lost = [
+        (profile.dropped, "not taken"),
+        (profile.truncated, "left out by the agent's size bound"),
+        (profile.tree.skipped_lines(), "malformed lines skipped"),
+    ];
+    for (count, what) in lost.iter().filter(|(count, _)| *count > 0) {
+        line.push_str(&format!("; {count} {what}"));
+    }
+    line
+}
+
+fn interval(us: u64) -> String {
+    if us.is_multiple_of(1000) {
+        format!("{} ms", us / 1000)
+    } else {
+        format!("{us} µs")
+    }
+}
+
 /// The sampling interval profiles share, if they do.
 #[derive(Default)]
 struct Intervals {
@@ -205,6 +237,29 @@ mod tests {
         let filter = area.filter();
         assert_eq!((filter.min_us, filter.max_us), (Some(500_000), None));
         assert!(filter.errors_only && filter.service.is_none());
+    }
+
+    #[test]
+    fn the_summary_says_what_was_read_and_what_was_lost() {
+        let mut answer = AreaProfile {
+            profile: Profile {
+                tree: CallTree::parse("a 3\nb 1\nbad\n"),
+                samples: 4,
+                dropped: 1,
+                truncated: 0,
+                interval_us: Some(10_000),
+            },
+            transactions: 3,
+            read: 3,
+            with_profile: 2,
+        };
+        assert_eq!(
+            summary(&answer),
+            "4 samples from 2 transactions with a profile (3 read of 3 in the area), \
+             one every 10 ms; 1 not taken; 1 malformed lines skipped"
+        );
+        answer.profile.interval_us = Some(250);
+        assert!(summary(&answer).contains(", one every 250 µs;"));
     }
 
     #[test]
