@@ -15,6 +15,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use jvmapm_contract::names::span;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+
+use crate::ingest::otlp_values::{find_i64, find_str};
 use crate::meter::EndpointStats;
 use crate::point::{Point, SpanId, TraceId};
 use crate::printable::printable;
@@ -215,6 +219,22 @@ pub struct Profile {
     pub interval_us: Option<u64>,
 }
 
+impl Profile {
+    /// The profile a span carries, if it has one (a `jvmapm.profile` string).
+    /// Counts missing or negative read as none sent.
+    pub fn of_span(attributes: &[KeyValue]) -> Option<Profile> {
+        let tree = CallTree::parse(find_str(attributes, span::PROFILE)?);
+        let count = |key| find_i64(attributes, key).and_then(|n| u64::try_from(n).ok());
+        Some(Profile {
+            samples: count(span::PROFILE_SAMPLES).unwrap_or(tree.samples()),
+            dropped: count(span::PROFILE_DROPPED).unwrap_or(0),
+            truncated: count(span::PROFILE_TRUNCATED).unwrap_or(0),
+            interval_us: count(span::PROFILE_INTERVAL),
+            tree,
+        })
+    }
+}
+
 /// `/api/v1/profile`: the merged profile of the transactions in an area of
 /// the XLog (the filters of `/api/v1/xlog`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -341,6 +361,7 @@ mod optional_id {
 mod tests {
     use super::*;
     use crate::store::Mode;
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value as Any, AnyValue};
 
     #[test]
     fn a_point_without_an_http_status_has_none_in_json_and_csv() {
@@ -445,6 +466,35 @@ mod tests {
         assert_eq!(json["detail_error"], "damaged span record");
         assert_eq!(json["endpoint"], "/orders");
         assert_eq!(serde_json::from_value::<Transaction>(json).unwrap(), unread);
+    }
+
+    fn attr(key: &str, value: Any) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..KeyValue::default()
+        }
+    }
+
+    #[test]
+    fn a_span_profile_takes_the_senders_counts_or_the_trees() {
+        let folded = attr(span::PROFILE, Any::StringValue("a;[running] 3\n".into()));
+        let counted = Profile::of_span(&[
+            folded.clone(),
+            attr(span::PROFILE_SAMPLES, Any::IntValue(5)),
+            attr(span::PROFILE_TRUNCATED, Any::StringValue("2".into())),
+            attr(span::PROFILE_INTERVAL, Any::IntValue(10_000)),
+            attr(span::PROFILE_DROPPED, Any::IntValue(-1)),
+        ])
+        .unwrap();
+        assert_eq!(
+            (counted.samples, counted.truncated, counted.dropped),
+            (5, 2, 0)
+        );
+        assert_eq!(counted.interval_us, Some(10_000));
+        let bare = Profile::of_span(&[folded]).unwrap();
+        assert_eq!((bare.samples, bare.interval_us), (3, None));
+        assert_eq!(Profile::of_span(&[]), None);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! This folder is the read side of the analyzer: [`transaction`] reads one
 //! transaction in full, [`jvm`] an instance's JVM series and events,
 //! [`call_tree`] parses and merges the stack samples of transactions,
-//! [`profile`] reads them from one transaction or an area of the XLog,
+//! [`profile`] merges those of the transactions in an area of the XLog,
 //! [`answers`] are the shapes of what is read back, [`api`] answers all of
 //! it as JSON over HTTP (within the memory budget of `reply`), and
 //! [`export`] prints points offline for `jvmapm export`.

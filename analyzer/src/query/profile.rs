@@ -1,20 +1,14 @@
-//! Transaction profiles read back: one transaction's stack samples from the
-//! `jvmapm.profile` attributes of its span (written by our agent, or by any
-//! OpenTelemetry sender that follows them), and the merged profile of every
-//! transaction in an area of the XLog, so a cloud of slow dots says where
-//! those transactions spent their time. The area is given as the query API's
-//! parameters ([`Area`]), which the viewer and `jvmapm profile` send or read
-//! offline alike.
+//! The merged profile of every transaction in an area of the XLog, so a
+//! cloud of slow dots says where those transactions spent their time: the
+//! stack samples each span carries (`jvmapm.profile`, read by
+//! [`Profile::of_span`]) added into one call tree. The area is given as the
+//! query API's parameters ([`Area`]), which the viewer and `jvmapm profile`
+//! send or read offline alike.
 
 use std::io;
 
-use jvmapm_contract::names::span;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
-
 use crate::glob::Glob;
-use crate::ingest::otlp_values::{find_i64, find_str};
 use crate::query::answers::{AreaProfile, Profile};
-use crate::query::call_tree::CallTree;
 use crate::query::transaction::stored_span;
 use crate::query::{self, Cancel, XlogFilter};
 use crate::store::Store;
@@ -77,20 +71,6 @@ impl Area {
     }
 }
 
-/// The profile a span carries, if it has one (a `jvmapm.profile` string).
-/// Counts missing or negative read as none sent.
-pub fn of_span(attributes: &[KeyValue]) -> Option<Profile> {
-    let tree = CallTree::parse(find_str(attributes, span::PROFILE)?);
-    let count = |key| find_i64(attributes, key).and_then(|n| u64::try_from(n).ok());
-    Some(Profile {
-        samples: count(span::PROFILE_SAMPLES).unwrap_or(tree.samples()),
-        dropped: count(span::PROFILE_DROPPED).unwrap_or(0),
-        truncated: count(span::PROFILE_TRUNCATED).unwrap_or(0),
-        interval_us: count(span::PROFILE_INTERVAL),
-        tree,
-    })
-}
-
 /// The merged profile of the transactions `filter` matches: the spans of
 /// the first `limit` of them, in the order they were stored, are read, and
 /// all of them are counted.
@@ -107,7 +87,7 @@ pub fn area(store: &Store, filter: &XlogFilter, limit: usize) -> io::Result<Area
         // API says why when it is opened.
         let Some(profile) = stored_span(seg, point.detail)
             .ok()
-            .and_then(|span| of_span(&span.attributes))
+            .and_then(|span| Profile::of_span(&span.attributes))
         else {
             return;
         };
@@ -178,36 +158,7 @@ impl Intervals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue};
-
-    fn attr(key: &str, value: Value) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue { value: Some(value) }),
-            ..KeyValue::default()
-        }
-    }
-
-    #[test]
-    fn a_span_profile_takes_the_senders_counts_or_the_trees() {
-        let folded = attr(span::PROFILE, Value::StringValue("a;[running] 3\n".into()));
-        let counted = of_span(&[
-            folded.clone(),
-            attr(span::PROFILE_SAMPLES, Value::IntValue(5)),
-            attr(span::PROFILE_TRUNCATED, Value::StringValue("2".into())),
-            attr(span::PROFILE_INTERVAL, Value::IntValue(10_000)),
-            attr(span::PROFILE_DROPPED, Value::IntValue(-1)),
-        ])
-        .unwrap();
-        assert_eq!(
-            (counted.samples, counted.truncated, counted.dropped),
-            (5, 2, 0)
-        );
-        assert_eq!(counted.interval_us, Some(10_000));
-        let bare = of_span(&[folded]).unwrap();
-        assert_eq!((bare.samples, bare.interval_us), (3, None));
-        assert_eq!(of_span(&[]), None);
-    }
+    use crate::query::call_tree::CallTree;
 
     #[test]
     fn an_area_goes_to_the_api_as_its_parameters() {

@@ -10,10 +10,9 @@ use prost::Message;
 use crate::ingest::otlp_values::attrs_to_json;
 use crate::point::{DetailRef, SpanId, TraceId};
 use crate::query::answers::{
-    ChildSpan, PointRow, Scope, SpanBody, SpanEvent, SpanInFull, SpanRecord, SpanStatus,
+    ChildSpan, PointRow, Profile, Scope, SpanBody, SpanEvent, SpanInFull, SpanRecord, SpanStatus,
     Transaction,
 };
-use crate::query::profile;
 use crate::store::children::ChildRef;
 use crate::store::detail;
 use crate::store::{Segment, Store};
@@ -41,7 +40,7 @@ pub fn find(
         Ok((span, record)) => match span_in_full(store, &seg, &record, &span) {
             Ok(full) => (
                 SpanRecord::Read(Box::new(full)),
-                profile::of_span(&span.attributes).map(Box::new),
+                Profile::of_span(&span.attributes).map(Box::new),
             ),
             Err(why) => (SpanRecord::Unreadable { detail_error: why }, None),
         },
