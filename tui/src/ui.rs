@@ -12,7 +12,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, Table, Wrap};
 use ratatui::Frame;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::app::{App, Screen};
 use crate::profile_view::ProfileView;
@@ -270,11 +270,10 @@ pub fn detail_lines(transaction: &Transaction, stuck_stack: Option<&str>) -> Vec
     lines.push(heading("attributes"));
     if let Some(full) = full {
         // A parsed profile is drawn as its tree below, not as its text.
-        let mut attributes = full.span.attributes.clone();
-        if transaction.profile.is_some() {
-            attributes.remove(names::span::PROFILE);
-        }
-        lines.extend(attribute_lines(&attributes).collect::<Vec<_>>());
+        let drawn_below = |key: &str| transaction.profile.is_some() && key == names::span::PROFILE;
+        lines.extend(attribute_lines(
+            full.span.attributes.iter().filter(|(k, _)| !drawn_below(k)),
+        ));
         if !full.children.is_empty() {
             lines.push(heading(&format!("inside it ({})", full.children.len())));
             let start = full.span.start_time_unix_nano;
@@ -418,10 +417,13 @@ fn point_lines(point: &PointRow, span_name: Option<&str>) -> Vec<Line<'static>> 
     ]
 }
 
-fn attribute_lines(attributes: &Map<String, Value>) -> impl Iterator<Item = Line<'static>> + '_ {
+fn attribute_lines<'a>(
+    attributes: impl IntoIterator<Item = (&'a String, &'a Value)>,
+) -> Vec<Line<'static>> {
     attributes
-        .iter()
+        .into_iter()
         .map(|(k, v)| Line::from(format!("  {k} = {}", text_of(v))))
+        .collect()
 }
 
 /// A span inside the transaction: when it started after the transaction,
