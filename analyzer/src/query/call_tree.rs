@@ -478,6 +478,22 @@ mod tests {
     }
 
     #[test]
+    fn any_text_parses_and_what_it_renders_parses_back_whole() {
+        let alphabet: Vec<char> = "ab;; 0 19\n\r\t[]é\u{0}-".chars().collect();
+        let mut rng = Rng::seeded(7);
+        for _ in 0..2_000 {
+            let text: String = (0..rng.below(80))
+                .map(|_| alphabet[rng.below(alphabet.len() as u64) as usize])
+                .collect();
+            let tree = CallTree::parse(&text);
+            let again = CallTree::parse(&tree.folded());
+            assert_eq!(again.skipped_lines(), 0, "{text:?}");
+            assert_eq!(again.samples(), tree.samples(), "{text:?}");
+            assert_eq!(lines(&again.folded()), lines(&tree.folded()), "{text:?}");
+        }
+    }
+
+    #[test]
     fn frames_renamed_alike_become_one() {
         let tree = CallTree::parse("a;x1 2\na;x2 3\nb 1\n");
         let renamed = tree.renamed(|f| match f.strip_prefix('x') {
