@@ -1,9 +1,12 @@
 //! The `jvmapm` command line: parses arguments and hands each subcommand to
 //! the library that does the work (`demo` only wires the others together;
+//! `profile` prints the analyzer's merged profiles, drawn by `flame_graph`;
 //! `huge_pages` is the allocator).
 
 mod demo;
+mod flame_graph;
 mod huge_pages;
+mod profile;
 
 #[global_allocator]
 static ALLOCATOR: huge_pages::HugePages = huge_pages::HugePages;
@@ -42,7 +45,7 @@ enum Command {
     /// Receive OTLP (gRPC and HTTP), keep XLog points and JVM metrics, serve the query API.
     #[command(after_help = "Point an OpenTelemetry exporter at it, e.g.\n  \
         OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 (gRPC) or http://127.0.0.1:4318 (HTTP).\n\
-        Query API: GET http://127.0.0.1:4318/api/v1/xlog, /stats, /tps, /instances, /jvm, /transactions/TRACE/SPAN.\n\
+        Query API: GET http://127.0.0.1:4318/api/v1/xlog, /stats, /tps, /instances, /jvm, /transactions/TRACE/SPAN, /profile.\n\
         Stops cleanly on Ctrl-C or SIGTERM; every acknowledged export is on disk.")]
     Serve {
         /// Data directory (created if missing).
@@ -88,6 +91,20 @@ enum Command {
         #[arg(long, value_enum, default_value = "jsonl")]
         format: Format,
     },
+    /// Where the transactions of an area of the XLog spent their time: their stack samples merged.
+    #[command(
+        after_help = "Reads the profiles (stack samples) that slow transactions carry, from a server \
+        (default http://127.0.0.1:4318) or offline from a data directory with --data, merged over \
+        every transaction in the area the options give, as /api/v1/profile does.\n\n\
+        Formats: tree (each frame's share of the samples and its count, callees indented below \
+        their caller, the hottest first), folded (one `frame;frame;frame count` line a stack, root \
+        first, for flame-graph tools), svg (a flame graph to open in a browser). The summary line \
+        goes to standard error with folded and svg.\n\n\
+        Examples:\n  jvmapm profile --from 1h --endpoint 'GET /orders*' --min-ms 1000\n  \
+        jvmapm profile --data /var/lib/jvmapm --from 1700000000000 --to 1700000600000 --format folded\n  \
+        jvmapm profile --errors --format svg > slow.svg"
+    )]
+    Profile(profile::ProfileArgs),
     /// Explain a HotSpot heap dump (jcmd GC.heap_dump, jmap, the agent's dumps; gzip too).
     #[command(
         after_help = "Prints the class histogram (instances, shallow bytes as the JVM lays objects \
@@ -285,6 +302,7 @@ fn run(command: Command, log_level: tracing::Level) -> Result<ExitCode, String> 
                 (None, Some(file)) => heap(&file, &options, json),
             }
         }
+        Command::Profile(args) => profile::run(args),
         Command::Demo { agent, keep } => demo::run(demo::DemoOptions {
             agent,
             keep,

@@ -3,7 +3,8 @@
 //!
 //! The state holds the transactions, the view (window, Y scale, measure,
 //! filter), the count grid drawn from them, the selection and its list, the
-//! open transaction, and the panels' data. What it needs from the source goes
+//! open transaction, the merged profile of the selection, and the panels'
+//! data. What it needs from the source goes
 //! into an outbox the run loop hands to the fetcher.
 
 use std::collections::BTreeMap;
@@ -14,13 +15,15 @@ use crossterm::event::{
 use ratatui::layout::Rect;
 
 use jvmapm_analyzer::meter::EndpointStats;
-use jvmapm_analyzer::query::answers::PointRow;
+use jvmapm_analyzer::query::answers::{AreaProfile, PointRow};
 use jvmapm_analyzer::query::jvm::JvmView;
+use jvmapm_analyzer::query::profile::Area;
 use jvmapm_analyzer::store::instances::InstanceInfo;
 use jvmapm_contract::names::resource;
 
 use crate::fetcher::{Detail, Request, Update};
 use crate::points::{CompiledFilter, Filter, Measure, Points};
+use crate::profile_view::ProfileView;
 use crate::scatter::{Grid, Selection, TimeScale, YScale};
 use crate::source::SourceError;
 
@@ -52,6 +55,8 @@ pub enum Screen {
     Scatter,
     List,
     Detail,
+    /// The merged profile of the selection's transactions.
+    Profile,
 }
 
 /// A line the operator is typing, and what it sets.
@@ -105,6 +110,10 @@ pub struct App {
     pub detail: Option<Result<Detail, SourceError>>,
     /// Lines of the open transaction scrolled past.
     pub detail_scroll: u16,
+    /// The area whose merged profile was asked for, and the answer once read.
+    pub profiled: Option<Area>,
+    pub area_profile: Option<Result<Box<AreaProfile>, SourceError>>,
+    pub profile_view: ProfileView,
     pub screen: Screen,
     pub help: bool,
     pub prompt: Option<(Prompt, String)>,
@@ -152,6 +161,9 @@ impl App {
             list_cursor: 0,
             detail: None,
             detail_scroll: 0,
+            profiled: None,
+            area_profile: None,
+            profile_view: ProfileView::default(),
             screen: Screen::Scatter,
             help: false,
             prompt: None,
@@ -193,6 +205,13 @@ impl App {
             }
             Update::Jvm(data) => self.jvm = data,
             Update::Detail(detail) => self.detail = Some(detail),
+            Update::Profile(answer) => {
+                self.profile_view = match &answer {
+                    Ok(answer) => ProfileView::hottest(&answer.profile.tree),
+                    Err(_) => ProfileView::default(),
+                };
+                self.area_profile = Some(answer);
+            }
             Update::Trouble(why) => self.trouble = why,
             Update::Progress(what) => self.progress = Some(what),
         }
@@ -377,6 +396,7 @@ impl App {
         }
         match self.screen {
             Screen::Detail => self.detail_key(key),
+            Screen::Profile => self.profile_key(key),
             Screen::List => self.list_key(key),
             Screen::Scatter if self.key_box.is_some() => self.box_key(key),
             Screen::Scatter => self.scatter_key(key),
@@ -524,7 +544,56 @@ impl App {
             KeyCode::Home => self.list_cursor = 0,
             KeyCode::End => self.list_cursor = last,
             KeyCode::Enter => self.open(),
+            KeyCode::Char('p') => self.profile_selection(),
             _ => {}
+        }
+    }
+
+    /// The selection as an area the query API takes: its time, the elapsed
+    /// rows it spans rounded out to whole milliseconds (when Y measures
+    /// elapsed time), within the filter.
+    pub fn selected_area(&self) -> Option<Area> {
+        let selection = self.selection?;
+        let (low_us, high_us) = selection.elapsed_bounds();
+        let low_ms = low_us.map(|us| us / 1000).filter(|&ms| ms > 0);
+        let high_ms = high_us.map(|us| us.div_ceil(1000));
+        let filter = &self.filter;
+        Some(Area {
+            from_ms: selection.from_ms,
+            to_ms: selection.to_ms.saturating_sub(1),
+            service: filter.service.clone(),
+            endpoint: filter.endpoint.clone(),
+            min_ms: low_ms.max(filter.min_ms),
+            max_ms: match (high_ms, filter.max_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+            errors: filter.errors_only,
+        })
+    }
+
+    /// Asks for the merged profile of the selection's transactions.
+    fn profile_selection(&mut self) {
+        let Some(area) = self.selected_area() else {
+            return;
+        };
+        self.area_profile = None;
+        self.profiled = Some(area.clone());
+        self.screen = Screen::Profile;
+        self.outbox.push(Request::Profile(area));
+    }
+
+    fn profile_key(&mut self, key: &KeyEvent) {
+        match key.code {
+            KeyCode::Char('q') => self.quit = true,
+            KeyCode::Char('?') => self.help = true,
+            KeyCode::Esc | KeyCode::Backspace => self.screen = Screen::List,
+            code => {
+                if let Some(Ok(answer)) = &self.area_profile {
+                    let page = usize::from(self.plot.height.max(2)) - 1;
+                    self.profile_view.key(&answer.profile.tree, code, page);
+                }
+            }
         }
     }
 
@@ -735,6 +804,54 @@ mod tests {
             Some(Request::Detail { end_ms, .. }) => assert_eq!(*end_ms, 10_500),
             _ => panic!("no detail request"),
         }
+        app.handle(&key(KeyCode::Esc));
+        assert_eq!(app.screen, Screen::List);
+    }
+
+    #[test]
+    fn p_over_a_selection_asks_for_the_profile_of_its_area_and_shows_it_hottest_first() {
+        use jvmapm_analyzer::query::answers::Profile;
+        use jvmapm_analyzer::query::call_tree::CallTree;
+        let mut app = app();
+        app.handle(&key(KeyCode::Char('e')));
+        // Plot cells 4..=5 across are 9 s to 13 s, 7..=8 down 100 to 300 ms.
+        app.tick(40_000, app.plot);
+        app.select(((4, 5), (7, 8)));
+        app.handle(&key(KeyCode::Char('p')));
+        assert_eq!(app.screen, Screen::Profile);
+        let expected = Area {
+            from_ms: 9_000,
+            to_ms: 12_999,
+            min_ms: Some(100),
+            max_ms: Some(300),
+            errors: true,
+            ..Area::default()
+        };
+        match app.outbox.last() {
+            Some(Request::Profile(area)) => assert_eq!(area, &expected),
+            _ => panic!("no profile request"),
+        }
+        let tree = CallTree::parse("main;io;[native] 1\nmain;work;[running] 3\n");
+        app.update(Update::Profile(Ok(Box::new(AreaProfile {
+            profile: Profile {
+                tree: tree.clone(),
+                ..Profile::default()
+            },
+            ..AreaProfile::default()
+        }))));
+        let frames = |app: &App| -> Vec<String> {
+            let rows = app.profile_view.rows(&tree);
+            rows.iter()
+                .map(|&(id, _)| tree.node(id).frame.to_string())
+                .collect()
+        };
+        assert_eq!(frames(&app), ["main", "work", "[running]", "io"]);
+        app.handle(&key(KeyCode::End));
+        app.handle(&key(KeyCode::Right));
+        assert_eq!(
+            frames(&app),
+            ["main", "work", "[running]", "io", "[native]"]
+        );
         app.handle(&key(KeyCode::Esc));
         assert_eq!(app.screen, Screen::List);
     }

@@ -1,7 +1,8 @@
 //! The thread that reads from a source, so the screen never waits on a
 //! slow or absent server: it loads the window's points page by page (and,
 //! live, whatever arrives after), reads the panels' data every few seconds,
-//! and one transaction in full when asked, and reports trouble once.
+//! and one transaction in full or the merged profile of an area when asked,
+//! and reports trouble once.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
@@ -9,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use jvmapm_analyzer::meter::EndpointStats;
 use jvmapm_analyzer::point::{SpanId, TraceId};
-use jvmapm_analyzer::query::answers::{PointRow, Transaction};
+use jvmapm_analyzer::query::answers::{AreaProfile, PointRow, Transaction};
 use jvmapm_analyzer::query::jvm::JvmView;
+use jvmapm_analyzer::query::profile::{self, Area};
 use jvmapm_analyzer::store::instances::InstanceInfo;
 use jvmapm_contract::names::{event, span};
 
@@ -37,6 +39,8 @@ pub enum Request {
         end_ms: u64,
         instance: String,
     },
+    /// The merged profile of the transactions in an area.
+    Profile(Area),
 }
 
 /// A transaction in full, with its thread's stack when it was reported stuck.
@@ -54,6 +58,7 @@ pub enum Update {
     Instances(Vec<InstanceInfo>),
     Jvm(JvmView),
     Detail(Result<Detail, SourceError>),
+    Profile(Result<Box<AreaProfile>, SourceError>),
     /// `None` once the source answers again.
     Trouble(Option<SourceError>),
     /// Work in progress, for the status line.
@@ -136,6 +141,12 @@ impl Worker {
                 }) => {
                     let detail = self.detail(trace_id, span_id, end_ms, &instance);
                     if self.updates.send(Update::Detail(detail)).is_err() {
+                        return;
+                    }
+                }
+                Ok(Request::Profile(area)) => {
+                    let answer = self.source.profile(&area, profile::DEFAULT_LIMIT);
+                    if self.send(Update::Profile(answer.map(Box::new))).is_err() {
                         return;
                     }
                 }

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod fetcher;
 pub mod points;
+pub mod profile_view;
 pub mod scatter;
 pub mod source;
 mod terminal;

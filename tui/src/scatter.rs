@@ -225,6 +225,18 @@ impl Selection {
         }
     }
 
+    /// The elapsed times, microseconds, the selection's rows span when Y
+    /// measures elapsed time: `None` for no bound (the bottom row from
+    /// zero, the top row to any height, any other measure).
+    pub fn elapsed_bounds(&self) -> (Option<u64>, Option<u64>) {
+        if self.measure != Measure::Elapsed {
+            return (None, None);
+        }
+        let low = (self.row_lo > 0).then(|| self.y.value_at(self.row_lo) as u64);
+        let high = (self.row_hi + 1 < self.y.rows).then(|| self.y.value_at(self.row_hi + 1) as u64);
+        (low, high)
+    }
+
     pub fn contains(&self, t: &Txn) -> bool {
         (self.from_ms..self.to_ms).contains(&t.end_ms)
             && t.value_us(self.measure)

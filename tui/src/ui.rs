@@ -1,18 +1,21 @@
 //! Draws the viewer: status and filter lines, the scatter (or the selection's
-//! list, or one transaction), the JVM panels on the right, the endpoint table
-//! below, and the help overlay.
+//! list, one transaction, or the selection's merged profile), the JVM panels
+//! on the right, the endpoint table below, and the help overlay.
 
 use jvmapm_analyzer::glob::Glob;
-use jvmapm_analyzer::query::answers::{ChildSpan, PointRow, SpanRecord, Transaction};
+use jvmapm_analyzer::query::answers::{ChildSpan, PointRow, Profile, SpanRecord, Transaction};
+use jvmapm_analyzer::query::call_tree::CallTree;
+use jvmapm_analyzer::query::profile::summary;
 use jvmapm_contract::names::{self, metric};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, Table, Wrap};
 use ratatui::Frame;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::app::{App, Screen};
+use crate::profile_view::ProfileView;
 use crate::scatter::{clock, plot_area, short_duration, ScatterWidget};
 
 /// Width of the panels on the right.
@@ -61,6 +64,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Screen::Scatter => scatter(frame, app, a.main),
         Screen::List => list(frame, app, a.main),
         Screen::Detail => detail(frame, app, a.main),
+        Screen::Profile => area_profile(frame, app, a.main),
     }
     if a.panels.width > 0 {
         panels(frame, app, a.panels);
@@ -167,7 +171,7 @@ fn scatter(frame: &mut Frame, app: &App, area: Rect) {
 fn list(frame: &mut Frame, app: &App, area: Rect) {
     let title = match &app.selection {
         Some(s) => format!(
-            " {} transactions ending {}..{} | Enter opens, Esc back ",
+            " {} transactions ending {}..{} | Enter opens, p profile, Esc back ",
             app.list.len(),
             clock(s.from_ms),
             clock(s.to_ms)
@@ -265,12 +269,21 @@ pub fn detail_lines(transaction: &Transaction, stuck_stack: Option<&str>) -> Vec
     }
     lines.push(heading("attributes"));
     if let Some(full) = full {
-        lines.extend(attribute_lines(&full.span.attributes));
+        // A parsed profile is drawn as its tree below, not as its text.
+        let drawn_below = |key: &str| transaction.profile.is_some() && key == names::span::PROFILE;
+        lines.extend(attribute_lines(
+            full.span.attributes.iter().filter(|(k, _)| !drawn_below(k)),
+        ));
         if !full.children.is_empty() {
             lines.push(heading(&format!("inside it ({})", full.children.len())));
             let start = full.span.start_time_unix_nano;
             lines.extend(full.children.iter().map(|c| child_line(c, start)));
         }
+    }
+    if let Some(profile) = &transaction.profile {
+        lines.push(heading(&profile_heading(profile)));
+        let view = ProfileView::hottest(&profile.tree);
+        lines.extend(profile_lines(&profile.tree, &view, None));
     }
     if let Some(stack) = stuck_stack {
         lines.push(heading("stack when it was reported stuck"));
@@ -281,6 +294,100 @@ pub fn detail_lines(transaction: &Transaction, stuck_stack: Option<&str>) -> Vec
         lines.extend(attribute_lines(&full.resource));
     }
     lines
+}
+
+/// What a transaction's profile holds, as the heading of its tree.
+fn profile_heading(profile: &Profile) -> String {
+    let mut text = format!("profile: {} samples", profile.tree.samples());
+    if let Some(us) = profile.interval_us {
+        text.push_str(&format!(", one every {}", short_duration(us as f64)));
+    }
+    if profile.dropped > 0 {
+        text.push_str(&format!(", {} not taken", profile.dropped));
+    }
+    if profile.truncated > 0 {
+        text.push_str(&format!(
+            ", {} left out by the size bound",
+            profile.truncated
+        ));
+    }
+    text
+}
+
+/// The rows `view` shows of `tree`: each frame's share of the samples and
+/// its count, indented under its caller, marked open or closed when it has
+/// callees; thread states in blue, the row at `cursor` reversed.
+fn profile_lines(tree: &CallTree, view: &ProfileView, cursor: Option<usize>) -> Vec<Line<'static>> {
+    view.rows(tree)
+        .into_iter()
+        .enumerate()
+        .map(|(row, (id, depth))| {
+            let node = tree.node(id);
+            let marker = match (tree.children(id).is_empty(), view.is_open(id)) {
+                (true, _) => "  ",
+                (false, true) => "▾ ",
+                (false, false) => "▸ ",
+            };
+            let style = match (Some(row) == cursor, node.frame.starts_with('[')) {
+                (true, _) => Style::default().add_modifier(Modifier::REVERSED),
+                (false, true) => Style::default().fg(Color::Blue),
+                (false, false) => Style::default(),
+            };
+            Line::styled(
+                format!(
+                    "{:5.1}% {:>7}  {}{marker}{}",
+                    tree.share(id) * 100.0,
+                    node.total_samples,
+                    "  ".repeat(depth - 1),
+                    node.frame
+                ),
+                style,
+            )
+        })
+        .collect()
+}
+
+/// The merged profile of the selection, the row under the cursor in view.
+fn area_profile(frame: &mut Frame, app: &App, area: Rect) {
+    let title = match &app.profiled {
+        Some(a) => format!(
+            " profile of the transactions ending {}..{} | arrows move, Right/Left open/close, Esc back ",
+            clock(a.from_ms),
+            clock(a.to_ms)
+        ),
+        None => " profile ".to_string(),
+    };
+    let block = Block::default().borders(Borders::ALL).title(title);
+    let (lines, cursor) = match &app.area_profile {
+        None => (vec![Line::from("reading...")], 0),
+        Some(Err(why)) => (
+            vec![Line::styled(
+                why.to_string(),
+                Style::default().fg(Color::Red),
+            )],
+            0,
+        ),
+        Some(Ok(answer)) if answer.profile.tree.is_empty() => (
+            vec![
+                Line::from(summary(answer)),
+                Line::from("none of these transactions carries a profile (jvmapm.profile)"),
+            ],
+            0,
+        ),
+        Some(Ok(answer)) => {
+            let cursor = app.profile_view.cursor;
+            let mut lines = vec![heading(&summary(answer))];
+            lines.extend(profile_lines(
+                &answer.profile.tree,
+                &app.profile_view,
+                Some(cursor),
+            ));
+            (lines, cursor + 1)
+        }
+    };
+    let shown = usize::from(block.inner(area).height).max(1);
+    let scroll = cursor.saturating_sub(shown - 1) as u16;
+    frame.render_widget(Paragraph::new(lines).block(block).scroll((scroll, 0)), area);
 }
 
 fn heading(text: &str) -> Line<'static> {
@@ -310,10 +417,13 @@ fn point_lines(point: &PointRow, span_name: Option<&str>) -> Vec<Line<'static>> 
     ]
 }
 
-fn attribute_lines(attributes: &Map<String, Value>) -> impl Iterator<Item = Line<'static>> + '_ {
+fn attribute_lines<'a>(
+    attributes: impl IntoIterator<Item = (&'a String, &'a Value)>,
+) -> Vec<Line<'static>> {
     attributes
-        .iter()
+        .into_iter()
         .map(|(k, v)| Line::from(format!("  {k} = {}", text_of(v))))
+        .collect()
 }
 
 /// A span inside the transaction: when it started after the transaction,
@@ -553,6 +663,11 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     ("a or Enter", "list every transaction in view"),
     ("Enter (list)", "open the transaction under the cursor"),
+    (
+        "p (list)",
+        "profile: where the listed transactions spent their time",
+    ),
+    ("Right / Left", "open / close a frame of a profile"),
     ("Esc", "back (list, transaction); quit from the scatter"),
     ("s", "service glob filter"),
     ("/", "endpoint glob filter"),
@@ -597,8 +712,10 @@ mod tests {
     use crate::source::{Printable, Source, SourceError};
     use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
     use jvmapm_analyzer::point::{SpanId, TraceId};
-    use jvmapm_analyzer::query::answers::{InstanceList, Stats, XlogPage};
+    use jvmapm_analyzer::query::answers::{AreaProfile, InstanceList, Profile, Stats, XlogPage};
+    use jvmapm_analyzer::query::call_tree::CallTree;
     use jvmapm_analyzer::query::jvm::JvmView;
+    use jvmapm_analyzer::query::profile::Area;
     use jvmapm_analyzer::store::instances::InstanceInfo;
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
@@ -663,6 +780,81 @@ mod tests {
         assert!(has("stack when it was reported stuck"));
         assert!(has("  at Shop.load(Shop.java:12)"));
         assert!(has("host.name = vm"));
+    }
+
+    #[test]
+    fn a_profiled_transaction_shows_its_tree_with_the_hottest_path_open() {
+        let folded = "Thread.run;Shop.slow;Shop.compute;[running] 7\n\
+                      Thread.run;Shop.slow;Db.query;[native] 2\n\
+                      Thread.run;Shop.slow;Db.query;Db.parse;[running] 1\n";
+        let mut detail = transaction(json!({"attributes": {names::span::PROFILE: folded}}));
+        detail.profile = Some(Box::new(Profile {
+            tree: CallTree::parse(folded),
+            samples: 10,
+            dropped: 0,
+            truncated: 3,
+            interval_us: Some(10_000),
+        }));
+        let lines = text(detail_lines(&detail, None));
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with("profile:"))
+            .unwrap();
+        assert_eq!(
+            lines[at..at + 6],
+            [
+                "profile: 10 samples, one every 10ms, 3 left out by the size bound",
+                "100.0%      10  ▾ Thread.run",
+                "100.0%      10    ▾ Shop.slow",
+                " 70.0%       7      ▾ Shop.compute",
+                " 70.0%       7          [running]",
+                " 30.0%       3      ▸ Db.query",
+            ]
+        );
+        assert!(
+            !lines.iter().any(|l| l.contains(names::span::PROFILE)),
+            "the raw folded text is not shown: {lines:#?}"
+        );
+    }
+
+    #[test]
+    fn the_profile_screen_shows_what_was_read_and_the_tree() {
+        let mut app = offline_app();
+        app.screen = Screen::Profile;
+        app.profiled = Some(Area {
+            from_ms: 10_000,
+            to_ms: 20_000,
+            ..Area::default()
+        });
+        assert!(screen(&app).iter().any(|l| l.contains("reading...")));
+        let tree = CallTree::parse("Shop.run;[sleeping] 3\nShop.run;[running] 1\n");
+        app.update(Update::Profile(Ok(Box::new(AreaProfile {
+            profile: Profile {
+                tree,
+                samples: 4,
+                ..Profile::default()
+            },
+            transactions: 5,
+            read: 5,
+            with_profile: 2,
+        }))));
+        let lines = screen(&app);
+        let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
+        assert!(
+            has("4 samples from 2 transactions with a profile (5 read of 5 in the area)"),
+            "{lines:#?}"
+        );
+        assert!(has("100.0%       4  ▾ Shop.run"), "{lines:#?}");
+        assert!(has(" 75.0%       3      [sleeping]"), "{lines:#?}");
+        assert!(
+            has("profile of the transactions ending 00:00:10..00:00:20"),
+            "{lines:#?}"
+        );
+
+        app.update(Update::Profile(Ok(Box::default())));
+        assert!(screen(&app)
+            .iter()
+            .any(|l| l.contains("none of these transactions carries a profile")));
     }
 
     /// The screen of `app` on a 120 x 30 terminal, line by line.
@@ -785,6 +977,15 @@ mod tests {
                 "resource": {HOSTILE: [HOSTILE]},
             })))
         }
+        fn profile(&mut self, _: &Area, _: usize) -> Result<AreaProfile, SourceError> {
+            Ok(AreaProfile {
+                profile: Profile {
+                    tree: CallTree::parse(&format!("Main.run;{HOSTILE} 3\n")),
+                    ..Profile::default()
+                },
+                ..AreaProfile::default()
+            })
+        }
     }
 
     /// Regression: a span whose service name held `ESC]2;...BEL ESC[2J`
@@ -809,6 +1010,10 @@ mod tests {
         for line in detail_lines(&detail, None) {
             assert!(!line.to_string().chars().any(char::is_control), "{line}");
         }
+        let profile = source.profile(&Area::default(), 1).unwrap().profile;
+        assert_eq!(profile.tree.samples(), 3);
+        let folded = profile.tree.folded();
+        assert!(!folded.trim_end().contains(char::is_control), "{folded}");
     }
 
     #[test]

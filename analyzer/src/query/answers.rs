@@ -15,9 +15,14 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use jvmapm_contract::names::span;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+
+use crate::ingest::otlp_values::{find_i64, find_str};
 use crate::meter::EndpointStats;
 use crate::point::{Point, SpanId, TraceId};
 use crate::printable::printable;
+use crate::query::call_tree::CallTree;
 use crate::store::instances::InstanceInfo;
 use crate::store::Store;
 
@@ -181,6 +186,10 @@ pub struct Transaction {
     pub point: PointRow,
     #[serde(flatten)]
     pub span: SpanRecord<Box<SpanInFull>>,
+    /// Its stack samples parsed (the span's `jvmapm.profile`, which stays
+    /// among its attributes too); `null` when it has none.
+    #[serde(default)]
+    pub profile: Option<Box<Profile>>,
 }
 
 impl Transaction {
@@ -191,6 +200,54 @@ impl Transaction {
             SpanRecord::Unreadable { .. } => None,
         }
     }
+}
+
+/// Stack samples of one transaction or merged over many, with what the
+/// senders said of them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub tree: CallTree,
+    /// Samples taken, as the senders counted them (the tree's count when a
+    /// sender did not say): the tree may hold fewer, see `truncated`.
+    pub samples: u64,
+    /// Samples due but not taken (over the agent's budget, thread unreadable).
+    pub dropped: u64,
+    /// Samples taken but left out of the profile by its size bound.
+    pub truncated: u64,
+    /// Microseconds between samples, so a count times it is time; `null`
+    /// when not sent, or when the profiles merged had different ones.
+    pub interval_us: Option<u64>,
+}
+
+impl Profile {
+    /// The profile a span carries, if it has one (a `jvmapm.profile` string).
+    /// Counts missing or negative read as none sent.
+    pub fn of_span(attributes: &[KeyValue]) -> Option<Profile> {
+        let tree = CallTree::parse(find_str(attributes, span::PROFILE)?);
+        let count = |key| find_i64(attributes, key).and_then(|n| u64::try_from(n).ok());
+        Some(Profile {
+            samples: count(span::PROFILE_SAMPLES).unwrap_or(tree.samples()),
+            dropped: count(span::PROFILE_DROPPED).unwrap_or(0),
+            truncated: count(span::PROFILE_TRUNCATED).unwrap_or(0),
+            interval_us: count(span::PROFILE_INTERVAL),
+            tree,
+        })
+    }
+}
+
+/// `/api/v1/profile`: the merged profile of the transactions in an area of
+/// the XLog (the filters of `/api/v1/xlog`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AreaProfile {
+    #[serde(flatten)]
+    pub profile: Profile,
+    /// Transactions in the area.
+    pub transactions: u64,
+    /// Those whose spans were read, in the order they were stored, at most
+    /// the query's limit.
+    pub read: u64,
+    /// Those read that had a profile.
+    pub with_profile: u64,
 }
 
 /// A span from the details the store keeps: read, or `detail_error` saying
@@ -304,6 +361,7 @@ mod optional_id {
 mod tests {
     use super::*;
     use crate::store::Mode;
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value as Any, AnyValue};
 
     #[test]
     fn a_point_without_an_http_status_has_none_in_json_and_csv() {
@@ -380,6 +438,7 @@ mod tests {
                     },
                 ],
             })),
+            profile: None,
         };
         let text = serde_json::to_string(&full).unwrap();
         assert_eq!(text.matches("\"span_id\"").count(), 3, "{text}");
@@ -388,6 +447,7 @@ mod tests {
         assert_eq!(json["parent_span_id"], "", "no parent");
         assert_eq!(json["status"], Value::Null);
         assert_eq!(json["scope"], Value::Null);
+        assert_eq!(json["profile"], Value::Null);
         assert_eq!(json["children"][0]["parent_span_id"], "0202020202020202");
         assert_eq!(
             json["children"][1],
@@ -400,11 +460,41 @@ mod tests {
             span: SpanRecord::Unreadable {
                 detail_error: "damaged span record".into(),
             },
+            profile: None,
         };
         let json = serde_json::to_value(&unread).unwrap();
         assert_eq!(json["detail_error"], "damaged span record");
         assert_eq!(json["endpoint"], "/orders");
         assert_eq!(serde_json::from_value::<Transaction>(json).unwrap(), unread);
+    }
+
+    fn attr(key: &str, value: Any) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..KeyValue::default()
+        }
+    }
+
+    #[test]
+    fn a_span_profile_takes_the_senders_counts_or_the_trees() {
+        let folded = attr(span::PROFILE, Any::StringValue("a;[running] 3\n".into()));
+        let counted = Profile::of_span(&[
+            folded.clone(),
+            attr(span::PROFILE_SAMPLES, Any::IntValue(5)),
+            attr(span::PROFILE_TRUNCATED, Any::StringValue("2".into())),
+            attr(span::PROFILE_INTERVAL, Any::IntValue(10_000)),
+            attr(span::PROFILE_DROPPED, Any::IntValue(-1)),
+        ])
+        .unwrap();
+        assert_eq!(
+            (counted.samples, counted.truncated, counted.dropped),
+            (5, 2, 0)
+        );
+        assert_eq!(counted.interval_us, Some(10_000));
+        let bare = Profile::of_span(&[folded]).unwrap();
+        assert_eq!((bare.samples, bare.interval_us), (3, None));
+        assert_eq!(Profile::of_span(&[]), None);
     }
 
     #[test]

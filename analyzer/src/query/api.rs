@@ -1,7 +1,8 @@
 //! The query API, JSON over HTTP under `/api/v1/`: XLog points with a cursor for
 //! the live tail, per-endpoint statistics, TPS, instances, JVM series and
-//! events, and one transaction in full. Bad parameters get a 400 that names the
-//! parameter and what it accepts.
+//! events, one transaction in full, and the merged profile of an area of the
+//! XLog. Bad parameters get a 400 that names the parameter and what it
+//! accepts.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,14 +17,15 @@ use jvmapm_contract::clock::unix_ms;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::glob::{Glob, MAX_PATTERN_CHARS};
+use crate::glob::MAX_PATTERN_CHARS;
 use crate::meter::Meter;
 use crate::point::{Point, SpanId, TraceId};
 use crate::query::answers::{
-    ApiFailure, InstanceList, PointRow, Stats, Tps, TpsSecond, Transaction, XlogPage,
+    ApiFailure, AreaProfile, InstanceList, PointRow, Stats, Tps, TpsSecond, Transaction, XlogPage,
 };
+use crate::query::profile::{self, Area};
 use crate::query::reply::{ReplyBudget, REPLY_BUDGET_MB};
-use crate::query::{self, Cancel, XlogFilter};
+use crate::query::{self, Cancel};
 use crate::query::{
     jvm::{self as jvm_series, JvmView},
     transaction,
@@ -82,6 +84,7 @@ pub fn routes(state: ApiState) -> Router {
             "/api/v1/transactions/{trace_id}/{span_id}",
             get(transaction),
         )
+        .route("/api/v1/profile", get(area_profile))
         .with_state(state)
 }
 
@@ -177,7 +180,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// A glob parameter, at most [`MAX_PATTERN_CHARS`] long.
-fn glob(p: &HashMap<String, String>, name: &str) -> Result<Option<Glob>, ApiError> {
+fn glob(p: &HashMap<String, String>, name: &str) -> Result<Option<String>, ApiError> {
     match p.get(name).filter(|v| !v.is_empty()) {
         None => Ok(None),
         Some(v) if v.chars().count() > MAX_PATTERN_CHARS => Err(ApiError(
@@ -187,23 +190,41 @@ fn glob(p: &HashMap<String, String>, name: &str) -> Result<Option<Glob>, ApiErro
                 v.chars().count()
             ),
         )),
-        Some(v) => Ok(Some(Glob::new(v))),
+        Some(v) => Ok(Some(v.clone())),
+    }
+}
+
+/// The area of the XLog `/api/v1/xlog` and `/api/v1/profile` read: `from`
+/// and `to` (see [`range`]), `service` and `endpoint` globs, `min_ms` and
+/// `max_ms`, `errors`.
+fn area(p: &HashMap<String, String>, now: u64) -> Result<Area, ApiError> {
+    let (from_ms, to_ms) = range(p, now)?;
+    Ok(Area {
+        from_ms,
+        to_ms,
+        service: glob(p, "service")?,
+        endpoint: glob(p, "endpoint")?,
+        min_ms: number(p, "min_ms")?,
+        max_ms: number(p, "max_ms")?,
+        errors: flag(p, "errors")?,
+    })
+}
+
+/// The `limit` parameter: `default` when absent, at most `max`.
+fn limit(p: &HashMap<String, String>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match number(p, "limit")? {
+        None => Ok(default),
+        Some(l @ 1..) => Ok((l as usize).min(max)),
+        Some(l) => Err(bad(
+            "limit",
+            &l.to_string(),
+            &format!("expected 1 to {max}"),
+        )),
     }
 }
 
 async fn xlog(State(s): State<ApiState>, Query(p): Params) -> Result<Response, ApiError> {
-    let (from_ms, to_ms) = range(&p, unix_ms())?;
-    let ms_to_us = |v: Option<u64>| v.map(|ms| ms.saturating_mul(1000));
-    let filter = XlogFilter {
-        from_ms,
-        to_ms,
-        service: glob(&p, "service")?,
-        endpoint: glob(&p, "endpoint")?,
-        errors_only: flag(&p, "errors")?,
-        min_us: ms_to_us(number(&p, "min_ms")?),
-        max_us: ms_to_us(number(&p, "max_ms")?),
-        cancel: Cancel::default(),
-    };
+    let filter = area(&p, unix_ms())?.filter();
     // The scan stops when this request is dropped (its client went away).
     let _cancel_on_drop = filter.cancel.on_drop();
     let after = match p.get("after").filter(|v| !v.is_empty()) {
@@ -219,11 +240,7 @@ async fn xlog(State(s): State<ApiState>, Query(p): Params) -> Result<Response, A
             "a cursor this server did not give (it is ahead of every point stored)",
         ));
     }
-    let limit = match number(&p, "limit")? {
-        None => DEFAULT_LIMIT,
-        Some(l @ 1..) => (l as usize).min(MAX_LIMIT),
-        Some(l) => return Err(bad("limit", &l.to_string(), "expected 1 to 100000")),
-    };
+    let limit = limit(&p, DEFAULT_LIMIT, MAX_LIMIT)?;
     // The turn lasts until the answer has room to be sent: an answer made
     // but not yet counted in the budget is one of at most SCANS_AT_ONCE.
     let turn = scan_turn(&s.scans).await?;
@@ -350,4 +367,17 @@ async fn transaction(
             })
     })
     .await
+}
+
+/// The merged profile of the transactions in an area of the XLog, reading
+/// the spans of at most `limit` of them.
+async fn area_profile(
+    State(s): State<ApiState>,
+    Query(p): Params,
+) -> Result<Json<AreaProfile>, ApiError> {
+    let filter = area(&p, unix_ms())?.filter();
+    let _cancel_on_drop = filter.cancel.on_drop();
+    let limit = limit(&p, profile::DEFAULT_LIMIT, profile::MAX_LIMIT)?;
+    let _turn = scan_turn(&s.scans).await?;
+    blocking(move || Ok(Json(profile::area(&s.store, &filter, limit)?))).await
 }

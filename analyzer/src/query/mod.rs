@@ -3,14 +3,18 @@
 //!
 //! This folder is the read side of the analyzer: [`transaction`] reads one
 //! transaction in full, [`jvm`] an instance's JVM series and events,
+//! [`call_tree`] parses and merges the stack samples of transactions,
+//! [`profile`] merges those of the transactions in an area of the XLog,
 //! [`answers`] are the shapes of what is read back, [`api`] answers all of
 //! it as JSON over HTTP (within the memory budget of `reply`), and
 //! [`export`] prints points offline for `jvmapm export`.
 
 pub mod answers;
 pub mod api;
+pub mod call_tree;
 pub mod export;
 pub mod jvm;
+pub mod profile;
 mod reply;
 pub mod transaction;
 
@@ -196,12 +200,22 @@ pub fn for_each(
     filter: &XlogFilter,
     mut each: impl FnMut(&Point),
 ) -> io::Result<()> {
+    for_each_with_segment(store, filter, |_, p| each(p))
+}
+
+/// [`for_each`] with the segment each point is in, whose details hold its
+/// span.
+pub fn for_each_with_segment(
+    store: &Store,
+    filter: &XlogFilter,
+    mut each: impl FnMut(&Segment, &Point),
+) -> io::Result<()> {
     let committed = store.committed_seq();
     let mut matcher = Matcher::new(filter, store);
     for seg in store.segments_in(filter.from_ms, filter.to_ms) {
         walk(&seg, 0, committed, &filter.cancel, |p| {
             if matcher.matches(&p) {
-                each(&p);
+                each(&seg, &p);
             }
             true
         })?;

@@ -10,7 +10,7 @@ use prost::Message;
 use crate::ingest::otlp_values::attrs_to_json;
 use crate::point::{DetailRef, SpanId, TraceId};
 use crate::query::answers::{
-    ChildSpan, PointRow, Scope, SpanBody, SpanEvent, SpanInFull, SpanRecord, SpanStatus,
+    ChildSpan, PointRow, Profile, Scope, SpanBody, SpanEvent, SpanInFull, SpanRecord, SpanStatus,
     Transaction,
 };
 use crate::store::children::ChildRef;
@@ -33,21 +33,34 @@ pub fn find(
     let payload = seg
         .details
         .read_frame(point.detail.offset, point.detail.len)?;
-    let span = match span_in_full(store, &seg, &payload) {
-        Ok(full) => SpanRecord::Read(Box::new(full)),
-        Err(why) => SpanRecord::Unreadable { detail_error: why },
+    let read = detail::split_span(&payload)
+        .ok_or_else(|| "damaged span record".to_string())
+        .and_then(|record| Ok((decode(record.span)?, record)));
+    let (span, profile) = match read {
+        Ok((span, record)) => match span_in_full(store, &seg, &record, &span) {
+            Ok(full) => (
+                SpanRecord::Read(Box::new(full)),
+                Profile::of_span(&span.attributes).map(Box::new),
+            ),
+            Err(why) => (SpanRecord::Unreadable { detail_error: why }, None),
+        },
+        Err(why) => (SpanRecord::Unreadable { detail_error: why }, None),
     };
     Ok(Some(Transaction {
         point: PointRow::new(&point, store),
         span,
+        profile,
     }))
 }
 
 /// The span's own fields and attributes, with its resource and scope and
 /// its children in the order they started.
-fn span_in_full(store: &Store, seg: &Segment, payload: &[u8]) -> Result<SpanInFull, String> {
-    let record = detail::split_span(payload).ok_or("damaged span record")?;
-    let span = decode(record.span)?;
+fn span_in_full(
+    store: &Store,
+    seg: &Segment,
+    record: &detail::SpanRecord,
+    span: &Span,
+) -> Result<SpanInFull, String> {
     let DetailRef { offset, len } = record.resource;
     let resource_payload = seg
         .details
@@ -74,7 +87,7 @@ fn span_in_full(store: &Store, seg: &Segment, payload: &[u8]) -> Result<SpanInFu
         .collect();
     children.sort_by_key(|(start, _)| *start);
     Ok(SpanInFull {
-        span: span_body(&span),
+        span: span_body(span),
         resource: header
             .resource
             .as_ref()
@@ -97,9 +110,14 @@ fn read_child(store: &Store, child: &ChildRef) -> Result<Span, String> {
     let seg = store
         .segment(child.hour)
         .ok_or("its segment is past retention")?;
+    stored_span(&seg, child.detail)
+}
+
+/// The span stored at `detail` in the details of `seg`.
+pub(crate) fn stored_span(seg: &Segment, detail: DetailRef) -> Result<Span, String> {
     let payload = seg
         .details
-        .read_frame(child.detail.offset, child.detail.len)
+        .read_frame(detail.offset, detail.len)
         .map_err(|e| e.to_string())?;
     decode(
         detail::split_span(&payload)

@@ -5,8 +5,11 @@
 use std::time::Duration;
 
 use jvmapm_analyzer::point::{SpanId, TraceId};
-use jvmapm_analyzer::query::answers::{ApiFailure, InstanceList, Stats, Transaction, XlogPage};
+use jvmapm_analyzer::query::answers::{
+    ApiFailure, AreaProfile, InstanceList, Stats, Transaction, XlogPage,
+};
 use jvmapm_analyzer::query::jvm::JvmView;
+use jvmapm_analyzer::query::profile::Area;
 use serde::de::DeserializeOwned;
 
 use super::{Source, SourceError, PAGE};
@@ -114,6 +117,12 @@ impl Source for Live {
     ) -> Result<Transaction, SourceError> {
         let path = format!("/api/v1/transactions/{trace_id}/{span_id}");
         self.get(&path, &[("end_ms", end_ms.to_string())])
+    }
+
+    fn profile(&mut self, area: &Area, limit: usize) -> Result<AreaProfile, SourceError> {
+        let mut query = area.query();
+        query.push(("limit", limit.to_string()));
+        self.get("/api/v1/profile", &query)
     }
 }
 

@@ -13,8 +13,9 @@ use std::fmt;
 use std::path::PathBuf;
 
 use jvmapm_analyzer::point::{SpanId, TraceId};
-use jvmapm_analyzer::query::answers::{InstanceList, Stats, Transaction, XlogPage};
+use jvmapm_analyzer::query::answers::{AreaProfile, InstanceList, Stats, Transaction, XlogPage};
 use jvmapm_analyzer::query::jvm::JvmView;
+use jvmapm_analyzer::query::profile::Area;
 use jvmapm_analyzer::store::StoreError;
 
 pub use live::Live;
@@ -40,6 +41,9 @@ pub trait Source: Send {
         span_id: SpanId,
         end_ms: u64,
     ) -> Result<Transaction, SourceError>;
+    /// The merged profile of the transactions in `area`, reading the spans
+    /// of at most `limit` of them.
+    fn profile(&mut self, area: &Area, limit: usize) -> Result<AreaProfile, SourceError>;
     /// Something the operator should know about what was read (offline:
     /// damaged records skipped), shown once the points are loaded.
     fn note(&self) -> Option<String> {

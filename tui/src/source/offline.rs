@@ -7,8 +7,11 @@ use std::sync::Mutex;
 
 use jvmapm_analyzer::meter::Meter;
 use jvmapm_analyzer::point::{SpanId, TraceId};
-use jvmapm_analyzer::query::answers::{InstanceList, PointRow, Stats, Transaction, XlogPage};
+use jvmapm_analyzer::query::answers::{
+    AreaProfile, InstanceList, PointRow, Stats, Transaction, XlogPage,
+};
 use jvmapm_analyzer::query::jvm::{self, JvmView};
+use jvmapm_analyzer::query::profile::{self, Area};
 use jvmapm_analyzer::query::{self, transaction, XlogFilter};
 use jvmapm_analyzer::store::instances::Instances;
 use jvmapm_analyzer::store::{Mode, Store};
@@ -108,6 +111,10 @@ impl Source for Offline {
         transaction::find(&self.store, trace_id, span_id, Some(end_ms))
             .map_err(|e| self.unreadable(e))?
             .ok_or(SourceError::NoTransaction { trace_id, span_id })
+    }
+
+    fn profile(&mut self, area: &Area, limit: usize) -> Result<AreaProfile, SourceError> {
+        profile::area(&self.store, &area.filter(), limit).map_err(|e| self.unreadable(e))
     }
 }
 

@@ -12,10 +12,11 @@ use jvmapm_analyzer::meter::EndpointStats;
 use jvmapm_analyzer::point::{SpanId, TraceId};
 use jvmapm_analyzer::printable::{printable, printable_json};
 use jvmapm_analyzer::query::answers::{
-    ChildSpan, InstanceList, PointRow, Scope, SpanBody, SpanEvent, SpanInFull, SpanRecord,
-    SpanStatus, Stats, Transaction, XlogPage,
+    AreaProfile, ChildSpan, InstanceList, PointRow, Profile, Scope, SpanBody, SpanEvent,
+    SpanInFull, SpanRecord, SpanStatus, Stats, Transaction, XlogPage,
 };
 use jvmapm_analyzer::query::jvm::{GcPause, JvmView};
+use jvmapm_analyzer::query::profile::Area;
 use jvmapm_analyzer::store::instances::InstanceInfo;
 use jvmapm_contract::names;
 use serde_json::{Map, Value};
@@ -65,6 +66,9 @@ impl Source for Printable {
         end_ms: u64,
     ) -> Result<Transaction, SourceError> {
         clean(self.0.transaction(trace_id, span_id, end_ms))
+    }
+    fn profile(&mut self, area: &Area, limit: usize) -> Result<AreaProfile, SourceError> {
+        clean(self.0.profile(area, limit))
     }
 }
 
@@ -224,6 +228,19 @@ impl MakePrintable for Transaction {
     fn make_printable(&mut self) {
         self.point.make_printable();
         self.span.make_printable();
+        self.profile.make_printable();
+    }
+}
+
+impl MakePrintable for AreaProfile {
+    fn make_printable(&mut self) {
+        self.profile.make_printable();
+    }
+}
+
+impl MakePrintable for Profile {
+    fn make_printable(&mut self) {
+        self.tree = self.tree.renamed(printable);
     }
 }
 
