@@ -111,7 +111,7 @@ pub struct Attribute<'a> {
     pub value: Value<'a>,
 }
 
-/// The most attributes a span carries (a transaction's, at most 11).
+/// The most attributes a span carries (a transaction's, at most 12).
 const MAX_ATTRIBUTES: usize = 16;
 
 /// A span's attributes, gathered on the stack.

@@ -3,8 +3,10 @@
 //! and ids into a slot of a fixed table (claimed with one compare-and-swap,
 //! never a lock); `end` reads the slot back, frees it and writes the
 //! transaction's record into its thread's ring (`ended`, `ring`): no lock,
-//! no allocation, no system call beyond the clocks. What each site is (its
-//! kind and method) lives in a registry written at class load.
+//! no allocation, no system call beyond the clocks. Calls inside an open
+//! transaction (JDBC statements, steps: hooked methods) write records of
+//! their own, as its child spans. What each site is (its kind and method)
+//! lives in a registry written at class load.
 
 use std::cell::Cell;
 use std::ffi::CStr;
@@ -13,7 +15,7 @@ use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::clock;
-use crate::ended::{self, SqlEnd, TransactionEnd};
+use crate::ended::{self, CallEnd, TransactionEnd};
 use crate::guard;
 use crate::interned::STRING_IDS;
 use crate::jni::{JObject, Jni, RawJniEnv};
@@ -24,7 +26,8 @@ use crate::ring;
 pub enum SiteKind {
     /// An HTTP request: a servlet, a filter, or the JDK's HTTP server (a SERVER span).
     Http,
-    /// A method named by the `hook=` option (an application transaction).
+    /// A method named by the `hook=` option: an application transaction,
+    /// or a step of the transaction open on its thread.
     Method,
     /// A JDBC statement's execute method (a CLIENT span inside a transaction).
     Sql,
@@ -97,6 +100,10 @@ const SLOTS: usize = 1 << 14;
 /// A slot's claim while `begin` writes its fields (generations are odd).
 const WRITING: u32 = 2;
 
+/// Steps a transaction sends as spans; the ones after are only counted, so
+/// a hooked method called in a tight loop cannot flood the rings.
+pub const MAX_STEPS: u32 = 256;
+
 struct Slot {
     /// 0 when free, [`WRITING`] while claimed and being written, else the
     /// claim's generation (odd): readers trust the fields only then.
@@ -116,6 +123,9 @@ struct Slot {
     stuck: AtomicU32,
     sql_count: AtomicU32,
     sql_ns: AtomicU64,
+    /// Steps taken (only counted past [`MAX_STEPS`]). Written only by the
+    /// transaction's own thread.
+    steps: AtomicU32,
     /// 1 when this transaction is sent with full detail (`sample=`).
     detailed: AtomicU32,
 }
@@ -146,6 +156,7 @@ fn in_flight() -> &'static InFlight {
                 stuck: AtomicU32::new(0),
                 sql_count: AtomicU32::new(0),
                 sql_ns: AtomicU64::new(0),
+                steps: AtomicU32::new(0),
                 detailed: AtomicU32::new(0),
             })
             .collect(),
@@ -277,6 +288,7 @@ fn begin(site: i32, thread_id: u64, traceparent: Option<(u128, u64)>) -> u64 {
             slot.thread_id.store(thread_id, Ordering::Relaxed);
             slot.sql_count.store(0, Ordering::Relaxed);
             slot.sql_ns.store(0, Ordering::Relaxed);
+            slot.steps.store(0, Ordering::Relaxed);
             let detailed = local.random() <= DETAIL_THRESHOLD.load(Ordering::Relaxed);
             slot.detailed.store(u32::from(detailed), Ordering::Relaxed);
             table.mark(index, true);
@@ -303,6 +315,7 @@ struct Closed {
     sql_count: u32,
     sql_ns: u64,
     detailed: bool,
+    steps_truncated: u32,
 }
 
 /// Ends the transaction `token` stands for and frees its slot; `None` for a
@@ -326,6 +339,7 @@ fn close(token: u64) -> Option<Closed> {
         sql_count: slot.sql_count.load(Ordering::Relaxed),
         sql_ns: slot.sql_ns.load(Ordering::Relaxed),
         detailed: slot.detailed.load(Ordering::Relaxed) != 0,
+        steps_truncated: slot.steps.load(Ordering::Relaxed).saturating_sub(MAX_STEPS),
     };
     table.mark((token >> 32) as usize, false);
     slot.claim.store(0, Ordering::Release);
@@ -397,10 +411,24 @@ pub fn active(stuck_after_ns: u64) -> Active {
     active
 }
 
+/// A call of `site` that lasted `duration_ns` until now, as a child span of
+/// the transaction in `slot`; `error` is a number from `interned`.
+fn call_end(slot: &Slot, site: i32, error: i32, duration_ns: u64) -> CallEnd {
+    CallEnd {
+        site,
+        trace_id: slot.trace_id(),
+        parent_span_id: slot.span.load(Ordering::Relaxed),
+        span_id: LOCAL.with(Local::random),
+        start_ns: clock::wall_ns().saturating_sub(duration_ns),
+        duration_ns,
+        error: error as u32,
+    }
+}
+
 /// Adds a JDBC call that began at `start_monotonic_ns` to the transaction
-/// `token`; its child span's ids and times, unless that transaction is gone
-/// or not detailed.
-fn sql_call(token: u64, start_monotonic_ns: u64) -> Option<(u128, u64, u64, u64, u64)> {
+/// `token`; its child span, unless that transaction is gone or not
+/// detailed.
+fn sql_call(token: u64, site: i32, start_monotonic_ns: u64, error: i32) -> Option<CallEnd> {
     let table = in_flight();
     let slot = table.slot_of(token)?;
     let duration_ns = clock::monotonic_ns().saturating_sub(start_monotonic_ns);
@@ -409,14 +437,27 @@ fn sql_call(token: u64, start_monotonic_ns: u64) -> Option<(u128, u64, u64, u64,
     if slot.detailed.load(Ordering::Relaxed) == 0 {
         return None;
     }
-    let span_id = LOCAL.with(Local::random);
-    Some((
-        slot.trace_id(),
-        slot.span.load(Ordering::Relaxed),
-        span_id,
-        clock::wall_ns().saturating_sub(duration_ns),
-        duration_ns,
-    ))
+    Some(call_end(slot, site, error, duration_ns))
+}
+
+/// Adds a step (a hooked method of `site` that began at
+/// `start_monotonic_ns`) to the transaction `token`; its child span, unless
+/// that transaction is gone or not detailed, or has sent [`MAX_STEPS`]
+/// already: then the step is only counted, without reading a clock.
+fn step(token: u64, site: i32, start_monotonic_ns: u64, error: i32) -> Option<CallEnd> {
+    let table = in_flight();
+    let slot = table.slot_of(token)?;
+    if slot.detailed.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    // Only this thread writes the count: a plain store, not a locked add.
+    let taken = slot.steps.load(Ordering::Relaxed);
+    slot.steps.store(taken.saturating_add(1), Ordering::Relaxed);
+    if taken >= MAX_STEPS {
+        return None;
+    }
+    let duration_ns = clock::monotonic_ns().saturating_sub(start_monotonic_ns);
+    Some(call_end(slot, site, error, duration_ns))
 }
 
 /// Counts what could not be handed to the exporter (set when the agent
@@ -498,6 +539,7 @@ pub unsafe extern "system" fn native_end(
                 detailed: t.detailed,
                 sql_count: t.sql_count,
                 sql_ns: t.sql_ns,
+                steps_truncated: t.steps_truncated,
                 method: method as u32,
                 route: route as u32,
                 error: error as u32,
@@ -533,9 +575,7 @@ pub unsafe extern "system" fn native_end_sql(
     // SAFETY: the JVM passes the calling thread's JNIEnv to a native method.
     let jni = unsafe { Jni::from_raw(env) };
     guard::guarded("Hooks.endSql", || {
-        let Some((trace_id, parent_span_id, span_id, start_ns, duration_ns)) =
-            sql_call(transaction as u64, start_nanos as u64)
-        else {
+        let Some(call) = sql_call(transaction as u64, site, start_nanos as u64, error) else {
             return;
         };
         let mut buf = [MaybeUninit::<u8>::uninit(); ended::MAX_STATEMENT + 1];
@@ -544,18 +584,28 @@ pub unsafe extern "system" fn native_end_sql(
         } else {
             read_string(&jni, sql, &mut buf)
         };
-        let call = SqlEnd {
-            site,
-            trace_id,
-            parent_span_id,
-            span_id,
-            start_ns,
-            duration_ns,
-            statement,
-            error: error as u32,
-        };
-        if !ended::write_sql(ring::mine(), &call) {
+        if !ended::write_sql(ring::mine(), &call, statement) {
             dropped();
+        }
+    });
+}
+
+/// `Hooks.endStep(long transaction, int site, long startNanos, int error)`:
+/// a hooked method that ran inside the transaction; `startNanos` is
+/// `System.nanoTime()`, as for `endSql`.
+pub unsafe extern "system" fn native_end_step(
+    _env: *mut RawJniEnv,
+    _class: JObject,
+    transaction: i64,
+    site: i32,
+    start_nanos: i64,
+    error: i32,
+) {
+    guard::guarded("Hooks.endStep", || {
+        if let Some(call) = step(transaction as u64, site, start_nanos as u64, error) {
+            if !ended::write_step(ring::mine(), &call) {
+                dropped();
+            }
         }
     });
 }
@@ -604,7 +654,7 @@ pub unsafe extern "system" fn native_intern(
 }
 
 /// The natives' names and signatures, for RegisterNatives.
-pub fn natives() -> [(&'static CStr, &'static CStr, *mut std::ffi::c_void); 5] {
+pub fn natives() -> [(&'static CStr, &'static CStr, *mut std::ffi::c_void); 6] {
     [
         (
             c"begin",
@@ -620,6 +670,11 @@ pub fn natives() -> [(&'static CStr, &'static CStr, *mut std::ffi::c_void); 5] {
             c"endSql",
             c"(JILjava/lang/String;JI)V",
             native_end_sql as *mut std::ffi::c_void,
+        ),
+        (
+            c"endStep",
+            c"(JIJI)V",
+            native_end_step as *mut std::ffi::c_void,
         ),
         (
             c"threadName",
@@ -748,6 +803,26 @@ mod tests {
         assert_eq!(lines.len(), 32);
         let slots: std::collections::HashSet<usize> = (0..SLOTS).map(first_slot).collect();
         assert_eq!(slots.len(), SLOTS, "every slot is some thread's first");
+    }
+
+    #[test]
+    fn steps_past_the_bound_are_only_counted_and_start_clean_in_the_next_transaction() {
+        let token = begin(4, 7, None);
+        let start = clock::monotonic_ns();
+        let sent: Vec<CallEnd> = (0..MAX_STEPS + 44)
+            .filter_map(|_| step(token, 9, start, 0))
+            .collect();
+        assert_eq!(sent.len(), MAX_STEPS as usize);
+        let closed = close(token).unwrap();
+        assert!(sent.iter().all(|s| s.trace_id == closed.trace_id
+            && s.parent_span_id == closed.span_id
+            && s.span_id != closed.span_id
+            && s.site == 9));
+        assert_eq!(closed.steps_truncated, 44);
+        assert!(step(token, 9, start, 0).is_none(), "its transaction ended");
+        let next = begin(4, 7, None);
+        assert!(step(next, 9, start, 0).is_some());
+        assert_eq!(close(next).unwrap().steps_truncated, 0);
     }
 
     #[test]
