@@ -3,7 +3,7 @@
 //! below, and the help overlay.
 
 use jvmapm_analyzer::glob::Glob;
-use jvmapm_analyzer::query::answers::{ChildSpan, PointRow, SpanRecord, Transaction};
+use jvmapm_analyzer::query::answers::{ChildSpan, PointRow, SpanInFull, SpanRecord, Transaction};
 use jvmapm_contract::names::{self, metric};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -267,7 +267,7 @@ pub fn detail_lines(transaction: &Transaction, stuck_stack: Option<&str>) -> Vec
     if let Some(full) = full {
         lines.extend(attribute_lines(&full.span.attributes));
         if !full.children.is_empty() {
-            lines.push(heading(&format!("inside it ({})", full.children.len())));
+            lines.push(heading(&inside_heading(full)));
             let start = full.span.start_time_unix_nano;
             lines.extend(full.children.iter().map(|c| child_line(c, start)));
         }
@@ -281,6 +281,21 @@ pub fn detail_lines(transaction: &Transaction, stuck_stack: Option<&str>) -> Vec
         lines.extend(attribute_lines(&full.resource));
     }
     lines
+}
+
+/// "inside it (N)" over a transaction's children, with the steps the agent
+/// counted past its bound but did not send.
+fn inside_heading(full: &SpanInFull) -> String {
+    let count = full.children.len();
+    match full
+        .span
+        .attributes
+        .get(names::span::STEPS_TRUNCATED)
+        .and_then(Value::as_u64)
+    {
+        Some(more) => format!("inside it ({count}, and {more} more steps not kept)"),
+        None => format!("inside it ({count})"),
+    }
 }
 
 fn heading(text: &str) -> Line<'static> {
@@ -663,6 +678,46 @@ mod tests {
         assert!(has("stack when it was reported stuck"));
         assert!(has("  at Shop.load(Shop.java:12)"));
         assert!(has("host.name = vm"));
+    }
+
+    /// Steps (hooked methods called inside the transaction) are listed with
+    /// its SQL in the order they started, each by its method and elapsed
+    /// time; the steps past the agent's bound are said in the heading.
+    #[test]
+    fn steps_show_beside_sql_in_time_order_with_their_elapsed_time() {
+        let child = |name: &str, kind: &str, id: &str, start_ms: u64, end_ms: u64, attributes| {
+            json!({
+                "name": name, "kind": kind, "span_id": id.repeat(8),
+                "parent_span_id": "cd".repeat(8),
+                "start_time_unix_nano": 1_000_000_000 + start_ms * 1_000_000,
+                "end_time_unix_nano": 1_000_000_000 + end_ms * 1_000_000,
+                "status": null, "events": [], "attributes": attributes,
+            })
+        };
+        let step = json!({"code.namespace": "com.acme.Orders", "code.function": "price"});
+        let detail = transaction(json!({
+            "end_time_unix_nano": 1_100_000_000u64,
+            "attributes": {"jvmapm.steps.truncated": 44},
+            "children": [
+                child("com.acme.Orders.price", "SPAN_KIND_INTERNAL", "01", 1, 31, step.clone()),
+                child("SELECT", "SPAN_KIND_CLIENT", "02", 32, 40,
+                    json!({"db.query.text": "SELECT 1"})),
+                child("com.acme.Orders.price", "SPAN_KIND_INTERNAL", "03", 41, 72, step),
+            ],
+        }));
+        let text = text(detail_lines(&detail, None));
+        let inside = text
+            .iter()
+            .position(|l| l == "inside it (3, and 44 more steps not kept)")
+            .unwrap_or_else(|| panic!("{text:#?}"));
+        assert_eq!(
+            text[inside + 1..inside + 4],
+            [
+                "  +     1.0 ms     30.0 ms  com.acme.Orders.price",
+                "  +    32.0 ms      8.0 ms  SELECT 1",
+                "  +    41.0 ms     31.0 ms  com.acme.Orders.price",
+            ]
+        );
     }
 
     /// The screen of `app` on a 120 x 30 terminal, line by line.
