@@ -100,10 +100,6 @@ const SLOTS: usize = 1 << 14;
 /// A slot's claim while `begin` writes its fields (generations are odd).
 const WRITING: u32 = 2;
 
-/// Steps a transaction sends as spans; the ones after are only counted, so
-/// a hooked method called in a tight loop cannot flood the rings.
-pub const MAX_STEPS: u32 = 256;
-
 struct Slot {
     /// 0 when free, [`WRITING`] while claimed and being written, else the
     /// claim's generation (odd): readers trust the fields only then.
@@ -123,9 +119,6 @@ struct Slot {
     stuck: AtomicU32,
     sql_count: AtomicU32,
     sql_ns: AtomicU64,
-    /// Steps taken (only counted past [`MAX_STEPS`]). Written only by the
-    /// transaction's own thread.
-    steps: AtomicU32,
     /// 1 when this transaction is sent with full detail (`sample=`).
     detailed: AtomicU32,
 }
@@ -156,7 +149,6 @@ fn in_flight() -> &'static InFlight {
                 stuck: AtomicU32::new(0),
                 sql_count: AtomicU32::new(0),
                 sql_ns: AtomicU64::new(0),
-                steps: AtomicU32::new(0),
                 detailed: AtomicU32::new(0),
             })
             .collect(),
@@ -288,7 +280,6 @@ fn begin(site: i32, thread_id: u64, traceparent: Option<(u128, u64)>) -> u64 {
             slot.thread_id.store(thread_id, Ordering::Relaxed);
             slot.sql_count.store(0, Ordering::Relaxed);
             slot.sql_ns.store(0, Ordering::Relaxed);
-            slot.steps.store(0, Ordering::Relaxed);
             let detailed = local.random() <= DETAIL_THRESHOLD.load(Ordering::Relaxed);
             slot.detailed.store(u32::from(detailed), Ordering::Relaxed);
             table.mark(index, true);
@@ -315,7 +306,6 @@ struct Closed {
     sql_count: u32,
     sql_ns: u64,
     detailed: bool,
-    steps_truncated: u32,
 }
 
 /// Ends the transaction `token` stands for and frees its slot; `None` for a
@@ -339,7 +329,6 @@ fn close(token: u64) -> Option<Closed> {
         sql_count: slot.sql_count.load(Ordering::Relaxed),
         sql_ns: slot.sql_ns.load(Ordering::Relaxed),
         detailed: slot.detailed.load(Ordering::Relaxed) != 0,
-        steps_truncated: slot.steps.load(Ordering::Relaxed).saturating_sub(MAX_STEPS),
     };
     table.mark((token >> 32) as usize, false);
     slot.claim.store(0, Ordering::Release);
@@ -440,20 +429,14 @@ fn sql_call(token: u64, site: i32, start_monotonic_ns: u64, error: i32) -> Optio
     Some(call_end(slot, site, error, duration_ns))
 }
 
-/// Adds a step (a hooked method of `site` that began at
-/// `start_monotonic_ns`) to the transaction `token`; its child span, unless
-/// that transaction is gone or not detailed, or has sent [`MAX_STEPS`]
-/// already: then the step is only counted, without reading a clock.
+/// A step (a hooked method of `site` that began at `start_monotonic_ns`)
+/// of the transaction `token`: its child span, unless that transaction is
+/// gone or not detailed. (The helper stops handing steps over past its
+/// bound of steps per transaction, and counts the rest itself.)
 fn step(token: u64, site: i32, start_monotonic_ns: u64, error: i32) -> Option<CallEnd> {
     let table = in_flight();
     let slot = table.slot_of(token)?;
     if slot.detailed.load(Ordering::Relaxed) == 0 {
-        return None;
-    }
-    // Only this thread writes the count: a plain store, not a locked add.
-    let taken = slot.steps.load(Ordering::Relaxed);
-    slot.steps.store(taken.saturating_add(1), Ordering::Relaxed);
-    if taken >= MAX_STEPS {
         return None;
     }
     let duration_ns = clock::monotonic_ns().saturating_sub(start_monotonic_ns);
@@ -495,9 +478,10 @@ pub unsafe extern "system" fn native_begin(
 }
 
 /// `Hooks.end(long token, int status, int method, int route, int error,
-/// boolean pathIsRoute, String path)`: method, route and error are numbers
-/// from `Hooks.intern`; the path is read only when the transaction is sent
-/// with full detail.
+/// int stepsTruncated, boolean pathIsRoute, String path)`: method, route
+/// and error are numbers from `Hooks.intern`; `stepsTruncated` the steps
+/// the helper counted past its bound; the path is read only when the
+/// transaction is sent with full detail.
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "system" fn native_end(
     env: *mut RawJniEnv,
@@ -507,6 +491,7 @@ pub unsafe extern "system" fn native_end(
     method: i32,
     route: i32,
     error: i32,
+    steps_truncated: i32,
     path_is_route: u8,
     path: JObject,
 ) {
@@ -539,7 +524,12 @@ pub unsafe extern "system" fn native_end(
                 detailed: t.detailed,
                 sql_count: t.sql_count,
                 sql_ns: t.sql_ns,
-                steps_truncated: t.steps_truncated,
+                // Only a detailed transaction sends its steps.
+                steps_truncated: if t.detailed {
+                    steps_truncated as u32
+                } else {
+                    0
+                },
                 method: method as u32,
                 route: route as u32,
                 error: error as u32,
@@ -663,7 +653,7 @@ pub fn natives() -> [(&'static CStr, &'static CStr, *mut std::ffi::c_void); 6] {
         ),
         (
             c"end",
-            c"(JIIIIZLjava/lang/String;)V",
+            c"(JIIIIIZLjava/lang/String;)V",
             native_end as *mut std::ffi::c_void,
         ),
         (
@@ -806,23 +796,20 @@ mod tests {
     }
 
     #[test]
-    fn steps_past_the_bound_are_only_counted_and_start_clean_in_the_next_transaction() {
+    fn a_step_is_a_child_of_its_open_transaction_only() {
         let token = begin(4, 7, None);
         let start = clock::monotonic_ns();
-        let sent: Vec<CallEnd> = (0..MAX_STEPS + 44)
-            .filter_map(|_| step(token, 9, start, 0))
-            .collect();
-        assert_eq!(sent.len(), MAX_STEPS as usize);
+        let first = step(token, 9, start, 3).unwrap();
+        let second = step(token, 9, start, 0).unwrap();
         let closed = close(token).unwrap();
-        assert!(sent.iter().all(|s| s.trace_id == closed.trace_id
-            && s.parent_span_id == closed.span_id
-            && s.span_id != closed.span_id
-            && s.site == 9));
-        assert_eq!(closed.steps_truncated, 44);
+        for s in [&first, &second] {
+            assert_eq!(s.trace_id, closed.trace_id);
+            assert_eq!(s.parent_span_id, closed.span_id);
+            assert_eq!(s.site, 9);
+        }
+        assert_ne!(first.span_id, second.span_id);
+        assert_eq!((first.error, second.error), (3, 0));
         assert!(step(token, 9, start, 0).is_none(), "its transaction ended");
-        let next = begin(4, 7, None);
-        assert!(step(next, 9, start, 0).is_some());
-        assert_eq!(close(next).unwrap().steps_truncated, 0);
     }
 
     #[test]

@@ -40,6 +40,8 @@ public final class Hooks {
         boolean inSql;
         /** The thread name the agent has, so it is sent once (and again after a rename). */
         String nameSent;
+        /** Steps entered in the open transaction, counted on past {@link #MAX_STEPS}. */
+        long steps;
     }
 
     private static final ThreadLocal<State> STATE = ThreadLocal.withInitial(State::new);
@@ -50,6 +52,13 @@ public final class Hooks {
      * set, never a transaction's token (those are positive).
      */
     private static final long STEP = Long.MIN_VALUE;
+
+    /**
+     * Steps a transaction sends; the ones after are only counted here, so a
+     * hooked method called in a tight loop does not flood the agent's rings,
+     * and its calls past the bound cost no more than the count.
+     */
+    private static final long MAX_STEPS = 256;
 
     /**
      * The agent's number for each string a transaction ends with (HTTP
@@ -88,12 +97,13 @@ public final class Hooks {
      * Entry of a hooked method of the given site; returns what to hand to
      * exit: the token of the transaction it opens, its start tagged
      * {@link #STEP} when a transaction is already open on this thread, or 0
-     * when the agent is not taking any.
+     * when the agent is not taking any (or the transaction has its
+     * {@link #MAX_STEPS}).
      */
     public static long enter(int site) {
         State state = STATE.get();
         if (state.token != 0L) {
-            return System.nanoTime() | STEP;
+            return state.steps++ < MAX_STEPS ? System.nanoTime() | STEP : 0L;
         }
         return open(state, site, null);
     }
@@ -125,6 +135,7 @@ public final class Hooks {
     private static long open(State state, int site, String traceparent) {
         long token = begin(site, Thread.currentThread().getId(), traceparent);
         state.token = token;
+        state.steps = 0;
         return token;
     }
 
@@ -142,8 +153,9 @@ public final class Hooks {
             state.nameSent = name;
         }
         int routeId = id(route);
-        end(token, status, id(method), routeId, id(errorType(error)), routeId != 0 && path != null && path.equals(route),
-                path);
+        int stepsTruncated = (int) Math.min(Integer.MAX_VALUE, Math.max(0L, state.steps - MAX_STEPS));
+        end(token, status, id(method), routeId, id(errorType(error)), stepsTruncated,
+                routeId != 0 && path != null && path.equals(route), path);
     }
 
     /** The agent's number for a string; 0 for null or when its table is full. */
@@ -573,8 +585,8 @@ public final class Hooks {
 
     private static native void endStep(long transaction, int site, long startNanos, int error);
 
-    private static native void end(long token, int status, int method, int route, int error, boolean pathIsRoute,
-            String path);
+    private static native void end(long token, int status, int method, int route, int error, int stepsTruncated,
+            boolean pathIsRoute, String path);
 
     private static native boolean threadName(long threadId, String name);
 
