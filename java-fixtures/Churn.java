@@ -6,8 +6,10 @@ import java.util.zip.CRC32;
  * A CPU- and allocation-bound job like a batch service's: N rounds (first
  * argument) of filling, checksumming and keeping short-lived buffers, which
  * keeps the young generation collecting. Prints
- * "done N in MS ms rss_kb KB gcs COUNT" so tests can compare runs with and
- * without the agent.
+ * "done N in MS ms rss_kb KB gcs COUNT cpu_ms CPU crc CRC" so tests can
+ * compare runs with and without the agent: CPU is the CPU time of the thread
+ * that did the work, which other processes on the machine do not inflate as
+ * they do MS.
  */
 public class Churn {
     public static void main(String[] args) throws Exception {
@@ -15,6 +17,8 @@ public class Churn {
         byte[][] window = new byte[256][];
         CRC32 crc = new CRC32();
         long seed = 42;
+        var threads = java.lang.management.ManagementFactory.getThreadMXBean();
+        long cpuStart = threads.getCurrentThreadCpuTime();
         long start = System.nanoTime();
         for (int i = 0; i < rounds; i++) {
             byte[] buffer = new byte[16 * 1024];
@@ -26,11 +30,12 @@ public class Churn {
             window[i % window.length] = buffer;
         }
         long ms = (System.nanoTime() - start) / 1_000_000;
+        long cpuMs = (threads.getCurrentThreadCpuTime() - cpuStart) / 1_000_000;
         long gcs = 0;
         for (var gc : java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()) {
             gcs += gc.getCollectionCount();
         }
         System.out.println("done " + rounds + " in " + ms + " ms rss_kb " + GcLoop.rssKb()
-                + " gcs " + gcs + " crc " + crc.getValue());
+                + " gcs " + gcs + " cpu_ms " + cpuMs + " crc " + crc.getValue());
     }
 }

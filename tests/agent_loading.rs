@@ -98,6 +98,8 @@ fn a_bad_option_refuses_the_jvm_start_with_one_clear_line() {
         ("service=orders,colour=red", "jvmapm agent: option colour: is unknown; accepted options: service, endpoint, protocol"),
         ("protocol=pigeon", "jvmapm agent: option protocol: \"pigeon\" is not supported: use grpc or http/protobuf"),
         ("interval=fast", "jvmapm agent: option interval: \"fast\" is not a duration"),
+        ("profile_after=-100ms", "jvmapm agent: option profile_after: \"-100ms\" is not a duration"),
+        ("profile_interval=1h", "jvmapm agent: option profile_interval: \"1h\" is not from 1ms to 1s"),
         ("log=/nonexistent/dir/agent.log", "jvmapm agent: option log: cannot open the log"),
     ];
     for (options, expected) in cases {

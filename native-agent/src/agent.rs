@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
-use crate::exporter::{self, Exporter};
+use crate::exporter::{self, Exporter, Queue};
 use crate::gc;
 use crate::guard;
 use crate::instrument::{self, Targets};
@@ -17,7 +17,8 @@ use crate::jni::{JInt, JObject, JavaVm, Jni, SharedVm};
 use crate::jvmti::{Capability, Event, EventCallbacks, JniEnvPtr, Jvmti, RawEnv};
 use crate::log::line;
 use crate::metrics;
-use crate::options::{LogLevel, Settings};
+use crate::options::{LogLevel, ProfileSettings, Settings};
+use crate::profiler;
 use crate::resource::{self, JvmFacts};
 use crate::sampler::{self, Sampler};
 use crate::transaction;
@@ -32,6 +33,9 @@ struct Agent {
     targets: Mutex<Option<Targets>>,
     interval: Duration,
     sampler: Arc<Mutex<Sampler>>,
+    /// How to profile slow transactions, and where profiles go; `None`
+    /// with `profile_after=off`.
+    profile: Option<(ProfileSettings, Queue)>,
     exporter: Exporter,
     stop: Arc<AtomicBool>,
     /// Kept alive so the instruments keep recording.
@@ -43,6 +47,27 @@ static AGENT: OnceLock<Agent> = OnceLock::new();
 /// Whether an agent already runs in this JVM (a second load is ignored).
 pub fn running() -> bool {
     AGENT.get().is_some()
+}
+
+/// Before JDK 17, a JVMTI stack trace of another thread stops every thread
+/// of the JVM (a global safepoint; JDK 17 made it a handshake with that one
+/// thread): taken every few milliseconds, that would pause the whole
+/// application. There the agent does not profile, and says so once.
+fn profiles_allowed(java_version: &str) -> bool {
+    let feature = java_version
+        .split('.')
+        .next()
+        .and_then(|v| v.parse::<u32>().ok());
+    let allowed = feature.is_some_and(|v| v >= 17);
+    if !allowed {
+        line(
+            LogLevel::Warn,
+            &format!(
+                "no transaction profiles on Java {java_version}: its stack traces stop every thread (profiles need JDK 17 or later)"
+            ),
+        );
+    }
+    allowed
 }
 
 /// Sets the agent up. `live` is true when attaching to a running JVM (the
@@ -68,6 +93,10 @@ pub fn start(
         jvmti,
         targets: Mutex::new(Some(Targets::new(&settings.hooks))),
         interval: settings.interval,
+        profile: settings
+            .profile
+            .filter(|_| profiles_allowed(&jvm.java_version))
+            .map(|p| (p, queue.clone())),
         sampler: Arc::new(Mutex::new(Sampler::new(
             settings,
             metrics.instruments,
@@ -103,6 +132,16 @@ fn subscribe(jvmti: Jvmti, live: bool) -> Result<(), String> {
             false
         }
     };
+    // Profiles name the lines of their frames; without it, methods only.
+    if let Err(e) = jvmti.add_capabilities(&[Capability::GetLineNumbers]) {
+        line(
+            LogLevel::Warn,
+            &format!(
+                "profiles name methods without their lines (JVMTI error {})",
+                e.0
+            ),
+        );
+    }
     // Only at start-up: without it, classes from the CDS archive (the JDK's
     // HTTP server among them) never reach the ClassFileLoadHook.
     if !live {
@@ -191,6 +230,22 @@ fn start_sampler() {
             &format!("cannot start the sampler thread: {e}; no JVM numbers"),
         );
     }
+    // Beside the sampler, not under its lock: a heap dump or a round slowed
+    // by a GC must not hold profiles up.
+    if let Some((settings, queue)) = &agent.profile {
+        if let Err(e) = profiler::start(
+            agent.vm,
+            agent.jvmti,
+            *settings,
+            queue.clone(),
+            agent.stop.clone(),
+        ) {
+            line(
+                LogLevel::Error,
+                &format!("cannot start the profiler thread: {e}; no profiles"),
+            );
+        }
+    }
 }
 
 unsafe extern "system" fn on_vm_init(_jvmti: *mut RawEnv, jni: JniEnvPtr, _thread: JObject) {
@@ -213,4 +268,19 @@ unsafe extern "system" fn on_vm_death(_jvmti: *mut RawEnv, jni: JniEnvPtr) {
         }
         agent.exporter.flush(FLUSH_LIMIT);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::profiles_allowed;
+
+    #[test]
+    fn profiles_need_jdk_17_where_a_stack_trace_is_a_handshake() {
+        for version in ["17", "21", "25"] {
+            assert!(profiles_allowed(version), "{version}");
+        }
+        for version in ["11", "1.8", "?", ""] {
+            assert!(!profiles_allowed(version), "{version}");
+        }
+    }
 }

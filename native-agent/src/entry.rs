@@ -88,6 +88,7 @@ fn load(vm: *mut JavaVm, options: &str, how: &str) -> Result<(), String> {
     let jvm = JvmFacts {
         vm_name: property(c"java.vm.name"),
         vm_version: property(c"java.vm.version"),
+        java_version: property(c"java.specification.version"),
     };
     line(
         LogLevel::Info,

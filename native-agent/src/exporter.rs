@@ -35,6 +35,7 @@ use crate::log::{self, line};
 use crate::metrics::SharedReader;
 use crate::options::{LogLevel, Protocol, Settings};
 use crate::otlp::{Rejected, TraceRequest};
+use crate::profile_join::Join;
 use crate::record::{Record, SpanIds};
 use crate::ring::{self, Ring};
 use crate::trace_client::TraceClient;
@@ -48,6 +49,10 @@ const POLL: Duration = Duration::from_millis(50);
 const PENDING_CAPACITY: usize = 4096;
 /// Spans sent in one export request.
 pub(crate) const BATCH: usize = 512;
+/// Profile text one export request carries at most (a profile is at most
+/// 64 KiB): with its other spans the request stays under the 4 MiB an
+/// OpenTelemetry Collector accepts by default.
+const REQUEST_PROFILE_BYTES: usize = 3 << 20;
 /// The longest wait between two attempts while the backend fails.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -117,6 +122,7 @@ pub fn start(
         ended: ended::Reader::default(),
         ids: SpanIds::new(),
         failures: 0,
+        join: Join::new(settings.profile.map(|p| (p.after, p.interval))),
     };
     let done = stopped.clone();
     let thread = std::thread::Builder::new()
@@ -160,6 +166,8 @@ struct Worker {
     ids: SpanIds,
     /// Failed exports in a row.
     failures: u32,
+    /// Slow transactions and profiles waiting for each other.
+    join: Join,
 }
 
 impl Worker {
@@ -201,6 +209,7 @@ impl Worker {
             }
             let (disconnected, rings_left) = self.take(&receiver);
             if flush.load(Ordering::Acquire) || disconnected {
+                self.release(true);
                 runtime.block_on(async {
                     self.send_spans(&mut clients.spans).await;
                     self.send_metrics(&clients.metrics).await;
@@ -232,18 +241,38 @@ impl Worker {
         });
         self.ended = reader;
         let rings_left = read == room;
-        loop {
+        let disconnected = loop {
             match receiver.try_recv() {
                 Ok(record) => self.hold(record),
-                Err(TryRecvError::Empty) => return (false, rings_left),
-                Err(TryRecvError::Disconnected) => return (true, rings_left),
+                Err(TryRecvError::Empty) => break false,
+                Err(TryRecvError::Disconnected) => break true,
             }
+        };
+        self.release(false);
+        (disconnected, rings_left)
+    }
+
+    /// Keeps a record for the next export, once its profile joined it.
+    fn hold(&mut self, record: Record) {
+        if let Some(record) = self.join.take(record, Instant::now()) {
+            self.keep(record);
+        }
+    }
+
+    /// Keeps the slow transactions that waited long enough for a profile
+    /// (`all`: every one) for the next export.
+    fn release(&mut self, all: bool) {
+        let mut due = Vec::new();
+        self.join
+            .due(Instant::now(), all, &mut |record| due.push(record));
+        for record in due {
+            self.keep(record);
         }
     }
 
     /// Keeps a record for the next export, or drops and counts it when the
     /// backend has been away long enough to fill the buffer.
-    fn hold(&mut self, record: Record) {
+    fn keep(&mut self, record: Record) {
         if self.pending.len() < PENDING_CAPACITY {
             self.pending.push_back(record);
         } else {
@@ -303,7 +332,7 @@ impl Worker {
     /// dropped and counted, and the rest wait for the next attempt.
     async fn send_spans(&mut self, client: &mut TraceClient) {
         while !self.pending.is_empty() {
-            let take = self.pending.len().min(BATCH);
+            let take = batch_len(&self.pending);
             let request = encode(self.pending.drain(..take), &mut self.ids, &mut self.request);
             match client.export(request).await {
                 Ok(rejected) => {
@@ -379,6 +408,23 @@ impl Worker {
     }
 }
 
+/// How many of the pending records go in the next request: at most a
+/// batch, and at most [`REQUEST_PROFILE_BYTES`] of profiles (at least one).
+fn batch_len(pending: &VecDeque<Record>) -> usize {
+    let mut bytes = 0;
+    let fits = pending
+        .iter()
+        .take(BATCH)
+        .take_while(|record| {
+            if let Record::Profiled(_, profile) = record {
+                bytes += profile.text.len();
+            }
+            bytes <= REQUEST_PROFILE_BYTES
+        })
+        .count();
+    fits.max(1).min(pending.len())
+}
+
 /// Reads at most `limit` records that application threads wrote into
 /// `rings`; returns how many it read.
 pub(crate) fn read_rings(
@@ -432,4 +478,48 @@ fn metadata(
         }
     }
     map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stacks::Profile;
+
+    fn profiled(text_bytes: usize) -> Record {
+        let gc = Record::GcPause {
+            start_ns: 1,
+            duration_ns: 1,
+            collection: None,
+        };
+        if text_bytes == 0 {
+            return gc;
+        }
+        let finished = match crate::profile_join::tests::slow_transaction() {
+            Record::Transaction(finished) => finished,
+            _ => unreachable!(),
+        };
+        Record::Profiled(
+            finished,
+            Box::new(Profile {
+                span_id: 1,
+                text: "x".repeat(text_bytes),
+                samples: 1,
+                dropped: 0,
+                truncated: 0,
+                interval_us: 10_000,
+            }),
+        )
+    }
+
+    /// 512 spans of 64 KiB profiles would make a 32 MiB request, which an
+    /// OpenTelemetry Collector refuses: profiles fill requests up to 3 MiB.
+    #[test]
+    fn a_request_carries_at_most_a_few_mib_of_profiles() {
+        let pending: VecDeque<Record> = (0..600).map(|_| profiled(64 * 1024)).collect();
+        assert_eq!(batch_len(&pending), 48);
+        let pending: VecDeque<Record> = (0..600).map(|_| profiled(0)).collect();
+        assert_eq!(batch_len(&pending), BATCH);
+        let pending: VecDeque<Record> = [profiled(5 << 20)].into_iter().collect();
+        assert_eq!(batch_len(&pending), 1, "a request takes at least one");
+    }
 }

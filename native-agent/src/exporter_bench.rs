@@ -140,6 +140,7 @@ fn resource(settings: &Settings) -> opentelemetry_sdk::Resource {
         &JvmFacts {
             vm_name: "OpenJDK 64-Bit Server VM".into(),
             vm_version: "17.0.16+8-Debian-1deb12u1".into(),
+            java_version: "17".into(),
         },
     )
 }

@@ -69,13 +69,18 @@ pub fn indexes_in(header: &str, start: &str, end: &str) -> HashMap<String, usize
     names.into_iter().enumerate().map(|(i, n)| (n, i)).collect()
 }
 
-/// `NAME = number` constants of an enum in `header`.
+/// `NAME = number` constants (decimal or `0x` hex) of an enum in `header`.
 pub fn enum_values(header: &str, start: &str, end: &str) -> HashMap<String, u32> {
     section(header, start, end)
         .split(',')
         .filter_map(|item| {
             let (name, value) = item.split_once('=')?;
-            Some((name.trim().to_string(), value.trim().parse().ok()?))
+            let value = value.trim();
+            let value = match value.strip_prefix("0x") {
+                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                None => value.parse().ok()?,
+            };
+            Some((name.trim().to_string(), value))
         })
         .collect()
 }

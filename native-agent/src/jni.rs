@@ -108,6 +108,14 @@ impl Global {
     }
 }
 
+/// A weak global reference: it does not keep its object alive, and is
+/// valid on every thread until deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Weak(JObject);
+
+// SAFETY: as for `Global`.
+unsafe impl Send for Weak {}
+
 /// The JNI environment of the current thread. Not `Send`: a `JNIEnv` belongs
 /// to one thread.
 pub struct Jni {
@@ -266,6 +274,38 @@ impl Jni {
             return Err(JniError(format!("no global reference for {what}")));
         }
         Ok(Global(global))
+    }
+
+    /// A weak global reference to `object` (a live reference of this thread).
+    pub fn weak(&self, object: JObject, what: &str) -> JniResult<Weak> {
+        // SAFETY: `object` is a live reference of this thread.
+        let weak = unsafe { (self.functions().NewWeakGlobalRef)(self.env, object) };
+        if weak.is_null() {
+            return Err(JniError(format!("no weak reference for {what}")));
+        }
+        Ok(Weak(weak))
+    }
+
+    /// Deletes a weak reference; it must not be used afterwards.
+    pub fn delete_weak(&self, weak: Weak) {
+        // SAFETY: `weak` came from `weak` and, by the caller's contract,
+        // is deleted once.
+        unsafe { (self.functions().DeleteWeakGlobalRef)(self.env, weak.0) };
+    }
+
+    /// A local reference to the object of `weak`; `None` once it is collected.
+    pub fn local_of(&self, weak: Weak) -> Option<JObject> {
+        // SAFETY: `weak` is a live weak reference; NewLocalRef answers null
+        // for one whose object was collected.
+        let local = unsafe { (self.functions().NewLocalRef)(self.env, weak.0) };
+        (!local.is_null()).then_some(local)
+    }
+
+    /// Frees a local reference of this thread before its frame ends.
+    pub fn delete_local(&self, object: JObject) {
+        // SAFETY: `object` is a local reference of this thread, not used
+        // afterwards (the callers' contract).
+        unsafe { (self.functions().DeleteLocalRef)(self.env, object) };
     }
 
     /// An instance method of `class` (`what` names it in errors, e.g.

@@ -34,10 +34,16 @@ macro_rules! slots {
 
 slots! {
     SetEventNotificationMode = 2,
+    GetAllThreads = 4,
     GetNamedModule = 40,
     Allocate = 46,
     Deallocate = 47,
+    GetClassSignature = 48,
+    GetMethodName = 64,
+    GetMethodDeclaringClass = 65,
+    GetLineNumberTable = 70,
     AddModuleReads = 94,
+    GetThreadListStackTraces = 101,
     SetEventCallbacks = 122,
     GetSystemProperty = 131,
     AddCapabilities = 142,
@@ -57,6 +63,9 @@ pub enum Event {
 /// Bits of `jvmtiCapabilities` the agent asks for (bit 0 is `can_tag_objects`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Capability {
+    /// Line numbers of a method's bytecode (`GetLineNumberTable`), for
+    /// the frames of profiles.
+    GetLineNumbers = 12,
     /// ClassFileLoadHook also for classes from the CDS archive.
     GenerateAllClassHookEvents = 26,
     GenerateGarbageCollectionEvents = 31,
@@ -94,6 +103,44 @@ pub struct EventCallbacks {
     pub garbage_collection_start: Option<GcCallback>,
     pub garbage_collection_finish: Option<GcCallback>,
     untyped_83_to_86: [Option<unsafe extern "system" fn()>; 4],
+}
+
+/// A method, as JVMTI and JNI name it (`jmethodID`).
+pub type MethodId = jni_sys::jmethodID;
+
+/// `jvmtiFrameInfo`: one frame of a stack, its method and the bytecode
+/// index in it (-1 in a native method).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameInfo {
+    pub method: MethodId,
+    pub location: i64,
+}
+
+/// `jvmtiStackInfo`: a thread's stack as `GetThreadListStackTraces` gives it.
+#[repr(C)]
+struct StackInfo {
+    thread: JObject,
+    state: JInt,
+    frame_buffer: *mut FrameInfo,
+    frame_count: JInt,
+}
+
+/// `jvmtiLineNumberEntry`: from this bytecode index on, this source line.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct LineNumberEntry {
+    start_location: i64,
+    line_number: JInt,
+}
+
+/// Bits of a thread's state (`JVMTI_THREAD_STATE_*`).
+pub mod thread_state {
+    pub const RUNNABLE: u32 = 0x4;
+    pub const SLEEPING: u32 = 0x40;
+    pub const WAITING: u32 = 0x80;
+    pub const BLOCKED_ON_MONITOR_ENTER: u32 = 0x400;
+    pub const IN_NATIVE: u32 = 0x40_0000;
 }
 
 /// A JVMTI error code (`jvmtiError`).
@@ -146,22 +193,50 @@ impl Jvmti {
     pub fn system_property(&self, name: &CStr) -> Result<String, JvmtiError> {
         type GetSystemProperty =
             unsafe extern "system" fn(*mut RawEnv, *const c_char, *mut *mut c_char) -> u32;
-        type Deallocate = unsafe extern "system" fn(*mut RawEnv, *mut u8) -> u32;
         let mut value: *mut c_char = std::ptr::null_mut();
         // SAFETY: the types are those of jvmti.h; `name` is NUL-terminated
-        // and `value` writable. On success the JVM hands over a
-        // NUL-terminated string, which is copied and then given back with
-        // Deallocate, once.
-        unsafe {
+        // and `value` writable.
+        let error = unsafe {
             let get: GetSystemProperty = self.function(Slot::GetSystemProperty);
-            let error = get(self.env, name.as_ptr(), &mut value);
-            if error != 0 || value.is_null() {
-                return Err(JvmtiError(error));
-            }
-            let text = CStr::from_ptr(value).to_string_lossy().into_owned();
+            get(self.env, name.as_ptr(), &mut value)
+        };
+        result(error)?;
+        // SAFETY: on success the JVM handed over a string of its own.
+        unsafe { self.take_string(value) }
+    }
+
+    /// Copies a NUL-terminated string the JVM allocated and gives it back.
+    ///
+    /// # Safety
+    /// `text` must be null or a string a JVMTI function of this environment
+    /// just handed over, not yet deallocated.
+    unsafe fn take_string(&self, text: *mut c_char) -> Result<String, JvmtiError> {
+        if text.is_null() {
+            return Err(JvmtiError(NULL_POINTER));
+        }
+        // SAFETY: the caller vouches for `text`, NUL-terminated (jvmti.h's
+        // strings are modified UTF-8), copied before it is given back once.
+        unsafe {
+            let copy = CStr::from_ptr(text).to_string_lossy().into_owned();
+            self.deallocate(text.cast());
+            Ok(copy)
+        }
+    }
+
+    /// Gives back memory a JVMTI function of this environment allocated.
+    ///
+    /// # Safety
+    /// `memory` must be null or such memory, not yet given back, and
+    /// unused afterwards.
+    unsafe fn deallocate(&self, memory: *mut u8) {
+        type Deallocate = unsafe extern "system" fn(*mut RawEnv, *mut u8) -> u32;
+        if memory.is_null() {
+            return;
+        }
+        // SAFETY: the type is that of jvmti.h; the caller vouches for `memory`.
+        unsafe {
             let deallocate: Deallocate = self.function(Slot::Deallocate);
-            deallocate(self.env, value.cast());
-            Ok(text)
+            deallocate(self.env, memory);
         }
     }
 
@@ -258,7 +333,181 @@ impl Jvmti {
         };
         result(error)
     }
+
+    /// Every live platform thread, as local references of the calling
+    /// thread (which must be attached, and should make them in a local frame).
+    pub fn all_threads(&self) -> Result<Vec<JObject>, JvmtiError> {
+        type GetAllThreads =
+            unsafe extern "system" fn(*mut RawEnv, *mut JInt, *mut *mut JObject) -> u32;
+        let mut count: JInt = 0;
+        let mut threads: *mut JObject = std::ptr::null_mut();
+        // SAFETY: the type is that of jvmti.h and both outputs are writable.
+        let error = unsafe {
+            let get: GetAllThreads = self.function(Slot::GetAllThreads);
+            get(self.env, &mut count, &mut threads)
+        };
+        result(error)?;
+        // SAFETY: on success `threads` holds `count` references, in an
+        // array the JVM allocated, copied and then given back once.
+        unsafe {
+            let list = slice_of(threads, count).to_vec();
+            self.deallocate(threads.cast());
+            Ok(list)
+        }
+    }
+
+    /// The stack of one `thread` (a live reference to a platform thread),
+    /// leaf first, at most `max_frames` of its frames, into `frames`; and
+    /// its state bits (see [`thread_state`]). One thread only: HotSpot then
+    /// reads it through a handshake with that thread alone, never a
+    /// safepoint of all of them.
+    pub fn stack_of(
+        &self,
+        thread: JObject,
+        max_frames: usize,
+        frames: &mut Vec<FrameInfo>,
+    ) -> Result<u32, JvmtiError> {
+        type GetThreadListStackTraces = unsafe extern "system" fn(
+            *mut RawEnv,
+            JInt,
+            *const JObject,
+            JInt,
+            *mut *mut StackInfo,
+        ) -> u32;
+        let mut info: *mut StackInfo = std::ptr::null_mut();
+        let max = JInt::try_from(max_frames).unwrap_or(JInt::MAX);
+        // SAFETY: the type is that of jvmti.h; the list is this one
+        // reference and `info` is writable.
+        let error = unsafe {
+            let get: GetThreadListStackTraces = self.function(Slot::GetThreadListStackTraces);
+            get(self.env, 1, &thread, max, &mut info)
+        };
+        result(error)?;
+        if info.is_null() {
+            return Err(JvmtiError(NULL_POINTER));
+        }
+        // SAFETY: on success `info` is one StackInfo, its frames in the
+        // same block the JVM allocated, read and then given back once.
+        unsafe {
+            let stack = &*info;
+            frames.clear();
+            frames.extend_from_slice(slice_of(stack.frame_buffer, stack.frame_count));
+            let state = stack.state as u32;
+            self.deallocate(info.cast());
+            Ok(state)
+        }
+    }
+
+    /// The name of `method` (`run`, `<init>`).
+    pub fn method_name(&self, method: MethodId) -> Result<String, JvmtiError> {
+        type GetMethodName = unsafe extern "system" fn(
+            *mut RawEnv,
+            MethodId,
+            *mut *mut c_char,
+            *mut *mut c_char,
+            *mut *mut c_char,
+        ) -> u32;
+        let mut name: *mut c_char = std::ptr::null_mut();
+        // SAFETY: the type is that of jvmti.h; null signature and generic
+        // pointers ask for neither; a stale id is an error code.
+        let error = unsafe {
+            let get: GetMethodName = self.function(Slot::GetMethodName);
+            get(
+                self.env,
+                method,
+                &mut name,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        result(error)?;
+        // SAFETY: on success the JVM handed over the name.
+        unsafe { self.take_string(name) }
+    }
+
+    /// The class that declares `method`, as a local reference.
+    pub fn declaring_class(&self, method: MethodId) -> Result<JObject, JvmtiError> {
+        type GetMethodDeclaringClass =
+            unsafe extern "system" fn(*mut RawEnv, MethodId, *mut JObject) -> u32;
+        let mut class: JObject = std::ptr::null_mut();
+        // SAFETY: the type is that of jvmti.h and `class` is writable.
+        let error = unsafe {
+            let get: GetMethodDeclaringClass = self.function(Slot::GetMethodDeclaringClass);
+            get(self.env, method, &mut class)
+        };
+        result(error)?;
+        Ok(class)
+    }
+
+    /// The JVM signature of `class` (`Lcom/acme/Orders;`).
+    pub fn class_signature(&self, class: JObject) -> Result<String, JvmtiError> {
+        type GetClassSignature = unsafe extern "system" fn(
+            *mut RawEnv,
+            JObject,
+            *mut *mut c_char,
+            *mut *mut c_char,
+        ) -> u32;
+        let mut signature: *mut c_char = std::ptr::null_mut();
+        // SAFETY: the type is that of jvmti.h; `class` is a live reference
+        // to a class and a null generic pointer asks for none.
+        let error = unsafe {
+            let get: GetClassSignature = self.function(Slot::GetClassSignature);
+            get(self.env, class, &mut signature, std::ptr::null_mut())
+        };
+        result(error)?;
+        // SAFETY: on success the JVM handed over the signature.
+        unsafe { self.take_string(signature) }
+    }
+
+    /// The line table of `method`: (first bytecode index, source line),
+    /// in the order the class file gives them. Needs
+    /// [`Capability::GetLineNumbers`]; a native method or a class compiled
+    /// without lines is an error.
+    pub fn line_numbers(&self, method: MethodId) -> Result<Vec<(i64, i32)>, JvmtiError> {
+        type GetLineNumberTable = unsafe extern "system" fn(
+            *mut RawEnv,
+            MethodId,
+            *mut JInt,
+            *mut *mut LineNumberEntry,
+        ) -> u32;
+        let mut count: JInt = 0;
+        let mut table: *mut LineNumberEntry = std::ptr::null_mut();
+        // SAFETY: the type is that of jvmti.h and both outputs are writable.
+        let error = unsafe {
+            let get: GetLineNumberTable = self.function(Slot::GetLineNumberTable);
+            get(self.env, method, &mut count, &mut table)
+        };
+        result(error)?;
+        // SAFETY: on success `table` holds `count` entries the JVM
+        // allocated, copied and then given back once.
+        unsafe {
+            let lines = slice_of(table, count)
+                .iter()
+                .map(|e| (e.start_location, e.line_number))
+                .collect();
+            self.deallocate(table.cast());
+            Ok(lines)
+        }
+    }
 }
+
+/// The `count` items at `items` (none when null or not positive).
+///
+/// # Safety
+/// When not null, `items` must point to `count` initialised items that
+/// outlive the slice.
+unsafe fn slice_of<'a, T>(items: *const T, count: JInt) -> &'a [T] {
+    match usize::try_from(count) {
+        Ok(len) if len > 0 && !items.is_null() => {
+            // SAFETY: the caller vouches for `len` items at `items`.
+            unsafe { std::slice::from_raw_parts(items, len) }
+        }
+        _ => &[],
+    }
+}
+
+/// `JVMTI_ERROR_NULL_POINTER`, for a success that handed over nothing.
+const NULL_POINTER: u32 = 100;
 
 fn result(error: u32) -> Result<(), JvmtiError> {
     if error == 0 {
@@ -293,6 +542,40 @@ mod tests {
         }
     }
 
+    /// The structs read from the JVM have jvmti.h's layout on 64-bit
+    /// platforms (a pointer and a `jlong`; a pointer, a `jint`, a pointer
+    /// and a `jint`; a `jlong` and a `jint`).
+    #[test]
+    fn structs_have_the_layout_of_jvmti_h() {
+        use std::mem::{offset_of, size_of};
+        assert_eq!(size_of::<FrameInfo>(), 16);
+        assert_eq!(offset_of!(FrameInfo, location), 8);
+        assert_eq!(size_of::<StackInfo>(), 32);
+        assert_eq!(offset_of!(StackInfo, state), 8);
+        assert_eq!(offset_of!(StackInfo, frame_buffer), 16);
+        assert_eq!(offset_of!(StackInfo, frame_count), 24);
+        assert_eq!(size_of::<LineNumberEntry>(), 16);
+        assert_eq!(offset_of!(LineNumberEntry, line_number), 8);
+    }
+
+    /// The thread state bits are jvmti.h's.
+    #[test]
+    fn thread_states_match_jvmti_h() {
+        let states = enum_values("jvmti.h", "JVMTI_THREAD_STATE_ALIVE = 0x0001,", "};");
+        for (name, bit) in [
+            ("JVMTI_THREAD_STATE_RUNNABLE", thread_state::RUNNABLE),
+            ("JVMTI_THREAD_STATE_SLEEPING", thread_state::SLEEPING),
+            ("JVMTI_THREAD_STATE_WAITING", thread_state::WAITING),
+            (
+                "JVMTI_THREAD_STATE_BLOCKED_ON_MONITOR_ENTER",
+                thread_state::BLOCKED_ON_MONITOR_ENTER,
+            ),
+            ("JVMTI_THREAD_STATE_IN_NATIVE", thread_state::IN_NATIVE),
+        ] {
+            assert_eq!(states.get(name), Some(&bit), "{name}");
+        }
+    }
+
     #[test]
     fn events_and_capabilities_match_jvmti_h() {
         let events = enum_values(
@@ -323,6 +606,10 @@ mod tests {
         assert_eq!(
             bits[Capability::GenerateAllClassHookEvents as usize],
             "can_generate_all_class_hook_events"
+        );
+        assert_eq!(
+            bits[Capability::GetLineNumbers as usize],
+            "can_get_line_numbers"
         );
         // The callbacks struct puts each event at (number - 50).
         let offset = |field: usize| field / std::mem::size_of::<usize>() + 50;

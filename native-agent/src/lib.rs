@@ -9,17 +9,21 @@
 //! `probe`), which reach `transaction` through the helper class: clocks,
 //! atomics and a non-blocking hand-over, never a lock or a wait. The VM
 //! thread runs the GC callbacks (atomics only). `sampler` reads the JVM on
-//! one attached daemon thread; `exporter` talks to the backend on one native
+//! one attached daemon thread; `profiler` samples the stacks of slow
+//! transactions on another; `exporter` talks to the backend on one native
 //! thread. At VMDeath the dying thread runs a last sampling round and waits
 //! at most 2 s for the flush.
 //!
 //! Modules import downwards only, never in a cycle:
 //! - bottom, holding no agent state: the FFI (`jni`, and `jvmti` on it),
 //!   `clock`, `ring`, `guard` (the panic barrier), and pure code: `options`,
-//!   `log`, `classfile` and `probe`, `sql`, `interned`, `otlp`, `resource`;
+//!   `log`, `classfile` and `probe`, `sql`, `interned`, `otlp`, `resource`,
+//!   `stacks` (folding stack samples into a profile's text);
 //! - middle, the work: `transaction` and `ended` (what application threads
 //!   record), `instrument`, `gc`, `management`, `heapdump`, `metrics`,
-//!   `sampler`, `record`, `trace_client`, `exporter`;
+//!   `sampler`, `threads` and `methods` (a transaction's thread and the
+//!   names of its frames, for) `profiler`, `record`, `profile_join`,
+//!   `trace_client`, `exporter`;
 //! - top: `agent`, the lifecycle, called only by `entry` (the exported
 //!   `Agent_OnLoad` and `Agent_OnAttach`). Nothing else imports either.
 
@@ -54,14 +58,19 @@ mod jni;
 mod jvmti;
 mod log;
 mod management;
+mod methods;
 mod metrics;
 pub mod options;
 mod otlp;
 pub mod probe;
+mod profile_join;
+mod profiler;
 mod record;
 mod resource;
 mod ring;
 mod sampler;
 mod sql;
+mod stacks;
+mod threads;
 mod trace_client;
 mod transaction;

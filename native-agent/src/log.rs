@@ -46,9 +46,15 @@ pub fn line(level: LogLevel, message: &str) {
     }
 }
 
+/// Whether debug lines are wanted (so that what only they report is
+/// measured only then).
+pub fn debugging() -> bool {
+    LOGGER.get().is_some_and(|l| l.level >= LogLevel::Debug)
+}
+
 /// Writes a debug line, building it only when debug lines are wanted.
 pub fn debug(message: impl FnOnce() -> String) {
-    if LOGGER.get().is_some_and(|l| l.level >= LogLevel::Debug) {
+    if debugging() {
         line(LogLevel::Debug, &message());
     }
 }

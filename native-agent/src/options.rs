@@ -57,6 +57,20 @@ pub struct Settings {
     /// two `CLOCK_THREAD_CPUTIME_ID` reads each, a real system call in
     /// many VMs.
     pub cpu: bool,
+    /// Stack samples of slow transactions; `None` when `profile_after=off`.
+    pub profile: Option<ProfileSettings>,
+}
+
+/// How the agent samples the stacks of slow transactions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProfileSettings {
+    /// Transactions open longer than this are sampled (`profile_after=`).
+    pub after: Duration,
+    /// Between two samples of one transaction (`profile_interval=`).
+    pub interval: Duration,
+    /// Samples a second over all transactions (`profile_budget=`); the
+    /// samples due beyond it are dropped and counted.
+    pub budget: u32,
 }
 
 /// `com.acme.Batch#run`: a class and a method name, or `*` for all its methods.
@@ -93,7 +107,7 @@ impl fmt::Display for OptionError {
 impl std::error::Error for OptionError {}
 
 /// Keys the option string accepts.
-pub const KEYS: [&str; 16] = [
+pub const KEYS: [&str; 19] = [
     "service",
     "endpoint",
     "protocol",
@@ -110,6 +124,9 @@ pub const KEYS: [&str; 16] = [
     "stuck",
     "sample",
     "cpu",
+    "profile_after",
+    "profile_interval",
+    "profile_budget",
 ];
 
 fn option_error(key: &str, problem: impl Into<String>) -> OptionError {
@@ -243,7 +260,34 @@ pub fn resolve(
             Some("off") => false,
             Some(v) => return Err(option_error("cpu", format!("{v:?} is not on or off"))),
         },
+        profile: profile_settings(&given)?,
     })
+}
+
+/// `profile_after` (100 ms, or `off`), `profile_interval` (10 ms, from
+/// 1 ms to 1 s) and `profile_budget` (200 samples a second).
+fn profile_settings(given: &Given) -> Result<Option<ProfileSettings>, OptionError> {
+    const SHORTEST: Duration = Duration::from_millis(1);
+    const LONGEST: Duration = Duration::from_secs(1);
+    let interval = given.duration("profile_interval", Duration::from_millis(10))?;
+    if !(SHORTEST..=LONGEST).contains(&interval) {
+        return Err(option_error(
+            "profile_interval",
+            format!(
+                "{:?} is not from 1ms to 1s",
+                given.get("profile_interval").unwrap_or_default()
+            ),
+        ));
+    }
+    let budget = given.number("profile_budget", 100_000)?.unwrap_or(200) as u32;
+    if given.get("profile_after") == Some("off") {
+        return Ok(None);
+    }
+    Ok(Some(ProfileSettings {
+        after: given.duration("profile_after", Duration::from_millis(100))?,
+        interval,
+        budget,
+    }))
 }
 
 /// The option string split into its options: each a known key, given once.
@@ -453,6 +497,14 @@ mod tests {
         assert_eq!((s.log, s.log_level), (LogTarget::Stderr, LogLevel::Info));
         assert!(s.hooks.is_empty());
         assert_eq!(s.stuck, Duration::from_secs(10));
+        assert_eq!(
+            s.profile,
+            Some(ProfileSettings {
+                after: Duration::from_millis(100),
+                interval: Duration::from_millis(10),
+                budget: 200,
+            })
+        );
         assert_eq!(s.sample, 1.0);
         assert!(s.cpu, "thread CPU time is measured by default");
     }
@@ -527,6 +579,8 @@ mod tests {
 
     #[test]
     fn durations_take_several_units_as_the_cli_does() {
+        let off = resolve("profile_after=off,profile_interval=5ms", no_env).unwrap();
+        assert_eq!(off.profile, None);
         let s = resolve("stuck=1m30s,interval=1s500ms", no_env).unwrap();
         assert_eq!(s.stuck, Duration::from_secs(90));
         assert_eq!(s.interval, Duration::from_millis(1_500));
@@ -578,6 +632,22 @@ mod tests {
             ),
             ("stuck=soon", "option stuck: \"soon\" is not a duration"),
             ("cpu=maybe", "option cpu: \"maybe\" is not on or off"),
+            (
+                "profile_after=-100ms",
+                "option profile_after: \"-100ms\" is not a duration",
+            ),
+            (
+                "profile_interval=100us",
+                "option profile_interval: \"100us\" is not a duration",
+            ),
+            (
+                "profile_interval=1h",
+                "option profile_interval: \"1h\" is not from 1ms to 1s",
+            ),
+            (
+                "profile_budget=0",
+                "option profile_budget: \"0\" is not a whole number from 1 to 100000",
+            ),
             (
                 "endpoint=https://collector:4317",
                 "option endpoint: \"https://collector:4317\" uses https",

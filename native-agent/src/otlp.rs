@@ -111,8 +111,9 @@ pub struct Attribute<'a> {
     pub value: Value<'a>,
 }
 
-/// The most attributes a span carries (a transaction's, at most 12).
-const MAX_ATTRIBUTES: usize = 16;
+/// The most attributes a span carries (a transaction's, at most 17: 12,
+/// and 5 of its profile).
+const MAX_ATTRIBUTES: usize = 24;
 
 /// A span's attributes, gathered on the stack.
 pub struct Attributes<'a> {

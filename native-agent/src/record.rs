@@ -12,6 +12,7 @@ use jvmapm_contract::random::Rng;
 use crate::ended::{Call, Finished, SqlCall};
 use crate::gc::Collection;
 use crate::otlp::{Attributes, Kind, SpanOut, TraceRequest, Value};
+use crate::stacks::Profile;
 use crate::transaction::{self, Site, SiteKind, Stuck};
 
 /// One thing for the exporter to send.
@@ -32,6 +33,11 @@ pub enum Record {
     },
     /// A transaction that ended.
     Transaction(Box<Finished>),
+    /// A transaction that ended, with its profile.
+    Profiled(Box<Finished>, Box<Profile>),
+    /// A profile on its way to its transaction: the exporter joins the two
+    /// (`profile_join`); alone it is no span.
+    Profile(Box<Profile>),
     /// A JDBC call inside a transaction.
     Sql(Box<SqlCall>),
     /// A hooked method called inside a transaction.
@@ -75,7 +81,11 @@ impl Record {
                 path,
                 reason,
             } => heap_dump_span(*start_ns, *duration_ns, path, reason, ids, request),
-            Record::Transaction(finished) => transaction_span(finished, request),
+            Record::Transaction(finished) => transaction_span(finished, None, request),
+            Record::Profiled(finished, profile) => {
+                transaction_span(finished, Some(profile), request)
+            }
+            Record::Profile(_) => {}
             Record::Stuck(stuck, stack) => stuck_span(stuck, stack.as_deref(), request),
             Record::Sql(call) => sql_span(call, request),
             Record::Step(call) => step_span(call, request),
@@ -279,7 +289,7 @@ fn stuck_span(stuck: &Stuck, stack: Option<&str>, request: &mut TraceRequest) {
 /// A finished transaction as a span, named as `jvmapm_contract::names` says:
 /// a SERVER span named `{method} {route}` for HTTP, an INTERNAL root span
 /// named `Class.method` for a hooked method.
-fn transaction_span(t: &Finished, request: &mut TraceRequest) {
+fn transaction_span(t: &Finished, profile: Option<&Profile>, request: &mut TraceRequest) {
     let site = transaction::site(t.site);
     let ending = &t.ending;
     let mut attributes = Attributes::default();
@@ -355,6 +365,9 @@ fn transaction_span(t: &Finished, request: &mut TraceRequest) {
             Value::Int(i64::from(t.steps_truncated)),
         );
     }
+    if let Some(profile) = profile {
+        push_profile(profile, &mut attributes);
+    }
     request.push(&SpanOut {
         trace_id: t.trace_id,
         span_id: t.span_id,
@@ -368,6 +381,18 @@ fn transaction_span(t: &Finished, request: &mut TraceRequest) {
         attributes: attributes.as_slice(),
         error,
     });
+}
+
+/// A transaction's profile as the contract's attributes.
+fn push_profile<'a>(profile: &'a Profile, attributes: &mut Attributes<'a>) {
+    let int = |n: u64| Value::Int(i64::try_from(n).unwrap_or(i64::MAX));
+    if !profile.text.is_empty() {
+        attributes.push(span::PROFILE, Value::Str(&profile.text));
+    }
+    attributes.push(span::PROFILE_SAMPLES, int(profile.samples));
+    attributes.push(span::PROFILE_DROPPED, int(profile.dropped));
+    attributes.push(span::PROFILE_TRUNCATED, int(profile.truncated));
+    attributes.push(span::PROFILE_INTERVAL, int(profile.interval_us));
 }
 
 /// `n` in decimal, written into `digits`.
@@ -684,6 +709,39 @@ mod tests {
                 "jvmapm.stack=\"at com.acme.Batch.run\"",
             ]
         );
+    }
+
+    #[test]
+    fn a_profiled_transaction_carries_its_profile() {
+        let profile = Profile {
+            span_id: 0x1234,
+            text: "Thread.run;Orders.place:17;[running] 7\n".into(),
+            samples: 9,
+            dropped: 1,
+            truncated: 2,
+            interval_us: 10_000,
+        };
+        let span = written(&Record::Profiled(
+            Box::new(http_transaction(200, true, 0)),
+            Box::new(profile),
+        ));
+        let attributes = attributes(&span);
+        let profile_attributes: Vec<&str> = attributes
+            .iter()
+            .map(String::as_str)
+            .filter(|a| a.starts_with("jvmapm.profile"))
+            .collect();
+        assert_eq!(
+            profile_attributes,
+            [
+                "jvmapm.profile=\"Thread.run;Orders.place:17;[running] 7\\n\"",
+                "jvmapm.profile.samples=9",
+                "jvmapm.profile.dropped=1",
+                "jvmapm.profile.truncated=2",
+                "jvmapm.profile.interval=10000",
+            ]
+        );
+        assert!(attributes.contains(&"http.route=\"/orders/{id}\"".to_string()));
     }
 
     #[test]

@@ -17,6 +17,8 @@ use crate::options::Settings;
 pub struct JvmFacts {
     pub vm_name: String,
     pub vm_version: String,
+    /// `java.specification.version`: `17`, `21`, or `1.8` before JDK 9.
+    pub java_version: String,
 }
 
 /// The resource every span and metric carries. The `service` option wins

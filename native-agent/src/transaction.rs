@@ -354,13 +354,41 @@ pub struct Active {
     pub newly_stuck: Vec<Stuck>,
 }
 
-/// Looks at every open transaction (the sampler does, once a round). A slot
-/// is read like a sequence lock: its claim before and after its fields must
-/// be the same generation, or the slot is passed by.
+/// Looks at every open transaction (the sampler does, once a round).
 pub fn active(stuck_after_ns: u64) -> Active {
-    let table = in_flight();
     let mut active = Active::default();
     let now = clock::monotonic_ns();
+    each_open(
+        |slot| Stuck {
+            site: slot.site.load(Ordering::Relaxed) as i32,
+            thread_id: slot.thread_id.load(Ordering::Relaxed),
+            trace_id: slot.trace_id(),
+            span_id: slot.span.load(Ordering::Relaxed),
+            start_ns: slot.start_wall_ns.load(Ordering::Relaxed),
+            open_ns: now.saturating_sub(slot.start_monotonic_ns.load(Ordering::Relaxed)),
+        },
+        |_, slot, claim, stuck| {
+            let bucket = match stuck.open_ns / 1_000_000_000 {
+                0..=2 => 0,
+                3..=7 => 1,
+                _ => 2,
+            };
+            active.by_age[bucket] += 1;
+            if stuck.open_ns >= stuck_after_ns && slot.stuck.load(Ordering::Relaxed) != claim {
+                slot.stuck.store(claim, Ordering::Relaxed);
+                active.newly_stuck.push(stuck);
+            }
+        },
+    );
+    active
+}
+
+/// Reads every open transaction with `read`, and hands what it read to
+/// `found` with its slot's index, the slot and its claim. A slot is read like a sequence lock:
+/// its claim before and after `read` must be the same generation, or the
+/// slot is passed by.
+fn each_open<T>(mut read: impl FnMut(&Slot) -> T, mut found: impl FnMut(usize, &Slot, u32, T)) {
+    let table = in_flight();
     for (word_index, word) in table.occupied.iter().enumerate() {
         let mut bits = word.load(Ordering::Relaxed);
         while bits != 0 {
@@ -371,33 +399,59 @@ pub fn active(stuck_after_ns: u64) -> Active {
             if claim & 1 == 0 {
                 continue; // free, or being written
             }
-            let start = slot.start_monotonic_ns.load(Ordering::Relaxed);
-            let already = slot.stuck.load(Ordering::Relaxed) == claim;
-            let stuck = Stuck {
-                site: slot.site.load(Ordering::Relaxed) as i32,
-                thread_id: slot.thread_id.load(Ordering::Relaxed),
-                trace_id: slot.trace_id(),
-                span_id: slot.span.load(Ordering::Relaxed),
-                start_ns: slot.start_wall_ns.load(Ordering::Relaxed),
-                open_ns: now.saturating_sub(start),
-            };
+            let value = read(slot);
             fence(Ordering::Acquire);
             if slot.claim.load(Ordering::Relaxed) != claim {
                 continue; // it ended (and maybe another began) meanwhile
             }
-            let bucket = match stuck.open_ns / 1_000_000_000 {
-                0..=2 => 0,
-                3..=7 => 1,
-                _ => 2,
-            };
-            active.by_age[bucket] += 1;
-            if stuck.open_ns >= stuck_after_ns && !already {
-                slot.stuck.store(claim, Ordering::Relaxed);
-                active.newly_stuck.push(stuck);
-            }
+            found(index, slot, claim, value);
         }
     }
-    active
+}
+
+/// A transaction open long enough to have its stack sampled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slow {
+    /// Its slot and claim: [`still_open`] tells whether it still runs.
+    pub slot: usize,
+    pub generation: u32,
+    /// `Thread.getId()` of its thread.
+    pub thread_id: u64,
+    pub span_id: u64,
+}
+
+/// The transactions open for at least `after_ns`, into `slow` (cleared
+/// first), in slot order.
+pub fn open_longer_than(after_ns: u64, slow: &mut Vec<Slow>) {
+    slow.clear();
+    let now = clock::monotonic_ns();
+    each_open(
+        |slot| {
+            (
+                now.saturating_sub(slot.start_monotonic_ns.load(Ordering::Relaxed)),
+                slot.thread_id.load(Ordering::Relaxed),
+                slot.span.load(Ordering::Relaxed),
+            )
+        },
+        |index, _, generation, (open_ns, thread_id, span_id)| {
+            if open_ns >= after_ns {
+                slow.push(Slow {
+                    slot: index,
+                    generation,
+                    thread_id,
+                    span_id,
+                });
+            }
+        },
+    );
+}
+
+/// Whether the transaction `slow` names still holds its slot.
+pub fn still_open(slow: &Slow) -> bool {
+    in_flight()
+        .slots
+        .get(slow.slot)
+        .is_some_and(|slot| slot.claim.load(Ordering::Acquire) == slow.generation)
 }
 
 /// A call of `site` that lasted `duration_ns` until now, as a child span of
@@ -734,6 +788,27 @@ mod tests {
             !close(next).unwrap().stuck,
             "the next occupant starts clean"
         );
+    }
+
+    #[test]
+    fn only_transactions_open_long_enough_are_slow_until_they_end() {
+        let _alone = WHOLE_TABLE.lock().unwrap_or_else(|e| e.into_inner());
+        let old = begin(6, 61, None);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let young = begin(6, 62, None);
+        let mut slow = Vec::new();
+        open_longer_than(10_000_000, &mut slow);
+        let mine: Vec<Slow> = slow
+            .into_iter()
+            .filter(|s| s.thread_id == 61 || s.thread_id == 62)
+            .collect();
+        assert_eq!(mine.len(), 1, "{mine:?}");
+        assert_eq!(mine[0].thread_id, 61);
+        assert!(still_open(&mine[0]));
+        let closed = close(old).unwrap();
+        assert_eq!(mine[0].span_id, closed.span_id);
+        assert!(!still_open(&mine[0]), "ended");
+        close(young).unwrap();
     }
 
     /// Many short transactions on several threads while the sampler looks

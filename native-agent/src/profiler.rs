@@ -1,0 +1,316 @@
+//! The profiler thread: stack samples of slow transactions. Every
+//! `profile_interval` it looks for transactions open longer than
+//! `profile_after` (`transaction::open_longer_than`), reads each one's
+//! thread stack with JVMTI `GetThreadListStackTraces` on that one thread
+//! (a handshake with it, never a safepoint of all threads; a thread that
+//! waits is not woken), and counts the stack. A global budget of samples a
+//! second bounds the cost when many transactions are slow at once; the
+//! samples due beyond it are dropped and counted. When a transaction ends,
+//! its samples are named (`methods`), folded (`stacks`) and handed to the
+//! exporter, which puts the profile on the transaction's span.
+//!
+//! Why JVMTI rather than `AsyncGetCallTrace` from a signal: it is a
+//! specified API, needs no signal handler in someone else's JVM (ASGCT
+//! still crashes on some builds and needs the JVM's crash signals taken
+//! over to survive that), no jmethodID pre-pass at class load, and tells
+//! the thread's state with its stack; a sample taken while the slot's
+//! generation changed is discarded, so a sample never lands on the next
+//! transaction of that thread. Its cost is a safepoint bias in the leaf of
+//! running threads, which a profile of where time goes tolerates.
+//!
+//! Everything here runs on the profiler thread, attached to the JVM as a
+//! daemon; application threads are never touched beyond the handshake.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::clock;
+use crate::exporter::Queue;
+use crate::guard;
+use crate::jni::{Jni, SharedVm};
+use crate::jvmti::{FrameInfo, Jvmti};
+use crate::log::{self, line};
+use crate::methods::Methods;
+use crate::options::{LogLevel, ProfileSettings};
+use crate::record::Record;
+use crate::stacks::{self, Profile, State, Tally};
+use crate::threads::Threads;
+use crate::transaction::{self, Slow};
+
+/// The deepest stack kept; deeper ones keep their leaf-most frames under a
+/// `[truncated]` root.
+const MAX_DEPTH: usize = 128;
+/// The most transactions profiled at once; others are not sampled.
+const MAX_OPEN: usize = 1024;
+/// The most distinct stacks kept of one transaction.
+const MAX_STACKS: usize = 4096;
+
+/// A sampled stack before its frames are named: (method, bytecode index)
+/// leaf first, the state, and whether it was cut.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct RawStack {
+    frames: Box<[(usize, i64)]>,
+    state: State,
+    cut: bool,
+}
+
+/// The samples of one open transaction.
+struct Open {
+    transaction: Slow,
+    tally: Tally<RawStack>,
+    dropped: u64,
+}
+
+struct Profiler {
+    jvmti: Jvmti,
+    settings: ProfileSettings,
+    queue: Queue,
+    threads: Threads,
+    methods: Methods,
+    open: HashMap<usize, Open>,
+    /// Samples the budget allows now (a token bucket, one tick deep).
+    tokens: f64,
+    refilled: Instant,
+    /// Where the next tick starts taking samples, so that over budget no
+    /// transaction always comes last.
+    cursor: usize,
+    slow: Vec<Slow>,
+    frames: Vec<FrameInfo>,
+}
+
+impl Profiler {
+    fn tick(&mut self, jni: &Jni) {
+        transaction::open_longer_than(self.settings.after.as_nanos() as u64, &mut self.slow);
+        self.finish_ended(jni);
+        for slow in &self.slow {
+            if self.open.len() < MAX_OPEN {
+                self.open.entry(slow.slot).or_insert_with(|| Open {
+                    transaction: *slow,
+                    tally: Tally::new(MAX_STACKS),
+                    dropped: 0,
+                });
+            }
+        }
+        self.refill();
+        let count = self.slow.len();
+        let first = self.cursor;
+        for n in 0..count {
+            let slow = self.slow[(first + n) % count];
+            if !self.open.contains_key(&slow.slot) {
+                continue;
+            }
+            if self.tokens >= 1.0 {
+                self.tokens -= 1.0;
+                self.cursor = self.cursor.wrapping_add(1);
+                let sample = self.timed_sample(jni, &slow);
+                if let Some(open) = self.open.get_mut(&slow.slot) {
+                    match sample {
+                        Some(stack) => open.tally.add(stack),
+                        None => open.dropped += 1,
+                    }
+                }
+            } else if let Some(open) = self.open.get_mut(&slow.slot) {
+                open.dropped += 1;
+            }
+        }
+    }
+
+    /// [`Profiler::sample`], saying in a debug line what it cost the
+    /// profiler thread's CPU (the benchmark reads these).
+    fn timed_sample(&mut self, jni: &Jni, slow: &Slow) -> Option<RawStack> {
+        if !log::debugging() {
+            return self.sample(jni, slow);
+        }
+        let started = clock::thread_cpu_ns();
+        let sample = self.sample(jni, slow);
+        let cpu_ns = clock::thread_cpu_ns().saturating_sub(started);
+        let state = sample.as_ref().map(|s| s.state);
+        log::debug(|| format!("profile sample took {cpu_ns} ns CPU ({state:?})"));
+        sample
+    }
+
+    /// Adds the samples the budget allows since the last tick, keeping at
+    /// most one tick's worth.
+    fn refill(&mut self) {
+        let now = Instant::now();
+        let budget = f64::from(self.settings.budget);
+        let per_tick = (budget * self.settings.interval.as_secs_f64()).max(1.0);
+        let earned = budget * now.duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + earned).min(per_tick);
+        self.refilled = now;
+    }
+
+    /// One sample of the thread of `slow`, if it still runs that
+    /// transaction when the stack has been read.
+    fn sample(&mut self, jni: &Jni, slow: &Slow) -> Option<RawStack> {
+        let state = jni
+            .with_local_frame(4, |jni| {
+                let Some(thread) = self.threads.find(jni, slow.thread_id) else {
+                    return Ok(None);
+                };
+                Ok(self
+                    .jvmti
+                    .stack_of(thread, MAX_DEPTH + 1, &mut self.frames)
+                    .ok())
+            })
+            .ok()??;
+        // Read while the transaction ran throughout: it held its slot
+        // before (`open_longer_than`) and still does.
+        if !transaction::still_open(slow) {
+            return None;
+        }
+        let state = State::from_jvmti(state)?;
+        let cut = self.frames.len() > MAX_DEPTH;
+        self.frames.truncate(MAX_DEPTH);
+        Some(RawStack {
+            frames: self
+                .frames
+                .iter()
+                .map(|f| (f.method as usize, f.location))
+                .collect(),
+            state,
+            cut,
+        })
+    }
+
+    /// Hands the profiles of the transactions that ended to the exporter.
+    fn finish_ended(&mut self, jni: &Jni) {
+        let ended: Vec<usize> = self
+            .open
+            .iter()
+            .filter(|(_, open)| !transaction::still_open(&open.transaction))
+            .map(|(&slot, _)| slot)
+            .collect();
+        for slot in ended {
+            if let Some(open) = self.open.remove(&slot) {
+                let profile = self.fold(jni, open);
+                log::debug(|| {
+                    format!(
+                        "profile of {} samples: {} bytes of folded stacks",
+                        profile.samples,
+                        profile.text.len()
+                    )
+                });
+                self.queue.push(Record::Profile(Box::new(profile)));
+            }
+        }
+    }
+
+    fn fold(&mut self, jni: &Jni, open: Open) -> Profile {
+        let samples = open.tally.samples();
+        let (counts, left_out) = open.tally.into_parts();
+        let lines: Vec<(String, u64)> = counts
+            .into_iter()
+            .map(|(stack, count)| {
+                let names: Vec<String> = stack
+                    .frames
+                    .iter()
+                    .map(|&(method, location)| {
+                        self.methods.frame(
+                            jni,
+                            FrameInfo {
+                                method: method as _,
+                                location,
+                            },
+                        )
+                    })
+                    .collect();
+                (stacks::line(&names, stack.state, stack.cut), count)
+            })
+            .collect();
+        let folded = stacks::fold(lines, stacks::MAX_BYTES);
+        Profile {
+            span_id: open.transaction.span_id,
+            text: folded.text,
+            samples,
+            dropped: open.dropped,
+            truncated: left_out + folded.left_out,
+            interval_us: self.settings.interval.as_micros() as u64,
+        }
+    }
+}
+
+/// Starts the profiler thread: it attaches to the JVM as a daemon and
+/// samples every `settings.interval` until `stop` is set.
+pub fn start(
+    vm: SharedVm,
+    jvmti: Jvmti,
+    settings: ProfileSettings,
+    queue: Queue,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("jvmapm-profiler".into())
+        .spawn(move || {
+            let set_up = guard::caught(|| set_up(vm, jvmti, settings, queue)).flatten();
+            if let Some((jni, mut profiler)) = set_up {
+                run(&jni, &mut profiler, &stop);
+            }
+        })?;
+    Ok(())
+}
+
+/// Attaches the thread to the JVM and makes the profiler; `None`, said
+/// in the log, when it cannot.
+fn set_up(
+    vm: SharedVm,
+    jvmti: Jvmti,
+    settings: ProfileSettings,
+    queue: Queue,
+) -> Option<(Jni, Profiler)> {
+    // SAFETY: `vm` is the JVM's JavaVM and the JVM is live (VMInit has
+    // happened or we attached to it).
+    let jni = match unsafe { Jni::attach_daemon(vm.get(), c"jvmapm profiler") } {
+        Ok(jni) => jni,
+        Err(code) => {
+            line(
+                LogLevel::Error,
+                &format!("the profiler cannot attach to the JVM (error {code}); no profiles"),
+            );
+            return None;
+        }
+    };
+    let threads = match Threads::new(&jni, jvmti, settings.interval) {
+        Ok(threads) => threads,
+        Err(e) => {
+            line(
+                LogLevel::Error,
+                &format!("the profiler cannot find threads ({e}); no profiles"),
+            );
+            return None;
+        }
+    };
+    let profiler = Profiler {
+        jvmti,
+        settings,
+        queue,
+        threads,
+        methods: Methods::new(jvmti),
+        open: HashMap::new(),
+        tokens: 0.0,
+        refilled: Instant::now(),
+        cursor: 0,
+        slow: Vec::new(),
+        frames: Vec::with_capacity(MAX_DEPTH + 1),
+    };
+    Some((jni, profiler))
+}
+
+/// Ticks against absolute deadlines (a slow tick is not made up for).
+fn run(jni: &Jni, profiler: &mut Profiler, stop: &AtomicBool) {
+    let interval = profiler.settings.interval;
+    let mut next = Instant::now() + interval;
+    loop {
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        next = (next + interval).max(Instant::now());
+        if guard::caught(|| profiler.tick(jni)).is_none() {
+            line(LogLevel::Error, "the profiler failed; no more profiles");
+            return;
+        }
+    }
+}
