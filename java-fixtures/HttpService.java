@@ -24,7 +24,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  * prepared H2 query, a customer's order count and total, that scans the
  * ORDERS rows made at start: about 1 ms of real work, for throughput on a
  * realistic endpoint, `ENDPOINT=/query bench/agent-http.py`; 503 without
- * H2 too). Every response
+ * H2 too), and /steps?n=N&ms=M (calls {@link #step} N times, each sleeping M
+ * milliseconds, or throwing, caught, when M is negative: steps of the
+ * transaction with `hook=HttpService#step`). Every response
  * body says how long the handler took in microseconds ("took N"), so tests
  * can compare it with what the agent measured. With the argument "virtual" (JDK 21+)
  * each exchange runs on a virtual thread. With "backlog" (for `jvmapm demo`) a
@@ -157,6 +159,26 @@ public class HttpService {
         return true;
     }
 
+    /** Sleeps ms milliseconds; throws when ms is negative. */
+    static void step(long ms) throws InterruptedException {
+        if (ms < 0) {
+            throw new IllegalStateException("step failed");
+        }
+        Thread.sleep(ms);
+    }
+
+    /** The value of parameter name in a query string like "n=3&ms=30", or fallback when it has none. */
+    static long parameter(String query, String name, long fallback) {
+        if (query != null) {
+            for (String pair : query.split("&")) {
+                if (pair.startsWith(name + "=")) {
+                    return Long.parseLong(pair.substring(name.length() + 1));
+                }
+            }
+        }
+        return fallback;
+    }
+
     public static void main(String[] args) throws Exception {
         // Without it, a response's separate writes of headers and body meet
         // delayed ACKs and every keep-alive request waits ~40 ms.
@@ -177,6 +199,24 @@ public class HttpService {
             long ms = query != null && query.startsWith("ms=") ? Long.parseLong(query.substring(3)) : 50;
             try {
                 Thread.sleep(ms);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            answer(exchange, 200, start);
+        });
+        server.createContext("/steps", exchange -> {
+            long start = System.nanoTime();
+            String query = exchange.getRequestURI().getQuery();
+            long n = parameter(query, "n", 1);
+            long ms = parameter(query, "ms", 0);
+            try {
+                for (long i = 0; i < n; i++) {
+                    try {
+                        step(ms);
+                    } catch (IllegalStateException failed) {
+                        // a step that throws; the request still succeeds
+                    }
+                }
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
             }

@@ -604,6 +604,93 @@ fn sql_count_and_time_are_the_statements_the_transaction_ran() {
     }
 }
 
+/// The INTERNAL children of a transaction named after the hooked step
+/// method, in the order they started, each checked to be a step of it:
+/// `HttpService.step` with its class and method, lying within it.
+fn steps_of(detail: &Value) -> Vec<&Value> {
+    let start = detail["start_time_unix_nano"].as_u64().unwrap();
+    let end = detail["end_time_unix_nano"].as_u64().unwrap();
+    let steps: Vec<&Value> = detail["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "SPAN_KIND_INTERNAL")
+        .collect();
+    for step in &steps {
+        assert_eq!(step["name"], "HttpService.step", "{step}");
+        assert_eq!(step["parent_span_id"], detail["span_id"], "{step}");
+        assert_eq!(step["attributes"]["code.namespace"], "HttpService");
+        assert_eq!(step["attributes"]["code.function"], "step");
+        let (begin, finish) = (
+            step["start_time_unix_nano"].as_u64().unwrap(),
+            step["end_time_unix_nano"].as_u64().unwrap(),
+        );
+        assert!(
+            start <= begin && begin <= finish && finish <= end,
+            "a step outside its transaction {start}..{end}: {step}"
+        );
+    }
+    steps
+}
+
+#[test]
+fn hooked_methods_called_inside_a_request_are_its_steps_up_to_the_bound() {
+    let _jvms = JvmTurn::alone();
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &[]);
+    let server = Service::start(java_with_agent(
+        &java_launchers()[0],
+        &format!(
+            "service=steps,endpoint=http://{},export_interval=200ms,hook=HttpService#step",
+            analyzer.grpc
+        ),
+        &["-Xcheck:jni", "HttpService"],
+    ));
+    // Three steps of 30 ms; 300 instant ones; one that throws.
+    for path in ["/steps?n=3&ms=30", "/steps?n=300&ms=0", "/steps?n=1&ms=-1"] {
+        assert_eq!(server.get(path, &[]).0, 200, "{path}");
+    }
+    let stderr = server.stop();
+    let points = analyzer.points_of("steps", 3);
+    assert_eq!(points.len(), 3, "{points:#?}\n{stderr}");
+    let mut details: Vec<Value> = points.iter().map(|p| analyzer.detail(p)).collect();
+    details.sort_by_key(|d| d["start_time_unix_nano"].as_u64());
+    for point in &points {
+        assert_eq!(point["error"], false, "a step's throw is not the request's");
+    }
+    for detail in &details {
+        assert_eq!(detail["name"], "GET /steps", "{detail:#}");
+    }
+
+    let slow = steps_of(&details[0]);
+    assert_eq!(slow.len(), 3, "{:#}", details[0]);
+    let mut previous_end = 0;
+    for step in slow {
+        let begin = step["start_time_unix_nano"].as_u64().unwrap();
+        let end = step["end_time_unix_nano"].as_u64().unwrap();
+        assert!(end - begin >= 30_000_000, "{step}");
+        assert!(begin >= previous_end, "in the order they ran: {step}");
+        previous_end = end;
+        assert_eq!(step["status"], Value::Null, "{step}");
+    }
+    assert_eq!(
+        details[0]["attributes"]["jvmapm.steps.truncated"],
+        Value::Null
+    );
+
+    let many = steps_of(&details[1]);
+    assert_eq!(many.len(), 256, "the agent's bound");
+    assert_eq!(details[1]["attributes"]["jvmapm.steps.truncated"], 44);
+
+    let failed = steps_of(&details[2]);
+    assert_eq!(failed.len(), 1, "{:#}", details[2]);
+    assert_eq!(failed[0]["status"]["code"], 2, "{}", failed[0]);
+    assert_eq!(
+        failed[0]["attributes"]["error.type"],
+        "java.lang.IllegalStateException"
+    );
+}
+
 #[test]
 fn cpu_off_leaves_thread_cpu_time_out_and_measures_the_rest() {
     let _jvms = JvmTurn::alone();

@@ -63,7 +63,7 @@ pub mod span {
     /// The JVM's id of a thread (int). Agent: on stuck events.
     pub const THREAD_ID: &str = "thread.id";
     /// The hooked class, e.g. `com.acme.Batch` (string). Agent: on method
-    /// transactions, SQL calls and stuck events.
+    /// transactions, steps, SQL calls and stuck events.
     pub const CODE_NAMESPACE: &str = "code.namespace";
     /// The hooked method, e.g. `run` (string). Written like [`CODE_NAMESPACE`].
     pub const CODE_FUNCTION: &str = "code.function";
@@ -96,6 +96,12 @@ pub mod span {
     /// Agent writes; the viewer then looks for the [`super::event::STUCK`]
     /// event with the same trace id to show its stack.
     pub const STUCK: &str = "jvmapm.stuck";
+    /// Steps the transaction took past the agent's bound (256), counted but
+    /// not sent (int). A step is a `hook=` method called inside a
+    /// transaction: an INTERNAL child span named `Class.method` with
+    /// [`CODE_NAMESPACE`] and [`CODE_FUNCTION`]. Agent writes when any were
+    /// left out.
+    pub const STEPS_TRUNCATED: &str = "jvmapm.steps.truncated";
     /// Where a slow transaction spent its time: stack samples of its
     /// thread, merged as folded stacks (string), one line a distinct stack,
     /// `root;frame;...;leaf;[state] count`, root first, the thread's state

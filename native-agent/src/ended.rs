@@ -1,9 +1,11 @@
 //! What an application thread writes into its ring (see `ring`) when a
-//! transaction or a JDBC call inside one ends, and how the exporter reads it
-//! back: fixed words of numbers, strings as numbers from `interned`, and the
-//! only free text (the URL path, the SQL statement) copied in as bytes. A
-//! thread's name is written once, in a record of its own, and the exporter
-//! remembers it by thread id.
+//! transaction, or a call inside one (a JDBC statement, a step), ends, and
+//! how the exporter reads it back: fixed words of numbers, strings as
+//! numbers from `interned`, and the only free text (the URL path, the SQL
+//! statement) copied in as bytes. A step is a `hook=` method called inside
+//! a transaction; its site number names the method, so its record has no
+//! text at all. A thread's name is written once, in a record of its own,
+//! and the exporter remembers it by thread id.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,11 +18,14 @@ const TRANSACTION: Kind = 1;
 const SQL: Kind = 2;
 /// A thread's name, before its first transaction (and after a rename).
 const THREAD_NAME: Kind = 3;
+/// A hooked method called inside a transaction.
+const STEP: Kind = 4;
 
 /// Words of a transaction record before its path.
 const TRANSACTION_WORDS: usize = 13;
-/// Words of a SQL record before its statement.
-const SQL_WORDS: usize = 7;
+/// Words of a call inside a transaction: all of a step's record, and a
+/// SQL record's before its statement.
+const CALL_WORDS: usize = 7;
 
 /// Longest URL path kept, in bytes.
 pub const MAX_PATH: usize = 2048;
@@ -54,6 +59,8 @@ pub struct Finished {
     pub sql_ns: u64,
     /// Sent with full detail (`sample=`).
     pub detailed: bool,
+    /// Steps past the bound of steps per transaction, not sent.
+    pub steps_truncated: u32,
 }
 
 /// What the helper said at a transaction's end, its strings resolved.
@@ -68,18 +75,26 @@ pub struct Ending {
     pub thread: Option<Arc<str>>,
 }
 
-/// A JDBC call that ended inside a transaction, as a child span.
+/// A call that ended inside a transaction (a step, or what a JDBC call
+/// has besides its statement), as a child span of it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct SqlCall {
+pub struct Call {
+    /// The hooked method, or the JDBC statement's method.
     pub site: i32,
     pub trace_id: u128,
     pub parent_span_id: u64,
     pub span_id: u64,
     pub start_ns: u64,
     pub duration_ns: u64,
+    pub error_type: Option<Arc<str>>,
+}
+
+/// A JDBC call that ended inside a transaction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SqlCall {
+    pub call: Call,
     /// The statement with its literals replaced by `?`.
     pub statement: Option<String>,
-    pub error_type: Option<Arc<str>>,
 }
 
 /// A transaction's end as the application thread writes it: its numbers,
@@ -98,6 +113,7 @@ pub struct TransactionEnd<'a> {
     pub detailed: bool,
     pub sql_count: u32,
     pub sql_ns: u64,
+    pub steps_truncated: u32,
     pub method: u32,
     pub route: u32,
     pub error: u32,
@@ -136,31 +152,33 @@ pub fn write_transaction(ring: &Ring, t: &TransactionEnd) -> bool {
     record.push(u64::from(t.sql_count) | flags << 32);
     record.push(t.sql_ns);
     record.push(u64::from(t.method) | u64::from(t.route) << 32);
-    record.push(u64::from(t.error));
+    record.push(u64::from(t.error) | u64::from(t.steps_truncated) << 32);
     record.push_bytes(path);
     true
 }
 
-/// A JDBC call's end as the application thread writes it.
-pub struct SqlEnd<'a> {
+/// The end of a call inside a transaction (a JDBC statement or a step) as
+/// the application thread writes it.
+pub struct CallEnd {
     pub site: i32,
     pub trace_id: u128,
     pub parent_span_id: u64,
     pub span_id: u64,
     pub start_ns: u64,
     pub duration_ns: u64,
-    /// The statement as the application gave it (normalised on the
-    /// exporter thread); empty for none.
-    pub statement: &'a [u8],
+    /// The exception's class as a number from `interned`; 0 for none.
     pub error: u32,
 }
 
-/// Writes a JDBC call's end; false when the ring is full.
-pub fn write_sql(ring: &Ring, call: &SqlEnd) -> bool {
-    let statement = &call.statement[..call.statement.len().min(MAX_STATEMENT)];
-    let Some(mut record) = ring.reserve(SQL, SQL_WORDS + ring::bytes_words(statement.len())) else {
-        return false;
-    };
+/// Reserves a record of `kind` with room for `extra` words after the call's
+/// own, and writes the call's words; `None` when the ring is full.
+fn reserve_call<'r>(
+    ring: &'r Ring,
+    kind: Kind,
+    call: &CallEnd,
+    extra: usize,
+) -> Option<ring::Reservation<'r>> {
+    let mut record = ring.reserve(kind, CALL_WORDS + extra)?;
     record.push(u64::from(call.site as u32) | u64::from(call.error) << 32);
     record.push((call.trace_id >> 64) as u64);
     record.push(call.trace_id as u64);
@@ -168,8 +186,24 @@ pub fn write_sql(ring: &Ring, call: &SqlEnd) -> bool {
     record.push(call.span_id);
     record.push(call.start_ns);
     record.push(call.duration_ns);
+    Some(record)
+}
+
+/// Writes a JDBC call's end with its statement as the application gave it
+/// (normalised on the exporter thread; empty for none); false when the
+/// ring is full.
+pub fn write_sql(ring: &Ring, call: &CallEnd, statement: &[u8]) -> bool {
+    let statement = &statement[..statement.len().min(MAX_STATEMENT)];
+    let Some(mut record) = reserve_call(ring, SQL, call, ring::bytes_words(statement.len())) else {
+        return false;
+    };
     record.push_bytes(statement);
     true
+}
+
+/// Writes a step's end; false when the ring is full.
+pub fn write_step(ring: &Ring, call: &CallEnd) -> bool {
+    reserve_call(ring, STEP, call, 0).is_some()
 }
 
 /// Writes the name of the thread with this id; false when the ring is full.
@@ -188,6 +222,7 @@ pub fn write_thread_name(ring: &Ring, thread_id: u64, name: &[u8]) -> bool {
 pub enum Ended {
     Transaction(Finished),
     Sql(SqlCall),
+    Step(Call),
 }
 
 /// Thread names the reader keeps: enough for every thread of a large
@@ -271,24 +306,19 @@ impl Reader {
                     sql_count: w[9] as u32,
                     sql_ns: w[10],
                     detailed: flags & FLAG_DETAILED != 0,
+                    steps_truncated: (w[12] >> 32) as u32,
                 }))
             }
-            SQL if body.len() >= SQL_WORDS => {
-                let w = body;
-                let (bytes, _) = ring::take_bytes(&w[SQL_WORDS..], &mut self.bytes);
+            SQL if body.len() >= CALL_WORDS => {
+                let (bytes, _) = ring::take_bytes(&body[CALL_WORDS..], &mut self.bytes);
                 let statement = (!bytes.is_empty())
                     .then(|| crate::sql::normalize(&String::from_utf8_lossy(bytes)));
                 Some(Ended::Sql(SqlCall {
-                    site: w[0] as u32 as i32,
-                    trace_id: u128::from(w[1]) << 64 | u128::from(w[2]),
-                    parent_span_id: w[3],
-                    span_id: w[4],
-                    start_ns: w[5],
-                    duration_ns: w[6],
+                    call: call(body, resolve),
                     statement,
-                    error_type: resolve((w[0] >> 32) as u32),
                 }))
             }
+            STEP if body.len() >= CALL_WORDS => Some(Ended::Step(call(body, resolve))),
             THREAD_NAME if !body.is_empty() => {
                 let (bytes, _) = ring::take_bytes(&body[1..], &mut self.bytes);
                 let name: Arc<str> = Arc::from(String::from_utf8_lossy(bytes));
@@ -308,6 +338,19 @@ impl Reader {
         let (_, median, _) = uses.select_nth_unstable(MAX_THREAD_NAMES / 2);
         let cut = *median;
         self.thread_names.retain(|_, (_, used)| *used > cut);
+    }
+}
+
+/// The call in the first [`CALL_WORDS`] of a record.
+fn call(w: &[u64], resolve: &dyn Fn(u32) -> Option<Arc<str>>) -> Call {
+    Call {
+        site: w[0] as u32 as i32,
+        trace_id: u128::from(w[1]) << 64 | u128::from(w[2]),
+        parent_span_id: w[3],
+        span_id: w[4],
+        start_ns: w[5],
+        duration_ns: w[6],
+        error_type: resolve((w[0] >> 32) as u32),
     }
 }
 
@@ -344,6 +387,7 @@ mod tests {
             detailed: false,
             sql_count: 2,
             sql_ns: 99,
+            steps_truncated: 44,
             method: 1,
             route: 2,
             error: 3,
@@ -385,6 +429,7 @@ mod tests {
                 sql_count: 2,
                 sql_ns: 99,
                 detailed: false,
+                steps_truncated: 44,
             }
         );
         let Ended::Transaction(second) = &ended[1] else {
@@ -407,16 +452,8 @@ mod tests {
         assert!(write_transaction(&ring, &t));
         assert!(write_sql(
             &ring,
-            &SqlEnd {
-                site: 9,
-                trace_id: 5,
-                parent_span_id: 6,
-                span_id: 7,
-                start_ns: 8,
-                duration_ns: 9,
-                statement: b"select * from t where id = 42",
-                error: 3,
-            }
+            &call_end(3),
+            b"select * from t where id = 42"
         ));
         let ended = read(&ring, &mut reader);
         let Ended::Transaction(t) = &ended[0] else {
@@ -430,15 +467,49 @@ mod tests {
         assert_eq!(
             ended[1],
             Ended::Sql(SqlCall {
-                site: 9,
-                trace_id: 5,
-                parent_span_id: 6,
-                span_id: 7,
-                start_ns: 8,
-                duration_ns: 9,
+                call: call_of(Some("java.io.IOException")),
                 statement: Some("select * from t where id = ?".into()),
-                error_type: Some("java.io.IOException".into()),
             })
+        );
+    }
+
+    fn call_end(error: u32) -> CallEnd {
+        CallEnd {
+            site: 9,
+            trace_id: 5,
+            parent_span_id: 6,
+            span_id: 7,
+            start_ns: 8,
+            duration_ns: 9,
+            error,
+        }
+    }
+
+    /// What [`call_end`] reads back as.
+    fn call_of(error_type: Option<&str>) -> Call {
+        Call {
+            site: 9,
+            trace_id: 5,
+            parent_span_id: 6,
+            span_id: 7,
+            start_ns: 8,
+            duration_ns: 9,
+            error_type: error_type.map(Arc::from),
+        }
+    }
+
+    #[test]
+    fn a_step_reads_back_as_a_call_with_its_error_and_nothing_else() {
+        let ring = Ring::new(1 << 16);
+        let mut reader = Reader::default();
+        assert!(write_step(&ring, &call_end(3)));
+        assert!(write_step(&ring, &call_end(0)));
+        assert_eq!(
+            read(&ring, &mut reader),
+            [
+                Ended::Step(call_of(Some("java.io.IOException"))),
+                Ended::Step(call_of(None)),
+            ]
         );
     }
 

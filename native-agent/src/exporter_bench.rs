@@ -11,7 +11,7 @@ use std::vec;
 
 use bytes::Bytes;
 
-use crate::ended::{self, SqlEnd, TransactionEnd};
+use crate::ended::{self, CallEnd, TransactionEnd};
 use crate::exporter::{self, BATCH};
 use crate::interned::STRING_IDS;
 use crate::options::{self, Settings};
@@ -77,16 +77,16 @@ impl Workload {
             let path = format!("/orders/{}", 4711 + n % 500);
             ended::write_sql(
                 &ring,
-                &SqlEnd {
+                &CallEnd {
                     site: self.jdbc,
                     trace_id,
                     parent_span_id: span_id,
                     span_id: span_id | 1 << 48,
                     start_ns: start_ns + n * 1_000_000 + 200_000,
                     duration_ns: 450_000,
-                    statement: b"select o.id, o.total, o.status from orders o where o.customer_id = 42 and o.created > '2026-01-01'",
                     error: 0,
                 },
+                b"select o.id, o.total, o.status from orders o where o.customer_id = 42 and o.created > '2026-01-01'",
             );
             ended::write_transaction(
                 &ring,
@@ -104,6 +104,7 @@ impl Workload {
                     detailed: true,
                     sql_count: 1,
                     sql_ns: 450_000,
+                    steps_truncated: 0,
                     method: self.method,
                     route: self.route,
                     error: if failed { self.failure } else { 0 },

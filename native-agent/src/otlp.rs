@@ -111,7 +111,7 @@ pub struct Attribute<'a> {
     pub value: Value<'a>,
 }
 
-/// The most attributes a span carries (a transaction's, at most 16: 11,
+/// The most attributes a span carries (a transaction's, at most 17: 12,
 /// and 5 of its profile).
 const MAX_ATTRIBUTES: usize = 24;
 

@@ -29,7 +29,9 @@ fn call(pool: &mut Pool, code: &mut Code, name: &str, descriptor: &str) -> Resul
     code.invoke_static(method, descriptor)
 }
 
-/// A method named by the `hook=` option: timing and the outcome.
+/// A method named by the `hook=` option: timing and the outcome. The exit
+/// passes the site too: called inside a transaction, the method is a step
+/// of it, named by its site.
 pub struct MethodProbe {
     pub site: i32,
 }
@@ -42,8 +44,9 @@ impl Probe for MethodProbe {
 
     fn exit(&self, pool: &mut Pool, code: &mut Code, frame: &Frame) -> Result<(), Refusal> {
         code.load(Kind::Long, frame.token);
+        site(pool, code, self.site)?;
         thrown(code, frame);
-        call(pool, code, "exit", "(JLjava/lang/Throwable;)V")
+        call(pool, code, "exit", "(JILjava/lang/Throwable;)V")
     }
 }
 

@@ -130,6 +130,7 @@ pub(crate) mod tests {
             sql_count: 0,
             sql_ns: 0,
             detailed: true,
+            steps_truncated: 0,
         })
     }
 

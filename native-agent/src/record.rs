@@ -9,11 +9,11 @@ use std::io::Write;
 use jvmapm_contract::names::{event, metric, span};
 use jvmapm_contract::random::Rng;
 
-use crate::ended::{Finished, SqlCall};
+use crate::ended::{Call, Finished, SqlCall};
 use crate::gc::Collection;
 use crate::otlp::{Attributes, Kind, SpanOut, TraceRequest, Value};
 use crate::stacks::Profile;
-use crate::transaction::{self, SiteKind, Stuck};
+use crate::transaction::{self, Site, SiteKind, Stuck};
 
 /// One thing for the exporter to send.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,6 +40,8 @@ pub enum Record {
     Profile(Box<Profile>),
     /// A JDBC call inside a transaction.
     Sql(Box<SqlCall>),
+    /// A hooked method called inside a transaction.
+    Step(Box<Call>),
     /// A transaction open past the `stuck` threshold, with its thread's
     /// stack when it could be read.
     Stuck(Box<Stuck>, Option<String>),
@@ -86,6 +88,7 @@ impl Record {
             Record::Profile(_) => {}
             Record::Stuck(stuck, stack) => stuck_span(stuck, stack.as_deref(), request),
             Record::Sql(call) => sql_span(call, request),
+            Record::Step(call) => step_span(call, request),
         }
     }
 }
@@ -161,16 +164,54 @@ fn event_span(
 
 /// A JDBC call as a CLIENT span under its transaction, named by its
 /// operation (`SELECT`, `INSERT`, ...) as the database conventions say.
-fn sql_span(call: &SqlCall, request: &mut TraceRequest) {
+fn sql_span(sql: &SqlCall, request: &mut TraceRequest) {
     let mut capitals = [0; 32];
-    let operation = operation(call.statement.as_deref(), &mut capitals);
-    let site = transaction::site(call.site);
+    let operation = operation(sql.statement.as_deref(), &mut capitals);
     let mut attributes = Attributes::default();
     attributes.push(span::DB_OPERATION_NAME, Value::Str(&operation));
-    if let Some(statement) = &call.statement {
+    if let Some(statement) = &sql.statement {
         attributes.push(span::DB_QUERY_TEXT, Value::Str(statement));
     }
-    if let Some(site) = &site {
+    let site = transaction::site(sql.call.site);
+    call_span(
+        &sql.call,
+        Kind::Client,
+        &[&operation],
+        site.as_deref(),
+        attributes,
+        request,
+    );
+}
+
+/// A step (a hooked method called inside a transaction) as an INTERNAL span
+/// under it, named `Class.method` like a hooked method's own transaction.
+fn step_span(call: &Call, request: &mut TraceRequest) {
+    let site = transaction::site(call.site);
+    let name = match site.as_deref() {
+        Some(site) => [site.class.as_str(), ".", site.method.as_str()],
+        None => ["unknown", "", ""],
+    };
+    call_span(
+        call,
+        Kind::Internal,
+        &name,
+        site.as_deref(),
+        Attributes::default(),
+        request,
+    );
+}
+
+/// A call inside a transaction as a child span of it: `attributes` of its
+/// kind, then the method it ran (`site`) and the error it threw.
+fn call_span<'a>(
+    call: &'a Call,
+    kind: Kind,
+    name: &[&str],
+    site: Option<&'a Site>,
+    mut attributes: Attributes<'a>,
+    request: &mut TraceRequest,
+) {
+    if let Some(site) = site {
         attributes.push(span::CODE_NAMESPACE, Value::Str(&site.class));
         attributes.push(span::CODE_FUNCTION, Value::Str(&site.method));
     }
@@ -183,8 +224,8 @@ fn sql_span(call: &SqlCall, request: &mut TraceRequest) {
         parent_span_id: call.parent_span_id,
         // Its transaction, in this JVM.
         parent_is_remote: false,
-        kind: Kind::Client,
-        name: &[&operation],
+        kind,
+        name,
         start_ns: call.start_ns,
         end_ns: call.start_ns.saturating_add(call.duration_ns),
         attributes: attributes.as_slice(),
@@ -318,6 +359,12 @@ fn transaction_span(t: &Finished, profile: Option<&Profile>, request: &mut Trace
         attributes.push(span::SQL_COUNT, Value::Int(i64::from(t.sql_count)));
         attributes.push(span::SQL_TIME, Value::Int((t.sql_ns / 1_000) as i64));
     }
+    if t.steps_truncated > 0 {
+        attributes.push(
+            span::STEPS_TRUNCATED,
+            Value::Int(i64::from(t.steps_truncated)),
+        );
+    }
     if let Some(profile) = profile {
         push_profile(profile, &mut attributes);
     }
@@ -361,7 +408,6 @@ mod tests {
     use super::*;
     use crate::ended::Ending;
     use crate::otlp::tests::spans_of;
-    use crate::transaction::Site;
     use opentelemetry_proto::tonic::common::v1::any_value;
     use opentelemetry_proto::tonic::trace::v1::{span, status, Span};
     use opentelemetry_sdk::Resource;
@@ -422,6 +468,7 @@ mod tests {
             sql_count: 2,
             sql_ns: 450_000,
             detailed,
+            steps_truncated: 0,
         }
     }
 
@@ -542,18 +589,20 @@ mod tests {
     #[test]
     fn a_jdbc_call_is_a_client_span_under_its_transaction() {
         let span = written(&Record::Sql(Box::new(SqlCall {
-            site: site(
-                SiteKind::Sql,
-                "org.h2.jdbc.JdbcPreparedStatement",
-                "executeQuery",
-            ),
-            trace_id: 0xabcd,
-            parent_span_id: 0x1234,
-            span_id: 0x5678,
-            start_ns: 1_700_000_000_000_000_000,
-            duration_ns: 400_000,
+            call: Call {
+                site: site(
+                    SiteKind::Sql,
+                    "org.h2.jdbc.JdbcPreparedStatement",
+                    "executeQuery",
+                ),
+                trace_id: 0xabcd,
+                parent_span_id: 0x1234,
+                span_id: 0x5678,
+                start_ns: 1_700_000_000_000_000_000,
+                duration_ns: 400_000,
+                error_type: Some("org.h2.jdbc.JdbcSQLSyntaxErrorException".into()),
+            },
             statement: Some("select id from orders where id = ?".into()),
-            error_type: Some("org.h2.jdbc.JdbcSQLSyntaxErrorException".into()),
         })));
         assert_eq!(span.name, "SELECT");
         assert_eq!(span.kind, span::SpanKind::Client as i32);
@@ -572,6 +621,52 @@ mod tests {
                 "code.function=\"executeQuery\"",
                 "error.type=\"org.h2.jdbc.JdbcSQLSyntaxErrorException\"",
             ]
+        );
+    }
+
+    #[test]
+    fn a_step_is_an_internal_span_under_its_transaction_named_by_its_method() {
+        let span = written(&Record::Step(Box::new(Call {
+            site: site(SiteKind::Method, "com.acme.Orders", "price"),
+            trace_id: 0xabcd,
+            parent_span_id: 0x1234,
+            span_id: 0x5678,
+            start_ns: 1_700_000_000_000_000_000,
+            duration_ns: 30_000_000,
+            error_type: Some("java.lang.ArithmeticException".into()),
+        })));
+        assert_eq!(span.name, "com.acme.Orders.price");
+        assert_eq!(span.kind, span::SpanKind::Internal as i32);
+        assert_eq!(span.trace_id, 0xabcd_u128.to_be_bytes());
+        assert_eq!(span.parent_span_id, 0x1234_u64.to_be_bytes());
+        assert_eq!(span.flags, 0x101, "its parent is in this JVM");
+        assert_eq!(
+            span.end_time_unix_nano - span.start_time_unix_nano,
+            30_000_000
+        );
+        assert_eq!(
+            span.status.as_ref().map(|s| s.code),
+            Some(status::StatusCode::Error as i32)
+        );
+        assert_eq!(
+            attributes(&span),
+            [
+                "code.namespace=\"com.acme.Orders\"",
+                "code.function=\"price\"",
+                "error.type=\"java.lang.ArithmeticException\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn steps_past_the_bound_are_counted_on_the_transaction() {
+        let mut t = http_transaction(200, true, 0);
+        t.steps_truncated = 44;
+        let span = written(&Record::Transaction(Box::new(t)));
+        assert!(
+            attributes(&span).contains(&"jvmapm.steps.truncated=44".to_string()),
+            "{:?}",
+            attributes(&span)
         );
     }
 

@@ -3,8 +3,10 @@
 //! and ids into a slot of a fixed table (claimed with one compare-and-swap,
 //! never a lock); `end` reads the slot back, frees it and writes the
 //! transaction's record into its thread's ring (`ended`, `ring`): no lock,
-//! no allocation, no system call beyond the clocks. What each site is (its
-//! kind and method) lives in a registry written at class load.
+//! no allocation, no system call beyond the clocks. Calls inside an open
+//! transaction (JDBC statements, steps: hooked methods) write records of
+//! their own, as its child spans. What each site is (its kind and method)
+//! lives in a registry written at class load.
 
 use std::cell::Cell;
 use std::ffi::CStr;
@@ -13,7 +15,7 @@ use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::clock;
-use crate::ended::{self, SqlEnd, TransactionEnd};
+use crate::ended::{self, CallEnd, TransactionEnd};
 use crate::guard;
 use crate::interned::STRING_IDS;
 use crate::jni::{JObject, Jni, RawJniEnv};
@@ -24,7 +26,8 @@ use crate::ring;
 pub enum SiteKind {
     /// An HTTP request: a servlet, a filter, or the JDK's HTTP server (a SERVER span).
     Http,
-    /// A method named by the `hook=` option (an application transaction).
+    /// A method named by the `hook=` option: an application transaction,
+    /// or a step of the transaction open on its thread.
     Method,
     /// A JDBC statement's execute method (a CLIENT span inside a transaction).
     Sql,
@@ -451,10 +454,24 @@ pub fn still_open(slow: &Slow) -> bool {
         .is_some_and(|slot| slot.claim.load(Ordering::Acquire) == slow.generation)
 }
 
+/// A call of `site` that lasted `duration_ns` until now, as a child span of
+/// the transaction in `slot`; `error` is a number from `interned`.
+fn call_end(slot: &Slot, site: i32, error: i32, duration_ns: u64) -> CallEnd {
+    CallEnd {
+        site,
+        trace_id: slot.trace_id(),
+        parent_span_id: slot.span.load(Ordering::Relaxed),
+        span_id: LOCAL.with(Local::random),
+        start_ns: clock::wall_ns().saturating_sub(duration_ns),
+        duration_ns,
+        error: error as u32,
+    }
+}
+
 /// Adds a JDBC call that began at `start_monotonic_ns` to the transaction
-/// `token`; its child span's ids and times, unless that transaction is gone
-/// or not detailed.
-fn sql_call(token: u64, start_monotonic_ns: u64) -> Option<(u128, u64, u64, u64, u64)> {
+/// `token`; its child span, unless that transaction is gone or not
+/// detailed.
+fn sql_call(token: u64, site: i32, start_monotonic_ns: u64, error: i32) -> Option<CallEnd> {
     let table = in_flight();
     let slot = table.slot_of(token)?;
     let duration_ns = clock::monotonic_ns().saturating_sub(start_monotonic_ns);
@@ -463,14 +480,21 @@ fn sql_call(token: u64, start_monotonic_ns: u64) -> Option<(u128, u64, u64, u64,
     if slot.detailed.load(Ordering::Relaxed) == 0 {
         return None;
     }
-    let span_id = LOCAL.with(Local::random);
-    Some((
-        slot.trace_id(),
-        slot.span.load(Ordering::Relaxed),
-        span_id,
-        clock::wall_ns().saturating_sub(duration_ns),
-        duration_ns,
-    ))
+    Some(call_end(slot, site, error, duration_ns))
+}
+
+/// A step (a hooked method of `site` that began at `start_monotonic_ns`)
+/// of the transaction `token`: its child span, unless that transaction is
+/// gone or not detailed. (The helper stops handing steps over past its
+/// bound of steps per transaction, and counts the rest itself.)
+fn step(token: u64, site: i32, start_monotonic_ns: u64, error: i32) -> Option<CallEnd> {
+    let table = in_flight();
+    let slot = table.slot_of(token)?;
+    if slot.detailed.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    let duration_ns = clock::monotonic_ns().saturating_sub(start_monotonic_ns);
+    Some(call_end(slot, site, error, duration_ns))
 }
 
 /// Counts what could not be handed to the exporter (set when the agent
@@ -508,9 +532,10 @@ pub unsafe extern "system" fn native_begin(
 }
 
 /// `Hooks.end(long token, int status, int method, int route, int error,
-/// boolean pathIsRoute, String path)`: method, route and error are numbers
-/// from `Hooks.intern`; the path is read only when the transaction is sent
-/// with full detail.
+/// int stepsTruncated, boolean pathIsRoute, String path)`: method, route
+/// and error are numbers from `Hooks.intern`; `stepsTruncated` the steps
+/// the helper counted past its bound; the path is read only when the
+/// transaction is sent with full detail.
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "system" fn native_end(
     env: *mut RawJniEnv,
@@ -520,6 +545,7 @@ pub unsafe extern "system" fn native_end(
     method: i32,
     route: i32,
     error: i32,
+    steps_truncated: i32,
     path_is_route: u8,
     path: JObject,
 ) {
@@ -552,6 +578,12 @@ pub unsafe extern "system" fn native_end(
                 detailed: t.detailed,
                 sql_count: t.sql_count,
                 sql_ns: t.sql_ns,
+                // Only a detailed transaction sends its steps.
+                steps_truncated: if t.detailed {
+                    steps_truncated as u32
+                } else {
+                    0
+                },
                 method: method as u32,
                 route: route as u32,
                 error: error as u32,
@@ -587,9 +619,7 @@ pub unsafe extern "system" fn native_end_sql(
     // SAFETY: the JVM passes the calling thread's JNIEnv to a native method.
     let jni = unsafe { Jni::from_raw(env) };
     guard::guarded("Hooks.endSql", || {
-        let Some((trace_id, parent_span_id, span_id, start_ns, duration_ns)) =
-            sql_call(transaction as u64, start_nanos as u64)
-        else {
+        let Some(call) = sql_call(transaction as u64, site, start_nanos as u64, error) else {
             return;
         };
         let mut buf = [MaybeUninit::<u8>::uninit(); ended::MAX_STATEMENT + 1];
@@ -598,18 +628,28 @@ pub unsafe extern "system" fn native_end_sql(
         } else {
             read_string(&jni, sql, &mut buf)
         };
-        let call = SqlEnd {
-            site,
-            trace_id,
-            parent_span_id,
-            span_id,
-            start_ns,
-            duration_ns,
-            statement,
-            error: error as u32,
-        };
-        if !ended::write_sql(ring::mine(), &call) {
+        if !ended::write_sql(ring::mine(), &call, statement) {
             dropped();
+        }
+    });
+}
+
+/// `Hooks.endStep(long transaction, int site, long startNanos, int error)`:
+/// a hooked method that ran inside the transaction; `startNanos` is
+/// `System.nanoTime()`, as for `endSql`.
+pub unsafe extern "system" fn native_end_step(
+    _env: *mut RawJniEnv,
+    _class: JObject,
+    transaction: i64,
+    site: i32,
+    start_nanos: i64,
+    error: i32,
+) {
+    guard::guarded("Hooks.endStep", || {
+        if let Some(call) = step(transaction as u64, site, start_nanos as u64, error) {
+            if !ended::write_step(ring::mine(), &call) {
+                dropped();
+            }
         }
     });
 }
@@ -658,7 +698,7 @@ pub unsafe extern "system" fn native_intern(
 }
 
 /// The natives' names and signatures, for RegisterNatives.
-pub fn natives() -> [(&'static CStr, &'static CStr, *mut std::ffi::c_void); 5] {
+pub fn natives() -> [(&'static CStr, &'static CStr, *mut std::ffi::c_void); 6] {
     [
         (
             c"begin",
@@ -667,13 +707,18 @@ pub fn natives() -> [(&'static CStr, &'static CStr, *mut std::ffi::c_void); 5] {
         ),
         (
             c"end",
-            c"(JIIIIZLjava/lang/String;)V",
+            c"(JIIIIIZLjava/lang/String;)V",
             native_end as *mut std::ffi::c_void,
         ),
         (
             c"endSql",
             c"(JILjava/lang/String;JI)V",
             native_end_sql as *mut std::ffi::c_void,
+        ),
+        (
+            c"endStep",
+            c"(JIJI)V",
+            native_end_step as *mut std::ffi::c_void,
         ),
         (
             c"threadName",
@@ -823,6 +868,23 @@ mod tests {
         assert_eq!(lines.len(), 32);
         let slots: std::collections::HashSet<usize> = (0..SLOTS).map(first_slot).collect();
         assert_eq!(slots.len(), SLOTS, "every slot is some thread's first");
+    }
+
+    #[test]
+    fn a_step_is_a_child_of_its_open_transaction_only() {
+        let token = begin(4, 7, None);
+        let start = clock::monotonic_ns();
+        let first = step(token, 9, start, 3).unwrap();
+        let second = step(token, 9, start, 0).unwrap();
+        let closed = close(token).unwrap();
+        for s in [&first, &second] {
+            assert_eq!(s.trace_id, closed.trace_id);
+            assert_eq!(s.parent_span_id, closed.span_id);
+            assert_eq!(s.site, 9);
+        }
+        assert_ne!(first.span_id, second.span_id);
+        assert_eq!((first.error, second.error), (3, 0));
+        assert!(step(token, 9, start, 0).is_none(), "its transaction ended");
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! on the right, the endpoint table below, and the help overlay.
 
 use jvmapm_analyzer::glob::Glob;
-use jvmapm_analyzer::query::answers::{ChildSpan, PointRow, Profile, SpanRecord, Transaction};
+use jvmapm_analyzer::query::answers::{
+    ChildSpan, PointRow, Profile, SpanInFull, SpanRecord, Transaction,
+};
 use jvmapm_analyzer::query::call_tree::CallTree;
 use jvmapm_analyzer::query::profile::summary;
 use jvmapm_contract::names::{self, metric};
@@ -275,7 +277,7 @@ pub fn detail_lines(transaction: &Transaction, stuck_stack: Option<&str>) -> Vec
             full.span.attributes.iter().filter(|(k, _)| !drawn_below(k)),
         ));
         if !full.children.is_empty() {
-            lines.push(heading(&format!("inside it ({})", full.children.len())));
+            lines.push(heading(&inside_heading(full)));
             let start = full.span.start_time_unix_nano;
             lines.extend(full.children.iter().map(|c| child_line(c, start)));
         }
@@ -388,6 +390,21 @@ fn area_profile(frame: &mut Frame, app: &App, area: Rect) {
     let shown = usize::from(block.inner(area).height).max(1);
     let scroll = cursor.saturating_sub(shown - 1) as u16;
     frame.render_widget(Paragraph::new(lines).block(block).scroll((scroll, 0)), area);
+}
+
+/// "inside it (N)" over a transaction's children, with the steps the agent
+/// counted past its bound but did not send.
+fn inside_heading(full: &SpanInFull) -> String {
+    let count = full.children.len();
+    match full
+        .span
+        .attributes
+        .get(names::span::STEPS_TRUNCATED)
+        .and_then(Value::as_u64)
+    {
+        Some(more) => format!("inside it ({count}, and {more} more steps not kept)"),
+        None => format!("inside it ({count})"),
+    }
 }
 
 fn heading(text: &str) -> Line<'static> {
@@ -855,6 +872,46 @@ mod tests {
         assert!(screen(&app)
             .iter()
             .any(|l| l.contains("none of these transactions carries a profile")));
+    }
+
+    /// Steps (hooked methods called inside the transaction) are listed with
+    /// its SQL in the order they started, each by its method and elapsed
+    /// time; the steps past the agent's bound are said in the heading.
+    #[test]
+    fn steps_show_beside_sql_in_time_order_with_their_elapsed_time() {
+        let child = |name: &str, kind: &str, id: &str, start_ms: u64, end_ms: u64, attributes| {
+            json!({
+                "name": name, "kind": kind, "span_id": id.repeat(8),
+                "parent_span_id": "cd".repeat(8),
+                "start_time_unix_nano": 1_000_000_000 + start_ms * 1_000_000,
+                "end_time_unix_nano": 1_000_000_000 + end_ms * 1_000_000,
+                "status": null, "events": [], "attributes": attributes,
+            })
+        };
+        let step = json!({"code.namespace": "com.acme.Orders", "code.function": "price"});
+        let detail = transaction(json!({
+            "end_time_unix_nano": 1_100_000_000u64,
+            "attributes": {"jvmapm.steps.truncated": 44},
+            "children": [
+                child("com.acme.Orders.price", "SPAN_KIND_INTERNAL", "01", 1, 31, step.clone()),
+                child("SELECT", "SPAN_KIND_CLIENT", "02", 32, 40,
+                    json!({"db.query.text": "SELECT 1"})),
+                child("com.acme.Orders.price", "SPAN_KIND_INTERNAL", "03", 41, 72, step),
+            ],
+        }));
+        let text = text(detail_lines(&detail, None));
+        let inside = text
+            .iter()
+            .position(|l| l == "inside it (3, and 44 more steps not kept)")
+            .unwrap_or_else(|| panic!("{text:#?}"));
+        assert_eq!(
+            text[inside + 1..inside + 4],
+            [
+                "  +     1.0 ms     30.0 ms  com.acme.Orders.price",
+                "  +    32.0 ms      8.0 ms  SELECT 1",
+                "  +    41.0 ms     31.0 ms  com.acme.Orders.price",
+            ]
+        );
     }
 
     /// The screen of `app` on a 120 x 30 terminal, line by line.

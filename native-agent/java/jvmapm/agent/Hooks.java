@@ -19,7 +19,9 @@ import javax.management.openmbean.CompositeData;
  * class loader finds it. It keeps "is a transaction open on this thread" in
  * a ThreadLocal, which follows virtual threads across carriers, so only the
  * outermost instrumented entry on a thread makes a transaction. One native
- * call at entry (it takes the clocks) and one at exit.
+ * call at entry (it takes the clocks) and one at exit. A hooked method
+ * entered inside a transaction is a step of it: its start is taken here and
+ * one native call at its exit writes it.
  *
  * HTTP requests arrive as plain objects (a servlet request and response, or
  * a JDK HttpExchange as both): this class is in the boot loader and cannot
@@ -38,9 +40,25 @@ public final class Hooks {
         boolean inSql;
         /** The thread name the agent has, so it is sent once (and again after a rename). */
         String nameSent;
+        /** Steps entered in the open transaction, counted on past {@link #MAX_STEPS}. */
+        long steps;
     }
 
     private static final ThreadLocal<State> STATE = ThreadLocal.withInitial(State::new);
+
+    /**
+     * Marks what enter returns for a step: its start (System.nanoTime, which
+     * on Linux counts from boot and is never negative) with the sign bit
+     * set, never a transaction's token (those are positive).
+     */
+    private static final long STEP = Long.MIN_VALUE;
+
+    /**
+     * Steps a transaction sends; the ones after are only counted here, so a
+     * hooked method called in a tight loop does not flood the agent's rings,
+     * and its calls past the bound cost no more than the count.
+     */
+    private static final long MAX_STEPS = 256;
 
     /**
      * The agent's number for each string a transaction ends with (HTTP
@@ -76,12 +94,18 @@ public final class Hooks {
     }
 
     /**
-     * Entry of a hooked method of the given site; returns the token to hand
-     * to exit, 0 when a transaction is already open on this thread (or the
-     * agent is not taking any).
+     * Entry of a hooked method of the given site; returns what to hand to
+     * exit: the token of the transaction it opens, its start tagged
+     * {@link #STEP} when a transaction is already open on this thread, or 0
+     * when the agent is not taking any (or the transaction has its
+     * {@link #MAX_STEPS}).
      */
     public static long enter(int site) {
-        return open(site, null);
+        State state = STATE.get();
+        if (state.token != 0L) {
+            return state.steps++ < MAX_STEPS ? System.nanoTime() | STEP : 0L;
+        }
+        return open(state, site, null);
     }
 
     /**
@@ -91,7 +115,8 @@ public final class Hooks {
      * dispatch already made the point.
      */
     public static long enterHttp(int site, Object request) {
-        if (STATE.get().token != 0L) {
+        State state = STATE.get();
+        if (state.token != 0L) {
             return 0L;
         }
         String traceparent = null;
@@ -104,16 +129,13 @@ public final class Hooks {
         } catch (Throwable ignored) {
             // An unknown request type: no incoming trace.
         }
-        return open(site, traceparent);
+        return open(state, site, traceparent);
     }
 
-    private static long open(int site, String traceparent) {
-        State state = STATE.get();
-        if (state.token != 0L) {
-            return 0L;
-        }
+    private static long open(State state, int site, String traceparent) {
         long token = begin(site, Thread.currentThread().getId(), traceparent);
         state.token = token;
+        state.steps = 0;
         return token;
     }
 
@@ -131,8 +153,9 @@ public final class Hooks {
             state.nameSent = name;
         }
         int routeId = id(route);
-        end(token, status, id(method), routeId, id(errorType(error)), routeId != 0 && path != null && path.equals(route),
-                path);
+        int stepsTruncated = (int) Math.min(Integer.MAX_VALUE, Math.max(0L, state.steps - MAX_STEPS));
+        end(token, status, id(method), routeId, id(errorType(error)), stepsTruncated,
+                routeId != 0 && path != null && path.equals(route), path);
     }
 
     /** The agent's number for a string; 0 for null or when its table is full. */
@@ -223,9 +246,16 @@ public final class Hooks {
         void jvmapm$setSql(String sql);
     }
 
-    /** Exit of a hooked method; error is what it throws, or null. */
-    public static void exit(long token, Throwable error) {
+    /**
+     * Exit of a hooked method of the given site: ends its transaction, or
+     * the step it was (a negative token); error is what it throws, or null.
+     */
+    public static void exit(long token, int site, Throwable error) {
         if (token == 0L) {
+            return;
+        }
+        if (token < 0L) {
+            endStep(STATE.get().token, site, token & ~STEP, id(errorType(error)));
             return;
         }
         close(token, -1, null, null, error, null);
@@ -553,8 +583,10 @@ public final class Hooks {
 
     private static native void endSql(long transaction, int site, String sql, long startNanos, int error);
 
-    private static native void end(long token, int status, int method, int route, int error, boolean pathIsRoute,
-            String path);
+    private static native void endStep(long transaction, int site, long startNanos, int error);
+
+    private static native void end(long token, int status, int method, int route, int error, int stepsTruncated,
+            boolean pathIsRoute, String path);
 
     private static native boolean threadName(long threadId, String name);
 
