@@ -2,7 +2,8 @@
 """HTTP throughput and latency of the JDK HTTP server fixture under wrk:
 without the agent, with the agent (exporting to a real `jvmapm serve` on the
 same machine), with the agent exporting nowhere (a closed port: its cost
-inside the JVM alone), the same with `cpu=off`, and with JFR's default
+inside the JVM alone), the same with `cpu=off`, without profiles and with
+every transaction profiled from 2 ms on, and with JFR's default
 profile as a reference, side by side in one run.
 
 Builds the release agent and analyzer and the fixtures, starts the analyzer
@@ -112,6 +113,16 @@ def main():
             f"-agentpath:{AGENT}=service=bench-http,endpoint=http://127.0.0.1:{free_port()},cpu=off"
         ],
         "JFR default": ["-XX:StartFlightRecording=settings=default,filename=" + os.path.join(data, "bench.jfr")],
+        # Stack samples: none at all, and every transaction sampled from 2 ms
+        # on (with the default budget of 200 samples a second, so the
+        # profiler spends its whole budget): what profiling costs at most.
+        "no backend, no profiles": [
+            f"-agentpath:{AGENT}=service=bench-http,endpoint=http://127.0.0.1:{free_port()},profile_after=off"
+        ],
+        "no backend, profiles from 2ms": [
+            f"-agentpath:{AGENT}=service=bench-http,endpoint=http://127.0.0.1:{free_port()},"
+            "profile_after=2ms,profile_interval=1ms"
+        ],
     }
     baseline = os.environ.get("BASELINE_AGENT")
     if baseline:
