@@ -73,7 +73,6 @@ fn a_slow_transaction_carries_where_its_time_went() {
             assert_eq!(point["endpoint"], "SlowSplit.work", "{point}");
             let folded = folded
                 .unwrap_or_else(|| panic!("JDK {version}: no profile: {attributes:#}\n{stderr}"));
-            eprintln!("JDK {version} DEBUG\n{folded}");
             let (spin, all) = samples_through(folded, "SlowSplit.spin");
             let (pause, _) = samples_through(folded, "SlowSplit.pause");
             assert_eq!(

@@ -144,8 +144,8 @@ impl Profiler {
         let started = clock::thread_cpu_ns();
         let sample = self.sample(jni, slow);
         let cpu_ns = clock::thread_cpu_ns().saturating_sub(started);
-        let state = sample.as_ref().map(|s| s.state);
-        log::debug(|| format!("profile sample took {cpu_ns} ns CPU ({state:?})"));
+        let state = sample.as_ref().map_or("not taken", |s| s.state.leaf());
+        log::debug(|| format!("profile sample took {cpu_ns} ns CPU ({state})"));
         sample
     }
 

@@ -63,7 +63,8 @@ impl State {
         })
     }
 
-    fn leaf(self) -> &'static str {
+    /// The state as the last frame of a folded stack, `[running]` and so on.
+    pub fn leaf(self) -> &'static str {
         match self {
             State::Running => profile::RUNNING,
             State::Blocked => profile::BLOCKED,
