@@ -150,7 +150,7 @@ fn points_shown(screen: &str) -> usize {
 
 /// The list of the transactions selected (not one of them opened).
 fn is_list(screen: &str) -> bool {
-    screen.contains("Enter opens, Esc back")
+    screen.contains("Enter opens, p profile, Esc back")
 }
 
 /// The scatter plot, nothing over it.

@@ -282,14 +282,16 @@ pub fn detail_lines(transaction: &Transaction, stuck_stack: Option<&str>) -> Vec
             lines.extend(full.children.iter().map(|c| child_line(c, start)));
         }
     }
+    // The stuck stack first: a few lines that say where it hung, where the
+    // profile's tree runs long.
+    if let Some(stack) = stuck_stack {
+        lines.push(heading("stack when it was reported stuck"));
+        lines.extend(stack.lines().map(|l| Line::from(format!("  {l}"))));
+    }
     if let Some(profile) = &transaction.profile {
         lines.push(heading(&profile_heading(profile)));
         let view = ProfileView::hottest(&profile.tree);
         lines.extend(profile_lines(&profile.tree, &view, None));
-    }
-    if let Some(stack) = stuck_stack {
-        lines.push(heading("stack when it was reported stuck"));
-        lines.extend(stack.lines().map(|l| Line::from(format!("  {l}"))));
     }
     if let Some(full) = full {
         lines.push(heading("resource"));
