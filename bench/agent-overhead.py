@@ -13,7 +13,8 @@ on a backend. Then one JVM runs with `interval=100ms,log_level=debug` and the
 agent's own "sampling round took N us" lines give the round cost. Then
 the CallLoop fixture times a tiny method in a tight loop, without the agent,
 with `hook=CallLoop#work` (each call a transaction), and with main hooked
-too (each call instrumented but nested in main's transaction), 3 runs each.
+too (each call instrumented but nested in main's transaction), 3 runs each,
+and with calls made 100 a transaction, each a recorded step or not.
 Last, the ExchangeLoop fixture hands requests to the JDK HTTP server's filter
 chain in-process on one thread (no sockets: quieter than wrk) and prints ns
 per request, the best of its rounds, without the agent, with it and with
@@ -132,6 +133,17 @@ def main():
     print(
         f"instrumented call:   without {median(plain):.2f} ns   each call a transaction {median(hooked):.1f} ns   "
         f"each call nested in one {median(nested):.1f} ns   (enter + exit, medians of 3)"
+    )
+    # Steps: 100 calls a transaction (batch), plain and each one a step.
+    batches = ("CallLoop", "1000000", "100")
+    plain_batches, stepped = [], []
+    for _ in range(3):
+        plain_batches.append(fixture_ns(f"{options},hook=CallLoop#batch", *batches))
+        stepped.append(fixture_ns(f"{options},hook=CallLoop#batch;CallLoop#work", *batches))
+    print(
+        f"recorded step:       {median(stepped) - median(plain_batches):.1f} ns a step "
+        f"({median(stepped):.1f} against {median(plain_batches):.1f} ns a call, 100 calls a transaction, "
+        "each a step or not; medians of 3, interleaved)"
     )
     transaction_modes = {"without": None, "agent": options, "agent, cpu=off": f"{options},cpu=off"}
     transactions = {mode: [] for mode in transaction_modes}
