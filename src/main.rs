@@ -162,17 +162,8 @@ enum Command {
         s / / > < e c filters, ? every key, q quits."
     )]
     Xlog {
-        /// Query API of a running `jvmapm serve`.
-        #[arg(
-            long,
-            value_name = "URL",
-            default_value = "http://127.0.0.1:4318",
-            conflicts_with = "data"
-        )]
-        server: String,
-        /// Read a data directory instead (offline; works beside a running server).
-        #[arg(long, value_name = "DIR")]
-        data: Option<PathBuf>,
+        #[command(flatten)]
+        source: SourceArgs,
         /// Start of a past window: Unix ms, or how long ago (e.g. 2h).
         #[arg(long, value_name = "TIME", value_parser = parse_time)]
         from: Option<u64>,
@@ -188,15 +179,44 @@ enum Command {
         /// Elapsed time from which a point is drawn yellow (errors are red).
         #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_ms)]
         slow: u64,
-        /// Bearer token of a server started with --token.
-        #[arg(
-            long,
-            value_name = "TOKEN",
-            env = "JVMAPM_TOKEN",
-            hide_env_values = true
-        )]
-        token: Option<String>,
     },
+}
+
+/// Where `jvmapm xlog` and `jvmapm profile` read: a running server, or a
+/// data directory in place.
+#[derive(clap::Args)]
+struct SourceArgs {
+    /// Query API of a running `jvmapm serve`.
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://127.0.0.1:4318",
+        conflicts_with = "data"
+    )]
+    server: String,
+    /// Read a data directory instead (offline; works beside a running server).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Bearer token of a server started with --token.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "JVMAPM_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+}
+
+impl SourceArgs {
+    fn origin(self) -> jvmapm_tui::Origin {
+        match self.data {
+            Some(dir) => jvmapm_tui::Origin::Data(dir),
+            None => jvmapm_tui::Origin::Server {
+                url: self.server,
+                token: self.token,
+            },
+        }
+    }
 }
 
 /// A point in time on the command line: Unix milliseconds, or a duration
@@ -310,19 +330,14 @@ fn run(command: Command, log_level: tracing::Level) -> Result<ExitCode, String> 
         })
         .map(done),
         Command::Xlog {
-            server,
-            data,
+            source,
             from,
             to,
             window,
             y_max,
             slow,
-            token,
         } => {
-            let origin = match data {
-                Some(dir) => jvmapm_tui::Origin::Data(dir),
-                None => jvmapm_tui::Origin::Server { url: server, token },
-            };
+            let origin = source.origin();
             let (window_ms, to_ms) = window_of(from, to, window)?;
             let config = jvmapm_tui::app::Config {
                 window_ms,

@@ -4,7 +4,6 @@
 //! place, printed as an indented call tree, as folded stacks for flame-graph
 //! tools, or as an SVG flame graph.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
@@ -12,25 +11,17 @@ use jvmapm_analyzer::query::answers::AreaProfile;
 use jvmapm_analyzer::query::profile::{self, Area, DEFAULT_LIMIT, MAX_LIMIT};
 use jvmapm_contract::clock::unix_ms;
 use jvmapm_tui::source::{Live, Offline, Printable, Source};
+use jvmapm_tui::Origin;
 
-use crate::flame_graph;
+use crate::{flame_graph, SourceArgs};
 
 /// The window read when `--from` is not given.
 const DEFAULT_WINDOW_MS: u64 = 5 * 60_000;
 
 #[derive(Args)]
 pub struct ProfileArgs {
-    /// Query API of a running `jvmapm serve`.
-    #[arg(
-        long,
-        value_name = "URL",
-        default_value = "http://127.0.0.1:4318",
-        conflicts_with = "data"
-    )]
-    server: String,
-    /// Read a data directory instead (offline; works beside a running server).
-    #[arg(long, value_name = "DIR")]
-    data: Option<PathBuf>,
+    #[command(flatten)]
+    source: SourceArgs,
     /// First end time to include: Unix ms, or how long ago (e.g. 2h) [default: 5 minutes before --to].
     #[arg(long, value_name = "TIME", value_parser = crate::parse_time)]
     from: Option<u64>,
@@ -58,14 +49,6 @@ pub struct ProfileArgs {
     /// What to print.
     #[arg(long, value_enum, default_value = "tree")]
     format: ProfileFormat,
-    /// Bearer token of a server started with --token.
-    #[arg(
-        long,
-        value_name = "TOKEN",
-        env = "JVMAPM_TOKEN",
-        hide_env_values = true
-    )]
-    token: Option<String>,
 }
 
 /// `--limit`: 1 to [`MAX_LIMIT`].
@@ -104,9 +87,11 @@ pub fn run(args: ProfileArgs) -> Result<ExitCode, String> {
         max_ms: args.max_ms,
         errors: args.errors,
     };
-    let source: Box<dyn Source> = match &args.data {
-        Some(dir) => Box::new(Offline::open(dir).map_err(|e| e.to_string())?),
-        None => Box::new(Live::new(&args.server, args.token).map_err(|e| e.to_string())?),
+    let source: Box<dyn Source> = match args.source.origin() {
+        Origin::Data(dir) => Box::new(Offline::open(&dir).map_err(|e| e.to_string())?),
+        Origin::Server { url, token } => {
+            Box::new(Live::new(&url, token).map_err(|e| e.to_string())?)
+        }
     };
     // Frame names come from the wire and may go to a terminal.
     let mut source = Printable(source);
