@@ -87,6 +87,22 @@ pub mod span {
     /// Their total time. Agent: int microseconds. Analyzer: the point's SQL
     /// time, also from other senders as double seconds.
     pub const SQL_TIME: &str = "jvmapm.sql.time";
+    /// How many outgoing HTTP calls the transaction made (int). Agent writes
+    /// when it made any; analyzer: the point's outgoing call count.
+    pub const HTTP_COUNT: &str = "jvmapm.http.count";
+    /// Their total time. Agent: int microseconds. Analyzer: the point's
+    /// outgoing time, also from other senders as double seconds.
+    pub const HTTP_TIME: &str = "jvmapm.http.time";
+    /// The full URL of an outgoing call, credentials and query values
+    /// stripped (string). Agent writes on CLIENT spans.
+    pub const URL_FULL: &str = "url.full";
+    /// The host an outgoing call went to (string). Agent writes on CLIENT
+    /// spans; analyzer: the callee of a service map edge when no SERVER
+    /// span of the callee arrived.
+    pub const SERVER_ADDRESS: &str = "server.address";
+    /// The port an outgoing call went to (int). Written like
+    /// [`SERVER_ADDRESS`].
+    pub const SERVER_PORT: &str = "server.port";
     /// How much detail a transaction carries (string): [`DETAIL_THINNED`]
     /// when `sample=` left out its path and thread. Agent writes.
     pub const DETAIL: &str = "jvmapm.detail";
