@@ -33,6 +33,11 @@ endpoint of about 1 ms, the one issue 14 asks the throughput ratio on: one
 H2 query scanning the orders the fixture makes at start. (Without H2 both
 answer 503, and the run stops: wrk must see only 2xx answers.)
 
+ENDPOINT=/compute CONNECTIONS=2 is CPU-bound work of about 200 ms a request,
+longer than the agent's profile_after, so every transaction is profiled
+(about ten samples each): with MODES="agent, no backend|no backend, no
+profiles" it measures what profiling costs a server's throughput.
+
 MODES="no agent|baseline, no backend" runs only the modes named (separated
 by |), for a longer comparison of two of them.
 

@@ -162,16 +162,16 @@ def print_modes(results):
     runs_without = next(iter(results.values()))
     base_rate = median(r.rate for r in runs_without)
     base_cpu = {column: median(r.cpu[column] for r in runs_without) for column in CPU_COLUMNS}
-    cpu_header = "".join(f"{'CPU ' + column:>17}" for column in CPU_COLUMNS)
-    print(f"{'mode':20} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'ratio':>6}{cpu_header}")
+    cpu_header = "".join(f"{'CPU ' + column:>21}" for column in CPU_COLUMNS)
+    print(f"{'mode':29} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'ratio':>6}{cpu_header}")
     for mode, runs in results.items():
         rate = median(r.rate for r in runs)
         cpu_cells = ""
         for column in CPU_COLUMNS:
             cpu = median(r.cpu[column] for r in runs)
-            cpu_cells += f"{cpu:8.1f} ({cpu - base_cpu[column]:+6.1f})"
+            cpu_cells += f" {cpu:9.1f} ({cpu - base_cpu[column]:+7.1f})"
         print(
-            f"{mode:20} {rate:9.0f} {median(r.p50 for r in runs):7.3f} {median(r.p99 for r in runs):7.3f} "
+            f"{mode:29} {rate:9.1f} {median(r.p50 for r in runs):7.3f} {median(r.p99 for r in runs):7.3f} "
             f"{rate / base_rate:6.3f}{cpu_cells}"
         )
     print(

@@ -26,7 +26,11 @@ import java.util.concurrent.atomic.AtomicInteger;
  * realistic endpoint, `ENDPOINT=/query bench/agent-http.py`; 503 without
  * H2 too), and /steps?n=N&ms=M (calls {@link #step} N times, each sleeping M
  * milliseconds, or throwing, caught, when M is negative: steps of the
- * transaction with `hook=HttpService#step`). Every response
+ * transaction with `hook=HttpService#step`), and /compute?n=N (N million
+ * steps of arithmetic in {@link #compute}, the same CPU work every time:
+ * about 200 ms at the default of 200 here, longer than the agent's
+ * profile_after, for the throughput of profiled transactions,
+ * `ENDPOINT=/compute bench/agent-http.py`). Every response
  * body says how long the handler took in microseconds ("took N"), so tests
  * can compare it with what the agent measured. With the argument "virtual" (JDK 21+)
  * each exchange runs on a virtual thread. With "backlog" (for `jvmapm demo`) a
@@ -167,6 +171,25 @@ public class HttpService {
         Thread.sleep(ms);
     }
 
+    /** Millions of dependent multiply-adds, ten rounds deep in calls. */
+    static long compute(long millions) {
+        long x = 1;
+        for (long m = 0; m < millions; m++) {
+            x = computeRound(x, 10);
+        }
+        return x;
+    }
+
+    static long computeRound(long x, int depth) {
+        if (depth > 0) {
+            return computeRound(x, depth - 1);
+        }
+        for (int i = 0; i < 1_000_000; i++) {
+            x = x * 6364136223846793005L + 1442695040888963407L;
+        }
+        return x;
+    }
+
     /** The value of parameter name in a query string like "n=3&ms=30", or fallback when it has none. */
     static long parameter(String query, String name, long fallback) {
         if (query != null) {
@@ -221,6 +244,11 @@ public class HttpService {
                 Thread.currentThread().interrupt();
             }
             answer(exchange, 200, start);
+        });
+        server.createContext("/compute", exchange -> {
+            long start = System.nanoTime();
+            long x = compute(parameter(exchange.getRequestURI().getQuery(), "n", 200));
+            answer(exchange, x == 42 ? 500 : 200, start);
         });
         server.createContext("/fail", exchange -> answer(exchange, 500, System.nanoTime()));
         server.createContext("/sql", exchange -> {

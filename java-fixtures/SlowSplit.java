@@ -6,8 +6,9 @@
  * profile_after of 100 ms, so its profile should give spin about 70% of
  * its samples (350 of 500 ms) and pause about 30%. quick() lasts about
  * 1 ms, under profile_after. A second argument D (default 0) makes work()
- * spin and pause D calls deep, for the benchmark of deep stacks. Prints
- * "done N sum S".
+ * spin and pause D calls deep, for the benchmark of deep stacks. The calls
+ * run on a thread named "slow-split" (the benchmark's AsyncGetCallTrace
+ * probe finds the OS thread by that name). Prints "done N sum S".
  */
 public class SlowSplit {
     static final long SPIN_NANOS = 450_000_000L;
@@ -51,13 +52,21 @@ public class SlowSplit {
         int n = Integer.parseInt(args[0]);
         SlowSplit job = new SlowSplit();
         job.depth = args.length > 1 ? Integer.parseInt(args[1]) : 0;
-        long sum = 0;
-        for (int i = 0; i < n; i++) {
-            sum += job.work();
-        }
-        for (int i = 0; i < n; i++) {
-            sum += job.quick();
-        }
-        System.out.println("done " + n + " sum " + sum);
+        long[] sum = {0};
+        Thread worker = new Thread(() -> {
+            try {
+                for (int i = 0; i < n; i++) {
+                    sum[0] += job.work();
+                }
+                for (int i = 0; i < n; i++) {
+                    sum[0] += job.quick();
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }, "slow-split");
+        worker.start();
+        worker.join();
+        System.out.println("done " + n + " sum " + sum[0]);
     }
 }

@@ -80,4 +80,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 # The workspace check builds the agent with the `bench` feature the bench
 # crate asks for; this one checks it as it ships, without.
 cargo clippy -p jvmapm-agent --all-targets -- -D warnings
+# And with the AsyncGetCallTrace probe bench/agent-profile.py builds, whose
+# slot and event numbers the header test also checks.
+cargo clippy -p jvmapm-agent --all-targets --features agct-probe -- -D warnings
+cargo test -p jvmapm-agent --features agct-probe --lib jvmti
 cargo test --workspace --all-targets

@@ -19,22 +19,24 @@ pub struct RawEnv {
 
 /// Declares [`Slot`] from one list, so the header test sees every slot used.
 macro_rules! slots {
-    ($($name:ident = $number:literal,)*) => {
+    ($($(#[$only:meta])* $name:ident = $number:literal,)*) => {
         /// Slots of the JVMTI function table used here, named and numbered
         /// as in `jvmti.h`.
         #[derive(Clone, Copy, Debug)]
         enum Slot {
-            $($name = $number,)*
+            $($(#[$only])* $name = $number,)*
         }
 
         #[cfg(test)]
-        const ALL_SLOTS: &[Slot] = &[$(Slot::$name,)*];
+        const ALL_SLOTS: &[Slot] = &[$($(#[$only])* Slot::$name,)*];
     };
 }
 
 slots! {
     SetEventNotificationMode = 2,
     GetAllThreads = 4,
+    #[cfg(feature = "agct-probe")]
+    GetThreadState = 17,
     GetNamedModule = 40,
     Allocate = 46,
     Deallocate = 47,
@@ -56,6 +58,10 @@ pub enum Event {
     VmInit = 50,
     VmDeath = 51,
     ClassFileLoadHook = 54,
+    /// Only so that `AsyncGetCallTrace` works (it refuses to walk unless
+    /// class loads are posted).
+    #[cfg(feature = "agct-probe")]
+    ClassLoad = 55,
     GarbageCollectionStart = 81,
     GarbageCollectionFinish = 82,
 }
@@ -334,6 +340,19 @@ impl Jvmti {
         result(error)
     }
 
+    /// Posts class loads to a callback that does nothing, on this
+    /// environment's callbacks (which it replaces): `AsyncGetCallTrace`
+    /// walks no stack otherwise.
+    #[cfg(feature = "agct-probe")]
+    pub fn post_class_loads(&self) -> Result<(), JvmtiError> {
+        unsafe extern "system" fn ignore() {}
+        let mut callbacks = EventCallbacks::default();
+        // Slot 55, ClassLoad: called with arguments this one ignores.
+        callbacks.untyped_55_to_80[0] = Some(ignore);
+        self.set_event_callbacks(&callbacks)?;
+        self.enable_event(Event::ClassLoad)
+    }
+
     /// Every live platform thread, as local references of the calling
     /// thread (which must be attached, and should make them in a local frame).
     pub fn all_threads(&self) -> Result<Vec<JObject>, JvmtiError> {
@@ -396,6 +415,21 @@ impl Jvmti {
             self.deallocate(info.cast());
             Ok(state)
         }
+    }
+
+    /// The JVMTI state bits of `thread` (no handshake), for the
+    /// `AsyncGetCallTrace` probe.
+    #[cfg(feature = "agct-probe")]
+    pub fn thread_state(&self, thread: JObject) -> Result<u32, JvmtiError> {
+        type GetThreadState = unsafe extern "system" fn(*mut RawEnv, JObject, *mut JInt) -> u32;
+        let mut state: JInt = 0;
+        // SAFETY: the type is that of jvmti.h; `state` is writable.
+        let error = unsafe {
+            let get: GetThreadState = self.function(Slot::GetThreadState);
+            get(self.env, thread, &mut state)
+        };
+        result(error)?;
+        Ok(state as u32)
     }
 
     /// The name of `method` (`run`, `<init>`).
@@ -588,6 +622,8 @@ mod tests {
             ("JVMTI_EVENT_VM_INIT", Event::VmInit),
             ("JVMTI_EVENT_VM_DEATH", Event::VmDeath),
             ("JVMTI_EVENT_CLASS_FILE_LOAD_HOOK", Event::ClassFileLoadHook),
+            #[cfg(feature = "agct-probe")]
+            ("JVMTI_EVENT_CLASS_LOAD", Event::ClassLoad),
             (
                 "JVMTI_EVENT_GARBAGE_COLLECTION_START",
                 Event::GarbageCollectionStart,

@@ -18,12 +18,14 @@
 //! - bottom, holding no agent state: the FFI (`jni`, and `jvmti` on it),
 //!   `clock`, `ring`, `guard` (the panic barrier), and pure code: `options`,
 //!   `log`, `classfile` and `probe`, `sql`, `interned`, `otlp`, `resource`,
-//!   `stacks` (folding stack samples into a profile's text);
+//!   `stacks` (folding stack samples into a profile's text),
+//!   `profile_budget` (the profiler's samples and CPU a second);
 //! - middle, the work: `transaction` and `ended` (what application threads
 //!   record), `instrument`, `gc`, `management`, `heapdump`, `metrics`,
 //!   `sampler`, `threads` and `methods` (a transaction's thread and the
 //!   names of its frames, for) `profiler`, `record`, `profile_join`,
-//!   `trace_client`, `exporter`;
+//!   `trace_client`, `exporter`; `agct`, only with the feature
+//!   `agct-probe`, samples for `profiler` the other way, to measure it;
 //! - top: `agent`, the lifecycle, called only by `entry` (the exported
 //!   `Agent_OnLoad` and `Agent_OnAttach`). Nothing else imports either.
 
@@ -39,6 +41,8 @@ compile_error!(
     "jvmapm-agent must be built with panic = \"unwind\": a panic is caught at the FFI boundary and disables the agent instead of killing the JVM"
 );
 
+#[cfg(feature = "agct-probe")]
+mod agct;
 mod agent;
 pub mod classfile;
 mod clock;
@@ -63,6 +67,7 @@ mod metrics;
 pub mod options;
 mod otlp;
 pub mod probe;
+mod profile_budget;
 mod profile_join;
 mod profiler;
 mod record;

@@ -4,12 +4,19 @@
 //! thread stack with JVMTI `GetThreadListStackTraces` on that one thread
 //! (a handshake with it, never a safepoint of all threads; a thread that
 //! waits is not woken), and counts the stack. A global budget of samples a
-//! second bounds the cost when many transactions are slow at once; the
-//! samples due beyond it are dropped and counted. When a transaction ends,
+//! second and one of the profiler's own CPU (`profile_budget`) bound the
+//! cost when many transactions are slow at once or the machine is
+//! saturated; the samples due beyond them are dropped and counted. While
+//! no transaction is slow, it wakes only when the next open one can become
+//! slow. When a transaction ends,
 //! its samples are named (`methods`), folded (`stacks`) and handed to the
 //! exporter, which puts the profile on the transaction's span.
 //!
-//! Why JVMTI rather than `AsyncGetCallTrace` from a signal: it is a
+//! Why JVMTI rather than `AsyncGetCallTrace` from a signal: measured side
+//! by side (`bench/agent-profile.py`, with the probe of `agct.rs`), a
+//! signal to the sampled thread cost the profiler as much as the handshake
+//! on this project's machines, so the speed that would justify a signal
+//! handler in someone else's JVM is not there. JVMTI is a
 //! specified API, needs no signal handler in someone else's JVM (ASGCT
 //! still crashes on some builds and needs the JVM's crash signals taken
 //! over to survive that), no jmethodID pre-pass at class load, and tells
@@ -24,7 +31,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::clock;
 use crate::exporter::Queue;
@@ -34,6 +41,7 @@ use crate::jvmti::{FrameInfo, Jvmti};
 use crate::log::{self, line};
 use crate::methods::Methods;
 use crate::options::{LogLevel, ProfileSettings};
+use crate::profile_budget::{self, Budget};
 use crate::record::Record;
 use crate::stacks::{self, Profile, State, Tally};
 use crate::threads::Threads;
@@ -63,7 +71,7 @@ struct Open {
     transaction: Slow,
     tally: Tally<RawStack>,
     dropped: u64,
-    /// When it was last sampled (or a sample of it dropped), monotonic ns.
+    /// When it was last sampled, monotonic ns.
     last_ns: u64,
 }
 
@@ -74,20 +82,34 @@ struct Profiler {
     threads: Threads,
     methods: Methods,
     open: HashMap<usize, Open>,
-    /// Samples the budget allows now (a token bucket, one tick deep).
-    tokens: f64,
-    refilled: Instant,
+    /// The samples and the CPU the profiler may spend.
+    budget: Budget,
+    /// Whether the log said that the CPU budget was reached.
+    said_over_cpu: bool,
     /// Where the next tick starts taking samples, so that over budget no
     /// transaction always comes last.
     cursor: usize,
     slow: Vec<Slow>,
     frames: Vec<FrameInfo>,
+    /// Samples through `AsyncGetCallTrace` instead, to measure it.
+    #[cfg(feature = "agct-probe")]
+    agct: Option<crate::agct::Agct>,
 }
 
 impl Profiler {
-    fn tick(&mut self, jni: &Jni) {
-        transaction::open_longer_than(self.settings.after.as_nanos() as u64, &mut self.slow);
+    /// Samples the slow transactions and finishes the profiles of those
+    /// that ended. Returns how long to wait until the next tick: the
+    /// interval while any transaction is slow, else until the next open
+    /// one becomes slow (`profile_after` when none is open), so a JVM with
+    /// no slow transaction wakes the profiler rarely.
+    fn tick(&mut self, jni: &Jni) -> Duration {
+        let interval = self.settings.interval;
+        let next_slow_ns =
+            transaction::open_longer_than(self.settings.after.as_nanos() as u64, &mut self.slow);
         self.finish_ended(jni);
+        if self.slow.is_empty() {
+            return interval.max(Duration::from_nanos(next_slow_ns));
+        }
         let interval_ns = self.settings.interval.as_nanos() as u64;
         let now = clock::monotonic_ns();
         for slow in &self.slow {
@@ -100,7 +122,7 @@ impl Profiler {
                 });
             }
         }
-        self.refill();
+        self.budget.refill(now, clock::thread_cpu_ns());
         let count = self.slow.len();
         let first = self.cursor;
         for n in 0..count {
@@ -108,17 +130,20 @@ impl Profiler {
             if !self.open.contains_key(&slow.slot) {
                 continue;
             }
-            if self.tokens >= 1.0 {
-                self.tokens -= 1.0;
+            if self.budget.take(clock::thread_cpu_ns()) {
                 self.cursor = self.cursor.wrapping_add(1);
                 let sample = self.timed_sample(jni, &slow);
                 if let Some(open) = self.open.get_mut(&slow.slot) {
                     match sample {
-                        // A tick that came late (this thread waited for a
-                        // CPU: on a busy machine, most while the sampled
-                        // thread itself runs) stands for every interval
-                        // since the last sample, so a state is not
-                        // undercounted for keeping the CPU busy.
+                        // A sample stands for every interval since the
+                        // last one: after a tick that came late (this
+                        // thread waited for a CPU: on a busy machine, most
+                        // while the sampled thread itself runs), and after
+                        // samples dropped over a budget (which cost more
+                        // for a running thread). So no state is
+                        // undercounted for keeping the CPU busy, and in an
+                        // area's merged profile each transaction weighs
+                        // as much as it lasted, however many were slow.
                         Some(stack) => {
                             let weight = (now.saturating_sub(open.last_ns) + interval_ns / 2)
                                 / interval_ns.max(1);
@@ -128,11 +153,14 @@ impl Profiler {
                     }
                     open.last_ns = now;
                 }
-            } else if let Some(open) = self.open.get_mut(&slow.slot) {
-                open.dropped += 1;
-                open.last_ns = now;
+            } else {
+                self.say_once_if_over_cpu();
+                if let Some(open) = self.open.get_mut(&slow.slot) {
+                    open.dropped += 1;
+                }
             }
         }
+        interval
     }
 
     /// [`Profiler::sample`], saying in a debug line what it cost the
@@ -146,18 +174,25 @@ impl Profiler {
         let cpu_ns = clock::thread_cpu_ns().saturating_sub(started);
         let state = sample.as_ref().map_or("not taken", |s| s.state.leaf());
         log::debug(|| format!("profile sample took {cpu_ns} ns CPU ({state})"));
+        #[cfg(feature = "agct-probe")]
+        if let Some(agct) = &self.agct {
+            log::debug(|| format!("agct handler took {} ns CPU", agct.handler_ns()));
+        }
         sample
     }
 
-    /// Adds the samples the budget allows since the last tick, keeping at
-    /// most one tick's worth.
-    fn refill(&mut self) {
-        let now = Instant::now();
-        let budget = f64::from(self.settings.budget);
-        let per_tick = (budget * self.settings.interval.as_secs_f64()).max(1.0);
-        let earned = budget * now.duration_since(self.refilled).as_secs_f64();
-        self.tokens = (self.tokens + earned).min(per_tick);
-        self.refilled = now;
+    fn say_once_if_over_cpu(&mut self) {
+        if self.budget.over_cpu() && !self.said_over_cpu {
+            self.said_over_cpu = true;
+            line(
+                LogLevel::Info,
+                &format!(
+                    "the profiler reached its CPU budget ({}% of one core): while the machine is this busy, \
+                     samples are dropped and counted in jvmapm.profile.dropped",
+                    profile_budget::CPU_SHARE * 100.0
+                ),
+            );
+        }
     }
 
     /// One sample of the thread of `slow`, if it still runs that
@@ -168,6 +203,16 @@ impl Profiler {
                 let Some(thread) = self.threads.find(jni, slow.thread_id) else {
                     return Ok(None);
                 };
+                #[cfg(feature = "agct-probe")]
+                if let Some(agct) = &mut self.agct {
+                    return Ok(agct.stack_of(
+                        jni,
+                        thread,
+                        slow.thread_id,
+                        MAX_DEPTH + 1,
+                        &mut self.frames,
+                    ));
+                }
                 Ok(self
                     .jvmti
                     .stack_of(thread, MAX_DEPTH + 1, &mut self.frames)
@@ -300,6 +345,12 @@ fn set_up(
             return None;
         }
     };
+    let budget = Budget::new(
+        settings.budget,
+        settings.interval,
+        clock::monotonic_ns(),
+        clock::thread_cpu_ns(),
+    );
     let profiler = Profiler {
         jvmti,
         settings,
@@ -307,28 +358,29 @@ fn set_up(
         threads,
         methods: Methods::new(jvmti),
         open: HashMap::new(),
-        tokens: 0.0,
-        refilled: Instant::now(),
+        budget,
+        said_over_cpu: false,
         cursor: 0,
         slow: Vec::new(),
         frames: Vec::with_capacity(MAX_DEPTH + 1),
+        #[cfg(feature = "agct-probe")]
+        agct: crate::agct::Agct::new(vm.get(), &jni, jvmti),
     };
     Some((jni, profiler))
 }
 
 /// Ticks against absolute deadlines (a slow tick is not made up for).
 fn run(jni: &Jni, profiler: &mut Profiler, stop: &AtomicBool) {
-    let interval = profiler.settings.interval;
-    let mut next = Instant::now() + interval;
+    let mut next = Instant::now() + profiler.settings.interval;
     loop {
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
         if stop.load(Ordering::Acquire) {
             return;
         }
-        next = (next + interval).max(Instant::now());
-        if guard::caught(|| profiler.tick(jni)).is_none() {
+        let Some(wait) = guard::caught(|| profiler.tick(jni)) else {
             line(LogLevel::Error, "the profiler failed; no more profiles");
             return;
-        }
+        };
+        next = (next + wait).max(Instant::now());
     }
 }

@@ -421,9 +421,12 @@ pub struct Slow {
 }
 
 /// The transactions open for at least `after_ns`, into `slow` (cleared
-/// first), in slot order.
-pub fn open_longer_than(after_ns: u64, slow: &mut Vec<Slow>) {
+/// first), in slot order. Returns the nanoseconds until the next of the
+/// others is open that long, `after_ns` when none is open: no transaction
+/// becomes slow sooner.
+pub fn open_longer_than(after_ns: u64, slow: &mut Vec<Slow>) -> u64 {
     slow.clear();
+    let mut next_ns = after_ns;
     let now = clock::monotonic_ns();
     each_open(
         |slot| {
@@ -441,9 +444,12 @@ pub fn open_longer_than(after_ns: u64, slow: &mut Vec<Slow>) {
                     thread_id,
                     span_id,
                 });
+            } else {
+                next_ns = next_ns.min(after_ns - open_ns);
             }
         },
     );
+    next_ns
 }
 
 /// Whether the transaction `slow` names still holds its slot.
@@ -797,7 +803,8 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         let young = begin(6, 62, None);
         let mut slow = Vec::new();
-        open_longer_than(10_000_000, &mut slow);
+        let next_ns = open_longer_than(10_000_000, &mut slow);
+        assert!(next_ns <= 10_000_000 && next_ns > 0, "{next_ns}");
         let mine: Vec<Slow> = slow
             .into_iter()
             .filter(|s| s.thread_id == 61 || s.thread_id == 62)
