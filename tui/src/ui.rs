@@ -673,7 +673,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("+ / -", "narrow / widen the window"),
     ("Up / Down", "double / halve the Y maximum"),
     ("l", "linear / logarithmic Y"),
-    ("m", "Y measure: elapsed, cpu time, sql time"),
+    ("m", "Y measure: elapsed, cpu, sql, outgoing time"),
     ("p or Space", "pause / resume following (live)"),
     ("mouse drag", "select an area and list its transactions"),
     (

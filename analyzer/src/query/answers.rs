@@ -43,6 +43,11 @@ pub struct PointRow {
     pub cpu_us: Option<u64>,
     pub sql_count: Option<u32>,
     pub sql_us: Option<u64>,
+    /// Outgoing calls and their total time; absent from servers before them.
+    #[serde(default)]
+    pub http_count: Option<u32>,
+    #[serde(default)]
+    pub http_us: Option<u64>,
 }
 
 impl PointRow {
@@ -60,11 +65,13 @@ impl PointRow {
             cpu_us: p.cpu_us,
             sql_count: p.sql.map(|s| s.count),
             sql_us: p.sql.map(|s| s.time_us),
+            http_count: p.http.map(|h| h.count),
+            http_us: p.http.map(|h| h.time_us),
         }
     }
 
     /// Field names in order, for a CSV header.
-    pub const FIELDS: [&'static str; 12] = [
+    pub const FIELDS: [&'static str; 14] = [
         "end_ms",
         "elapsed_us",
         "service",
@@ -77,6 +84,8 @@ impl PointRow {
         "cpu_us",
         "sql_count",
         "sql_us",
+        "http_count",
+        "http_us",
     ];
 
     /// The row as CSV fields (quoted where needed), in [`Self::FIELDS`] order.
@@ -95,6 +104,8 @@ impl PointRow {
             opt(self.cpu_us),
             opt(self.sql_count.map(u64::from)),
             opt(self.sql_us),
+            opt(self.http_count.map(u64::from)),
+            opt(self.http_us),
         ];
         fields.join(",")
     }
@@ -401,6 +412,8 @@ mod tests {
             cpu_us: None,
             sql_count: None,
             sql_us: None,
+            http_count: None,
+            http_us: None,
         }
     }
 
