@@ -68,7 +68,9 @@ struct Calls {
 /// The edges of the calls made by the transactions ending in `[from_ms, to_ms]`.
 pub fn edges(store: &Store, from_ms: u64, to_ms: u64, cancel: &Cancel) -> io::Result<ServiceMap> {
     let found = calls(store, from_ms, to_ms, cancel)?;
-    let mut by_edge: BTreeMap<(Arc<str>, Arc<str>, bool), Vec<&Call>> = BTreeMap::new();
+    // (caller, callee, callee is a service) and the edge's calls.
+    type EdgeKey = (Arc<str>, Arc<str>, bool);
+    let mut by_edge: BTreeMap<EdgeKey, Vec<&Call>> = BTreeMap::new();
     let mut unresolved = 0;
     for call in &found.calls {
         match callee(store, call) {
@@ -103,7 +105,7 @@ pub fn edges(store: &Store, from_ms: u64, to_ms: u64, cancel: &Cancel) -> io::Re
             }
         })
         .collect();
-    edges.sort_by(|a, b| b.calls.cmp(&a.calls));
+    edges.sort_by_key(|e| std::cmp::Reverse(e.calls));
     Ok(ServiceMap {
         from_ms,
         to_ms,
@@ -182,7 +184,7 @@ fn calls(store: &Store, from_ms: u64, to_ms: u64, cancel: &Cancel) -> io::Result
         let before = found.calls.len();
         let clients = children
             .iter()
-            .filter_map(|(_, child)| child.as_ref().ok())
+            .filter_map(|child| child.as_ref().ok())
             .filter(|child| child.kind == SpanKind::Client as i32);
         for client in clients.take(MAX_CALLS - before) {
             found.calls.push(call_of(caller, client));

@@ -90,7 +90,7 @@ pub fn find(
                     endpoint: Some(store.strings.get(point.endpoint)),
                     ..node(&own)
                 });
-                for (_, child) in children {
+                for child in children {
                     match child {
                         Ok(_) if spans.len() >= MAX_SPANS => truncated += 1,
                         Ok(child) => spans.push(node(&child)),

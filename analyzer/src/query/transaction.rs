@@ -111,7 +111,7 @@ pub(crate) fn spans_of(
     store: &Store,
     seg: &Segment,
     point: &Point,
-) -> Result<(Span, Vec<(SpanId, Result<Span, String>)>), String> {
+) -> Result<(Span, Vec<Result<Span, String>>), String> {
     let payload = seg
         .details
         .read_frame(point.detail.offset, point.detail.len)
@@ -121,7 +121,7 @@ pub(crate) fn spans_of(
     let children = record
         .children
         .iter()
-        .map(|child| (SpanId::from(child.span_id), read_child(store, child)))
+        .map(|child| read_child(store, child))
         .collect();
     Ok((span, children))
 }
