@@ -6,6 +6,7 @@
 
 pub mod postgres;
 pub mod tomcat;
+pub mod two_services;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
