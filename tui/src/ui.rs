@@ -365,10 +365,7 @@ pub fn trace_lines(trace: &Trace, current: SpanId) -> Vec<Line<'static>> {
             "█".repeat(length as usize),
             " ".repeat((BAR_CELLS - lead - length) as usize)
         );
-        let what = [names::span::URL_FULL, names::span::DB_QUERY_TEXT]
-            .iter()
-            .find_map(|key| span.attributes.get(*key).and_then(Value::as_str))
-            .unwrap_or(&span.name);
+        let what = what_it_did(&span.attributes, &span.name);
         let kind = span.kind.trim_start_matches("SPAN_KIND_").to_lowercase();
         let missing = if span.parent_missing {
             "  (parent not found)"
@@ -555,11 +552,7 @@ fn child_line(child: &ChildSpan, transaction_start: u64) -> Line<'static> {
         }
     };
     let begin = span.start_time_unix_nano;
-    let what = span
-        .attributes
-        .get(names::span::DB_QUERY_TEXT)
-        .and_then(Value::as_str)
-        .unwrap_or(&span.name);
+    let what = what_it_did(&span.attributes, &span.name);
     let failed = span.status.as_ref().is_some_and(|s| s.code == 2);
     let style = if failed {
         Style::default().fg(Color::Red)
@@ -574,6 +567,15 @@ fn child_line(child: &ChildSpan, transaction_start: u64) -> Line<'static> {
         ),
         style,
     )
+}
+
+/// What a span inside a transaction did, in a few words: its statement,
+/// else the URL it called, else its name.
+fn what_it_did<'a>(attributes: &'a serde_json::Map<String, Value>, name: &'a str) -> &'a str {
+    [names::span::DB_QUERY_TEXT, names::span::URL_FULL]
+        .iter()
+        .find_map(|key| attributes.get(*key).and_then(Value::as_str))
+        .unwrap_or(name)
 }
 
 fn text_of(v: &Value) -> String {
