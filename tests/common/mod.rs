@@ -570,6 +570,22 @@ pub fn python_with_otel_sdk() -> PathBuf {
     python
 }
 
+/// Runs `tests/interop/SCRIPT` with the Python of [`python_with_otel_sdk`]
+/// and `args`; returns its standard output (asserting it succeeded).
+pub fn run_python(script: &str, args: &[&str]) -> Vec<u8> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(script);
+    let out = Command::new(python_with_otel_sdk())
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    out.stdout
+}
+
 /// The agent library, built by a nested cargo into its own target directory
 /// (so it does not wait on the lock of the `cargo test` that runs this).
 pub fn agent_library() -> PathBuf {

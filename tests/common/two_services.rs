@@ -5,14 +5,12 @@
 //! Python SDK) and calls a closed port, which fails and is answered by
 //! nobody; `stock` also serves an unrelated trace.
 
-use std::process::Command;
-
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span, Status};
 use prost::Message;
 use serde_json::Value;
 
-use super::{attr, kv, now_ns, python_with_otel_sdk, trace_request, Analyzer};
+use super::{attr, kv, now_ns, run_python, trace_request, Analyzer};
 
 const MS: u64 = 1_000_000;
 
@@ -92,26 +90,13 @@ pub fn send(analyzer: &Analyzer) -> TwoServices {
     let export = trace_request(resource, vec![to_stock, to_closed, server]);
     analyzer.post_traces(export.encode_to_vec());
 
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/interop/otel_python_callee.py"
-    );
     let traceparent = format!("00-{}-{}-01", hex(&trace), hex(&call_stock));
-    let out = Command::new(python_with_otel_sdk())
-        .args([
-            script,
-            &analyzer.url("/v1/traces"),
-            &traceparent,
-            &base.to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let endpoint = analyzer.url("/v1/traces");
+    let out = run_python(
+        "otel_python_callee.py",
+        &[&endpoint, &traceparent, &base.to_string()],
     );
-    let ids: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Value = serde_json::from_slice(&out).unwrap();
     let id = |key: &str| ids[key].as_str().unwrap().to_string();
     assert_eq!(
         analyzer.points().len(),

@@ -834,6 +834,14 @@ mod tests {
         Event::Key(KeyEvent::new(code, KeyModifiers::NONE))
     }
 
+    /// The end times of the transactions listed, in list order.
+    fn listed_ends(app: &App) -> Vec<u64> {
+        app.list
+            .iter()
+            .map(|&i| app.points.txns[i].end_ms)
+            .collect()
+    }
+
     fn app() -> App {
         let config = Config {
             window_ms: 40_000,
@@ -894,11 +902,7 @@ mod tests {
         app.handle(&mouse(MouseEventKind::Drag(MouseButton::Left), 8 + 5, 8));
         app.handle(&mouse(MouseEventKind::Up(MouseButton::Left), 8 + 5, 8));
         assert_eq!(app.screen, Screen::List);
-        let ends: Vec<u64> = app
-            .list
-            .iter()
-            .map(|&i| app.points.txns[i].end_ms)
-            .collect();
+        let ends = listed_ends(&app);
         assert_eq!(ends, [10_000, 10_500]);
         app.handle(&key(KeyCode::Down));
         app.handle(&key(KeyCode::Enter));
@@ -1004,11 +1008,7 @@ mod tests {
         };
         app.update(Update::EdgeCalls(Ok(calls)));
         assert_eq!(app.screen, Screen::List);
-        let ends: Vec<u64> = app
-            .list
-            .iter()
-            .map(|&i| app.points.txns[i].end_ms)
-            .collect();
+        let ends = listed_ends(&app);
         assert_eq!(ends, [10_000, 30_000]);
         app.handle(&key(KeyCode::Enter));
         assert_eq!(app.screen, Screen::Detail);
