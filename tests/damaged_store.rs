@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{kv, now_ns, server_span, trace_request, Analyzer};
+use jvmapm_analyzer::point::Format;
 use prost::Message;
 use serde_json::Value;
 
@@ -116,14 +117,19 @@ fn damaged_names_and_points_cost_only_themselves_after_a_restart() {
     let points = points_file(dir.path());
     let mut bytes = std::fs::read(&points).unwrap();
     let damaged_span = format!("{:016x}", 120 + 1);
-    let record = bytes
-        .chunks_exact(104)
+    let (header, size) = (
+        Format::CURRENT.header().len(),
+        Format::CURRENT.record_size(),
+    );
+    let record = bytes[header..]
+        .chunks_exact(size)
         .position(|r| {
             format!("{:016x}", u64::from_be_bytes(r[40..48].try_into().unwrap())) == damaged_span
         })
         .unwrap();
     assert!(record > 0 && record < 119, "a record in the middle");
-    for b in &mut bytes[record * 104 + 60..record * 104 + 68] {
+    let at = header + record * size;
+    for b in &mut bytes[at + 60..at + 68] {
         *b ^= 0x3C;
     }
     std::fs::write(&points, &bytes).unwrap();
@@ -140,7 +146,7 @@ fn damaged_names_and_points_cost_only_themselves_after_a_restart() {
         "{logged:?}"
     );
     assert!(
-        logged[1].contains(".points") && logged[1].contains(&format!("at_byte={}", record * 104)),
+        logged[1].contains(".points") && logged[1].contains(&format!("at_byte={at}")),
         "{logged:?}"
     );
 
@@ -203,10 +209,7 @@ fn damaged_names_and_points_cost_only_themselves_after_a_restart() {
         err.contains(&format!("strings.log at byte {}", payload_at - 8)),
         "{err}"
     );
-    assert!(
-        err.contains(&format!(".points at byte {}", record * 104)),
-        "{err}"
-    );
+    assert!(err.contains(&format!(".points at byte {at}")), "{err}");
 }
 
 #[test]

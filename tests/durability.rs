@@ -149,7 +149,7 @@ fn export_prints_stored_points_as_jsonl_and_csv() {
     let mut lines = out.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "end_ms,elapsed_us,service,instance,endpoint,status_code,error,trace_id,span_id,cpu_us,sql_count,sql_us"
+        "end_ms,elapsed_us,service,instance,endpoint,status_code,error,trace_id,span_id,cpu_us,sql_count,sql_us,http_count,http_us"
     );
     let csv_rows: Vec<&str> = lines.collect();
     assert_eq!(csv_rows.len(), 25);

@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-use std::process::Command;
-
-use common::{python_with_otel_sdk, Analyzer};
+use common::{run_python, Analyzer};
 use serde_json::Value;
+use std::collections::BTreeSet;
 
 const FIELDS: [&str; 6] = [
     "trace_id",
@@ -34,20 +32,9 @@ fn send_and_check(protocol: &str) {
         "grpc" => format!("http://{}", analyzer.grpc),
         _ => analyzer.url("/v1/traces"),
     };
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/interop/otel_python_sdk.py"
-    );
-    let out = Command::new(python_with_otel_sdk())
-        .args([script, protocol, &endpoint, &format!("py-{protocol}")])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let expected: BTreeSet<String> = String::from_utf8(out.stdout)
+    let instance = format!("py-{protocol}");
+    let out = run_python("otel_python_sdk.py", &[protocol, &endpoint, &instance]);
+    let expected: BTreeSet<String> = String::from_utf8(out)
         .unwrap()
         .lines()
         .map(|l| key(&serde_json::from_str(l).unwrap()))

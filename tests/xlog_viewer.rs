@@ -357,3 +357,50 @@ fn demo_jvms(dir: &std::path::Path) -> usize {
         })
         .count()
 }
+
+/// The distributed trace of a transaction as a waterfall, and the service
+/// map on `g` whose edge lists the transactions that made its calls,
+/// offline over the data directory of a two-service trace.
+#[test]
+fn the_viewer_shows_a_distributed_trace_and_the_service_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let analyzer = Analyzer::start(dir.path(), &[]);
+    common::two_services::send(&analyzer);
+    analyzer.stop();
+    let data = dir.path().to_str().unwrap();
+    let mut viewer = Viewer::start(&["xlog", "--data", data]);
+    viewer.wait_for("the stored points", |s| points_shown(s) >= 3);
+    viewer.press("sshop\r", "the service filter", |s| {
+        s.contains("filter: service=shop")
+    });
+    viewer.press("a", "the checkout", |s| s.contains("1 transactions ending"));
+    let waterfall = viewer.press("\r", "its trace", |s| {
+        s.contains("distributed trace: 5 spans, 2 services")
+    });
+    for line in [
+        "| shop: server GET /checkout",
+        "|   shop: client",
+        "|     stock: server GET /items",
+        "|       stock: client SELECT * FROM items",
+        "|   shop: client http://127.0.0.1:9/ ERROR",
+        "+    70.0 ms      5.0 ms  http://127.0.0.1:9/",
+    ] {
+        assert!(waterfall.contains(line), "{line:?} in\n{waterfall}");
+    }
+    viewer.press("\x1b", "the list again", is_list);
+    viewer.press("\x1b", "the scatter plot", is_scatter);
+    let map = viewer.press("g", "the service map", |s| {
+        s.contains("service map") && s.contains("127.0.0.1:9 (addr)")
+    });
+    assert!(
+        map.contains("2 edges, calls from 3 of 3 transactions read"),
+        "{map}"
+    );
+    // Edges with as many calls come in the order of their names.
+    let calls = viewer.press("\x1b[B\r", "the calls of shop to stock", |s| {
+        s.contains("1 transactions of shop calling stock")
+    });
+    assert!(calls.contains("/checkout"), "{calls}");
+    viewer.press("\x1b", "the map again", |s| s.contains("service map"));
+    viewer.quit();
+}

@@ -4,13 +4,81 @@
 //! scatter draws, what the meters count and what the store keeps in its
 //! `.points` files, so the record is small, fixed-size and self-checking: a
 //! reader can seek to record `n` directly and a torn write is detected by its CRC.
-
-/// Size of one encoded point record in bytes.
-pub const RECORD_SIZE: usize = 104;
+//!
+//! Two formats exist ([`Format`]). Version 1 (104 bytes a record, no file
+//! header) is what data directories written before outgoing calls hold; it
+//! is still read, and still appended to in an hour that began in it.
+//! Version 2 (a 16-byte header, then 128 bytes a record) adds the outgoing
+//! call totals and the point's lineage: its parent span id and whether
+//! spans inside it were kept, so traces and the service map are found from
+//! the records alone.
 
 const FLAG_ERROR: u16 = 1;
 const FLAG_CPU: u16 = 1 << 1;
 const FLAG_SQL: u16 = 1 << 2;
+/// Version 2: outgoing call totals present.
+const FLAG_HTTP: u16 = 1 << 3;
+/// Version 2: spans inside the transaction were kept with it.
+const FLAG_CHILDREN: u16 = 1 << 4;
+
+/// What a version 2 `.points` file starts with; a version 1 file starts with
+/// the sequence number of its first point, which is never this.
+pub const HEADER_V2: &[u8; 16] = b"jvmapm.points.v2";
+/// The part of the header every later version will share.
+const HEADER_FAMILY: &[u8] = b"jvmapm.points.v";
+
+/// The layout of a `.points` file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// 104-byte records, no header: before outgoing calls were kept.
+    V1,
+    /// [`HEADER_V2`], then 128-byte records.
+    V2,
+}
+
+/// What the first bytes of a `.points` file say of its layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detected {
+    Format(Format),
+    /// Empty, or a header cut short by a crash before any record: a new file.
+    Fresh,
+    /// A header of a later version this build cannot read.
+    Newer,
+}
+
+impl Format {
+    /// The format new files are written in.
+    pub const CURRENT: Format = Format::V2;
+
+    pub const fn record_size(self) -> usize {
+        match self {
+            Format::V1 => 104,
+            Format::V2 => 128,
+        }
+    }
+
+    /// Bytes before the first record.
+    pub const fn header(self) -> &'static [u8] {
+        match self {
+            Format::V1 => &[],
+            Format::V2 => HEADER_V2,
+        }
+    }
+
+    /// The layout of a file starting with `head` (its first 16 bytes, or
+    /// all of it when shorter).
+    pub fn detect(head: &[u8]) -> Detected {
+        if head.len() < HEADER_V2.len() && HEADER_V2.starts_with(head) {
+            Detected::Fresh
+        } else if head == HEADER_V2 {
+            Detected::Format(Format::V2)
+        } else if head.starts_with(HEADER_FAMILY) {
+            Detected::Newer
+        } else {
+            Detected::Format(Format::V1)
+        }
+    }
+}
 
 /// Where a point's full span (all attributes) lies in its segment's details file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -35,62 +103,91 @@ pub struct Point {
     pub status_code: u16,
     pub error: bool,
     pub cpu_us: Option<u64>,
-    pub sql: Option<SqlTotals>,
+    pub sql: Option<CallTotals>,
+    /// Outgoing calls (`jvmapm.http.count`, `jvmapm.http.time`).
+    pub http: Option<CallTotals>,
+    /// Where it sits in its trace; `None` in a version 1 record, which did
+    /// not keep it (its span in the details has it).
+    pub lineage: Option<Lineage>,
     pub detail: DetailRef,
 }
 
-/// SQL statements run inside one transaction.
+/// Calls made inside one transaction, SQL statements or outgoing requests:
+/// how many and their total time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SqlTotals {
+pub struct CallTotals {
     pub count: u32,
     pub time_us: u64,
 }
 
+/// Where a point sits in its trace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lineage {
+    /// All zero for a root span.
+    pub parent_span_id: [u8; 8],
+    /// Spans inside it (SQL calls, outgoing requests, steps) were kept
+    /// with it and are listed in its detail.
+    pub has_children: bool,
+}
+
 impl Point {
-    /// Encodes the point into exactly [`RECORD_SIZE`] bytes, CRC last.
-    pub fn encode(&self, out: &mut [u8; RECORD_SIZE]) {
+    /// Appends the point as one record of `format`, CRC last. Version 1
+    /// has no room for the outgoing totals and lineage, which it drops.
+    pub fn encode(&self, format: Format, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.resize(start + format.record_size(), 0);
+        let rec = &mut out[start..];
         let mut flags = 0;
-        if self.error {
-            flags |= FLAG_ERROR;
-        }
-        if self.cpu_us.is_some() {
-            flags |= FLAG_CPU;
-        }
-        if self.sql.is_some() {
-            flags |= FLAG_SQL;
-        }
+        let flag = |on: bool, bit: u16| if on { bit } else { 0 };
+        flags |= flag(self.error, FLAG_ERROR);
+        flags |= flag(self.cpu_us.is_some(), FLAG_CPU);
+        flags |= flag(self.sql.is_some(), FLAG_SQL);
         let sql = self.sql.unwrap_or_default();
-        out[0..8].copy_from_slice(&self.seq.to_le_bytes());
-        out[8..16].copy_from_slice(&self.end_ms.to_le_bytes());
-        out[16..24].copy_from_slice(&self.elapsed_us.to_le_bytes());
-        out[24..40].copy_from_slice(&self.trace_id);
-        out[40..48].copy_from_slice(&self.span_id);
-        out[48..52].copy_from_slice(&self.service.to_le_bytes());
-        out[52..56].copy_from_slice(&self.instance.to_le_bytes());
-        out[56..60].copy_from_slice(&self.endpoint.to_le_bytes());
-        out[60..62].copy_from_slice(&self.status_code.to_le_bytes());
-        out[62..64].copy_from_slice(&flags.to_le_bytes());
-        out[64..72].copy_from_slice(&self.cpu_us.unwrap_or(0).to_le_bytes());
-        out[72..80].copy_from_slice(&sql.time_us.to_le_bytes());
-        out[80..84].copy_from_slice(&sql.count.to_le_bytes());
-        out[84..88].copy_from_slice(&self.detail.len.to_le_bytes());
-        out[88..96].copy_from_slice(&self.detail.offset.to_le_bytes());
-        out[96..100].fill(0);
-        let crc = crc32fast::hash(&out[..100]);
-        out[100..104].copy_from_slice(&crc.to_le_bytes());
+        rec[0..8].copy_from_slice(&self.seq.to_le_bytes());
+        rec[8..16].copy_from_slice(&self.end_ms.to_le_bytes());
+        rec[16..24].copy_from_slice(&self.elapsed_us.to_le_bytes());
+        rec[24..40].copy_from_slice(&self.trace_id);
+        rec[40..48].copy_from_slice(&self.span_id);
+        rec[48..52].copy_from_slice(&self.service.to_le_bytes());
+        rec[52..56].copy_from_slice(&self.instance.to_le_bytes());
+        rec[56..60].copy_from_slice(&self.endpoint.to_le_bytes());
+        rec[60..62].copy_from_slice(&self.status_code.to_le_bytes());
+        rec[64..72].copy_from_slice(&self.cpu_us.unwrap_or(0).to_le_bytes());
+        rec[72..80].copy_from_slice(&sql.time_us.to_le_bytes());
+        rec[80..84].copy_from_slice(&sql.count.to_le_bytes());
+        rec[84..88].copy_from_slice(&self.detail.len.to_le_bytes());
+        rec[88..96].copy_from_slice(&self.detail.offset.to_le_bytes());
+        if format == Format::V2 {
+            let http = self.http.unwrap_or_default();
+            let lineage = self.lineage.unwrap_or_default();
+            flags |= flag(self.http.is_some(), FLAG_HTTP);
+            flags |= flag(lineage.has_children, FLAG_CHILDREN);
+            rec[96..104].copy_from_slice(&http.time_us.to_le_bytes());
+            rec[104..108].copy_from_slice(&http.count.to_le_bytes());
+            rec[108..116].copy_from_slice(&lineage.parent_span_id);
+        }
+        rec[62..64].copy_from_slice(&flags.to_le_bytes());
+        let body = rec.len() - 4;
+        let crc = crc32fast::hash(&rec[..body]);
+        rec[body..].copy_from_slice(&crc.to_le_bytes());
     }
 
-    /// Decodes a record; `None` when its CRC does not match (a torn or corrupt record).
-    pub fn decode(rec: &[u8]) -> Option<Point> {
-        let rec: &[u8; RECORD_SIZE] = rec.try_into().ok()?;
-        let crc = u32::from_le_bytes(rec[100..104].try_into().ok()?);
-        if crc32fast::hash(&rec[..100]) != crc {
+    /// Decodes a record of `format`; `None` when its CRC does not match (a
+    /// torn or corrupt record) or it is not one record long.
+    pub fn decode(format: Format, rec: &[u8]) -> Option<Point> {
+        if rec.len() != format.record_size() {
+            return None;
+        }
+        let body = rec.len() - 4;
+        let crc = u32::from_le_bytes(rec[body..].try_into().ok()?);
+        if crc32fast::hash(&rec[..body]) != crc {
             return None;
         }
         let u64_at = |i: usize| u64::from_le_bytes(rec[i..i + 8].try_into().unwrap());
         let u32_at = |i: usize| u32::from_le_bytes(rec[i..i + 4].try_into().unwrap());
         let u16_at = |i: usize| u16::from_le_bytes(rec[i..i + 2].try_into().unwrap());
         let flags = u16_at(62);
+        let v2 = format == Format::V2;
         Some(Point {
             seq: u64_at(0),
             end_ms: u64_at(8),
@@ -103,9 +200,17 @@ impl Point {
             status_code: u16_at(60),
             error: flags & FLAG_ERROR != 0,
             cpu_us: (flags & FLAG_CPU != 0).then(|| u64_at(64)),
-            sql: (flags & FLAG_SQL != 0).then(|| SqlTotals {
+            sql: (flags & FLAG_SQL != 0).then(|| CallTotals {
                 time_us: u64_at(72),
                 count: u32_at(80),
+            }),
+            http: (v2 && flags & FLAG_HTTP != 0).then(|| CallTotals {
+                time_us: u64_at(96),
+                count: u32_at(104),
+            }),
+            lineage: v2.then(|| Lineage {
+                parent_span_id: rec[108..116].try_into().unwrap(),
+                has_children: flags & FLAG_CHILDREN != 0,
             }),
             detail: DetailRef {
                 len: u32_at(84),
@@ -223,9 +328,17 @@ mod tests {
             status_code: 503,
             error: true,
             cpu_us: Some(800),
-            sql: Some(SqlTotals {
+            sql: Some(CallTotals {
                 count: 3,
                 time_us: 400,
+            }),
+            http: Some(CallTotals {
+                count: 2,
+                time_us: 90_000,
+            }),
+            lineage: Some(Lineage {
+                parent_span_id: [9; 8],
+                has_children: true,
             }),
             detail: DetailRef {
                 offset: 4096,
@@ -236,27 +349,57 @@ mod tests {
 
     #[test]
     fn record_round_trips_with_and_without_optional_fields() {
-        let mut buf = [0u8; RECORD_SIZE];
         for p in [
             sample(),
             Point {
                 cpu_us: None,
                 sql: None,
+                http: None,
+                lineage: Some(Lineage::default()),
                 error: false,
                 ..sample()
             },
         ] {
-            p.encode(&mut buf);
-            assert_eq!(Point::decode(&buf), Some(p));
+            let mut buf = Vec::new();
+            p.encode(Format::V2, &mut buf);
+            assert_eq!(buf.len(), 128);
+            assert_eq!(Point::decode(Format::V2, &buf), Some(p));
         }
     }
 
     #[test]
+    fn a_version_1_record_keeps_what_it_had_room_for() {
+        let mut buf = Vec::new();
+        sample().encode(Format::V1, &mut buf);
+        assert_eq!(buf.len(), 104);
+        let old = Point {
+            http: None,
+            lineage: None,
+            ..sample()
+        };
+        assert_eq!(Point::decode(Format::V1, &buf), Some(old));
+        assert_eq!(Point::decode(Format::V2, &buf), None, "one record long");
+    }
+
+    #[test]
+    fn the_file_header_tells_the_formats_apart() {
+        let mut v1 = Vec::new();
+        sample().encode(Format::V1, &mut v1);
+        assert_eq!(Format::detect(&v1[..16]), Detected::Format(Format::V1));
+        assert_eq!(Format::detect(HEADER_V2), Detected::Format(Format::V2));
+        assert_eq!(Format::detect(b""), Detected::Fresh);
+        assert_eq!(Format::detect(&HEADER_V2[..5]), Detected::Fresh);
+        assert_eq!(Format::detect(b"jvmapm.points.v9"), Detected::Newer);
+    }
+
+    #[test]
     fn a_flipped_byte_is_detected() {
-        let mut buf = [0u8; RECORD_SIZE];
-        sample().encode(&mut buf);
-        buf[20] ^= 0x40;
-        assert_eq!(Point::decode(&buf), None);
+        for format in [Format::V1, Format::V2] {
+            let mut buf = Vec::new();
+            sample().encode(format, &mut buf);
+            buf[20] ^= 0x40;
+            assert_eq!(Point::decode(format, &buf), None);
+        }
     }
 
     #[test]

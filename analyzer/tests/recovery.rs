@@ -10,7 +10,11 @@ use std::sync::{Arc, Mutex};
 
 use jvmapm_analyzer::ingest::xlog;
 use jvmapm_analyzer::meter::Meter;
-use jvmapm_analyzer::point::RECORD_SIZE;
+use jvmapm_analyzer::point::{Format, Point};
+
+/// Bytes before the first point record, and of one record, in new files.
+const HEADER: usize = Format::CURRENT.header().len();
+const RECORD_SIZE: usize = Format::CURRENT.record_size();
 use jvmapm_analyzer::query::transaction;
 use jvmapm_analyzer::query::{self, XlogFilter};
 use jvmapm_analyzer::store::instances::Instances;
@@ -131,7 +135,7 @@ fn any_cut_of_the_points_file_keeps_exactly_the_whole_records_before_it() {
     let len = fs::metadata(segment_file(original.path(), "points"))
         .unwrap()
         .len();
-    assert_eq!(len, 30 * RECORD_SIZE as u64);
+    assert_eq!(len, (HEADER + 30 * RECORD_SIZE) as u64);
     for cut in (0..=len).step_by(37) {
         let copy = tempfile::tempdir().unwrap();
         copy_dir(original.path(), copy.path());
@@ -141,7 +145,8 @@ fn any_cut_of_the_points_file_keeps_exactly_the_whole_records_before_it() {
             .unwrap()
             .set_len(cut)
             .unwrap();
-        let whole = cut / RECORD_SIZE as u64;
+        // A cut inside the header leaves a new, empty file.
+        let whole = cut.saturating_sub(HEADER as u64) / RECORD_SIZE as u64;
         assert_eq!(
             recovered_seqs(copy.path()),
             (1..=whole).collect::<Vec<_>>(),
@@ -245,7 +250,7 @@ fn a_damaged_record_costs_that_record_alone() {
         copy_dir(original.path(), copy.path());
         let path = segment_file(copy.path(), "points");
         let mut bytes = fs::read(&path).unwrap();
-        bytes[(damaged as usize) * RECORD_SIZE + 20] ^= 0xff;
+        bytes[HEADER + (damaged as usize) * RECORD_SIZE + 20] ^= 0xff;
         fs::write(&path, bytes).unwrap();
         assert_eq!(
             recovered_seqs(copy.path()),
@@ -289,4 +294,39 @@ fn any_damaged_byte_of_the_strings_costs_at_most_the_names_it_hit() {
         }
         assert!(lost.len() <= 1, "damaged at {at}: lost {lost:?}");
     }
+}
+
+/// A data directory written before outgoing calls were kept: its points
+/// files are of the first format (104-byte records, no header). It opens,
+/// every point reads back with its detail, and points arriving for the same
+/// hour are appended in its format.
+#[test]
+fn a_points_file_of_the_first_format_opens_and_is_appended_to_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write_store(dir.path());
+    let path = segment_file(dir.path(), "points");
+    let current = fs::read(&path).unwrap();
+    let mut old = Vec::new();
+    for rec in current[HEADER..].chunks_exact(RECORD_SIZE) {
+        let point = Point::decode(Format::CURRENT, rec).unwrap();
+        assert!(point.lineage.is_some(), "the current format keeps lineage");
+        point.encode(Format::V1, &mut old);
+    }
+    fs::write(&path, &old).unwrap();
+
+    assert_eq!(recovered_seqs(dir.path()), (1..=30).collect::<Vec<_>>());
+    let store = Store::open(dir.path(), Mode::ReadOnly).unwrap();
+    let seg = store.segments_in(0, u64::MAX / 2).pop().unwrap();
+    assert_eq!(seg.format, Format::V1);
+    assert!(seg
+        .read_points(0, 30)
+        .unwrap()
+        .iter()
+        .all(|p| p.lineage.is_none()));
+    drop(store);
+
+    write_batches(dir.path(), 6..8);
+    assert_eq!(recovered_seqs(dir.path()), (1..=40).collect::<Vec<_>>());
+    let len = fs::metadata(&path).unwrap().len();
+    assert_eq!(len % 104, 0, "still the first format: {len} bytes");
 }

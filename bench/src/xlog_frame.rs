@@ -54,6 +54,8 @@ fn rows(from: usize, to: usize, count: usize) -> Vec<PointRow> {
                 cpu_us: Some(elapsed_us / 3),
                 sql_count: None,
                 sql_us: None,
+                http_count: None,
+                http_us: None,
             }
         })
         .collect()

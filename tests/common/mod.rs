@@ -6,6 +6,7 @@
 
 pub mod postgres;
 pub mod tomcat;
+pub mod two_services;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -567,6 +568,22 @@ pub fn python_with_otel_sdk() -> PathBuf {
         venv.display()
     );
     python
+}
+
+/// Runs `tests/interop/SCRIPT` with the Python of [`python_with_otel_sdk`]
+/// and `args`; returns its standard output (asserting it succeeded).
+pub fn run_python(script: &str, args: &[&str]) -> Vec<u8> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(script);
+    let out = Command::new(python_with_otel_sdk())
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    out.stdout
 }
 
 /// The agent library, built by a nested cargo into its own target directory

@@ -3,8 +3,9 @@
 //!
 //! The state holds the transactions, the view (window, Y scale, measure,
 //! filter), the count grid drawn from them, the selection and its list, the
-//! open transaction, the merged profile of the selection, and the panels'
-//! data. What it needs from the source goes
+//! open transaction, the merged profile of the selection, the service map
+//! of the window (whose edges list their calls in the same list), and the
+//! panels' data. What it needs from the source goes
 //! into an outbox the run loop hands to the fetcher.
 
 use std::collections::BTreeMap;
@@ -15,7 +16,7 @@ use crossterm::event::{
 use ratatui::layout::Rect;
 
 use jvmapm_analyzer::meter::EndpointStats;
-use jvmapm_analyzer::query::answers::{AreaProfile, PointRow};
+use jvmapm_analyzer::query::answers::{AreaProfile, EdgeCalls, PointRow, ServiceMap};
 use jvmapm_analyzer::query::jvm::JvmView;
 use jvmapm_analyzer::query::profile::Area;
 use jvmapm_analyzer::store::instances::InstanceInfo;
@@ -57,6 +58,8 @@ pub enum Screen {
     Detail,
     /// The merged profile of the selection's transactions.
     Profile,
+    /// The calls between services in the window, edge by edge.
+    ServiceMap,
 }
 
 /// A line the operator is typing, and what it sets.
@@ -107,13 +110,21 @@ pub struct App {
     /// The selection's transactions, by end time (indexes into `points`).
     pub list: Vec<usize>,
     pub list_cursor: usize,
-    pub detail: Option<Result<Detail, SourceError>>,
+    pub detail: Option<Result<Box<Detail>, SourceError>>,
     /// Lines of the open transaction scrolled past.
     pub detail_scroll: u16,
     /// The area whose merged profile was asked for, and the answer once read.
     pub profiled: Option<Area>,
     pub area_profile: Option<Result<Box<AreaProfile>, SourceError>>,
     pub profile_view: ProfileView,
+    /// The range whose service map was asked for, and the answer once read.
+    pub mapped: Option<(u64, u64)>,
+    pub service_map: Option<Result<Box<ServiceMap>, SourceError>>,
+    /// The edge under the cursor of the service map.
+    pub edge_cursor: usize,
+    /// The edge (caller, callee) whose calls the list shows, instead of a
+    /// selection.
+    pub listed_edge: Option<(String, String)>,
     pub screen: Screen,
     pub help: bool,
     pub prompt: Option<(Prompt, String)>,
@@ -164,6 +175,10 @@ impl App {
             profiled: None,
             area_profile: None,
             profile_view: ProfileView::default(),
+            mapped: None,
+            service_map: None,
+            edge_cursor: 0,
+            listed_edge: None,
             screen: Screen::Scatter,
             help: false,
             prompt: None,
@@ -211,6 +226,11 @@ impl App {
                     Err(_) => ProfileView::default(),
                 };
                 self.area_profile = Some(answer);
+            }
+            Update::ServiceMap(answer) => self.service_map = Some(answer),
+            Update::EdgeCalls(Ok(calls)) => self.list_edge_calls(&calls),
+            Update::EdgeCalls(Err(why)) => {
+                self.progress = Some(format!("cannot list the calls: {why}"));
             }
             Update::Trouble(why) => self.trouble = why,
             Update::Progress(what) => self.progress = Some(what),
@@ -395,6 +415,7 @@ impl App {
             return;
         }
         match self.screen {
+            Screen::ServiceMap => self.service_map_key(key),
             Screen::Detail => self.detail_key(key),
             Screen::Profile => self.profile_key(key),
             Screen::List => self.list_key(key),
@@ -421,6 +442,7 @@ impl App {
             }
             KeyCode::Char('c') => self.set_filter(Filter::default()),
             KeyCode::Char('i') => self.choose_instance(true),
+            KeyCode::Char('g') => self.open_service_map(),
             _ => return false,
         }
         true
@@ -533,6 +555,9 @@ impl App {
         let last = self.list.len().saturating_sub(1);
         let page = usize::from(self.plot.height.max(2)) - 1;
         match key.code {
+            KeyCode::Esc | KeyCode::Backspace if self.listed_edge.take().is_some() => {
+                self.screen = Screen::ServiceMap;
+            }
             KeyCode::Esc | KeyCode::Backspace => {
                 self.screen = Screen::Scatter;
                 self.selection = None;
@@ -595,6 +620,84 @@ impl App {
                 }
             }
         }
+    }
+
+    /// Asks for the service map of the window in view.
+    fn open_service_map(&mut self) {
+        let range = (self.from_ms(), self.to_ms);
+        self.service_map = None;
+        self.mapped = Some(range);
+        self.edge_cursor = 0;
+        self.screen = Screen::ServiceMap;
+        self.outbox.push(Request::ServiceMap {
+            from_ms: range.0,
+            to_ms: range.1,
+        });
+    }
+
+    fn service_map_key(&mut self, key: &KeyEvent) {
+        let edges = match &self.service_map {
+            Some(Ok(map)) => map.edges.len(),
+            _ => 0,
+        };
+        match key.code {
+            KeyCode::Char('q') => self.quit = true,
+            KeyCode::Char('?') => self.help = true,
+            KeyCode::Char('g') => self.open_service_map(),
+            KeyCode::Esc | KeyCode::Backspace => self.screen = Screen::Scatter,
+            KeyCode::Up => self.edge_cursor = self.edge_cursor.saturating_sub(1),
+            KeyCode::Down => self.edge_cursor = (self.edge_cursor + 1).min(edges.saturating_sub(1)),
+            KeyCode::Enter => self.ask_edge_calls(),
+            _ => {}
+        }
+    }
+
+    /// Asks for the transactions that made the calls of the edge under the
+    /// cursor.
+    fn ask_edge_calls(&mut self) {
+        let (Some(Ok(map)), Some((from_ms, to_ms))) = (&self.service_map, self.mapped) else {
+            return;
+        };
+        let Some(edge) = map.edges.get(self.edge_cursor) else {
+            return;
+        };
+        self.listed_edge = Some((edge.caller.to_string(), edge.callee.to_string()));
+        self.progress = Some(format!(
+            "reading the calls {} -> {}",
+            edge.caller, edge.callee
+        ));
+        self.outbox.push(Request::EdgeCalls {
+            from_ms,
+            to_ms,
+            caller: edge.caller.to_string(),
+            callee: edge.callee.to_string(),
+        });
+    }
+
+    /// Lists the loaded transactions among those that made an edge's
+    /// calls, by end time.
+    fn list_edge_calls(&mut self, calls: &EdgeCalls) {
+        if self.screen != Screen::ServiceMap || self.listed_edge.is_none() {
+            return;
+        }
+        let wanted: std::collections::HashSet<_> = calls
+            .points
+            .iter()
+            .map(|p| (p.trace_id, p.span_id))
+            .collect();
+        let mut list: Vec<usize> = (0..self.points.txns.len())
+            .filter(|&i| {
+                let t = &self.points.txns[i];
+                wanted.contains(&(t.trace_id, t.span_id))
+            })
+            .collect();
+        list.sort_by_key(|&i| self.points.txns[i].end_ms);
+        list.dedup_by_key(|&mut i| (self.points.txns[i].trace_id, self.points.txns[i].span_id));
+        self.list = list;
+        self.list_cursor = 0;
+        self.selection = None;
+        self.progress = None;
+        self.screen = Screen::List;
     }
 
     /// Asks for the transaction under the list cursor in full.
@@ -731,6 +834,14 @@ mod tests {
         Event::Key(KeyEvent::new(code, KeyModifiers::NONE))
     }
 
+    /// The end times of the transactions listed, in list order.
+    fn listed_ends(app: &App) -> Vec<u64> {
+        app.list
+            .iter()
+            .map(|&i| app.points.txns[i].end_ms)
+            .collect()
+    }
+
     fn app() -> App {
         let config = Config {
             window_ms: 40_000,
@@ -791,11 +902,7 @@ mod tests {
         app.handle(&mouse(MouseEventKind::Drag(MouseButton::Left), 8 + 5, 8));
         app.handle(&mouse(MouseEventKind::Up(MouseButton::Left), 8 + 5, 8));
         assert_eq!(app.screen, Screen::List);
-        let ends: Vec<u64> = app
-            .list
-            .iter()
-            .map(|&i| app.points.txns[i].end_ms)
-            .collect();
+        let ends = listed_ends(&app);
         assert_eq!(ends, [10_000, 10_500]);
         app.handle(&key(KeyCode::Down));
         app.handle(&key(KeyCode::Enter));
@@ -854,6 +961,62 @@ mod tests {
         );
         app.handle(&key(KeyCode::Esc));
         assert_eq!(app.screen, Screen::List);
+    }
+
+    #[test]
+    fn g_shows_the_service_map_and_enter_lists_the_calls_of_an_edge() {
+        use jvmapm_analyzer::query::answers::ServiceMap;
+        let mut app = app();
+        app.handle(&key(KeyCode::Char('g')));
+        assert_eq!(app.screen, Screen::ServiceMap);
+        assert!(matches!(
+            app.outbox.last(),
+            Some(Request::ServiceMap {
+                from_ms: 0,
+                to_ms: 40_000
+            })
+        ));
+        let edge = |callee: &str| {
+            serde_json::from_value(serde_json::json!({
+                "caller": "orders", "callee": callee, "callee_is_service": true, "calls": 2,
+                "errors": 0, "p50_ms": 1.0, "p95_ms": 1.0, "p99_ms": 1.0, "callee_p50_ms": null,
+            }))
+            .unwrap()
+        };
+        app.update(Update::ServiceMap(Ok(Box::new(ServiceMap {
+            edges: vec![edge("stock"), edge("billing")],
+            ..ServiceMap::default()
+        }))));
+        app.handle(&key(KeyCode::Down));
+        app.handle(&key(KeyCode::Down));
+        assert_eq!(app.edge_cursor, 1, "stays on the last edge");
+        app.handle(&key(KeyCode::Enter));
+        match app.outbox.last() {
+            Some(Request::EdgeCalls { caller, callee, .. }) => {
+                assert_eq!((caller.as_str(), callee.as_str()), ("orders", "billing"))
+            }
+            _ => panic!("no request for the calls"),
+        }
+        // The server names two of the loaded transactions and one not loaded.
+        let calls = EdgeCalls {
+            points: vec![
+                row(30_000, 600, "/a", false),
+                row(10_000, 100, "/a", false),
+                row(5_000, 1, "/gone", false),
+            ],
+            truncated: 0,
+        };
+        app.update(Update::EdgeCalls(Ok(calls)));
+        assert_eq!(app.screen, Screen::List);
+        let ends = listed_ends(&app);
+        assert_eq!(ends, [10_000, 30_000]);
+        app.handle(&key(KeyCode::Enter));
+        assert_eq!(app.screen, Screen::Detail);
+        app.handle(&key(KeyCode::Esc));
+        app.handle(&key(KeyCode::Esc));
+        assert_eq!(app.screen, Screen::ServiceMap, "back to the map");
+        app.handle(&key(KeyCode::Esc));
+        assert_eq!(app.screen, Screen::Scatter);
     }
 
     #[test]

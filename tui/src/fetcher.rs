@@ -1,8 +1,9 @@
 //! The thread that reads from a source, so the screen never waits on a
 //! slow or absent server: it loads the window's points page by page (and,
 //! live, whatever arrives after), reads the panels' data every few seconds,
-//! and one transaction in full or the merged profile of an area when asked,
-//! and reports trouble once.
+//! and when asked one transaction in full with its distributed trace, the
+//! merged profile of an area, or the service map of the window and the
+//! calls of one of its edges; and it reports trouble once.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
@@ -10,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use jvmapm_analyzer::meter::EndpointStats;
 use jvmapm_analyzer::point::{SpanId, TraceId};
-use jvmapm_analyzer::query::answers::{AreaProfile, PointRow, Transaction};
+use jvmapm_analyzer::query::answers::{
+    AreaProfile, EdgeCalls, PointRow, ServiceMap, Trace, Transaction,
+};
 use jvmapm_analyzer::query::jvm::JvmView;
 use jvmapm_analyzer::query::profile::{self, Area};
 use jvmapm_analyzer::store::instances::InstanceInfo;
@@ -41,12 +44,24 @@ pub enum Request {
     },
     /// The merged profile of the transactions in an area.
     Profile(Area),
+    /// The service map of the transactions ending in a range.
+    ServiceMap { from_ms: u64, to_ms: u64 },
+    /// The transactions that made the calls of one edge of that map.
+    EdgeCalls {
+        from_ms: u64,
+        to_ms: u64,
+        caller: String,
+        callee: String,
+    },
 }
 
-/// A transaction in full, with its thread's stack when it was reported stuck.
+/// A transaction in full, with its thread's stack when it was reported
+/// stuck, and the distributed trace it is part of.
 pub struct Detail {
     pub transaction: Transaction,
     pub stuck_stack: Option<String>,
+    /// Its trace across services, or why it could not be read.
+    pub trace: Result<Trace, SourceError>,
 }
 
 /// What the fetcher tells the viewer.
@@ -57,8 +72,10 @@ pub enum Update {
     Stats(Vec<EndpointStats>),
     Instances(Vec<InstanceInfo>),
     Jvm(JvmView),
-    Detail(Result<Detail, SourceError>),
+    Detail(Result<Box<Detail>, SourceError>),
     Profile(Result<Box<AreaProfile>, SourceError>),
+    ServiceMap(Result<Box<ServiceMap>, SourceError>),
+    EdgeCalls(Result<EdgeCalls, SourceError>),
     /// `None` once the source answers again.
     Trouble(Option<SourceError>),
     /// Work in progress, for the status line.
@@ -140,13 +157,30 @@ impl Worker {
                     instance,
                 }) => {
                     let detail = self.detail(trace_id, span_id, end_ms, &instance);
-                    if self.updates.send(Update::Detail(detail)).is_err() {
+                    if self.send(Update::Detail(detail.map(Box::new))).is_err() {
                         return;
                     }
                 }
                 Ok(Request::Profile(area)) => {
                     let answer = self.source.profile(&area, profile::DEFAULT_LIMIT);
                     if self.send(Update::Profile(answer.map(Box::new))).is_err() {
+                        return;
+                    }
+                }
+                Ok(Request::ServiceMap { from_ms, to_ms }) => {
+                    let answer = self.source.service_map(from_ms, to_ms);
+                    if self.send(Update::ServiceMap(answer.map(Box::new))).is_err() {
+                        return;
+                    }
+                }
+                Ok(Request::EdgeCalls {
+                    from_ms,
+                    to_ms,
+                    caller,
+                    callee,
+                }) => {
+                    let answer = self.source.edge_calls(from_ms, to_ms, &caller, &callee);
+                    if self.send(Update::EdgeCalls(answer)).is_err() {
                         return;
                     }
                 }
@@ -308,6 +342,7 @@ impl Worker {
         Ok(Detail {
             transaction,
             stuck_stack,
+            trace: self.source.trace(trace_id, end_ms),
         })
     }
 }

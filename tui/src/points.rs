@@ -21,6 +21,7 @@ pub struct Txn {
     pub elapsed_us: u32,
     cpu_us: u32,
     sql_us: u32,
+    http_us: u32,
     pub sql_count: u16,
     /// HTTP status, 0 when the transaction had none.
     pub status_code: u16,
@@ -41,12 +42,18 @@ impl Txn {
         (self.sql_us != NONE).then_some(self.sql_us)
     }
 
+    /// Time spent in outgoing calls, when the sender counted it.
+    pub fn http_us(&self) -> Option<u32> {
+        (self.http_us != NONE).then_some(self.http_us)
+    }
+
     /// The value the Y axis shows for `measure`, when the transaction has it.
     pub fn value_us(&self, measure: Measure) -> Option<u32> {
         match measure {
             Measure::Elapsed => Some(self.elapsed_us),
             Measure::Cpu => self.cpu_us(),
             Measure::Sql => self.sql_us(),
+            Measure::Outgoing => self.http_us(),
         }
     }
 }
@@ -57,6 +64,8 @@ pub enum Measure {
     Elapsed,
     Cpu,
     Sql,
+    /// Time spent waiting on outgoing calls (other services).
+    Outgoing,
 }
 
 impl Measure {
@@ -64,7 +73,8 @@ impl Measure {
         match self {
             Measure::Elapsed => Measure::Cpu,
             Measure::Cpu => Measure::Sql,
-            Measure::Sql => Measure::Elapsed,
+            Measure::Sql => Measure::Outgoing,
+            Measure::Outgoing => Measure::Elapsed,
         }
     }
 
@@ -73,6 +83,7 @@ impl Measure {
             Measure::Elapsed => "elapsed",
             Measure::Cpu => "cpu time",
             Measure::Sql => "sql time",
+            Measure::Outgoing => "outgoing time",
         }
     }
 }
@@ -213,6 +224,7 @@ impl Points {
             elapsed_us: saturate(row.elapsed_us),
             cpu_us: row.cpu_us.map_or(NONE, saturate),
             sql_us: row.sql_us.map_or(NONE, saturate),
+            http_us: row.http_us.map_or(NONE, saturate),
             sql_count: row
                 .sql_count
                 .map_or(0, |c| u16::try_from(c).unwrap_or(u16::MAX)),
@@ -262,6 +274,8 @@ pub(crate) mod tests {
             cpu_us: Some(elapsed_ms * 500),
             sql_count: None,
             sql_us: None,
+            http_count: None,
+            http_us: None,
         }
     }
 

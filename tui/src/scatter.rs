@@ -1,5 +1,5 @@
-//! The XLog scatter: end time across, the measure (elapsed, CPU or SQL time)
-//! up, one braille dot per grid position.
+//! The XLog scatter: end time across, the measure (elapsed, CPU, SQL or
+//! outgoing time) up, one braille dot per grid position.
 //!
 //! Points are counted into a grid at braille resolution (two dots across
 //! and four down per terminal cell) as they arrive; drawing reads only the

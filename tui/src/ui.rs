@@ -1,10 +1,12 @@
 //! Draws the viewer: status and filter lines, the scatter (or the selection's
-//! list, one transaction, or the selection's merged profile), the JVM panels
-//! on the right, the endpoint table below, and the help overlay.
+//! list, one transaction with its distributed trace as a waterfall, the
+//! selection's merged profile, or the service map), the JVM panels on the
+//! right, the endpoint table below, and the help overlay.
 
 use jvmapm_analyzer::glob::Glob;
+use jvmapm_analyzer::point::SpanId;
 use jvmapm_analyzer::query::answers::{
-    ChildSpan, PointRow, Profile, SpanInFull, SpanRecord, Transaction,
+    ChildSpan, PointRow, Profile, SpanInFull, SpanRecord, Trace, Transaction,
 };
 use jvmapm_analyzer::query::call_tree::CallTree;
 use jvmapm_analyzer::query::profile::summary;
@@ -19,6 +21,7 @@ use serde_json::Value;
 use crate::app::{App, Screen};
 use crate::profile_view::ProfileView;
 use crate::scatter::{clock, plot_area, short_duration, ScatterWidget};
+use crate::source::SourceError;
 
 /// Width of the panels on the right.
 const PANEL_WIDTH: u16 = 36;
@@ -67,6 +70,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Screen::List => list(frame, app, a.main),
         Screen::Detail => detail(frame, app, a.main),
         Screen::Profile => area_profile(frame, app, a.main),
+        Screen::ServiceMap => service_map(frame, app, a.main),
     }
     if a.panels.width > 0 {
         panels(frame, app, a.panels);
@@ -171,14 +175,18 @@ fn scatter(frame: &mut Frame, app: &App, area: Rect) {
 }
 
 fn list(frame: &mut Frame, app: &App, area: Rect) {
-    let title = match &app.selection {
-        Some(s) => format!(
+    let title = match (&app.selection, &app.listed_edge) {
+        (Some(s), _) => format!(
             " {} transactions ending {}..{} | Enter opens, p profile, Esc back ",
             app.list.len(),
             clock(s.from_ms),
             clock(s.to_ms)
         ),
-        None => " no selection ".to_string(),
+        (None, Some((caller, callee))) => format!(
+            " {} transactions of {caller} calling {callee} | Enter opens, Esc back to the map ",
+            app.list.len()
+        ),
+        (None, None) => " no selection ".to_string(),
     };
     let block = Block::default().borders(Borders::ALL).title(title);
     let rows_shown = usize::from(block.inner(area).height.saturating_sub(1)).max(1);
@@ -245,7 +253,7 @@ fn detail(frame: &mut Frame, app: &App, area: Rect) {
             why.to_string(),
             Style::default().fg(Color::Red),
         )],
-        Some(Ok(d)) => detail_lines(&d.transaction, d.stuck_stack.as_deref()),
+        Some(Ok(d)) => detail_lines(&d.transaction, d.stuck_stack.as_deref(), Some(&d.trace)),
     };
     frame.render_widget(
         Paragraph::new(lines)
@@ -256,8 +264,13 @@ fn detail(frame: &mut Frame, app: &App, area: Rect) {
     );
 }
 
-/// One transaction as lines: its point, attributes, children (SQL), stack.
-pub fn detail_lines(transaction: &Transaction, stuck_stack: Option<&str>) -> Vec<Line<'static>> {
+/// One transaction as lines: its point, its distributed trace, attributes,
+/// children (SQL), stack.
+pub fn detail_lines(
+    transaction: &Transaction,
+    stuck_stack: Option<&str>,
+    trace: Option<&Result<Trace, SourceError>>,
+) -> Vec<Line<'static>> {
     let full = match &transaction.span {
         SpanRecord::Read(full) => Some(full.as_ref()),
         SpanRecord::Unreadable { .. } => None,
@@ -268,6 +281,14 @@ pub fn detail_lines(transaction: &Transaction, stuck_stack: Option<&str>) -> Vec
             detail_error.clone(),
             Style::default().fg(Color::Red),
         ));
+    }
+    match trace {
+        Some(Ok(trace)) => lines.extend(trace_lines(trace, transaction.point.span_id)),
+        Some(Err(why)) => lines.push(Line::styled(
+            format!("distributed trace: {why}"),
+            Style::default().fg(Color::Red),
+        )),
+        None => {}
     }
     lines.push(heading("attributes"));
     if let Some(full) = full {
@@ -297,6 +318,79 @@ pub fn detail_lines(transaction: &Transaction, stuck_stack: Option<&str>) -> Vec
         lines.push(heading("resource"));
         lines.extend(attribute_lines(&full.resource));
     }
+    lines
+}
+
+/// Width of a waterfall's bars, in cells.
+const BAR_CELLS: u64 = 30;
+/// Deepest indentation of a waterfall's names.
+const MAX_INDENT: usize = 12;
+
+/// A distributed trace as a waterfall: every span, under its parent, with
+/// its service, start after the trace's first span, duration and a bar on
+/// the trace's time; failed spans red, `current` (the transaction open) bold.
+pub fn trace_lines(trace: &Trace, current: SpanId) -> Vec<Line<'static>> {
+    let first = trace.spans.iter().map(|s| s.start_time_unix_nano).min();
+    let last = trace.spans.iter().map(|s| s.end_time_unix_nano).max();
+    let (Some(first), Some(last)) = (first, last) else {
+        return vec![heading("distributed trace: no span found")];
+    };
+    let services: std::collections::BTreeSet<&str> =
+        trace.spans.iter().map(|s| &*s.service).collect();
+    let mut text = format!(
+        "distributed trace: {} spans, {} services, {:.1} ms",
+        trace.spans.len(),
+        services.len(),
+        last.saturating_sub(first) as f64 / 1e6
+    );
+    if trace.truncated > 0 {
+        text.push_str(&format!(", {} more not shown", trace.truncated));
+    }
+    if trace.unreadable > 0 {
+        text.push_str(&format!(", {} unreadable", trace.unreadable));
+    }
+    let mut lines = vec![heading(&text)];
+    let total = last.saturating_sub(first).max(1);
+    let cells = |ns: u64| ns.saturating_mul(BAR_CELLS) / total;
+    lines.extend(trace.spans.iter().map(|span| {
+        let offset = span.start_time_unix_nano.saturating_sub(first);
+        let duration = span
+            .end_time_unix_nano
+            .saturating_sub(span.start_time_unix_nano);
+        let lead = cells(offset).min(BAR_CELLS - 1);
+        let length = cells(duration).clamp(1, BAR_CELLS - lead);
+        let bar = format!(
+            "{}{}{}",
+            " ".repeat(lead as usize),
+            "█".repeat(length as usize),
+            " ".repeat((BAR_CELLS - lead - length) as usize)
+        );
+        let what = what_it_did(&span.attributes, &span.name);
+        let kind = span.kind.trim_start_matches("SPAN_KIND_").to_lowercase();
+        let missing = if span.parent_missing {
+            "  (parent not found)"
+        } else {
+            ""
+        };
+        let mut style = Style::default();
+        if span.error {
+            style = style.fg(Color::Red);
+        }
+        if span.span_id == current {
+            style = style.add_modifier(Modifier::BOLD);
+        }
+        Line::styled(
+            format!(
+                "  +{:>8.1} ms {:>8.1} ms |{bar}| {}{}: {kind} {what}{}{missing}",
+                offset as f64 / 1e6,
+                duration as f64 / 1e6,
+                "  ".repeat(span.depth.min(MAX_INDENT)),
+                span.service,
+                if span.error { " ERROR" } else { "" },
+            ),
+            style,
+        )
+    }));
     lines
 }
 
@@ -458,11 +552,7 @@ fn child_line(child: &ChildSpan, transaction_start: u64) -> Line<'static> {
         }
     };
     let begin = span.start_time_unix_nano;
-    let what = span
-        .attributes
-        .get(names::span::DB_QUERY_TEXT)
-        .and_then(Value::as_str)
-        .unwrap_or(&span.name);
+    let what = what_it_did(&span.attributes, &span.name);
     let failed = span.status.as_ref().is_some_and(|s| s.code == 2);
     let style = if failed {
         Style::default().fg(Color::Red)
@@ -479,11 +569,115 @@ fn child_line(child: &ChildSpan, transaction_start: u64) -> Line<'static> {
     )
 }
 
+/// What a span inside a transaction did, in a few words: its statement,
+/// else the URL it called, else its name.
+fn what_it_did<'a>(attributes: &'a serde_json::Map<String, Value>, name: &'a str) -> &'a str {
+    [names::span::DB_QUERY_TEXT, names::span::URL_FULL]
+        .iter()
+        .find_map(|key| attributes.get(*key).and_then(Value::as_str))
+        .unwrap_or(name)
+}
+
 fn text_of(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// The service map of the window: one row an edge, caller to callee, with
+/// its calls, errors (red when any), the CLIENT spans' percentiles and the
+/// callee's own median time.
+fn service_map(frame: &mut Frame, app: &App, area: Rect) {
+    let range = app.mapped.map_or(String::new(), |(from, to)| {
+        format!(" {}..{}", clock(from), clock(to))
+    });
+    let title = format!(" service map{range} | Enter lists an edge's calls, Esc back ");
+    let block = Block::default().borders(Borders::ALL).title(title);
+    let map = match &app.service_map {
+        None => {
+            frame.render_widget(Paragraph::new("reading...").block(block), area);
+            return;
+        }
+        Some(Err(why)) => {
+            let why = Line::styled(why.to_string(), Style::default().fg(Color::Red));
+            frame.render_widget(Paragraph::new(why).block(block), area);
+            return;
+        }
+        Some(Ok(map)) => map,
+    };
+    let mut summary = format!(
+        "{} edges, calls from {} of {} transactions read",
+        map.edges.len(),
+        map.read,
+        map.transactions
+    );
+    if map.unresolved > 0 {
+        summary.push_str(&format!(", {} calls with no callee", map.unresolved));
+    }
+    let [summary_area, table_area] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(block.inner(area));
+    frame.render_widget(block, area);
+    frame.render_widget(Paragraph::new(summary), summary_area);
+    let ms = |v: f64| format!("{v:.1}");
+    let rows_shown = usize::from(table_area.height.saturating_sub(1)).max(1);
+    let first = app.edge_cursor.saturating_sub(rows_shown - 1);
+    let rows = map
+        .edges
+        .iter()
+        .enumerate()
+        .skip(first)
+        .take(rows_shown)
+        .map(|(i, e)| {
+            let errors = Cell::from(e.errors.to_string());
+            let errors = if e.errors > 0 {
+                errors.style(Style::default().fg(Color::Red))
+            } else {
+                errors
+            };
+            let callee = if e.callee_is_service {
+                e.callee.to_string()
+            } else {
+                format!("{} (addr)", e.callee)
+            };
+            let row = Row::new(vec![
+                Cell::from(e.caller.to_string()),
+                Cell::from(callee),
+                Cell::from(e.calls.to_string()),
+                errors,
+                Cell::from(ms(e.p50_ms)),
+                Cell::from(ms(e.p95_ms)),
+                Cell::from(ms(e.p99_ms)),
+                Cell::from(e.callee_p50_ms.map_or("-".to_string(), ms)),
+            ]);
+            if i == app.edge_cursor {
+                row.style(Style::default().add_modifier(Modifier::REVERSED))
+            } else {
+                row
+            }
+        });
+    let header = Row::new([
+        "caller",
+        "callee",
+        "calls",
+        "errors",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "callee ms",
+    ])
+    .style(Style::default().add_modifier(Modifier::BOLD));
+    let widths = [
+        Constraint::Fill(2),
+        Constraint::Fill(3),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(9),
+    ];
+    frame.render_widget(Table::new(rows, widths).header(header), table_area);
 }
 
 fn panels(frame: &mut Frame, app: &App, area: Rect) {
@@ -673,7 +867,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("+ / -", "narrow / widen the window"),
     ("Up / Down", "double / halve the Y maximum"),
     ("l", "linear / logarithmic Y"),
-    ("m", "Y measure: elapsed, cpu time, sql time"),
+    ("m", "Y measure: elapsed, cpu, sql, outgoing time"),
     ("p or Space", "pause / resume following (live)"),
     ("mouse drag", "select an area and list its transactions"),
     (
@@ -681,13 +875,24 @@ pub const KEYS: &[(&str, &str)] = &[
         "select with keys: arrows move, shift+arrows or H/J/K/L resize",
     ),
     ("a or Enter", "list every transaction in view"),
-    ("Enter (list)", "open the transaction under the cursor"),
+    (
+        "Enter (list)",
+        "open the transaction and its distributed trace",
+    ),
     (
         "p (list)",
         "profile: where the listed transactions spent their time",
     ),
     ("Right / Left", "open / close a frame of a profile"),
-    ("Esc", "back (list, transaction); quit from the scatter"),
+    ("g", "service map: calls between services in the window"),
+    (
+        "Enter (map)",
+        "list the transactions that made an edge's calls",
+    ),
+    (
+        "Esc",
+        "back (list, transaction, map); quit from the scatter",
+    ),
     ("s", "service glob filter"),
     ("/", "endpoint glob filter"),
     ("> / <", "elapsed at least / at most (ms)"),
@@ -731,7 +936,9 @@ mod tests {
     use crate::source::{Printable, Source, SourceError};
     use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
     use jvmapm_analyzer::point::{SpanId, TraceId};
-    use jvmapm_analyzer::query::answers::{AreaProfile, InstanceList, Profile, Stats, XlogPage};
+    use jvmapm_analyzer::query::answers::{
+        AreaProfile, EdgeCalls, InstanceList, Profile, ServiceMap, Stats, Trace, XlogPage,
+    };
     use jvmapm_analyzer::query::call_tree::CallTree;
     use jvmapm_analyzer::query::jvm::JvmView;
     use jvmapm_analyzer::query::profile::Area;
@@ -783,7 +990,11 @@ mod tests {
             }],
             "resource": {"host.name": "vm"}
         }));
-        let text = text(detail_lines(&detail, Some("at Shop.load(Shop.java:12)")));
+        let text = text(detail_lines(
+            &detail,
+            Some("at Shop.load(Shop.java:12)"),
+            None,
+        ));
         let has = |needle: &str| text.iter().any(|l| l.contains(needle));
         assert!(
             has("GET /orders  shop  12.5 ms  status 200  ok"),
@@ -814,7 +1025,7 @@ mod tests {
             truncated: 3,
             interval_us: Some(10_000),
         }));
-        let lines = text(detail_lines(&detail, None));
+        let lines = text(detail_lines(&detail, None, None));
         let at = lines
             .iter()
             .position(|l| l.starts_with("profile:"))
@@ -901,7 +1112,7 @@ mod tests {
                 child("com.acme.Orders.price", "SPAN_KIND_INTERNAL", "03", 41, 72, step),
             ],
         }));
-        let text = text(detail_lines(&detail, None));
+        let text = text(detail_lines(&detail, None, None));
         let inside = text
             .iter()
             .position(|l| l == "inside it (3, and 44 more steps not kept)")
@@ -914,6 +1125,153 @@ mod tests {
                 "  +    41.0 ms     31.0 ms  com.acme.Orders.price",
             ]
         );
+    }
+
+    #[test]
+    fn a_trace_is_a_waterfall_across_services_with_failures_marked() {
+        let span = |id: &str,
+                    parent: Option<usize>,
+                    depth,
+                    service: &str,
+                    name: &str,
+                    times: (u64, u64),
+                    error,
+                    extra: Value| {
+            let mut json = json!({
+                "span_id": id.repeat(8), "parent_span_id": "", "parent": parent, "depth": depth,
+                "parent_missing": false, "service": service, "instance": "i", "name": name,
+                "kind": "SPAN_KIND_SERVER", "start_time_unix_nano": times.0,
+                "end_time_unix_nano": times.1, "error": error, "endpoint": null, "attributes": {},
+            });
+            let (Value::Object(base), Value::Object(extra)) = (&mut json, extra) else {
+                panic!("objects");
+            };
+            base.extend(extra);
+            serde_json::from_value(json).unwrap()
+        };
+        let trace = Trace {
+            trace_id: TraceId::from([1; 16]),
+            from_ms: 0,
+            to_ms: 1,
+            spans: vec![
+                span(
+                    "cd",
+                    None,
+                    0,
+                    "shop",
+                    "GET /checkout",
+                    (0, 100_000_000),
+                    false,
+                    json!({}),
+                ),
+                span(
+                    "01",
+                    Some(0),
+                    1,
+                    "shop",
+                    "GET",
+                    (10_000_000, 60_000_000),
+                    false,
+                    json!({"kind": "SPAN_KIND_CLIENT", "attributes": {"url.full": "http://stock/items"}}),
+                ),
+                span(
+                    "02",
+                    Some(1),
+                    2,
+                    "stock",
+                    "GET /items",
+                    (20_000_000, 50_000_000),
+                    false,
+                    json!({}),
+                ),
+                span(
+                    "03",
+                    Some(0),
+                    1,
+                    "shop",
+                    "GET",
+                    (70_000_000, 75_000_000),
+                    true,
+                    json!({"kind": "SPAN_KIND_CLIENT", "attributes": {"url.full": "http://127.0.0.1:9/"}}),
+                ),
+                span(
+                    "04",
+                    None,
+                    0,
+                    "stock",
+                    "SELECT",
+                    (30_000_000, 40_000_000),
+                    false,
+                    json!({"parent_missing": true, "parent_span_id": "05".repeat(8)}),
+                ),
+            ],
+            truncated: 0,
+            unreadable: 1,
+        };
+        let lines = trace_lines(&trace, SpanId::from([0xcd; 8]));
+        let text = text(lines.clone());
+        assert_eq!(
+            text,
+            [
+                "distributed trace: 5 spans, 2 services, 100.0 ms, 1 unreadable",
+                "  +     0.0 ms    100.0 ms |██████████████████████████████| shop: server GET /checkout",
+                "  +    10.0 ms     50.0 ms |   ███████████████            |   shop: client http://stock/items",
+                "  +    20.0 ms     30.0 ms |      █████████               |     stock: server GET /items",
+                "  +    70.0 ms      5.0 ms |                     █        |   shop: client http://127.0.0.1:9/ ERROR",
+                "  +    30.0 ms     10.0 ms |         ███                  | stock: server SELECT  (parent not found)",
+            ]
+        );
+        assert_eq!(lines[4].style.fg, Some(Color::Red), "the failed call");
+        assert!(
+            lines[1].style.add_modifier.contains(Modifier::BOLD),
+            "the open one"
+        );
+    }
+
+    #[test]
+    fn the_service_map_lists_edges_with_errors_in_red() {
+        let mut app = offline_app();
+        app.mapped = Some((0, 60_000));
+        app.screen = Screen::ServiceMap;
+        assert!(screen(&app).iter().any(|l| l.contains("reading...")));
+        let edge = |callee: &str, is_service, errors| {
+            serde_json::from_value(json!({
+                "caller": "shop", "callee": callee, "callee_is_service": is_service, "calls": 4,
+                "errors": errors, "p50_ms": 12.0, "p95_ms": 30.5, "p99_ms": 41.0,
+                "callee_p50_ms": if is_service { json!(9.0) } else { json!(null) },
+            }))
+            .unwrap()
+        };
+        app.update(Update::ServiceMap(Ok(Box::new(ServiceMap {
+            from_ms: 0,
+            to_ms: 60_000,
+            edges: vec![edge("stock", true, 0), edge("127.0.0.1:9", false, 4)],
+            transactions: 10,
+            read: 10,
+            unresolved: 2,
+        }))));
+        let mut terminal = Terminal::new(TestBackend::new(120, 30)).unwrap();
+        terminal.draw(|frame| draw(frame, &app)).unwrap();
+        let buffer = terminal.backend().buffer();
+        let lines: Vec<String> = (0..30)
+            .map(|y| (0..120).map(|x| buffer[(x, y)].symbol()).collect())
+            .collect();
+        let has = |needle: &str| lines.iter().position(|l| l.contains(needle));
+        assert!(
+            has("2 edges, calls from 10 of 10 transactions read, 2 calls with no callee").is_some(),
+            "{lines:#?}"
+        );
+        let stock = has("stock").unwrap();
+        assert!(
+            lines[stock].contains("12.0") && lines[stock].contains("9.0"),
+            "{lines:#?}"
+        );
+        let closed = has("127.0.0.1:9 (addr)").unwrap_or_else(|| panic!("{lines:#?}"));
+        let red = (0..120u16).any(|x| {
+            buffer[(x, closed as u16)].fg == Color::Red
+                && buffer[(x, closed as u16)].symbol() == "4"
+        });
+        assert!(red, "errors in red: {lines:#?}");
     }
 
     /// The screen of `app` on a 120 x 30 terminal, line by line.
@@ -984,7 +1342,7 @@ mod tests {
 
         // The transaction in full keeps the whole id.
         let detail = transaction(json!({"instance": hex_id}));
-        let text = text(detail_lines(&detail, None));
+        let text = text(detail_lines(&detail, None, None));
         assert!(
             text[1].ends_with(&format!("instance {hex_id}")),
             "{text:#?}"
@@ -1045,6 +1403,47 @@ mod tests {
                 ..AreaProfile::default()
             })
         }
+        fn trace(&mut self, trace_id: TraceId, _: u64) -> Result<Trace, SourceError> {
+            let span = json!({
+                "span_id": "cd".repeat(8), "parent_span_id": "", "parent": null, "depth": 0,
+                "parent_missing": false, "service": HOSTILE, "instance": HOSTILE,
+                "name": HOSTILE, "kind": HOSTILE, "start_time_unix_nano": 1_000,
+                "end_time_unix_nano": 2_000, "error": true, "endpoint": HOSTILE,
+                "attributes": {"url.full": HOSTILE},
+            });
+            Ok(Trace {
+                trace_id,
+                from_ms: 0,
+                to_ms: 1,
+                spans: vec![serde_json::from_value(span).unwrap()],
+                truncated: 0,
+                unreadable: 0,
+            })
+        }
+        fn service_map(&mut self, from_ms: u64, to_ms: u64) -> Result<ServiceMap, SourceError> {
+            let edge = json!({
+                "caller": HOSTILE, "callee": HOSTILE, "callee_is_service": true, "calls": 3,
+                "errors": 1, "p50_ms": 1.0, "p95_ms": 2.0, "p99_ms": 3.0, "callee_p50_ms": null,
+            });
+            Ok(ServiceMap {
+                from_ms,
+                to_ms,
+                edges: vec![serde_json::from_value(edge).unwrap()],
+                ..ServiceMap::default()
+            })
+        }
+        fn edge_calls(
+            &mut self,
+            from_ms: u64,
+            to_ms: u64,
+            _: &str,
+            _: &str,
+        ) -> Result<EdgeCalls, SourceError> {
+            Ok(EdgeCalls {
+                points: self.xlog(from_ms, to_ms, 0)?.points,
+                truncated: 0,
+            })
+        }
     }
 
     /// Regression: a span whose service name held `ESC]2;...BEL ESC[2J`
@@ -1066,9 +1465,19 @@ mod tests {
         let detail = source
             .transaction(TraceId::from([1; 16]), SpanId::from([2; 8]), 30_000)
             .unwrap();
-        for line in detail_lines(&detail, None) {
+        let trace = source.trace(TraceId::from([1; 16]), 30_000);
+        for line in detail_lines(&detail, None, Some(&trace)) {
             assert!(!line.to_string().chars().any(char::is_control), "{line}");
         }
+        app.update(Update::ServiceMap(
+            source.service_map(0, 60_000).map(Box::new),
+        ));
+        app.screen = Screen::ServiceMap;
+        let map = screen(&app).join("\n");
+        assert!(!map.contains('\u{1b}') && !map.contains('\u{7}'), "{map}");
+        assert!(map.contains("shop\u{FFFD}]2;owned"), "{map}");
+        let calls = source.edge_calls(0, 60_000, "a", "b").unwrap();
+        assert!(calls.points.iter().all(|p| !p.service.contains('\u{1b}')));
         let profile = source.profile(&Area::default(), 1).unwrap().profile;
         assert_eq!(profile.tree.samples(), 3);
         let folded = profile.tree.folded();
@@ -1081,7 +1490,7 @@ mod tests {
             "endpoint": "POST /pay", "elapsed_us": 25_000, "status_code": null, "error": true,
             "detail_error": "damaged span record",
         }));
-        let lines = text(detail_lines(&detail, None));
+        let lines = text(detail_lines(&detail, None, None));
         assert_eq!(lines[0], "POST /pay  shop  25.0 ms  status -  ERROR");
         assert_eq!(lines[2], "damaged span record");
     }

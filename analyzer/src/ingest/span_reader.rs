@@ -57,10 +57,12 @@ pub enum Key {
     CpuTime,
     SqlCount,
     SqlTime,
+    HttpCount,
+    HttpTime,
     Event,
 }
 
-const KEY_COUNT: usize = 9;
+const KEY_COUNT: usize = 11;
 
 impl Key {
     /// The key named by the raw bytes of an attribute key (all ours are ASCII,
@@ -74,6 +76,8 @@ impl Key {
         const CPU_TIME: &[u8] = span::CPU_TIME.as_bytes();
         const SQL_COUNT: &[u8] = span::SQL_COUNT.as_bytes();
         const SQL_TIME: &[u8] = span::SQL_TIME.as_bytes();
+        const HTTP_COUNT: &[u8] = span::HTTP_COUNT.as_bytes();
+        const HTTP_TIME: &[u8] = span::HTTP_TIME.as_bytes();
         const EVENT: &[u8] = event::KIND.as_bytes();
         Some(match name {
             ROUTE => Key::Route,
@@ -84,6 +88,8 @@ impl Key {
             CPU_TIME => Key::CpuTime,
             SQL_COUNT => Key::SqlCount,
             SQL_TIME => Key::SqlTime,
+            HTTP_COUNT => Key::HttpCount,
+            HTTP_TIME => Key::HttpTime,
             EVENT => Key::Event,
             _ => return None,
         })
@@ -344,6 +350,8 @@ mod tests {
                     any_value::Value::StringValue("4".into()),
                 ),
                 kv("jvmapm.cpu.time", any_value::Value::IntValue(-5)),
+                kv("jvmapm.http.count", any_value::Value::IntValue(2)),
+                kv("jvmapm.http.time", any_value::Value::DoubleValue(0.25)),
             ],
             status: Some(Status {
                 code: 2,
@@ -373,6 +381,11 @@ mod tests {
         assert_eq!(raw.attr(Key::StatusCode).and_then(Attr::as_i64), Some(503));
         assert_eq!(raw.attr(Key::SqlTime).and_then(Attr::as_micros), Some(2000));
         assert_eq!(raw.attr(Key::SqlCount).and_then(Attr::as_i64), Some(4));
+        assert_eq!(raw.attr(Key::HttpCount).and_then(Attr::as_i64), Some(2));
+        assert_eq!(
+            raw.attr(Key::HttpTime).and_then(Attr::as_micros),
+            Some(250_000)
+        );
         assert_eq!(
             raw.attr(Key::CpuTime).and_then(Attr::as_micros),
             None,

@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::ingest::otlp_values::{attrs_to_json, find_i64, find_str, to_text};
 use crate::ingest::span_reader::{Attr, Key, RawSpan};
 use crate::ingest::wire::{self, Fields, Value, WireError};
-use crate::point::{hex, SqlTotals};
+use crate::point::{hex, CallTotals};
 
 /// What one trace export yields.
 #[derive(Default)]
@@ -108,7 +108,11 @@ pub struct SpanPoint {
     pub status_code: u16,
     pub error: bool,
     pub cpu_us: Option<u64>,
-    pub sql: Option<SqlTotals>,
+    pub sql: Option<CallTotals>,
+    /// Outgoing calls (`jvmapm.http.count`, `jvmapm.http.time`).
+    pub http: Option<CallTotals>,
+    /// All zero for a root span.
+    pub parent_span_id: [u8; 8],
     /// Where the encoded span lies in the group's `body`.
     pub detail: std::ops::Range<usize>,
 }
@@ -360,15 +364,6 @@ fn add_span(
         .and_then(Attr::as_i64)
         .and_then(|c| u16::try_from(c).ok())
         .unwrap_or(0);
-    let sql_count = span
-        .attr(Key::SqlCount)
-        .and_then(Attr::as_i64)
-        .and_then(|c| u32::try_from(c).ok());
-    let sql_time = span.attr(Key::SqlTime).and_then(Attr::as_micros);
-    let sql = (sql_count.is_some() || sql_time.is_some()).then(|| SqlTotals {
-        count: sql_count.unwrap_or(0),
-        time_us: sql_time.unwrap_or(0),
-    });
     let endpoint = endpoint(&span)?;
     group.spans.push(SpanPoint {
         end_ms: end / 1_000_000,
@@ -379,10 +374,26 @@ fn add_span(
         status_code,
         error: span.status_code == StatusCode::Error as u64 || status_code >= 500,
         cpu_us: span.attr(Key::CpuTime).and_then(Attr::as_micros),
-        sql,
+        sql: totals(&span, Key::SqlCount, Key::SqlTime),
+        http: totals(&span, Key::HttpCount, Key::HttpTime),
+        parent_span_id: span.parent_span_id.try_into().unwrap_or_default(),
         detail: start..start + bytes.len(),
     });
     Ok(())
+}
+
+/// Calls made inside a transaction, from its `count` and `time` attributes
+/// (either is enough; the other is then 0).
+fn totals(span: &RawSpan, count: Key, time: Key) -> Option<CallTotals> {
+    let count = span
+        .attr(count)
+        .and_then(Attr::as_i64)
+        .and_then(|c| u32::try_from(c).ok());
+    let time = span.attr(time).and_then(Attr::as_micros);
+    (count.is_some() || time.is_some()).then(|| CallTotals {
+        count: count.unwrap_or(0),
+        time_us: time.unwrap_or(0),
+    })
 }
 
 /// A transaction's endpoint: its `http.route` when it has one, else its span

@@ -43,6 +43,11 @@ pub struct PointRow {
     pub cpu_us: Option<u64>,
     pub sql_count: Option<u32>,
     pub sql_us: Option<u64>,
+    /// Outgoing calls and their total time; absent from servers before them.
+    #[serde(default)]
+    pub http_count: Option<u32>,
+    #[serde(default)]
+    pub http_us: Option<u64>,
 }
 
 impl PointRow {
@@ -60,11 +65,13 @@ impl PointRow {
             cpu_us: p.cpu_us,
             sql_count: p.sql.map(|s| s.count),
             sql_us: p.sql.map(|s| s.time_us),
+            http_count: p.http.map(|h| h.count),
+            http_us: p.http.map(|h| h.time_us),
         }
     }
 
     /// Field names in order, for a CSV header.
-    pub const FIELDS: [&'static str; 12] = [
+    pub const FIELDS: [&'static str; 14] = [
         "end_ms",
         "elapsed_us",
         "service",
@@ -77,6 +84,8 @@ impl PointRow {
         "cpu_us",
         "sql_count",
         "sql_us",
+        "http_count",
+        "http_us",
     ];
 
     /// The row as CSV fields (quoted where needed), in [`Self::FIELDS`] order.
@@ -95,6 +104,8 @@ impl PointRow {
             opt(self.cpu_us),
             opt(self.sql_count.map(u64::from)),
             opt(self.sql_us),
+            opt(self.http_count.map(u64::from)),
+            opt(self.http_us),
         ];
         fields.join(",")
     }
@@ -319,6 +330,102 @@ pub struct Scope {
     pub version: String,
 }
 
+/// `/api/v1/traces/{trace_id}`: every span of a trace kept in the window
+/// searched, from every service, as a tree in a flat list: each span comes
+/// after its parent (depth first, siblings in the order they started), and
+/// names it by its index, so the tree reads back however deep it is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    pub trace_id: TraceId,
+    /// The end times searched for its transactions, Unix ms, inclusive.
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub spans: Vec<TraceSpan>,
+    /// Spans left out past the bound of one answer.
+    pub truncated: u64,
+    /// Spans inside a transaction whose stored detail could not be read.
+    pub unreadable: u64,
+}
+
+/// One span of a [`Trace`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TraceSpan {
+    pub span_id: SpanId,
+    /// `""` when the span has no parent.
+    #[serde(with = "optional_id")]
+    pub parent_span_id: Option<SpanId>,
+    /// The index of its parent in [`Trace::spans`]; `null` for a root.
+    pub parent: Option<usize>,
+    /// 0 for a root.
+    pub depth: usize,
+    /// A root that has a parent span id: that parent was not found (not
+    /// kept, outside the window searched, or in a cycle of hostile ids).
+    pub parent_missing: bool,
+    pub service: Arc<str>,
+    pub instance: Arc<str>,
+    pub name: String,
+    /// The OTLP kind's name, as `SPAN_KIND_CLIENT`.
+    pub kind: String,
+    pub start_time_unix_nano: u64,
+    pub end_time_unix_nano: u64,
+    /// Status Error, an `error.type`, or a failed transaction.
+    pub error: bool,
+    /// The endpoint of a span that is an XLog point (a transaction, which
+    /// `/api/v1/transactions` opens); `null` for a span inside one.
+    pub endpoint: Option<Arc<str>>,
+    /// Its attributes that say what it did (method, URL, peer, status,
+    /// statement, error, call totals).
+    pub attributes: Map<String, Value>,
+}
+
+/// `/api/v1/servicemap`: the calls between services in a window, as edges
+/// from caller to callee, measured on the caller's CLIENT spans.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceMap {
+    /// The end times of the calling transactions, Unix ms, inclusive.
+    pub from_ms: u64,
+    pub to_ms: u64,
+    /// Busiest first.
+    pub edges: Vec<Edge>,
+    /// Transactions in the window.
+    pub transactions: u64,
+    /// Those whose spans were read, in the order they were stored, at most
+    /// the bound of one answer: when fewer than `transactions`, the figures
+    /// cover only these.
+    pub read: u64,
+    /// CLIENT spans inside them with no callee: no SERVER span answered
+    /// them and they name no `server.address`.
+    pub unresolved: u64,
+}
+
+/// Calls from one service to another (or to an address).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Edge {
+    pub caller: Arc<str>,
+    /// The service whose SERVER span answered, else `server.address:port`.
+    pub callee: Arc<str>,
+    /// Whether `callee` is a service that sent spans (else an address).
+    pub callee_is_service: bool,
+    pub calls: u64,
+    pub errors: u64,
+    /// The CLIENT spans' durations.
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    /// The median of the callee's own time (its SERVER spans' elapsed);
+    /// `null` when no SERVER span answered.
+    pub callee_p50_ms: Option<f64>,
+}
+
+/// `/api/v1/servicemap/calls`: the transactions that made an edge's calls,
+/// as XLog points in the order they were stored.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EdgeCalls {
+    pub points: Vec<PointRow>,
+    /// Points left out past the query's limit.
+    pub truncated: u64,
+}
+
 /// A `u64` as a JSON string, which clients in JavaScript read without loss.
 mod number_as_text {
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
@@ -401,6 +508,8 @@ mod tests {
             cpu_us: None,
             sql_count: None,
             sql_us: None,
+            http_count: None,
+            http_us: None,
         }
     }
 

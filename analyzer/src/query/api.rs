@@ -1,7 +1,8 @@
 //! The query API, JSON over HTTP under `/api/v1/`: XLog points with a cursor for
 //! the live tail, per-endpoint statistics, TPS, instances, JVM series and
-//! events, one transaction in full, and the merged profile of an area of the
-//! XLog. Bad parameters get a 400 that names the parameter and what it
+//! events, one transaction in full, the merged profile of an area of the
+//! XLog, one distributed trace, and the service map with the calls of each
+//! edge. Bad parameters get a 400 that names the parameter and what it
 //! accepts.
 
 use std::collections::HashMap;
@@ -21,14 +22,15 @@ use crate::glob::MAX_PATTERN_CHARS;
 use crate::meter::Meter;
 use crate::point::{Point, SpanId, TraceId};
 use crate::query::answers::{
-    ApiFailure, AreaProfile, InstanceList, PointRow, Stats, Tps, TpsSecond, Transaction, XlogPage,
+    ApiFailure, AreaProfile, EdgeCalls, InstanceList, PointRow, ServiceMap, Stats, Tps, TpsSecond,
+    Trace, Transaction, XlogPage,
 };
 use crate::query::profile::{self, Area};
 use crate::query::reply::{ReplyBudget, REPLY_BUDGET_MB};
 use crate::query::{self, Cancel};
 use crate::query::{
     jvm::{self as jvm_series, JvmView},
-    transaction,
+    service_map, trace, transaction,
 };
 use crate::store::instances::Instances;
 use crate::store::Store;
@@ -85,6 +87,9 @@ pub fn routes(state: ApiState) -> Router {
             get(transaction),
         )
         .route("/api/v1/profile", get(area_profile))
+        .route("/api/v1/traces/{trace_id}", get(distributed_trace))
+        .route("/api/v1/servicemap", get(servicemap))
+        .route("/api/v1/servicemap/calls", get(servicemap_calls))
         .with_state(state)
 }
 
@@ -380,4 +385,77 @@ async fn area_profile(
     let limit = limit(&p, profile::DEFAULT_LIMIT, profile::MAX_LIMIT)?;
     let _turn = scan_turn(&s.scans).await?;
     blocking(move || Ok(Json(profile::area(&s.store, &filter, limit)?))).await
+}
+
+/// One distributed trace: the transactions ending within `within` ms
+/// (default 15 minutes, at most 6 hours) of `around` (default now) that
+/// share its id, and the spans inside them, as a tree.
+async fn distributed_trace(
+    State(s): State<ApiState>,
+    Path(trace): Path<String>,
+    Query(p): Params,
+) -> Result<Json<Trace>, ApiError> {
+    let trace_id =
+        (trace.parse::<TraceId>()).map_err(|e| bad("trace id", &trace, &e.to_string()))?;
+    let around = number(&p, "around")?.unwrap_or_else(unix_ms);
+    let within = match number(&p, "within")? {
+        None => trace::DEFAULT_WITHIN_MS,
+        Some(ms) if ms <= trace::MAX_WITHIN_MS => ms,
+        Some(ms) => {
+            let most = format!("at most {} (6 hours)", trace::MAX_WITHIN_MS);
+            return Err(bad("within", &ms.to_string(), &most));
+        }
+    };
+    let cancel = Cancel::default();
+    let _cancel_on_drop = cancel.on_drop();
+    let _turn = scan_turn(&s.scans).await?;
+    blocking(move || {
+        Ok(Json(trace::find(
+            &s.store, trace_id, around, within, &cancel,
+        )?))
+    })
+    .await
+}
+
+/// The calls between services made by the transactions of a range.
+async fn servicemap(
+    State(s): State<ApiState>,
+    Query(p): Params,
+) -> Result<Json<ServiceMap>, ApiError> {
+    let (from_ms, to_ms) = range(&p, unix_ms())?;
+    let cancel = Cancel::default();
+    let _cancel_on_drop = cancel.on_drop();
+    let _turn = scan_turn(&s.scans).await?;
+    blocking(move || Ok(Json(service_map::edges(&s.store, from_ms, to_ms, &cancel)?))).await
+}
+
+/// The transactions of a range that made the calls of one edge of the
+/// service map (`caller` and `callee` as the map names them).
+async fn servicemap_calls(
+    State(s): State<ApiState>,
+    Query(p): Params,
+) -> Result<Json<EdgeCalls>, ApiError> {
+    let (from_ms, to_ms) = range(&p, unix_ms())?;
+    let name = |key: &str| {
+        p.get(key)
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .ok_or_else(|| {
+                ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("{key} is required (an edge of /api/v1/servicemap)"),
+                )
+            })
+    };
+    let (caller, callee) = (name("caller")?, name("callee")?);
+    let limit = limit(&p, service_map::DEFAULT_LIMIT, service_map::MAX_LIMIT)?;
+    let cancel = Cancel::default();
+    let _cancel_on_drop = cancel.on_drop();
+    let _turn = scan_turn(&s.scans).await?;
+    blocking(move || {
+        let calls =
+            service_map::edge_points(&s.store, from_ms, to_ms, &caller, &callee, limit, &cancel)?;
+        Ok(Json(calls))
+    })
+    .await
 }

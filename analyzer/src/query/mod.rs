@@ -5,6 +5,8 @@
 //! transaction in full, [`jvm`] an instance's JVM series and events,
 //! [`call_tree`] parses and merges the stack samples of transactions,
 //! [`profile`] merges those of the transactions in an area of the XLog,
+//! [`trace`] joins the transactions of one distributed trace into a tree,
+//! [`service_map`] measures the calls between services,
 //! [`answers`] are the shapes of what is read back, [`api`] answers all of
 //! it as JSON over HTTP (within the memory budget of `reply`), and
 //! [`export`] prints points offline for `jvmapm export`.
@@ -16,6 +18,8 @@ pub mod export;
 pub mod jvm;
 pub mod profile;
 mod reply;
+pub mod service_map;
+pub mod trace;
 pub mod transaction;
 
 use std::collections::HashMap;

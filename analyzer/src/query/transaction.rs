@@ -8,7 +8,7 @@ use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, Span}
 use prost::Message;
 
 use crate::ingest::otlp_values::attrs_to_json;
-use crate::point::{DetailRef, SpanId, TraceId};
+use crate::point::{DetailRef, Point, SpanId, TraceId};
 use crate::query::answers::{
     ChildSpan, PointRow, Profile, Scope, SpanBody, SpanEvent, SpanInFull, SpanRecord, SpanStatus,
     Transaction,
@@ -105,6 +105,27 @@ fn decode(bytes: &[u8]) -> Result<Span, String> {
     Span::decode(bytes).map_err(|e| format!("the stored span cannot be decoded: {e}"))
 }
 
+/// A point's own span and the spans kept inside it, each read or why not:
+/// what a trace and the service map read of a transaction.
+pub(crate) fn spans_of(
+    store: &Store,
+    seg: &Segment,
+    point: &Point,
+) -> Result<(Span, Vec<Result<Span, String>>), String> {
+    let payload = seg
+        .details
+        .read_frame(point.detail.offset, point.detail.len)
+        .map_err(|e| e.to_string())?;
+    let record = detail::split_span(&payload).ok_or("damaged span record")?;
+    let span = decode(record.span)?;
+    let children = record
+        .children
+        .iter()
+        .map(|child| read_child(store, child))
+        .collect();
+    Ok((span, children))
+}
+
 /// A child span from the details file of its own segment.
 fn read_child(store: &Store, child: &ChildRef) -> Result<Span, String> {
     let seg = store
@@ -126,13 +147,16 @@ pub(crate) fn stored_span(seg: &Segment, detail: DetailRef) -> Result<Span, Stri
     )
 }
 
+/// The OTLP name of a span kind, as `SPAN_KIND_SERVER`.
+pub(crate) fn kind_name(kind: i32) -> &'static str {
+    SpanKind::try_from(kind).map_or("SPAN_KIND_UNSPECIFIED", |k| k.as_str_name())
+}
+
 /// A span's own fields, attributes and events.
 fn span_body(span: &Span) -> SpanBody {
     SpanBody {
         name: span.name.clone(),
-        kind: SpanKind::try_from(span.kind)
-            .map_or("SPAN_KIND_UNSPECIFIED", |k| k.as_str_name())
-            .to_string(),
+        kind: kind_name(span.kind).to_string(),
         parent_span_id: <[u8; 8]>::try_from(span.parent_span_id.as_slice())
             .ok()
             .map(SpanId::from),

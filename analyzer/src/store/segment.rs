@@ -1,7 +1,8 @@
 //! One hour of data: the files of a time partition and what of them is committed.
 //!
 //! A segment holds four append-only files named after its UTC hour:
-//! `.points` (fixed-size XLog point records), `.details` (framed span and
+//! `.points` (fixed-size XLog point records, after a header naming their
+//! format, see [`Format`]), `.details` (framed span and
 //! resource protobufs a point refers to), `.metrics` (fixed-size JVM metric
 //! samples) and `.events` (framed JSON JVM events such as GC pauses). Readers
 //! only look below the committed length of each file, so they never see a
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::partition;
 use super::{damage, frame};
-use crate::point::{Point, RECORD_SIZE};
+use crate::point::{Detected, Format, Point};
 
 /// Size of one metric sample record.
 pub const SAMPLE_SIZE: usize = 32;
@@ -123,20 +124,22 @@ impl Log {
         frame::read_at(&self.file, offset, len)
     }
 
-    /// How many records of `size` bytes to keep: up to the last one `intact`
-    /// accepts, looking back from the end [`RECOVERY_WINDOW`] records at a
-    /// time. Records before it that `intact` refuses are noted as damaged.
+    /// How many records of `size` bytes, from byte `base` on, to keep: up
+    /// to the last one `intact` accepts, looking back from the end
+    /// [`RECOVERY_WINDOW`] records at a time. Records before it that
+    /// `intact` refuses are noted as damaged.
     fn last_intact(
         &self,
+        base: u64,
         size: usize,
         log: bool,
         mut intact: impl FnMut(&[u8]) -> Option<()>,
     ) -> io::Result<u64> {
-        let mut to = self.committed() / size as u64;
+        let mut to = self.committed().saturating_sub(base) / size as u64;
         while to > 0 {
             let from = to.saturating_sub(RECOVERY_WINDOW);
             let mut buf = vec![0u8; ((to - from) as usize) * size];
-            self.read_at(&mut buf, from * size as u64)?;
+            self.read_at(&mut buf, base + from * size as u64)?;
             let mut last = None;
             let mut bad = Vec::new();
             for (i, rec) in buf.chunks_exact(size).enumerate() {
@@ -148,7 +151,8 @@ impl Log {
             }
             if let Some(last) = last {
                 let offsets = bad.into_iter().filter(|&at| at < last);
-                damage::note(&self.path, offsets.map(|at| at * size as u64), log);
+                let offsets = offsets.map(|at| base + at * size as u64);
+                damage::note(&self.path, offsets, log);
                 return Ok(last + 1);
             }
             to = from;
@@ -196,6 +200,8 @@ impl Log {
 /// The files of one hour.
 pub struct Segment {
     pub hour: u64,
+    /// The layout of its `.points` file.
+    pub format: Format,
     pub points: Log,
     pub details: Log,
     pub metrics: Log,
@@ -216,15 +222,31 @@ impl Segment {
         ["points", "details", "metrics", "events"].map(|ext| dir.join(format!("{base}.{ext}")))
     }
 
-    /// Creates the files of a new hour.
+    /// Creates the files of a new hour, its points file in the current
+    /// format.
     pub fn create(dir: &Path, hour: u64) -> io::Result<Segment> {
-        Self::open_files(dir, hour, false)
+        let mut seg = Self::open_files(dir, hour, false)?;
+        seg.start_points_file()?;
+        Ok(seg)
+    }
+
+    /// Makes the points file an empty one of the current format: its header,
+    /// synced, and nothing after it.
+    fn start_points_file(&mut self) -> io::Result<()> {
+        self.format = Format::CURRENT;
+        let header = self.format.header();
+        self.points.file.set_len(0)?;
+        self.points.append(header)?;
+        self.points.sync()?;
+        self.points.publish(header.len() as u64);
+        Ok(())
     }
 
     fn open_files(dir: &Path, hour: u64, read_only: bool) -> io::Result<Segment> {
         let [points, details, metrics, events] = Self::paths(dir, hour);
         Ok(Segment {
             hour,
+            format: Format::CURRENT,
             points: Log::open(points, read_only)?,
             details: Log::open(details, read_only)?,
             metrics: Log::open(metrics, read_only)?,
@@ -242,16 +264,38 @@ impl Segment {
     pub fn recover(dir: &Path, hour: u64, repair: bool) -> io::Result<Segment> {
         let mut seg = Self::open_files(dir, hour, !repair)?;
         seg.log_damage = repair;
+        // The points file's format, from its first bytes.
+        let mut head = vec![0u8; (seg.points.committed() as usize).min(16)];
+        seg.points.read_at(&mut head, 0)?;
+        match Format::detect(&head) {
+            Detected::Format(format) => seg.format = format,
+            Detected::Fresh if repair => seg.start_points_file()?,
+            // Offline: a file with no record yet reads as empty.
+            Detected::Fresh => seg.points.publish(0),
+            Detected::Newer => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{} was written by a newer jvmapm (points format {})",
+                        seg.points.path.display(),
+                        String::from_utf8_lossy(&head)
+                    ),
+                ))
+            }
+        }
         // Points: the last intact record whose detail is on disk ends what is kept.
+        let (format, base) = (seg.format, seg.points_base());
         let details_len = seg.details.committed();
         let mut details_end = 0;
-        let kept = seg.points.last_intact(RECORD_SIZE, repair, |rec| {
-            let p = Point::decode(rec)?;
-            let end = p.detail.offset + p.detail.len as u64;
-            (end <= details_len).then(|| details_end = end)
-        })?;
-        seg.points
-            .cut(kept * RECORD_SIZE as u64, repair, "a points file")?;
+        let kept = seg
+            .points
+            .last_intact(base, format.record_size(), repair, |rec| {
+                let p = Point::decode(format, rec)?;
+                let end = p.detail.offset + p.detail.len as u64;
+                (end <= details_len).then(|| details_end = end)
+            })?;
+        let kept_len = base.min(seg.points.committed()) + kept * format.record_size() as u64;
+        seg.points.cut(kept_len, repair, "a points file")?;
         // Details: whole frames after the last kept point's (children waiting
         // for their transaction are kept too).
         seg.details
@@ -261,7 +305,7 @@ impl Segment {
         // Metric samples: the last intact record ends what is kept.
         let kept = seg
             .metrics
-            .last_intact(SAMPLE_SIZE, repair, |rec| Sample::decode(rec).map(drop))?;
+            .last_intact(0, SAMPLE_SIZE, repair, |rec| Sample::decode(rec).map(drop))?;
         seg.metrics
             .cut(kept * SAMPLE_SIZE as u64, repair, "a metrics file")?;
         // Events: whole frames.
@@ -281,18 +325,30 @@ impl Segment {
         }
     }
 
+    /// Where the first point record lies in the points file.
+    fn points_base(&self) -> u64 {
+        self.format.header().len() as u64
+    }
+
+    /// Where point record `index` lies in the points file.
+    fn point_offset(&self, index: u64) -> u64 {
+        self.points_base() + index * self.format.record_size() as u64
+    }
+
     /// Committed points.
     pub fn point_count(&self) -> u64 {
-        self.points.committed() / RECORD_SIZE as u64
+        let records = self.points.committed().saturating_sub(self.points_base());
+        records / self.format.record_size() as u64
     }
 
     /// Reads committed points `[from, to)` by index.
     /// A damaged record is skipped and noted (see [`damage`]).
     pub fn read_points(&self, from: u64, to: u64) -> io::Result<Vec<Point>> {
-        let mut buf = vec![0u8; ((to - from) as usize) * RECORD_SIZE];
-        self.points.read_at(&mut buf, from * RECORD_SIZE as u64)?;
-        let (points, damaged) = decode_all(&buf, RECORD_SIZE, Point::decode);
-        self.note(&self.points, from * RECORD_SIZE as u64, damaged);
+        let (format, size) = (self.format, self.format.record_size());
+        let mut buf = vec![0u8; ((to - from) as usize) * size];
+        self.points.read_at(&mut buf, self.point_offset(from))?;
+        let (points, damaged) = decode_all(&buf, size, |rec| Point::decode(format, rec));
+        self.note(&self.points, self.point_offset(from), damaged);
         Ok(points)
     }
 
@@ -312,13 +368,13 @@ impl Segment {
     /// A damaged record is judged by the next intact one.
     pub fn first_after(&self, after: u64) -> io::Result<u64> {
         let (mut lo, mut hi) = (0, self.point_count());
-        let mut rec = [0u8; RECORD_SIZE];
+        let mut rec = vec![0u8; self.format.record_size()];
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             let mut seq = None;
             for i in mid..hi {
-                self.points.read_at(&mut rec, i * RECORD_SIZE as u64)?;
-                if let Some(p) = Point::decode(&rec) {
+                self.points.read_at(&mut rec, self.point_offset(i))?;
+                if let Some(p) = Point::decode(self.format, &rec) {
                     seq = Some(p.seq);
                     break;
                 }

@@ -27,7 +27,7 @@ use super::Store;
 use crate::ingest::jvm_metrics::MetricsBatch;
 use crate::ingest::xlog::{ResourceGroup, TraceBatch};
 use crate::meter::Meter;
-use crate::point::{DetailRef, Point, RECORD_SIZE};
+use crate::point::{DetailRef, Lineage, Point};
 use crate::store::instances::Instances;
 
 /// Most jobs committed together.
@@ -385,15 +385,18 @@ impl Writer {
                 error: span.error,
                 cpu_us: span.cpu_us,
                 sql: span.sql,
+                http: span.http,
+                lineage: Some(Lineage {
+                    parent_span_id: span.parent_span_id,
+                    has_children: !its_children.is_empty(),
+                }),
                 detail: DetailRef {
                     offset: at.offset,
                     len: at.len,
                 },
             };
             self.next_seq += 1;
-            let mut rec = [0u8; RECORD_SIZE];
-            point.encode(&mut rec);
-            p.points.extend_from_slice(&rec);
+            point.encode(p.seg.format, &mut p.points);
             metered.push(Metered {
                 key: (service, endpoint),
                 end_ms: span.end_ms,

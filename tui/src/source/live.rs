@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use jvmapm_analyzer::point::{SpanId, TraceId};
 use jvmapm_analyzer::query::answers::{
-    ApiFailure, AreaProfile, InstanceList, Stats, Transaction, XlogPage,
+    ApiFailure, AreaProfile, EdgeCalls, InstanceList, ServiceMap, Stats, Trace, Transaction,
+    XlogPage,
 };
 use jvmapm_analyzer::query::jvm::JvmView;
 use jvmapm_analyzer::query::profile::Area;
@@ -123,6 +124,32 @@ impl Source for Live {
         let mut query = area.query();
         query.push(("limit", limit.to_string()));
         self.get("/api/v1/profile", &query)
+    }
+
+    fn trace(&mut self, trace_id: TraceId, around_ms: u64) -> Result<Trace, SourceError> {
+        let path = format!("/api/v1/traces/{trace_id}");
+        self.get(&path, &[("around", around_ms.to_string())])
+    }
+
+    fn service_map(&mut self, from_ms: u64, to_ms: u64) -> Result<ServiceMap, SourceError> {
+        let query = [("from", from_ms.to_string()), ("to", to_ms.to_string())];
+        self.get("/api/v1/servicemap", &query)
+    }
+
+    fn edge_calls(
+        &mut self,
+        from_ms: u64,
+        to_ms: u64,
+        caller: &str,
+        callee: &str,
+    ) -> Result<EdgeCalls, SourceError> {
+        let query = [
+            ("from", from_ms.to_string()),
+            ("to", to_ms.to_string()),
+            ("caller", caller.to_string()),
+            ("callee", callee.to_string()),
+        ];
+        self.get("/api/v1/servicemap/calls", &query)
     }
 }
 

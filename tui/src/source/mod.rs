@@ -13,7 +13,9 @@ use std::fmt;
 use std::path::PathBuf;
 
 use jvmapm_analyzer::point::{SpanId, TraceId};
-use jvmapm_analyzer::query::answers::{AreaProfile, InstanceList, Stats, Transaction, XlogPage};
+use jvmapm_analyzer::query::answers::{
+    AreaProfile, EdgeCalls, InstanceList, ServiceMap, Stats, Trace, Transaction, XlogPage,
+};
 use jvmapm_analyzer::query::jvm::JvmView;
 use jvmapm_analyzer::query::profile::Area;
 use jvmapm_analyzer::store::StoreError;
@@ -44,6 +46,20 @@ pub trait Source: Send {
     /// The merged profile of the transactions in `area`, reading the spans
     /// of at most `limit` of them.
     fn profile(&mut self, area: &Area, limit: usize) -> Result<AreaProfile, SourceError>;
+    /// The distributed trace `trace_id`, its transactions looked for around
+    /// `around_ms` (the end of one of them).
+    fn trace(&mut self, trace_id: TraceId, around_ms: u64) -> Result<Trace, SourceError>;
+    /// The calls between services made by the transactions ending in
+    /// `[from_ms, to_ms]`.
+    fn service_map(&mut self, from_ms: u64, to_ms: u64) -> Result<ServiceMap, SourceError>;
+    /// The transactions among those that made the calls of one edge.
+    fn edge_calls(
+        &mut self,
+        from_ms: u64,
+        to_ms: u64,
+        caller: &str,
+        callee: &str,
+    ) -> Result<EdgeCalls, SourceError>;
     /// Something the operator should know about what was read (offline:
     /// damaged records skipped), shown once the points are loaded.
     fn note(&self) -> Option<String> {

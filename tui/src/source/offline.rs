@@ -8,11 +8,11 @@ use std::sync::Mutex;
 use jvmapm_analyzer::meter::Meter;
 use jvmapm_analyzer::point::{SpanId, TraceId};
 use jvmapm_analyzer::query::answers::{
-    AreaProfile, InstanceList, PointRow, Stats, Transaction, XlogPage,
+    AreaProfile, EdgeCalls, InstanceList, PointRow, ServiceMap, Stats, Trace, Transaction, XlogPage,
 };
 use jvmapm_analyzer::query::jvm::{self, JvmView};
 use jvmapm_analyzer::query::profile::{self, Area};
-use jvmapm_analyzer::query::{self, transaction, XlogFilter};
+use jvmapm_analyzer::query::{self, service_map, trace, transaction, Cancel, XlogFilter};
 use jvmapm_analyzer::store::instances::Instances;
 use jvmapm_analyzer::store::{Mode, Store};
 
@@ -82,7 +82,7 @@ impl Source for Offline {
             from_ms,
             to_ms,
             u64::MAX / 2,
-            &query::Cancel::default(),
+            &Cancel::default(),
         )
         .map_err(|e| self.unreadable(e))?;
         Ok(Stats {
@@ -115,6 +115,30 @@ impl Source for Offline {
 
     fn profile(&mut self, area: &Area, limit: usize) -> Result<AreaProfile, SourceError> {
         profile::area(&self.store, &area.filter(), limit).map_err(|e| self.unreadable(e))
+    }
+
+    fn trace(&mut self, trace_id: TraceId, around_ms: u64) -> Result<Trace, SourceError> {
+        let within = trace::DEFAULT_WITHIN_MS;
+        trace::find(&self.store, trace_id, around_ms, within, &Cancel::default())
+            .map_err(|e| self.unreadable(e))
+    }
+
+    fn service_map(&mut self, from_ms: u64, to_ms: u64) -> Result<ServiceMap, SourceError> {
+        service_map::edges(&self.store, from_ms, to_ms, &Cancel::default())
+            .map_err(|e| self.unreadable(e))
+    }
+
+    fn edge_calls(
+        &mut self,
+        from_ms: u64,
+        to_ms: u64,
+        caller: &str,
+        callee: &str,
+    ) -> Result<EdgeCalls, SourceError> {
+        let limit = service_map::MAX_LIMIT;
+        let cancel = Cancel::default();
+        service_map::edge_points(&self.store, from_ms, to_ms, caller, callee, limit, &cancel)
+            .map_err(|e| self.unreadable(e))
     }
 }
 

@@ -12,8 +12,9 @@ use jvmapm_analyzer::meter::EndpointStats;
 use jvmapm_analyzer::point::{SpanId, TraceId};
 use jvmapm_analyzer::printable::{printable, printable_json};
 use jvmapm_analyzer::query::answers::{
-    AreaProfile, ChildSpan, InstanceList, PointRow, Profile, Scope, SpanBody, SpanEvent,
-    SpanInFull, SpanRecord, SpanStatus, Stats, Transaction, XlogPage,
+    AreaProfile, ChildSpan, Edge, EdgeCalls, InstanceList, PointRow, Profile, Scope, ServiceMap,
+    SpanBody, SpanEvent, SpanInFull, SpanRecord, SpanStatus, Stats, Trace, TraceSpan, Transaction,
+    XlogPage,
 };
 use jvmapm_analyzer::query::jvm::{GcPause, JvmView};
 use jvmapm_analyzer::query::profile::Area;
@@ -69,6 +70,21 @@ impl Source for Printable {
     }
     fn profile(&mut self, area: &Area, limit: usize) -> Result<AreaProfile, SourceError> {
         clean(self.0.profile(area, limit))
+    }
+    fn trace(&mut self, trace_id: TraceId, around_ms: u64) -> Result<Trace, SourceError> {
+        clean(self.0.trace(trace_id, around_ms))
+    }
+    fn service_map(&mut self, from_ms: u64, to_ms: u64) -> Result<ServiceMap, SourceError> {
+        clean(self.0.service_map(from_ms, to_ms))
+    }
+    fn edge_calls(
+        &mut self,
+        from_ms: u64,
+        to_ms: u64,
+        caller: &str,
+        callee: &str,
+    ) -> Result<EdgeCalls, SourceError> {
+        clean(self.0.edge_calls(from_ms, to_ms, caller, callee))
     }
 }
 
@@ -162,6 +178,42 @@ impl MakePrintable for PointRow {
 }
 
 impl MakePrintable for XlogPage {
+    fn make_printable(&mut self) {
+        self.points.make_printable();
+    }
+}
+
+impl MakePrintable for Trace {
+    fn make_printable(&mut self) {
+        self.spans.make_printable();
+    }
+}
+
+impl MakePrintable for TraceSpan {
+    fn make_printable(&mut self) {
+        self.service.make_printable();
+        self.instance.make_printable();
+        self.name.make_printable();
+        self.kind.make_printable();
+        self.endpoint.make_printable();
+        self.attributes.make_printable();
+    }
+}
+
+impl MakePrintable for ServiceMap {
+    fn make_printable(&mut self) {
+        self.edges.make_printable();
+    }
+}
+
+impl MakePrintable for Edge {
+    fn make_printable(&mut self) {
+        self.caller.make_printable();
+        self.callee.make_printable();
+    }
+}
+
+impl MakePrintable for EdgeCalls {
     fn make_printable(&mut self) {
         self.points.make_printable();
     }
