@@ -243,33 +243,74 @@ fn list(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(Table::new(rows, widths).header(header).block(block), area);
 }
 
+/// The narrowest detail screen that shows a profiled transaction's calls
+/// in a column of their own beside its profile.
+const CALLS_BESIDE_WIDTH: u16 = 110;
+
 fn detail(frame: &mut Frame, app: &App, area: Rect) {
     let block = Block::default()
         .borders(Borders::ALL)
         .title(" transaction | Up/Down scroll, Esc back ");
-    let lines = match &app.detail {
-        None => vec![Line::from("reading...")],
-        Some(Err(why)) => vec![Line::styled(
-            why.to_string(),
-            Style::default().fg(Color::Red),
-        )],
-        Some(Ok(d)) => detail_lines(&d.transaction, d.stuck_stack.as_deref(), Some(&d.trace)),
+    let (lines, calls) = match &app.detail {
+        None => (vec![Line::from("reading...")], Vec::new()),
+        Some(Err(why)) => (
+            vec![Line::styled(
+                why.to_string(),
+                Style::default().fg(Color::Red),
+            )],
+            Vec::new(),
+        ),
+        Some(Ok(d)) => {
+            let beside = d.transaction.profile.is_some() && area.width >= CALLS_BESIDE_WIDTH;
+            let calls = if beside {
+                calls_lines(&d.transaction)
+            } else {
+                Vec::new()
+            };
+            let lines = detail_lines(
+                &d.transaction,
+                d.stuck_stack.as_deref(),
+                Some(&d.trace),
+                !calls.is_empty(),
+            );
+            (lines, calls)
+        }
+    };
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let main = if calls.is_empty() {
+        inner
+    } else {
+        // The profile says where the time went, the calls beside it what
+        // the transaction did meanwhile, in time order.
+        let [main, side] =
+            Layout::horizontal([Constraint::Percentage(58), Constraint::Percentage(42)])
+                .spacing(1)
+                .areas(inner);
+        // Scrolled with the rest, but never out of sight.
+        let last = calls.len().saturating_sub(usize::from(side.height)) as u16;
+        frame.render_widget(
+            Paragraph::new(calls).scroll((app.detail_scroll.min(last), 0)),
+            side,
+        );
+        main
     };
     frame.render_widget(
         Paragraph::new(lines)
-            .block(block)
             .wrap(Wrap { trim: false })
             .scroll((app.detail_scroll, 0)),
-        area,
+        main,
     );
 }
 
 /// One transaction as lines: its point, its distributed trace, attributes,
-/// children (SQL), stack.
+/// the calls inside it (steps, SQL, outgoing) unless `calls_beside` (then
+/// [`calls_lines`] draws them in a column of their own), stack, profile.
 pub fn detail_lines(
     transaction: &Transaction,
     stuck_stack: Option<&str>,
     trace: Option<&Result<Trace, SourceError>>,
+    calls_beside: bool,
 ) -> Vec<Line<'static>> {
     let full = match &transaction.span {
         SpanRecord::Read(full) => Some(full.as_ref()),
@@ -297,10 +338,8 @@ pub fn detail_lines(
         lines.extend(attribute_lines(
             full.span.attributes.iter().filter(|(k, _)| !drawn_below(k)),
         ));
-        if !full.children.is_empty() {
-            lines.push(heading(&inside_heading(full)));
-            let start = full.span.start_time_unix_nano;
-            lines.extend(full.children.iter().map(|c| child_line(c, start)));
+        if !calls_beside {
+            lines.extend(calls_lines(transaction));
         }
     }
     // The stuck stack first: a few lines that say where it hung, where the
@@ -490,6 +529,21 @@ fn area_profile(frame: &mut Frame, app: &App, area: Rect) {
 
 /// "inside it (N)" over a transaction's children, with the steps the agent
 /// counted past its bound but did not send.
+/// The calls inside a transaction (steps, SQL, outgoing) in time order,
+/// under their heading; none when it has none or its span is unreadable.
+pub fn calls_lines(transaction: &Transaction) -> Vec<Line<'static>> {
+    let SpanRecord::Read(full) = &transaction.span else {
+        return Vec::new();
+    };
+    if full.children.is_empty() {
+        return Vec::new();
+    }
+    let start = full.span.start_time_unix_nano;
+    let mut lines = vec![heading(&inside_heading(full))];
+    lines.extend(full.children.iter().map(|c| child_line(c, start)));
+    lines
+}
+
 fn inside_heading(full: &SpanInFull) -> String {
     let count = full.children.len();
     match full
@@ -994,6 +1048,7 @@ mod tests {
             &detail,
             Some("at Shop.load(Shop.java:12)"),
             None,
+            false,
         ));
         let has = |needle: &str| text.iter().any(|l| l.contains(needle));
         assert!(
@@ -1025,7 +1080,7 @@ mod tests {
             truncated: 3,
             interval_us: Some(10_000),
         }));
-        let lines = text(detail_lines(&detail, None, None));
+        let lines = text(detail_lines(&detail, None, None, false));
         let at = lines
             .iter()
             .position(|l| l.starts_with("profile:"))
@@ -1045,6 +1100,63 @@ mod tests {
             !lines.iter().any(|l| l.contains(names::span::PROFILE)),
             "the raw folded text is not shown: {lines:#?}"
         );
+    }
+
+    #[test]
+    fn a_wide_screen_shows_a_profiled_transactions_calls_beside_its_profile() {
+        let folded = "Thread.run;Shop.slow;Shop.compute;[running] 7\n";
+        let mut transaction = transaction(json!({
+            "attributes": {names::span::PROFILE: folded},
+            "children": [{
+                "name": "SELECT", "kind": "SPAN_KIND_CLIENT", "span_id": "ef".repeat(8),
+                "parent_span_id": "cd".repeat(8), "start_time_unix_nano": 1_002_000_000u64,
+                "end_time_unix_nano": 1_005_500_000u64, "status": null, "events": [],
+                "attributes": {"db.query.text": "SELECT stock FROM items"}
+            }],
+        }));
+        transaction.profile = Some(Box::new(Profile {
+            tree: CallTree::parse(folded),
+            samples: 7,
+            dropped: 0,
+            truncated: 0,
+            interval_us: Some(10_000),
+        }));
+        let mut app = offline_app();
+        app.screen = Screen::Detail;
+        app.detail = Some(Ok(Box::new(crate::fetcher::Detail {
+            transaction,
+            stuck_stack: None,
+            trace: Err(SourceError::Client("not asked".into())),
+        })));
+        let row_of = |lines: &[String], needle: &str| {
+            lines
+                .iter()
+                .position(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("no {needle:?} in {lines:#?}"))
+        };
+
+        let wide = screen_of(&app, 160, 40);
+        let calls = row_of(&wide, "inside it (1)");
+        assert!(
+            wide[calls].find("inside it").unwrap() > 60,
+            "in the right column: {wide:#?}"
+        );
+        assert!(
+            row_of(&wide, "SELECT stock FROM items") == calls + 1,
+            "{wide:#?}"
+        );
+        assert!(
+            row_of(&wide, "profile: 7 samples") > calls,
+            "the profile starts lower, on the left: {wide:#?}"
+        );
+
+        let narrow = screen_of(&app, 120, 40);
+        let calls = row_of(&narrow, "inside it (1)");
+        assert!(
+            narrow[calls].find("inside it").unwrap() < 5,
+            "one column: {narrow:#?}"
+        );
+        assert!(row_of(&narrow, "profile: 7 samples") > calls, "{narrow:#?}");
     }
 
     #[test]
@@ -1112,7 +1224,7 @@ mod tests {
                 child("com.acme.Orders.price", "SPAN_KIND_INTERNAL", "03", 41, 72, step),
             ],
         }));
-        let text = text(detail_lines(&detail, None, None));
+        let text = text(detail_lines(&detail, None, None, false));
         let inside = text
             .iter()
             .position(|l| l == "inside it (3, and 44 more steps not kept)")
@@ -1276,7 +1388,12 @@ mod tests {
 
     /// The screen of `app` on a 120 x 30 terminal, line by line.
     fn screen(app: &App) -> Vec<String> {
-        let mut terminal = Terminal::new(TestBackend::new(120, 30)).unwrap();
+        screen_of(app, 120, 30)
+    }
+
+    /// The screen of `app` on a terminal of `width` x `height`.
+    fn screen_of(app: &App, width: u16, height: u16) -> Vec<String> {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
         terminal.draw(|frame| draw(frame, app)).unwrap();
         let buffer = terminal.backend().buffer();
         (0..buffer.area.height)
@@ -1342,7 +1459,7 @@ mod tests {
 
         // The transaction in full keeps the whole id.
         let detail = transaction(json!({"instance": hex_id}));
-        let text = text(detail_lines(&detail, None, None));
+        let text = text(detail_lines(&detail, None, None, false));
         assert!(
             text[1].ends_with(&format!("instance {hex_id}")),
             "{text:#?}"
@@ -1466,7 +1583,7 @@ mod tests {
             .transaction(TraceId::from([1; 16]), SpanId::from([2; 8]), 30_000)
             .unwrap();
         let trace = source.trace(TraceId::from([1; 16]), 30_000);
-        for line in detail_lines(&detail, None, Some(&trace)) {
+        for line in detail_lines(&detail, None, Some(&trace), false) {
             assert!(!line.to_string().chars().any(char::is_control), "{line}");
         }
         app.update(Update::ServiceMap(
@@ -1490,7 +1607,7 @@ mod tests {
             "endpoint": "POST /pay", "elapsed_us": 25_000, "status_code": null, "error": true,
             "detail_error": "damaged span record",
         }));
-        let lines = text(detail_lines(&detail, None, None));
+        let lines = text(detail_lines(&detail, None, None, false));
         assert_eq!(lines[0], "POST /pay  shop  25.0 ms  status -  ERROR");
         assert_eq!(lines[2], "damaged span record");
     }
