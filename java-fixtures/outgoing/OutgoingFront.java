@@ -96,7 +96,10 @@ public class OutgoingFront {
     }
 
     static String okhttp() throws Exception {
-        okhttp3.Request request = new okhttp3.Request.Builder().url(back("/echo")).build();
+        // Credentials and a query value in the URL, which the span must not show.
+        okhttp3.Request request = new okhttp3.Request.Builder()
+                .url("http://user:password@127.0.0.1:" + backPort + "/echo?q=secret")
+                .build();
         try (okhttp3.Response response = OKHTTP.newCall(request).execute()) {
             return echoed(response.code(), response.body().string());
         }
