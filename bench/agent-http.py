@@ -52,7 +52,7 @@ import subprocess
 import sys
 import tempfile
 
-from agent_bench import AGENT, CLASSES, JAVA, JVMAPM, build, free_port, measure, print_modes
+from agent_bench import AGENT, CLASSES, JAVA, build, free_port, measure, print_modes, start_analyzer
 
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 WARMUP = int(os.environ.get("WARMUP", "5"))
@@ -65,20 +65,6 @@ H2_JAR = "/usr/share/java/h2.jar"
 # connections) and the fixture's executor (pool-1-thread-N), which parses
 # each request, runs the filters and the handler and writes the response.
 REQUEST_THREADS = ("HTTP-Dispatcher", "pool-")
-
-
-def start_analyzer(data):
-    grpc = free_port()
-    server = subprocess.Popen(
-        [str(JVMAPM), "serve", "--data", data, "--grpc", f"127.0.0.1:{grpc}", "--http", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    for line in server.stdout:
-        if "query API" in line:
-            break
-    return server, grpc
 
 
 def run(mode_flags):

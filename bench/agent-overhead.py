@@ -15,10 +15,15 @@ the CallLoop fixture times a tiny method in a tight loop, without the agent,
 with `hook=CallLoop#work` (each call a transaction), and with main hooked
 too (each call instrumented but nested in main's transaction), 3 runs each,
 and with calls made 100 a transaction, each a recorded step or not.
-Last, the ExchangeLoop fixture hands requests to the JDK HTTP server's filter
+Then the ExchangeLoop fixture hands requests to the JDK HTTP server's filter
 chain in-process on one thread (no sockets: quieter than wrk) and prints ns
 per request, the best of its rounds, without the agent, with it and with
 `cpu=off` (no thread-CPU clock reads), 3 runs interleaved, medians.
+Last, the OutgoingLoop fixture makes HttpURLConnection calls to a loopback
+responder in the same JVM, 100 a batch: without the agent, with it and the
+calls outside any transaction, and with `hook=OutgoingLoop#batch` (each a
+CLIENT span with its traceparent, exported to a real `jvmapm serve`), 5 runs
+interleaved, medians of each run's best round.
 
 Usage: bench/agent-overhead.py   (knobs: RUNS=11 SETTLE=2 JAVA=java NO_BUILD=1)
 """
@@ -28,10 +33,11 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from agent_bench import AGENT, CLASSES, JAVA, build, free_port
+from agent_bench import AGENT, CLASSES, JAVA, build, free_port, start_analyzer
 
 RUNS = int(os.environ.get("RUNS", "11"))
 SETTLE = float(os.environ.get("SETTLE", "2"))
@@ -100,8 +106,31 @@ def fixture_ns(agent_options, *fixture):
     return float(re.search(r"ns_per_\w+ ([0-9.]+)", out).group(1))
 
 
+def outgoing_calls():
+    """Prints what an outgoing call inside a transaction adds to its thread."""
+    loop = ("OutgoingLoop", "5000", "100")
+    with tempfile.TemporaryDirectory() as data:
+        analyzer, grpc = start_analyzer(data)
+        try:
+            options = f"service=bench-outgoing,endpoint=http://127.0.0.1:{grpc}"
+            modes = {"without": None, "outside": options, "inside": f"{options},hook=OutgoingLoop#batch"}
+            runs = {mode: [] for mode in modes}
+            for _ in range(5):
+                for mode, agent_options in modes.items():
+                    runs[mode].append(fixture_ns(agent_options, *loop))
+        finally:
+            analyzer.terminate()
+            analyzer.wait()
+    without, outside, inside = (statistics.median(runs[mode]) for mode in modes)
+    print(
+        f"outgoing call:       without {without:.0f} ns   agent, outside a transaction {outside:.0f} ns   "
+        f"inside one {inside:.0f} ns   added inside {inside - outside:+.0f} ns a call "
+        "(OutgoingLoop: HttpURLConnection to a loopback responder, 100 calls a transaction; medians of 5, interleaved)"
+    )
+
+
 def main():
-    build("jvmapm-agent")
+    build("jvmapm-agent", "jvmapm")
     options = f"service=bench,endpoint=http://127.0.0.1:{free_port()}"
     without, with_agent = [], []
     idle_run(None)  # warm the page cache
@@ -156,6 +185,7 @@ def main():
         f"HTTP transaction:    without {baseline:.0f} ns   {added}   "
         "(ExchangeLoop: the JDK filter chain in-process, best round; medians of 3, interleaved)"
     )
+    outgoing_calls()
 
 
 if __name__ == "__main__":

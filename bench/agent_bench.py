@@ -1,6 +1,7 @@
 """What the agent benchmarks (agent-overhead.py, agent-http.py,
 agent-tomcat.py) share: where the release build and the compiled fixtures
-live, building them, a free local port, and for the HTTP benchmarks a
+live, building them, a free local port, a `jvmapm serve` to export to,
+and for the HTTP benchmarks a
 measured wrk run with the server's CPU time split by kind of thread, and
 the report."""
 
@@ -37,6 +38,22 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def start_analyzer(data):
+    """A release `jvmapm serve` on `data` (a directory), listening: the
+    process and its OTLP/gRPC port."""
+    grpc = free_port()
+    server = subprocess.Popen(
+        [str(JVMAPM), "serve", "--data", data, "--grpc", f"127.0.0.1:{grpc}", "--http", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    for line in server.stdout:
+        if "query API" in line:
+            break
+    return server, grpc
 
 
 def wrk(url, seconds, connections):

@@ -26,11 +26,14 @@ import java.util.concurrent.atomic.AtomicInteger;
  * realistic endpoint, `ENDPOINT=/query bench/agent-http.py`; 503 without
  * H2 too), and /steps?n=N&ms=M (calls {@link #step} N times, each sleeping M
  * milliseconds, or throwing, caught, when M is negative: steps of the
- * transaction with `hook=HttpService#step`), and /compute?n=N (N million
+ * transaction with `hook=HttpService#step`), /compute?n=N (N million
  * steps of arithmetic in {@link #compute}, the same CPU work every time:
  * about 200 ms at the default of 200 here, longer than the agent's
  * profile_after, for the throughput of profiled transactions,
- * `ENDPOINT=/compute bench/agent-http.py`). Every response
+ * `ENDPOINT=/compute bench/agent-http.py`), and /echo (runs one JDBC
+ * statement when H2 is there, and answers "TRACEPARENT TRACESTATE": the
+ * headers it received, "-" for one it did not: the back service of the
+ * outgoing-call tests). Every other response
  * body says how long the handler took in microseconds ("took N"), so tests
  * can compare it with what the agent measured. With the argument "virtual" (JDK 21+)
  * each exchange runs on a virtual thread. With "backlog" (for `jvmapm demo`) a
@@ -163,6 +166,12 @@ public class HttpService {
         return true;
     }
 
+    /** The request's header, "-" when it has none. */
+    static String header(HttpExchange exchange, String name) {
+        String value = exchange.getRequestHeaders().getFirst(name);
+        return value == null ? "-" : value;
+    }
+
     /** Sleeps ms milliseconds; throws when ms is negative. */
     static void step(long ms) throws InterruptedException {
         if (ms < 0) {
@@ -251,6 +260,20 @@ public class HttpService {
             answer(exchange, x == 42 ? 500 : 200, start);
         });
         server.createContext("/fail", exchange -> answer(exchange, 500, System.nanoTime()));
+        server.createContext("/echo", exchange -> {
+            try {
+                runSql(1);
+            } catch (SQLException e) {
+                throw new IOException(e);
+            }
+            exchange.getRequestBody().readAllBytes();
+            String received = header(exchange, "traceparent") + " " + header(exchange, "tracestate") + "\n";
+            byte[] body = received.getBytes(StandardCharsets.UTF_8);
+            exchange.sendResponseHeaders(200, body.length);
+            try (OutputStream out = exchange.getResponseBody()) {
+                out.write(body);
+            }
+        });
         server.createContext("/sql", exchange -> {
             long start = System.nanoTime();
             String query = exchange.getRequestURI().getQuery();

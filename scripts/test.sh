@@ -3,7 +3,8 @@
 # end-to-end tests compile and run the Java fixtures in java-fixtures/), the
 # OpenTelemetry Python SDK the interop test runs (installed from PyPI into
 # target/otel-python here, so no test reaches the network), Debian's
-# embedded Tomcat 10 and H2 (the servlet and JDBC tests), and Debian's
+# embedded Tomcat 10 and H2 (the servlet and JDBC tests), the HTTP client
+# libraries the outgoing-call tests call through, and Debian's
 # standalone Tomcat 10, PostgreSQL 15 and pgjdbc (the tests on real servers
 # and drivers), and rustfmt and clippy; checks the formatting and the lints,
 # then runs the Rust unit and end-to-end tests of the whole workspace.
@@ -41,6 +42,19 @@ ensure_tomcat() {
     fi
 }
 
+# The outgoing-call tests call through Debian's Apache HttpClient 4 and 5
+# and OkHttp 3 (slf4j-nop keeps HttpClient 5 quiet).
+ensure_http_clients() {
+    local jar missing=0
+    for jar in httpclient httpcore httpclient5 httpcore5 okhttp okio slf4j-nop; do
+        [ -f "/usr/share/java/$jar.jar" ] || missing=1
+    done
+    if [ "$missing" = 1 ]; then
+        apt_install test.sh "the outgoing-call tests (HTTP client libraries)" \
+            libhttpclient-java libhttpclient5-java libokhttp-java libslf4j-java
+    fi
+}
+
 # The tests on real servers run Debian's standalone Tomcat 10 (catalina.sh
 # and the default configuration of tomcat10-user) and PostgreSQL 15 through
 # pgjdbc.
@@ -72,6 +86,7 @@ ensure_rust_components
 ensure_jdk test.sh
 ensure_otel_python
 ensure_tomcat
+ensure_http_clients
 ensure_real_servers
 ensure_h2 test.sh
 echo "test.sh: $(javac -version 2>&1), $(rustc --version)"

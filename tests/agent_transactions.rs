@@ -11,7 +11,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use common::{
-    java_fixtures, java_launchers, java_with_agent, launcher_version, Analyzer, Exchange, JvmTurn,
+    java_fixtures, java_launchers, java_with_agent, launcher_version, spawn_piped, Analyzer,
+    Exchange, JvmTurn,
 };
 use serde_json::Value;
 
@@ -29,14 +30,8 @@ struct Service {
 
 impl Service {
     fn start(mut command: Command) -> Service {
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let (child, mut stdout) = spawn_piped(&mut command);
         let mut line = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         stdout.read_line(&mut line).unwrap();
         let port = line
             .strip_prefix("port ")

@@ -8,6 +8,7 @@ import jakarta.servlet.http.HttpServletRequest;
 import jakarta.servlet.http.HttpServletResponse;
 import java.io.IOException;
 import java.nio.file.Files;
+import java.util.function.Consumer;
 import org.apache.catalina.Context;
 import org.apache.catalina.startup.Tomcat;
 import org.apache.tomcat.util.descriptor.web.FilterDef;
@@ -72,18 +73,28 @@ public class TomcatService {
     }
 
     public static void main(String[] args) throws Exception {
+        serve(context -> {
+            Tomcat.addServlet(context, "endpoints", new Endpoints());
+            for (String path : new String[] {"/hello", "/slow", "/error", "/boom"}) {
+                context.addServletMappingDecoded(path, "endpoints");
+            }
+            filter(context, "one");
+            filter(context, "two");
+        });
+    }
+
+    /**
+     * Runs an embedded Tomcat on a free loopback port with the root context
+     * as `setup` makes it: prints "port N" once it listens, and stops (and
+     * exits) when standard input closes.
+     */
+    public static void serve(Consumer<Context> setup) throws Exception {
         String base = Files.createTempDirectory("tomcat-fixture").toString();
         Tomcat tomcat = new Tomcat();
         tomcat.setBaseDir(base);
         tomcat.setPort(0);
         tomcat.getConnector().setProperty("address", "127.0.0.1");
-        Context context = tomcat.addContext("", base);
-        Tomcat.addServlet(context, "endpoints", new Endpoints());
-        for (String path : new String[] {"/hello", "/slow", "/error", "/boom"}) {
-            context.addServletMappingDecoded(path, "endpoints");
-        }
-        filter(context, "one");
-        filter(context, "two");
+        setup.accept(tomcat.addContext("", base));
         tomcat.start();
         System.out.println("port " + tomcat.getConnector().getLocalPort());
         System.out.flush();

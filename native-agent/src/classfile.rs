@@ -474,6 +474,10 @@ impl Pool {
     pub fn method(&mut self, class: &str, name: &str, descriptor: &str) -> Result<u16, Refusal> {
         self.member(10, class, name, descriptor)
     }
+
+    pub fn field(&mut self, class: &str, name: &str, descriptor: &str) -> Result<u16, Refusal> {
+        self.member(9, class, name, descriptor)
+    }
 }
 
 /// Bytecode being assembled, with the deepest stack it reaches.
@@ -512,6 +516,7 @@ mod op {
     pub const INVOKESPECIAL: u8 = 0xb7;
     pub const INVOKESTATIC: u8 = 0xb8;
     pub const ATHROW: u8 = 0xbf;
+    pub const CHECKCAST: u8 = 0xc0;
     pub const WIDE: u8 = 0xc4;
 }
 
@@ -603,6 +608,21 @@ impl Code {
         Ok(())
     }
 
+    /// Replaces the reference on top of the stack with its field `field`
+    /// (a pool index) of `kind`.
+    pub fn get_field(&mut self, field: u16, kind: Kind) {
+        self.bytes.push(op::GETFIELD);
+        self.bytes.extend_from_slice(&field.to_be_bytes());
+        self.effect(kind.slots() as i32 - 1);
+    }
+
+    /// Checks that the reference on top of the stack is of `class` (a pool
+    /// index), so the verifier takes it as one.
+    fn check_cast(&mut self, class: u16) {
+        self.bytes.push(op::CHECKCAST);
+        self.bytes.extend_from_slice(&class.to_be_bytes());
+    }
+
     pub fn invoke_static(&mut self, method: u16, descriptor: &str) -> Result<(), Refusal> {
         self.invoke(op::INVOKESTATIC, method, descriptor, false)
     }
@@ -650,6 +670,27 @@ impl Frame {
         }
         code.load(Kind::Reference, 0);
         Ok(())
+    }
+
+    /// Stores the reference on top of the stack (an Object to the verifier)
+    /// into parameter `n` (0-based), cast to the parameter's class.
+    pub fn store_param(&self, pool: &mut Pool, code: &mut Code, n: usize) -> Result<(), Refusal> {
+        match self.params.get(n) {
+            Some((
+                Type {
+                    kind: Kind::Reference,
+                    class: Some(class),
+                },
+                slot,
+            )) => {
+                code.check_cast(pool.class(class)?);
+                code.store(Kind::Reference, *slot);
+                Ok(())
+            }
+            _ => refuse(format!(
+                "the probe replaces parameter {n}, which is no object of this method"
+            )),
+        }
     }
 
     /// Loads parameter `n` (0-based).
@@ -1051,16 +1092,22 @@ mod tests {
     }
 
     /// Real javac output: the agent's own helper classes.
-    const REAL_CLASSES: [&[u8]; 9] = [
+    const REAL_CLASSES: [&[u8]; 15] = [
         include_bytes!("../java/classes/Hooks.class"),
         include_bytes!("../java/classes/Hooks$1.class"),
+        include_bytes!("../java/classes/Hooks$State.class"),
+        include_bytes!("../java/classes/Hooks$Transaction.class"),
+        include_bytes!("../java/classes/Hooks$Call.class"),
         include_bytes!("../java/classes/Hooks$SqlText.class"),
         include_bytes!("../java/classes/Hooks$Http.class"),
         include_bytes!("../java/classes/Hooks$Http$1.class"),
         include_bytes!("../java/classes/Hooks$Http$2.class"),
         include_bytes!("../java/classes/Hooks$Servlet.class"),
         include_bytes!("../java/classes/Hooks$Exchange.class"),
-        include_bytes!("../java/classes/Hooks$State.class"),
+        include_bytes!("../java/classes/Hooks$Client.class"),
+        include_bytes!("../java/classes/Hooks$Client$Readers.class"),
+        include_bytes!("../java/classes/Hooks$Copying.class"),
+        include_bytes!("../java/classes/Hooks$Apache.class"),
     ];
 
     struct Nothing;

@@ -1,8 +1,8 @@
 //! What an application thread writes into its ring (see `ring`) when a
-//! transaction, or a call inside one (a JDBC statement, a step), ends, and
-//! how the exporter reads it back: fixed words of numbers, strings as
-//! numbers from `interned`, and the only free text (the URL path, the SQL
-//! statement) copied in as bytes. A step is a `hook=` method called inside
+//! transaction, or a call inside one (a JDBC statement, an outgoing HTTP
+//! call, a step), ends, and how the exporter reads it back: fixed words of
+//! numbers, strings as numbers from `interned`, and the only free text (the
+//! URL path, the SQL statement, an outgoing call's URL) copied in as bytes. A step is a `hook=` method called inside
 //! a transaction; its site number names the method, so its record has no
 //! text at all. A thread's name is written once, in a record of its own,
 //! and the exporter remembers it by thread id.
@@ -20,15 +20,19 @@ const SQL: Kind = 2;
 const THREAD_NAME: Kind = 3;
 /// A hooked method called inside a transaction.
 const STEP: Kind = 4;
+/// An outgoing HTTP call inside a transaction.
+const HTTP: Kind = 5;
 
 /// Words of a transaction record before its path.
-const TRANSACTION_WORDS: usize = 13;
+const TRANSACTION_WORDS: usize = 15;
 /// Words of a call inside a transaction: all of a step's record, and a
 /// SQL record's before its statement.
 const CALL_WORDS: usize = 7;
 
 /// Longest URL path kept, in bytes.
 pub const MAX_PATH: usize = 2048;
+/// Longest outgoing URL copied out of the JVM, in bytes.
+pub const MAX_URL: usize = 2048;
 /// Longest statement text copied out of the JVM, in bytes (normalised
 /// later to at most 4 KiB).
 pub const MAX_STATEMENT: usize = 6144;
@@ -57,6 +61,9 @@ pub struct Finished {
     /// JDBC statements it ran and their total time.
     pub sql_count: u32,
     pub sql_ns: u64,
+    /// Outgoing HTTP calls it made and their total time.
+    pub http_count: u32,
+    pub http_ns: u64,
     /// Sent with full detail (`sample=`).
     pub detailed: bool,
     /// Steps past the bound of steps per transaction, not sent.
@@ -97,6 +104,17 @@ pub struct SqlCall {
     pub statement: Option<String>,
 }
 
+/// An outgoing HTTP call that ended inside a transaction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpCall {
+    pub call: Call,
+    /// The response's status; negative when there was none.
+    pub status: i32,
+    pub method: Option<Arc<str>>,
+    /// The URL as the client had it (the exporter strips it before sending).
+    pub url: Option<String>,
+}
+
 /// A transaction's end as the application thread writes it: its numbers,
 /// and its strings as numbers (0: none) or bytes.
 pub struct TransactionEnd<'a> {
@@ -113,6 +131,8 @@ pub struct TransactionEnd<'a> {
     pub detailed: bool,
     pub sql_count: u32,
     pub sql_ns: u64,
+    pub http_count: u32,
+    pub http_ns: u64,
     pub steps_truncated: u32,
     pub method: u32,
     pub route: u32,
@@ -153,6 +173,8 @@ pub fn write_transaction(ring: &Ring, t: &TransactionEnd) -> bool {
     record.push(t.sql_ns);
     record.push(u64::from(t.method) | u64::from(t.route) << 32);
     record.push(u64::from(t.error) | u64::from(t.steps_truncated) << 32);
+    record.push(u64::from(t.http_count));
+    record.push(t.http_ns);
     record.push_bytes(path);
     true
 }
@@ -201,6 +223,19 @@ pub fn write_sql(ring: &Ring, call: &CallEnd, statement: &[u8]) -> bool {
     true
 }
 
+/// Writes an outgoing HTTP call's end: its status (negative: none), its
+/// method as a number from `interned` and its URL as the client had it;
+/// false when the ring is full.
+pub fn write_http(ring: &Ring, call: &CallEnd, status: i32, method: u32, url: &[u8]) -> bool {
+    let url = &url[..url.len().min(MAX_URL)];
+    let Some(mut record) = reserve_call(ring, HTTP, call, 1 + ring::bytes_words(url.len())) else {
+        return false;
+    };
+    record.push(u64::from(status as u32) | u64::from(method) << 32);
+    record.push_bytes(url);
+    true
+}
+
 /// Writes a step's end; false when the ring is full.
 pub fn write_step(ring: &Ring, call: &CallEnd) -> bool {
     reserve_call(ring, STEP, call, 0).is_some()
@@ -222,6 +257,7 @@ pub fn write_thread_name(ring: &Ring, thread_id: u64, name: &[u8]) -> bool {
 pub enum Ended {
     Transaction(Finished),
     Sql(SqlCall),
+    Http(HttpCall),
     Step(Call),
 }
 
@@ -305,6 +341,8 @@ impl Reader {
                     stuck: flags & FLAG_STUCK != 0,
                     sql_count: w[9] as u32,
                     sql_ns: w[10],
+                    http_count: w[13] as u32,
+                    http_ns: w[14],
                     detailed: flags & FLAG_DETAILED != 0,
                     steps_truncated: (w[12] >> 32) as u32,
                 }))
@@ -316,6 +354,16 @@ impl Reader {
                 Some(Ended::Sql(SqlCall {
                     call: call(body, resolve),
                     statement,
+                }))
+            }
+            HTTP if body.len() > CALL_WORDS => {
+                let (bytes, _) = ring::take_bytes(&body[CALL_WORDS + 1..], &mut self.bytes);
+                let w = body[CALL_WORDS];
+                Some(Ended::Http(HttpCall {
+                    call: call(body, resolve),
+                    status: w as u32 as i32,
+                    method: resolve((w >> 32) as u32),
+                    url: (!bytes.is_empty()).then(|| String::from_utf8_lossy(bytes).into_owned()),
                 }))
             }
             STEP if body.len() >= CALL_WORDS => Some(Ended::Step(call(body, resolve))),
@@ -387,6 +435,8 @@ mod tests {
             detailed: false,
             sql_count: 2,
             sql_ns: 99,
+            http_count: 3,
+            http_ns: 77,
             steps_truncated: 44,
             method: 1,
             route: 2,
@@ -428,6 +478,8 @@ mod tests {
                 stuck: true,
                 sql_count: 2,
                 sql_ns: 99,
+                http_count: 3,
+                http_ns: 77,
                 detailed: false,
                 steps_truncated: 44,
             }
@@ -511,6 +563,36 @@ mod tests {
                 Ended::Step(call_of(None)),
             ]
         );
+    }
+
+    #[test]
+    fn an_outgoing_call_reads_back_with_its_status_method_and_url() {
+        let ring = Ring::new(1 << 16);
+        let mut reader = Reader::default();
+        let long = format!("http://h/{}", "x".repeat(MAX_URL));
+        assert!(write_http(
+            &ring,
+            &call_end(3),
+            -1,
+            1,
+            b"http://h:8080/a?b=c"
+        ));
+        assert!(write_http(&ring, &call_end(0), 503, 0, long.as_bytes()));
+        let ended = read(&ring, &mut reader);
+        assert_eq!(
+            ended[0],
+            Ended::Http(HttpCall {
+                call: call_of(Some("java.io.IOException")),
+                status: -1,
+                method: Some("GET".into()),
+                url: Some("http://h:8080/a?b=c".into()),
+            })
+        );
+        let Ended::Http(cut) = &ended[1] else {
+            panic!("{ended:?}")
+        };
+        assert_eq!((cut.status, cut.method.clone()), (503, None));
+        assert_eq!(cut.url.as_deref(), Some(&long[..MAX_URL]), "bounded");
     }
 
     #[test]

@@ -438,6 +438,7 @@ pub(crate) fn read_rings(
             hold(match ended {
                 Ended::Transaction(finished) => Record::Transaction(Box::new(finished)),
                 Ended::Sql(call) => Record::Sql(Box::new(call)),
+                Ended::Http(call) => Record::Http(Box::new(call)),
                 Ended::Step(call) => Record::Step(Box::new(call)),
             })
         })

@@ -104,6 +104,8 @@ impl Workload {
                     detailed: true,
                     sql_count: 1,
                     sql_ns: 450_000,
+                    http_count: 0,
+                    http_ns: 0,
                     steps_truncated: 0,
                     method: self.method,
                     route: self.route,

@@ -1,5 +1,6 @@
 //! Instrumentation at class load: which classes and methods make
-//! transactions, the ClassFileLoadHook that wraps them, and the helper class
+//! transactions (and the calls inside them: JDBC, outgoing HTTP), the
+//! ClassFileLoadHook that wraps them, and the helper class
 //! (`jvmapm.agent.Hooks`) the wrappers call, defined in the boot loader with
 //! its natives bound. The hook returns at once for every class not named
 //! here; for a class it cannot rewrite it hands back nothing (the JVM keeps
@@ -15,7 +16,10 @@ use crate::jni::{Global, JInt, JObject, Jni, JniResult};
 use crate::jvmti::{JniEnvPtr, Jvmti, RawEnv};
 use crate::log::line;
 use crate::options::{LogLevel, MethodHook};
-use crate::probe::{HttpProbe, MethodProbe, PrepareProbe, SqlProbe, STATEMENT_SQL};
+use crate::probe::{
+    CallProbe, Client, ConnectionProbe, HttpProbe, MethodProbe, PrepareProbe, SqlProbe,
+    STATEMENT_SQL,
+};
 use crate::transaction::{self, Site, SiteKind};
 
 /// An HTTP entry point: a class, a method and descriptor, and which
@@ -53,6 +57,79 @@ const HTTP_ENTRIES: [HttpEntry; 3] = [
         request: 0,
         response: 1,
     },
+];
+
+/// An outgoing HTTP call of a client library: the one method every call of
+/// the library passes through once (the outermost, where a call nests in
+/// another of its own methods), and where its request and host are.
+struct OutgoingEntry {
+    class: &'static str,
+    method: &'static str,
+    descriptor: &'static str,
+    client: Client,
+    target: Option<usize>,
+    request: usize,
+    /// The request cannot take another header: the call sends a copy.
+    replace: bool,
+}
+
+/// Apache HttpClient's `doExecute`, which every `execute` of its clients
+/// calls once: for 4.x and for 5.x (classic), the client that
+/// `HttpClients.custom().build()` makes and the minimal one.
+const fn apache(class: &'static str, client: Client) -> OutgoingEntry {
+    OutgoingEntry {
+        class,
+        method: "doExecute",
+        descriptor: match client {
+            Client::Apache4 => "(Lorg/apache/http/HttpHost;Lorg/apache/http/HttpRequest;Lorg/apache/http/protocol/HttpContext;)Lorg/apache/http/client/methods/CloseableHttpResponse;",
+            _ => "(Lorg/apache/hc/core5/http/HttpHost;Lorg/apache/hc/core5/http/ClassicHttpRequest;Lorg/apache/hc/core5/http/protocol/HttpContext;)Lorg/apache/hc/client5/http/impl/classic/CloseableHttpResponse;",
+        },
+        client,
+        target: Some(0),
+        request: 1,
+        replace: false,
+    }
+}
+
+/// The outgoing calls of client libraries. `java.net.http`: the private
+/// `sendAsync` that `send` and both public `sendAsync` call (the call ends
+/// when its future completes). OkHttp 3: the interceptor chain's
+/// `proceed(Request)`, whose outermost call on a thread is a whole call
+/// (`execute`, or `enqueue`'s on the dispatcher's thread).
+const OUTGOING: [OutgoingEntry; 6] = [
+    OutgoingEntry {
+        class: "jdk/internal/net/http/HttpClientImpl",
+        method: "sendAsync",
+        descriptor: "(Ljava/net/http/HttpRequest;Ljava/net/http/HttpResponse$BodyHandler;Ljava/net/http/HttpResponse$PushPromiseHandler;Ljava/util/concurrent/Executor;)Ljava/util/concurrent/CompletableFuture;",
+        client: Client::Jdk,
+        target: None,
+        request: 0,
+        replace: true,
+    },
+    apache("org/apache/http/impl/client/InternalHttpClient", Client::Apache4),
+    apache("org/apache/http/impl/client/MinimalHttpClient", Client::Apache4),
+    apache("org/apache/hc/client5/http/impl/classic/InternalHttpClient", Client::Apache5),
+    apache("org/apache/hc/client5/http/impl/classic/MinimalHttpClient", Client::Apache5),
+    OutgoingEntry {
+        class: "okhttp3/internal/http/RealInterceptorChain",
+        method: "proceed",
+        descriptor: "(Lokhttp3/Request;)Lokhttp3/Response;",
+        client: Client::OkHttp,
+        target: None,
+        request: 0,
+        replace: true,
+    },
+];
+
+/// The JDK's `HttpURLConnection` (also under HTTPS, whose connection
+/// delegates to one): a call begins in the first of these methods on a
+/// connection and ends when `getInputStream` (which `getResponseCode`
+/// calls) has the response, or when any of them throws.
+const URL_CONNECTION: &str = "sun/net/www/protocol/http/HttpURLConnection";
+const URL_CONNECTION_METHODS: [(&str, &str, bool); 3] = [
+    ("connect", "()V", false),
+    ("getOutputStream", "()Ljava/io/OutputStream;", false),
+    ("getInputStream", "()Ljava/io/InputStream;", true),
 ];
 
 /// Servlet filters: every `doFilter(request, response, chain)` with code,
@@ -129,6 +206,8 @@ impl Targets {
             .map(|h| h.class.replace('.', "/").into_bytes())
             .collect();
         classes.extend(HTTP_ENTRIES.iter().map(|e| e.class.as_bytes().to_vec()));
+        classes.extend(OUTGOING.iter().map(|e| e.class.as_bytes().to_vec()));
+        classes.insert(URL_CONNECTION.as_bytes().to_vec());
         Targets {
             classes,
             hooks: hooks.to_vec(),
@@ -157,6 +236,14 @@ impl Targets {
                         && !method.is_static())
                     .then_some((0, 1))
                 });
+            if let Some(probe) = class
+                .wrappable(method)
+                .ok()
+                .and_then(|()| outgoing(class, method, &dotted))
+            {
+                chosen.push((index, probe));
+                continue;
+            }
             let statement = is_execute(method);
             let prepare = is_prepare(method);
             let hooked = self
@@ -207,6 +294,38 @@ impl Targets {
     }
 }
 
+/// The probe of `method` when it is an outgoing call's (its site
+/// registered), else `None`.
+fn outgoing(class: &ClassFile, method: &Method, dotted: &str) -> Option<Box<dyn Probe>> {
+    let signature = (method.name.as_str(), method.descriptor.as_str());
+    let register = || {
+        transaction::register(Site {
+            kind: SiteKind::Outgoing,
+            class: dotted.to_string(),
+            method: method.name.clone(),
+        })
+    };
+    if class.name == URL_CONNECTION {
+        let &(_, _, ends) = URL_CONNECTION_METHODS
+            .iter()
+            .find(|(name, descriptor, _)| (*name, *descriptor) == signature)?;
+        return Some(Box::new(ConnectionProbe {
+            site: register()?,
+            ends,
+        }));
+    }
+    let entry = OUTGOING
+        .iter()
+        .find(|e| e.class == class.name && (e.method, e.descriptor) == signature)?;
+    Some(Box::new(CallProbe {
+        site: register()?,
+        client: entry.client,
+        target: entry.target,
+        request: entry.request,
+        replace: entry.replace,
+    }))
+}
+
 /// What the hook needs once the helper exists.
 struct Ready {
     jvmti: Jvmti,
@@ -221,8 +340,8 @@ struct Ready {
 static READY: OnceLock<Ready> = OnceLock::new();
 
 /// The helper's classes (compiled by `native-agent/java/build.sh`), the
-/// class with the natives first.
-const HELPER_CLASSES: [(&CStr, &[u8]); 9] = [
+/// class with the natives first, and each superclass before its subclasses.
+const HELPER_CLASSES: [(&CStr, &[u8]); 15] = [
     (
         c"jvmapm/agent/Hooks",
         include_bytes!("../java/classes/Hooks.class"),
@@ -234,6 +353,14 @@ const HELPER_CLASSES: [(&CStr, &[u8]); 9] = [
     (
         c"jvmapm/agent/Hooks$State",
         include_bytes!("../java/classes/Hooks$State.class"),
+    ),
+    (
+        c"jvmapm/agent/Hooks$Transaction",
+        include_bytes!("../java/classes/Hooks$Transaction.class"),
+    ),
+    (
+        c"jvmapm/agent/Hooks$Call",
+        include_bytes!("../java/classes/Hooks$Call.class"),
     ),
     (
         c"jvmapm/agent/Hooks$SqlText",
@@ -258,6 +385,22 @@ const HELPER_CLASSES: [(&CStr, &[u8]); 9] = [
     (
         c"jvmapm/agent/Hooks$Exchange",
         include_bytes!("../java/classes/Hooks$Exchange.class"),
+    ),
+    (
+        c"jvmapm/agent/Hooks$Client",
+        include_bytes!("../java/classes/Hooks$Client.class"),
+    ),
+    (
+        c"jvmapm/agent/Hooks$Client$Readers",
+        include_bytes!("../java/classes/Hooks$Client$Readers.class"),
+    ),
+    (
+        c"jvmapm/agent/Hooks$Copying",
+        include_bytes!("../java/classes/Hooks$Copying.class"),
+    ),
+    (
+        c"jvmapm/agent/Hooks$Apache",
+        include_bytes!("../java/classes/Hooks$Apache.class"),
     ),
 ];
 

@@ -483,6 +483,19 @@ impl Jni {
         Ok(written)
     }
 
+    /// Writes `values` at the start of the Java `long[]` `array`, which
+    /// must hold at least as many.
+    pub fn set_longs(&self, array: JObject, values: &[i64]) -> JniResult<()> {
+        let length = jni_sys::jsize::try_from(values.len())
+            .map_err(|_| JniError("too many longs for one array".into()))?;
+        // SAFETY: `array` is a live long[] (the caller's contract); a region
+        // past its end raises an exception, which `check` clears.
+        unsafe {
+            (self.functions().SetLongArrayRegion)(self.env, array, 0, length, values.as_ptr())
+        };
+        self.check("SetLongArrayRegion")
+    }
+
     /// A new Java string (the text must not hold NUL).
     pub fn new_string(&self, text: &str) -> JniResult<JObject> {
         let text = std::ffi::CString::new(text)

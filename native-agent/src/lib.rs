@@ -17,7 +17,8 @@
 //! Modules import downwards only, never in a cycle:
 //! - bottom, holding no agent state: the FFI (`jni`, and `jvmti` on it),
 //!   `clock`, `ring`, `guard` (the panic barrier), and pure code: `options`,
-//!   `log`, `classfile` and `probe`, `sql`, `interned`, `otlp`, `resource`,
+//!   `log`, `classfile` and `probe`, `sql`, `url` (what an outgoing call's
+//!   span says of its URL), `interned`, `otlp`, `resource`,
 //!   `stacks` (folding stack samples into a profile's text),
 //!   `profile_budget` (the profiler's samples and CPU a second);
 //! - middle, the work: `transaction` and `ended` (what application threads
@@ -79,3 +80,4 @@ mod stacks;
 mod threads;
 mod trace_client;
 mod transaction;
+mod url;

@@ -1,17 +1,33 @@
 //! The bytecode a wrapper runs around each kind of transaction (and around
-//! JDBC calls inside one). It only loads what the helper needs (the site
-//! number, the request and response objects, the statement and its SQL,
-//! what was thrown) and calls `jvmapm.agent.Hooks`; the helper reads
-//! the request itself, so the wrappers have no branches and need no frames
-//! beyond the exception handler's.
+//! JDBC and outgoing HTTP calls inside one). It only loads what the helper
+//! needs (the site number, the request and response objects, the statement
+//! and its SQL, what was thrown) and calls `jvmapm.agent.Hooks`; the helper
+//! reads the request itself, so the wrappers have no branches and need no
+//! frames beyond the exception handler's. The one thing a wrapper may change
+//! is an outgoing call's request, for a client whose requests cannot take
+//! another header: the helper hands back a copy carrying it.
 
 use crate::classfile::{Code, FieldAccess, Frame, Kind, Pool, Probe, Refusal};
 
+/// The HTTP client libraries whose calls are outgoing calls, by the number
+/// the helper knows each by (`Hooks.CLIENTS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Client {
+    /// `java.net.http.HttpClient`.
+    Jdk = 0,
+    /// Apache HttpClient 4.
+    Apache4 = 1,
+    /// Apache HttpClient 5 (classic).
+    Apache5 = 2,
+    /// OkHttp 3.
+    OkHttp = 3,
+}
+
 const HOOKS: &str = "jvmapm/agent/Hooks";
 
-/// Pushes the site number.
-fn site(pool: &mut Pool, code: &mut Code, site: i32) -> Result<(), Refusal> {
-    let index = pool.integer(site)?;
+/// Pushes an int: a site number, a client's number, a flag.
+fn int_constant(pool: &mut Pool, code: &mut Code, value: i32) -> Result<(), Refusal> {
+    let index = pool.integer(value)?;
     code.constant(index);
     Ok(())
 }
@@ -38,13 +54,13 @@ pub struct MethodProbe {
 
 impl Probe for MethodProbe {
     fn enter(&self, pool: &mut Pool, code: &mut Code, _frame: &Frame) -> Result<(), Refusal> {
-        site(pool, code, self.site)?;
+        int_constant(pool, code, self.site)?;
         call(pool, code, "enter", "(I)J")
     }
 
     fn exit(&self, pool: &mut Pool, code: &mut Code, frame: &Frame) -> Result<(), Refusal> {
         code.load(Kind::Long, frame.token);
-        site(pool, code, self.site)?;
+        int_constant(pool, code, self.site)?;
         thrown(code, frame);
         call(pool, code, "exit", "(JILjava/lang/Throwable;)V")
     }
@@ -61,7 +77,7 @@ pub struct HttpProbe {
 
 impl Probe for HttpProbe {
     fn enter(&self, pool: &mut Pool, code: &mut Code, frame: &Frame) -> Result<(), Refusal> {
-        site(pool, code, self.site)?;
+        int_constant(pool, code, self.site)?;
         frame.load_param(code, self.request)?;
         call(pool, code, "enterHttp", "(ILjava/lang/Object;)J")
     }
@@ -96,7 +112,7 @@ impl Probe for SqlProbe {
 
     fn exit(&self, pool: &mut Pool, code: &mut Code, frame: &Frame) -> Result<(), Refusal> {
         code.load(Kind::Long, frame.token);
-        site(pool, code, self.site)?;
+        int_constant(pool, code, self.site)?;
         frame.load_receiver(code)?;
         match self.sql {
             Some(n) => frame.load_param(code, n)?,
@@ -108,6 +124,107 @@ impl Probe for SqlProbe {
             code,
             "exitSql",
             "(JILjava/lang/Object;Ljava/lang/String;Ljava/lang/Throwable;)V",
+        )
+    }
+}
+
+/// An outgoing HTTP call of a client library: `request` is the position of
+/// the request parameter, `target` that of the host it goes to when the
+/// method takes it apart. With `replace`, the request is one the client
+/// cannot add a header to: the wrapper passes on the copy the helper makes.
+pub struct CallProbe {
+    pub site: i32,
+    pub client: Client,
+    pub target: Option<usize>,
+    pub request: usize,
+    pub replace: bool,
+}
+
+impl Probe for CallProbe {
+    fn enter(&self, pool: &mut Pool, code: &mut Code, frame: &Frame) -> Result<(), Refusal> {
+        int_constant(pool, code, self.site)?;
+        int_constant(pool, code, self.client as i32)?;
+        match self.target {
+            Some(n) => frame.load_param(code, n)?,
+            None => code.null(),
+        }
+        frame.load_param(code, self.request)?;
+        call(
+            pool,
+            code,
+            "enterCall",
+            "(IILjava/lang/Object;Ljava/lang/Object;)J",
+        )?;
+        if self.replace {
+            code.store(Kind::Long, frame.token);
+            code.load(Kind::Long, frame.token);
+            frame.load_param(code, self.request)?;
+            call(
+                pool,
+                code,
+                "callRequest",
+                "(JLjava/lang/Object;)Ljava/lang/Object;",
+            )?;
+            frame.store_param(pool, code, self.request)?;
+            code.load(Kind::Long, frame.token);
+        }
+        Ok(())
+    }
+
+    fn exit(&self, pool: &mut Pool, code: &mut Code, frame: &Frame) -> Result<(), Refusal> {
+        code.load(Kind::Long, frame.token);
+        frame.load_param(code, self.request)?;
+        match frame.result {
+            Some((Kind::Reference, slot)) => code.load(Kind::Reference, slot),
+            _ => code.null(),
+        }
+        thrown(code, frame);
+        call(
+            pool,
+            code,
+            "exitCall",
+            "(JLjava/lang/Object;Ljava/lang/Object;Ljava/lang/Throwable;)V",
+        )
+    }
+}
+
+/// A method of the JDK's `HttpURLConnection` (`connect`,
+/// `getOutputStream`, `getInputStream`): the helper is told whether the
+/// connection is connected yet (a header can be added only before) and,
+/// at the exit, the response code it has; `ends` when the method reads the
+/// response, which ends the call.
+pub struct ConnectionProbe {
+    pub site: i32,
+    pub ends: bool,
+}
+
+impl Probe for ConnectionProbe {
+    fn enter(&self, pool: &mut Pool, code: &mut Code, frame: &Frame) -> Result<(), Refusal> {
+        int_constant(pool, code, self.site)?;
+        frame.load_receiver(code)?;
+        frame.load_receiver(code)?;
+        code.get_field(
+            pool.field("java/net/URLConnection", "connected", "Z")?,
+            Kind::Int,
+        );
+        call(pool, code, "enterConnection", "(ILjava/lang/Object;Z)J")
+    }
+
+    fn exit(&self, pool: &mut Pool, code: &mut Code, frame: &Frame) -> Result<(), Refusal> {
+        code.load(Kind::Long, frame.token);
+        frame.load_receiver(code)?;
+        frame.load_receiver(code)?;
+        code.get_field(
+            pool.field("java/net/HttpURLConnection", "responseCode", "I")?,
+            Kind::Int,
+        );
+        int_constant(pool, code, i32::from(self.ends))?;
+        thrown(code, frame);
+        call(
+            pool,
+            code,
+            "exitConnection",
+            "(JLjava/lang/Object;IZLjava/lang/Throwable;)V",
         )
     }
 }

@@ -129,6 +129,8 @@ pub(crate) mod tests {
             stuck: false,
             sql_count: 0,
             sql_ns: 0,
+            http_count: 0,
+            http_ns: 0,
             detailed: true,
             steps_truncated: 0,
         })

@@ -9,11 +9,12 @@ use std::io::Write;
 use jvmapm_contract::names::{event, metric, span};
 use jvmapm_contract::random::Rng;
 
-use crate::ended::{Call, Finished, SqlCall};
+use crate::ended::{Call, Finished, HttpCall, SqlCall};
 use crate::gc::Collection;
 use crate::otlp::{Attributes, Kind, SpanOut, TraceRequest, Value};
 use crate::stacks::Profile;
 use crate::transaction::{self, Site, SiteKind, Stuck};
+use crate::url;
 
 /// One thing for the exporter to send.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,6 +41,8 @@ pub enum Record {
     Profile(Box<Profile>),
     /// A JDBC call inside a transaction.
     Sql(Box<SqlCall>),
+    /// An outgoing HTTP call inside a transaction.
+    Http(Box<HttpCall>),
     /// A hooked method called inside a transaction.
     Step(Box<Call>),
     /// A transaction open past the `stuck` threshold, with its thread's
@@ -88,6 +91,7 @@ impl Record {
             Record::Profile(_) => {}
             Record::Stuck(stuck, stack) => stuck_span(stuck, stack.as_deref(), request),
             Record::Sql(call) => sql_span(call, request),
+            Record::Http(call) => http_span(call, request),
             Record::Step(call) => step_span(call, request),
         }
     }
@@ -179,6 +183,48 @@ fn sql_span(sql: &SqlCall, request: &mut TraceRequest) {
         &[&operation],
         site.as_deref(),
         attributes,
+        sql.call.error_type.as_deref(),
+        request,
+    );
+}
+
+/// An outgoing HTTP call as a CLIENT span under its transaction, named by
+/// its method as the HTTP conventions say, its URL stripped (`url`). A
+/// status from 400 up fails it, as it does a client's span in the
+/// conventions, and is its `error.type`; else the exception it ended with.
+fn http_span(http: &HttpCall, request: &mut TraceRequest) {
+    let method = http.method.as_deref().unwrap_or("_OTHER");
+    let target = http.url.as_deref().map(url::target);
+    let mut attributes = Attributes::default();
+    attributes.push(span::HTTP_REQUEST_METHOD, Value::Str(method));
+    if let Some(target) = &target {
+        attributes.push(span::URL_FULL, Value::Str(&target.full));
+        if !target.host.is_empty() {
+            attributes.push(span::SERVER_ADDRESS, Value::Str(target.host));
+        }
+        if let Some(port) = target.port {
+            attributes.push(span::SERVER_PORT, Value::Int(i64::from(port)));
+        }
+    }
+    if http.status >= 0 {
+        attributes.push(
+            span::HTTP_RESPONSE_STATUS_CODE,
+            Value::Int(i64::from(http.status)),
+        );
+    }
+    let mut digits = [0; 12];
+    let error_type = if http.status >= 400 {
+        Some(decimal(http.status, &mut digits))
+    } else {
+        http.call.error_type.as_deref()
+    };
+    call_span(
+        &http.call,
+        Kind::Client,
+        &[method],
+        None,
+        attributes,
+        error_type,
         request,
     );
 }
@@ -197,25 +243,28 @@ fn step_span(call: &Call, request: &mut TraceRequest) {
         &name,
         site.as_deref(),
         Attributes::default(),
+        call.error_type.as_deref(),
         request,
     );
 }
 
 /// A call inside a transaction as a child span of it: `attributes` of its
-/// kind, then the method it ran (`site`) and the error it threw.
+/// kind, then the method it ran (`site`) and why it failed (`error_type`,
+/// which sets its status Error).
 fn call_span<'a>(
     call: &'a Call,
     kind: Kind,
     name: &[&str],
     site: Option<&'a Site>,
     mut attributes: Attributes<'a>,
+    error_type: Option<&'a str>,
     request: &mut TraceRequest,
 ) {
     if let Some(site) = site {
         attributes.push(span::CODE_NAMESPACE, Value::Str(&site.class));
         attributes.push(span::CODE_FUNCTION, Value::Str(&site.method));
     }
-    if let Some(error_type) = &call.error_type {
+    if let Some(error_type) = error_type {
         attributes.push(span::ERROR_TYPE, Value::Str(error_type));
     }
     request.push(&SpanOut {
@@ -229,7 +278,7 @@ fn call_span<'a>(
         start_ns: call.start_ns,
         end_ns: call.start_ns.saturating_add(call.duration_ns),
         attributes: attributes.as_slice(),
-        error: call.error_type.is_some(),
+        error: error_type.is_some(),
     });
 }
 
@@ -359,6 +408,10 @@ fn transaction_span(t: &Finished, profile: Option<&Profile>, request: &mut Trace
         attributes.push(span::SQL_COUNT, Value::Int(i64::from(t.sql_count)));
         attributes.push(span::SQL_TIME, Value::Int((t.sql_ns / 1_000) as i64));
     }
+    if t.http_count > 0 {
+        attributes.push(span::HTTP_COUNT, Value::Int(i64::from(t.http_count)));
+        attributes.push(span::HTTP_TIME, Value::Int((t.http_ns / 1_000) as i64));
+    }
     if t.steps_truncated > 0 {
         attributes.push(
             span::STEPS_TRUNCATED,
@@ -411,6 +464,7 @@ mod tests {
     use opentelemetry_proto::tonic::common::v1::any_value;
     use opentelemetry_proto::tonic::trace::v1::{span, status, Span};
     use opentelemetry_sdk::Resource;
+    use std::sync::Arc;
 
     /// The span a record is written as.
     fn written(record: &Record) -> Span {
@@ -467,6 +521,8 @@ mod tests {
             stuck: false,
             sql_count: 2,
             sql_ns: 450_000,
+            http_count: 1,
+            http_ns: 250_000,
             detailed,
             steps_truncated: 0,
         }
@@ -529,6 +585,8 @@ mod tests {
                 "thread.name=\"http-nio-8080-exec-1\"",
                 "jvmapm.sql.count=2",
                 "jvmapm.sql.time=450",
+                "jvmapm.http.count=1",
+                "jvmapm.http.time=250",
             ]
         );
     }
@@ -570,6 +628,7 @@ mod tests {
         };
         t.stuck = true;
         t.sql_count = 0;
+        t.http_count = 0;
         let span = written(&Record::Transaction(Box::new(t)));
         assert_eq!(span.name, "com.acme.Batch.run");
         assert_eq!(span.kind, span::SpanKind::Internal as i32);
@@ -621,6 +680,82 @@ mod tests {
                 "code.function=\"executeQuery\"",
                 "error.type=\"org.h2.jdbc.JdbcSQLSyntaxErrorException\"",
             ]
+        );
+    }
+
+    fn http_call(status: i32, error_type: Option<&str>, url: Option<&str>) -> Record {
+        Record::Http(Box::new(HttpCall {
+            call: Call {
+                site: site(
+                    SiteKind::Outgoing,
+                    "okhttp3.internal.http.RealInterceptorChain",
+                    "proceed",
+                ),
+                trace_id: 0xabcd,
+                parent_span_id: 0x1234,
+                span_id: 0x5678,
+                start_ns: 1_700_000_000_000_000_000,
+                duration_ns: 2_000_000,
+                error_type: error_type.map(Arc::from),
+            },
+            status,
+            method: Some("POST".into()),
+            url: url.map(String::from),
+        }))
+    }
+
+    #[test]
+    fn an_outgoing_call_is_a_client_span_under_its_transaction_without_secrets() {
+        let span = written(&http_call(
+            201,
+            None,
+            Some("http://u:p@orders.internal:8081/orders?id=7#x"),
+        ));
+        assert_eq!(span.name, "POST");
+        assert_eq!(span.kind, span::SpanKind::Client as i32);
+        assert_eq!(span.trace_id, 0xabcd_u128.to_be_bytes());
+        assert_eq!(span.parent_span_id, 0x1234_u64.to_be_bytes());
+        assert_eq!(span.span_id, 0x5678_u64.to_be_bytes());
+        assert_eq!(span.flags, 0x101, "its parent is in this JVM");
+        assert_eq!(span.status, None);
+        assert_eq!(
+            attributes(&span),
+            [
+                "http.request.method=\"POST\"",
+                "url.full=\"http://orders.internal:8081/orders?id=\"",
+                "server.address=\"orders.internal\"",
+                "server.port=8081",
+                "http.response.status_code=201",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_outgoing_call_fails_with_its_exception_or_a_status_from_400() {
+        let error = Some(status::StatusCode::Error as i32);
+        let refused = written(&http_call(-1, Some("java.net.ConnectException"), None));
+        assert_eq!(refused.status.as_ref().map(|s| s.code), error);
+        assert_eq!(
+            attributes(&refused),
+            [
+                "http.request.method=\"POST\"",
+                "error.type=\"java.net.ConnectException\"",
+            ]
+        );
+        let failed = written(&http_call(
+            503,
+            Some("java.io.IOException"),
+            Some("https://h/x"),
+        ));
+        assert_eq!(failed.status.as_ref().map(|s| s.code), error);
+        let failed = attributes(&failed);
+        assert!(
+            failed.contains(&"error.type=\"503\"".to_string()),
+            "{failed:?}"
+        );
+        assert!(
+            failed.contains(&"server.port=443".to_string()),
+            "{failed:?}"
         );
     }
 

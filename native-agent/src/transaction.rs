@@ -4,8 +4,11 @@
 //! never a lock); `end` reads the slot back, frees it and writes the
 //! transaction's record into its thread's ring (`ended`, `ring`): no lock,
 //! no allocation, no system call beyond the clocks. Calls inside an open
-//! transaction (JDBC statements, steps: hooked methods) write records of
-//! their own, as its child spans. What each site is (its kind and method)
+//! transaction (JDBC statements, outgoing HTTP calls, steps: hooked
+//! methods) write records of their own, as its child spans. An outgoing
+//! call carries its transaction's ids by value, as the helper had them when
+//! it began, so it ends as a child also on another thread, and after its
+//! transaction (an asynchronous call that outlives it). What each site is (its kind and method)
 //! lives in a registry written at class load.
 
 use std::cell::Cell;
@@ -31,6 +34,9 @@ pub enum SiteKind {
     Method,
     /// A JDBC statement's execute method (a CLIENT span inside a transaction).
     Sql,
+    /// An outgoing HTTP call of a client library (a CLIENT span inside a
+    /// transaction).
+    Outgoing,
 }
 
 /// One instrumented method.
@@ -119,6 +125,8 @@ struct Slot {
     stuck: AtomicU32,
     sql_count: AtomicU32,
     sql_ns: AtomicU64,
+    http_count: AtomicU32,
+    http_ns: AtomicU64,
     /// 1 when this transaction is sent with full detail (`sample=`).
     detailed: AtomicU32,
 }
@@ -149,6 +157,8 @@ fn in_flight() -> &'static InFlight {
                 stuck: AtomicU32::new(0),
                 sql_count: AtomicU32::new(0),
                 sql_ns: AtomicU64::new(0),
+                http_count: AtomicU32::new(0),
+                http_ns: AtomicU64::new(0),
                 detailed: AtomicU32::new(0),
             })
             .collect(),
@@ -241,8 +251,31 @@ pub fn parse_traceparent(header: &str) -> Option<(u128, u64)> {
     (trace != 0 && parent != 0).then_some((trace, parent))
 }
 
-/// Starts a transaction of `site`; the token is 0 when the table is full.
-fn begin(site: i32, thread_id: u64, traceparent: Option<(u128, u64)>) -> u64 {
+/// What the helper keeps of a transaction it opened, so that a call inside
+/// it can name it as its parent (and send its ids in a `traceparent`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Opened {
+    token: u64,
+    trace_id: u128,
+    span_id: u64,
+    detailed: bool,
+}
+
+impl Opened {
+    /// As `Hooks.begin` hands it to the helper: trace id high and low
+    /// words, span id, 1 when detailed.
+    fn words(&self) -> [i64; 4] {
+        [
+            (self.trace_id >> 64) as i64,
+            self.trace_id as i64,
+            self.span_id as i64,
+            i64::from(self.detailed),
+        ]
+    }
+}
+
+/// Starts a transaction of `site`; `None` when the table is full.
+fn open(site: i32, thread_id: u64, traceparent: Option<(u128, u64)>) -> Option<Opened> {
     let table = in_flight();
     LOCAL.with(|local| {
         let first = local.slot.get();
@@ -275,19 +308,27 @@ fn begin(site: i32, thread_id: u64, traceparent: Option<(u128, u64)>) -> u64 {
             slot.trace_high
                 .store((trace >> 64) as u64, Ordering::Relaxed);
             slot.trace_low.store(trace as u64, Ordering::Relaxed);
-            slot.span.store(local.random(), Ordering::Relaxed);
+            let span = local.random();
+            slot.span.store(span, Ordering::Relaxed);
             slot.parent_span.store(parent, Ordering::Relaxed);
             slot.thread_id.store(thread_id, Ordering::Relaxed);
             slot.sql_count.store(0, Ordering::Relaxed);
             slot.sql_ns.store(0, Ordering::Relaxed);
+            slot.http_count.store(0, Ordering::Relaxed);
+            slot.http_ns.store(0, Ordering::Relaxed);
             let detailed = local.random() <= DETAIL_THRESHOLD.load(Ordering::Relaxed);
             slot.detailed.store(u32::from(detailed), Ordering::Relaxed);
             table.mark(index, true);
             slot.claim.store(generation, Ordering::Release);
-            return ((index as u64) << 32) | u64::from(generation);
+            return Some(Opened {
+                token: ((index as u64) << 32) | u64::from(generation),
+                trace_id: trace,
+                span_id: span,
+                detailed,
+            });
         }
         table.untracked.fetch_add(1, Ordering::Relaxed);
-        0
+        None
     })
 }
 
@@ -305,6 +346,8 @@ struct Closed {
     stuck: bool,
     sql_count: u32,
     sql_ns: u64,
+    http_count: u32,
+    http_ns: u64,
     detailed: bool,
 }
 
@@ -328,6 +371,8 @@ fn close(token: u64) -> Option<Closed> {
         stuck: slot.stuck.load(Ordering::Relaxed) == token as u32,
         sql_count: slot.sql_count.load(Ordering::Relaxed),
         sql_ns: slot.sql_ns.load(Ordering::Relaxed),
+        http_count: slot.http_count.load(Ordering::Relaxed),
+        http_ns: slot.http_ns.load(Ordering::Relaxed),
         detailed: slot.detailed.load(Ordering::Relaxed) != 0,
     };
     table.mark((token >> 32) as usize, false);
@@ -489,6 +534,35 @@ fn sql_call(token: u64, site: i32, start_monotonic_ns: u64, error: i32) -> Optio
     Some(call_end(slot, site, error, duration_ns))
 }
 
+/// An outgoing call the helper began at `start_monotonic_ns` inside the
+/// transaction `parent` (its ids as the helper had them): added to that
+/// transaction's count and time while it is open, and its child span
+/// unless the helper sent no span id (a transaction not detailed, whose
+/// callee then names the transaction itself as its parent).
+fn outgoing_call(
+    token: u64,
+    parent: (u128, u64),
+    span_id: u64,
+    site: i32,
+    start_monotonic_ns: u64,
+    error: i32,
+) -> Option<CallEnd> {
+    let duration_ns = clock::monotonic_ns().saturating_sub(start_monotonic_ns);
+    if let Some(slot) = in_flight().slot_of(token) {
+        slot.http_count.fetch_add(1, Ordering::Relaxed);
+        slot.http_ns.fetch_add(duration_ns, Ordering::Relaxed);
+    }
+    (span_id != 0).then(|| CallEnd {
+        site,
+        trace_id: parent.0,
+        parent_span_id: parent.1,
+        span_id,
+        start_ns: clock::wall_ns().saturating_sub(duration_ns),
+        duration_ns,
+        error: error as u32,
+    })
+}
+
 /// A step (a hooked method of `site` that began at `start_monotonic_ns`)
 /// of the transaction `token`: its child span, unless that transaction is
 /// gone or not detailed. (The helper stops handing steps over past its
@@ -513,13 +587,16 @@ fn dropped() {
     }
 }
 
-/// `Hooks.begin(int site, long threadId, String traceparent)`.
+/// `Hooks.begin(int site, long threadId, String traceparent, long[] ids)`:
+/// the token, and the transaction's ids written into `ids` (see
+/// [`Opened::words`]).
 pub unsafe extern "system" fn native_begin(
     env: *mut RawJniEnv,
     _class: JObject,
     site: i32,
     thread_id: i64,
     traceparent: JObject,
+    ids: JObject,
 ) -> i64 {
     // SAFETY: the JVM passes the calling thread's JNIEnv to a native method.
     let jni = unsafe { Jni::from_raw(env) };
@@ -532,7 +609,14 @@ pub unsafe extern "system" fn native_begin(
                 .ok()
                 .and_then(|t| parse_traceparent(&t))
         };
-        token = begin(site, thread_id as u64, parent);
+        if let Some(opened) = open(site, thread_id as u64, parent) {
+            token = opened.token;
+            if jni.set_longs(ids, &opened.words()).is_err() {
+                // The helper cannot name it: end it unseen.
+                close(token);
+                token = 0;
+            }
+        }
     });
     token as i64
 }
@@ -584,6 +668,8 @@ pub unsafe extern "system" fn native_end(
                 detailed: t.detailed,
                 sql_count: t.sql_count,
                 sql_ns: t.sql_ns,
+                http_count: t.http_count,
+                http_ns: t.http_ns,
                 // Only a detailed transaction sends its steps.
                 steps_truncated: if t.detailed {
                     steps_truncated as u32
@@ -660,6 +746,54 @@ pub unsafe extern "system" fn native_end_step(
     });
 }
 
+/// `Hooks.endCall(long transaction, long traceHigh, long traceLow, long
+/// parentSpan, long span, int site, long startNanos, int status, int
+/// method, int error, String url)`: an outgoing HTTP call that ended; the
+/// ids are those of its transaction and its own span (0: none), `status`
+/// the response's (negative: none), `method` and `error` numbers from
+/// `Hooks.intern`, `url` as the client had it (read only for a span).
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "system" fn native_end_call(
+    env: *mut RawJniEnv,
+    _class: JObject,
+    transaction: i64,
+    trace_high: i64,
+    trace_low: i64,
+    parent_span: i64,
+    span: i64,
+    site: i32,
+    start_nanos: i64,
+    status: i32,
+    method: i32,
+    error: i32,
+    url: JObject,
+) {
+    // SAFETY: the JVM passes the calling thread's JNIEnv to a native method.
+    let jni = unsafe { Jni::from_raw(env) };
+    guard::guarded("Hooks.endCall", || {
+        let trace = (u128::from(trace_high as u64) << 64) | u128::from(trace_low as u64);
+        let Some(call) = outgoing_call(
+            transaction as u64,
+            (trace, parent_span as u64),
+            span as u64,
+            site,
+            start_nanos as u64,
+            error,
+        ) else {
+            return;
+        };
+        let mut buf = [MaybeUninit::<u8>::uninit(); ended::MAX_URL + 1];
+        let url = if url.is_null() {
+            &[]
+        } else {
+            read_string(&jni, url, &mut buf)
+        };
+        if !ended::write_http(ring::mine(), &call, status, method as u32, url) {
+            dropped();
+        }
+    });
+}
+
 /// `Hooks.threadName(long threadId, String name)`: the thread's name, once
 /// per thread (and again after a rename); false when it could not be kept.
 pub unsafe extern "system" fn native_thread_name(
@@ -704,11 +838,11 @@ pub unsafe extern "system" fn native_intern(
 }
 
 /// The natives' names and signatures, for RegisterNatives.
-pub fn natives() -> [(&'static CStr, &'static CStr, *mut std::ffi::c_void); 6] {
+pub fn natives() -> [(&'static CStr, &'static CStr, *mut std::ffi::c_void); 7] {
     [
         (
             c"begin",
-            c"(IJLjava/lang/String;)J",
+            c"(IJLjava/lang/String;[J)J",
             native_begin as *mut std::ffi::c_void,
         ),
         (
@@ -727,6 +861,11 @@ pub fn natives() -> [(&'static CStr, &'static CStr, *mut std::ffi::c_void); 6] {
             native_end_step as *mut std::ffi::c_void,
         ),
         (
+            c"endCall",
+            c"(JJJJJIJIIILjava/lang/String;)V",
+            native_end_call as *mut std::ffi::c_void,
+        ),
+        (
             c"threadName",
             c"(JLjava/lang/String;)Z",
             native_thread_name as *mut std::ffi::c_void,
@@ -742,6 +881,11 @@ pub fn natives() -> [(&'static CStr, &'static CStr, *mut std::ffi::c_void); 6] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Starts a transaction of `site`; the token is 0 when the table is full.
+    fn begin(site: i32, thread_id: u64, traceparent: Option<(u128, u64)>) -> u64 {
+        open(site, thread_id, traceparent).map_or(0, |opened| opened.token)
+    }
 
     /// Tests that look at the whole table (`active`) run one at a time.
     static WHOLE_TABLE: Mutex<()> = Mutex::new(());
@@ -892,6 +1036,32 @@ mod tests {
         assert_ne!(first.span_id, second.span_id);
         assert_eq!((first.error, second.error), (3, 0));
         assert!(step(token, 9, start, 0).is_none(), "its transaction ended");
+    }
+
+    #[test]
+    fn an_outgoing_call_counts_in_its_open_transaction_and_is_a_child_by_the_ids_it_carries() {
+        let opened = open(4, 7, None).unwrap();
+        assert_eq!(opened.words()[3], 1, "detailed by default");
+        let parent = (opened.trace_id, opened.span_id);
+        let start = clock::monotonic_ns();
+        let call = outgoing_call(opened.token, parent, 99, 8, start, 0).unwrap();
+        assert_eq!(
+            (call.trace_id, call.parent_span_id, call.span_id, call.site),
+            (opened.trace_id, opened.span_id, 99, 8)
+        );
+        assert!(
+            outgoing_call(opened.token, parent, 0, 8, start, 0).is_none(),
+            "no span id: counted, no span"
+        );
+        let closed = close(opened.token).unwrap();
+        assert_eq!(closed.http_count, 2);
+        assert!(closed.http_ns >= call.duration_ns);
+        let late = outgoing_call(opened.token, parent, 100, 8, start, 3).unwrap();
+        assert_eq!(
+            (late.trace_id, late.parent_span_id, late.error),
+            (opened.trace_id, opened.span_id, 3),
+            "after its transaction ended, still its child"
+        );
     }
 
     #[test]

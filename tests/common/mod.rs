@@ -539,6 +539,48 @@ pub fn servlet_fixtures() -> String {
         .clone()
 }
 
+/// The HTTP client libraries the outgoing-call fixtures call through
+/// (Debian's libhttpclient-java, libhttpclient5-java and libokhttp-java
+/// with what they need; scripts/test.sh installs them).
+pub const CLIENT_JARS: [&str; 11] = [
+    "/usr/share/java/httpclient.jar",
+    "/usr/share/java/httpcore.jar",
+    "/usr/share/java/commons-logging.jar",
+    "/usr/share/java/httpclient5.jar",
+    "/usr/share/java/httpcore5.jar",
+    "/usr/share/java/httpcore5-h2.jar",
+    "/usr/share/java/slf4j-api.jar",
+    "/usr/share/java/slf4j-nop.jar",
+    "/usr/share/java/okhttp.jar",
+    "/usr/share/java/okio.jar",
+    "/usr/share/java/h2.jar",
+];
+
+/// Compiles the outgoing-call fixtures (`java-fixtures/outgoing/`, on the
+/// servlet fixtures and the client libraries) once per test process and
+/// returns the class path that runs them, with the other fixtures (the
+/// back service) and H2 on it.
+pub fn outgoing_fixtures() -> String {
+    static BUILT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            for jar in CLIENT_JARS {
+                assert!(
+                    Path::new(jar).is_file(),
+                    "{jar} is missing: install libhttpclient-java, libhttpclient5-java, libokhttp-java, libslf4j-java and libh2-java (scripts/test.sh does)"
+                );
+            }
+            let libraries = format!("{}:{}", servlet_fixtures(), CLIENT_JARS.join(":"));
+            let out = compile_fixtures("outgoing", &libraries, "java-fixtures-outgoing");
+            format!(
+                "{}:{}:{libraries}",
+                out.display(),
+                java_fixtures().display()
+            )
+        })
+        .clone()
+}
+
 /// Compiles the Java fixtures once per test process into `target/java-fixtures`
 /// and returns that class path.
 pub fn java_fixtures() -> PathBuf {
@@ -667,6 +709,19 @@ fn feature_version(home: &Path) -> Option<u32> {
         .next()?
         .parse()
         .ok()
+}
+
+/// Starts `command` with its standard streams piped; returns the child and
+/// its standard output, to be read line by line.
+pub fn spawn_piped(command: &mut Command) -> (Child, BufReader<std::process::ChildStdout>) {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    (child, stdout)
 }
 
 /// Runs a Java fixture class with arguments; returns its stdout (asserting success).

@@ -7,8 +7,14 @@ import java.lang.invoke.MethodHandles;
 import java.lang.invoke.MethodType;
 import java.lang.management.GarbageCollectorMXBean;
 import java.lang.management.ManagementFactory;
+import java.net.HttpURLConnection;
 import java.net.URI;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.function.BiPredicate;
 import javax.management.NotificationEmitter;
 import javax.management.NotificationListener;
 import javax.management.openmbean.CompositeData;
@@ -26,22 +32,79 @@ import javax.management.openmbean.CompositeData;
  * HTTP requests arrive as plain objects (a servlet request and response, or
  * a JDK HttpExchange as both): this class is in the boot loader and cannot
  * link against a web application's servlet API, so it reads them through
- * method handles looked up once per request class.
+ * method handles looked up once per request class. Outgoing HTTP calls of
+ * client libraries are read and given their traceparent the same way (see
+ * {@link Client}); the JDK's HttpURLConnection directly.
+ *
+ * What a call inside a transaction needs to be its child is in one place,
+ * the thread's {@link Transaction}, so that it can be handed to another
+ * thread.
  *
  * Compiled into Hooks.class by build.sh next to this file; the agent embeds
  * that class file.
  */
 public final class Hooks {
+    /**
+     * The transaction open on a thread: its token (what the agent knows it
+     * by while it is open) and its ids, which a call inside it names as its
+     * parent and sends on in a traceparent.
+     */
+    static final class Transaction {
+        /** 0 when none is open. */
+        long token;
+        long traceHigh;
+        long traceLow;
+        long span;
+        /**
+         * Sent with full detail (option sample=): otherwise its outgoing
+         * calls make no span, and the callee names the transaction itself
+         * as its parent.
+         */
+        boolean detailed;
+        /** The tracestate that came with its traceparent, passed on as it came; null when none. */
+        String tracestate;
+    }
+
     /** What the helper keeps per thread. */
     private static final class State {
-        /** The open transaction's token; 0 when none. */
-        long token;
+        final Transaction open = new Transaction();
         /** True while a JDBC statement runs inside it (a driver's statements that call each other make one SQL call). */
         boolean inSql;
         /** The thread name the agent has, so it is sent once (and again after a rename). */
         String nameSent;
         /** Steps entered in the open transaction, counted on past {@link #MAX_STEPS}. */
         long steps;
+        /** The outgoing call open on this thread. */
+        final Call call = new Call();
+        /** Where begin writes the ids of the transaction it opens. */
+        final long[] ids = new long[4];
+        /** Where a traceparent is written before it becomes a string. */
+        final char[] traceparent = new char[55];
+    }
+
+    /**
+     * The outgoing HTTP call open on a thread. Only the outermost hooked
+     * method makes a call: a client that calls another one, or its own
+     * hooked methods, again (HttpURLConnection's getOutputStream calls
+     * connect) is one call.
+     */
+    private static final class Call {
+        /** While the hooked method that opened or continued it runs. */
+        boolean active;
+        /**
+         * An HttpURLConnection whose call began in connect or
+         * getOutputStream and ends in its getInputStream; null when none.
+         */
+        Object pending;
+        /** How to read the call's request and response. */
+        Client client;
+        int site;
+        long start;
+        /** Its span id; 0 in a transaction that is not detailed. */
+        long span;
+        String method;
+        String url;
+        String traceparent;
     }
 
     private static final ThreadLocal<State> STATE = ThreadLocal.withInitial(State::new);
@@ -79,16 +142,17 @@ public final class Hooks {
     private static final ClassValue<Boolean> IS_STATEMENT = new ClassValue<>() {
         @Override
         protected Boolean computeValue(Class<?> type) {
-            ClassLoader loader = type.getClassLoader();
             try {
-                Class<?> statement = Class.forName("java.sql.Statement", false,
-                        loader == null ? ClassLoader.getPlatformClassLoader() : loader);
-                return statement.isAssignableFrom(type);
+                return named(type, "java.sql.Statement").isAssignableFrom(type);
             } catch (ClassNotFoundException | LinkageError notJdbc) {
                 return false;
             }
         }
     };
+
+    private static final String TRACEPARENT = "traceparent";
+    private static final String TRACESTATE = "tracestate";
+    private static final char[] HEX = "0123456789abcdef".toCharArray();
 
     private Hooks() {
     }
@@ -102,7 +166,7 @@ public final class Hooks {
      */
     public static long enter(int site) {
         State state = STATE.get();
-        if (state.token != 0L) {
+        if (state.open.token != 0L) {
             return state.steps++ < MAX_STEPS ? System.nanoTime() | STEP : 0L;
         }
         return open(state, site, null);
@@ -116,25 +180,38 @@ public final class Hooks {
      */
     public static long enterHttp(int site, Object request) {
         State state = STATE.get();
-        if (state.token != 0L) {
+        if (state.open.token != 0L) {
             return 0L;
         }
         String traceparent = null;
+        String tracestate = null;
         try {
             Http http = Http.of(request);
             if (http.redispatched(request)) {
                 return 0L;
             }
-            traceparent = http.header(request, "traceparent");
+            traceparent = http.header(request, TRACEPARENT);
+            if (traceparent != null) {
+                tracestate = http.header(request, TRACESTATE);
+            }
         } catch (Throwable ignored) {
             // An unknown request type: no incoming trace.
         }
-        return open(state, site, traceparent);
+        long token = open(state, site, traceparent);
+        state.open.tracestate = token == 0L ? null : tracestate;
+        return token;
     }
 
     private static long open(State state, int site, String traceparent) {
-        long token = begin(site, Thread.currentThread().getId(), traceparent);
-        state.token = token;
+        long[] ids = state.ids;
+        long token = begin(site, Thread.currentThread().getId(), traceparent, ids);
+        Transaction open = state.open;
+        open.token = token;
+        open.traceHigh = ids[0];
+        open.traceLow = ids[1];
+        open.span = ids[2];
+        open.detailed = ids[3] != 0L;
+        open.tracestate = null;
         state.steps = 0;
         return token;
     }
@@ -145,8 +222,10 @@ public final class Hooks {
      */
     private static void close(long token, int status, String method, String route, Throwable error, String path) {
         State state = STATE.get();
-        state.token = 0L;
+        state.open.token = 0L;
+        state.open.tracestate = null;
         state.inSql = false;
+        state.call.pending = null;
         Thread thread = Thread.currentThread();
         String name = thread.getName();
         if (name != state.nameSent && threadName(thread.getId(), name)) {
@@ -187,7 +266,7 @@ public final class Hooks {
      */
     public static long enterSql(Object statement) {
         State state = STATE.get();
-        if (state.token == 0L || state.inSql || !IS_STATEMENT.get(statement.getClass())) {
+        if (state.open.token == 0L || state.inSql || !IS_STATEMENT.get(statement.getClass())) {
             return 0L;
         }
         state.inSql = true;
@@ -221,7 +300,7 @@ public final class Hooks {
                 text = null;
             }
         }
-        endSql(state.token, site, text, start, id(errorType(error)));
+        endSql(state.open.token, site, text, start, id(errorType(error)));
     }
 
     /**
@@ -255,7 +334,7 @@ public final class Hooks {
             return;
         }
         if (token < 0L) {
-            endStep(STATE.get().token, site, token & ~STEP, id(errorType(error)));
+            endStep(STATE.get().open.token, site, token & ~STEP, id(errorType(error)));
             return;
         }
         close(token, -1, null, null, error, null);
@@ -280,6 +359,221 @@ public final class Hooks {
             // An unknown request type: the transaction is still counted.
         }
         close(token, status, method, route, error, path);
+    }
+
+    /**
+     * Entry of an outgoing HTTP call of a client library (`client`: its
+     * number, see {@link Client}; `target`: the host, when the method takes
+     * it apart from the request). Inside a transaction and outside another
+     * call, opens a call and puts its traceparent (and the transaction's
+     * tracestate) on the request, when the request can take another
+     * header; else {@link #callRequest} gives the copy to send. Returns 1
+     * when it opened a call, 0 when this is no call of its own.
+     */
+    public static long enterCall(int site, int client, Object target, Object request) {
+        State state = STATE.get();
+        if (state.open.token == 0L || state.call.active || request == null) {
+            return 0L;
+        }
+        try {
+            Client reader = Client.of(client, request);
+            if (reader == Client.UNREADABLE) {
+                return 0L;
+            }
+            start(state, site, reader, reader.method(request), reader.url(target, request));
+            reader.put(request, state.call.traceparent, state.open.tracestate);
+            return 1L;
+        } catch (Throwable unreadable) {
+            state.call.active = false;
+            return 0L;
+        }
+    }
+
+    /**
+     * The request an outgoing call sends: for a client whose requests
+     * cannot take another header, a copy carrying the call's traceparent;
+     * else (or when the copy fails) the request itself.
+     */
+    public static Object callRequest(long token, Object request) {
+        if (token == 0L) {
+            return request;
+        }
+        State state = STATE.get();
+        Call call = state.call;
+        try {
+            return call.client.withHeaders(request, call.traceparent, state.open.tracestate);
+        } catch (Throwable cannot) {
+            return request;
+        }
+    }
+
+    /**
+     * Exit of an outgoing call's method: `result` is the response, or a
+     * CompletableFuture of it (the call then ends when the future
+     * completes, on whichever thread completes it).
+     */
+    public static void exitCall(long token, Object request, Object result, Throwable error) {
+        if (token == 0L) {
+            return;
+        }
+        State state = STATE.get();
+        Call call = state.call;
+        call.active = false;
+        Client client = call.client;
+        try {
+            client.take(request);
+        } catch (Throwable ignored) {
+            // The request keeps the header; it is not used again in most programs.
+        }
+        Transaction open = state.open;
+        if (error == null && result instanceof CompletableFuture<?> future) {
+            long token0 = open.token;
+            long traceHigh = open.traceHigh;
+            long traceLow = open.traceLow;
+            long parent = open.span;
+            long span = call.span;
+            int site = call.site;
+            long start = call.start;
+            String method = call.method;
+            String url = call.url;
+            future.whenComplete((response, failure) -> end(token0, traceHigh, traceLow, parent, span, site, start,
+                    status(client, response), method, url, cause(failure)));
+            return;
+        }
+        finish(state, status(client, result), error);
+    }
+
+    /**
+     * Entry of HttpURLConnection's connect, getOutputStream or
+     * getInputStream (`connected`: whether the connection is connected).
+     * Inside a transaction and outside another call: a connection not yet
+     * connected opens a call and gets its traceparent; the connection whose
+     * call waits for its response continues it. Returns 1 when it opened or
+     * continued the call, else 0.
+     */
+    public static long enterConnection(int site, Object connection, boolean connected) {
+        State state = STATE.get();
+        Call call = state.call;
+        if (state.open.token == 0L || call.active) {
+            return 0L;
+        }
+        if (connected) {
+            if (call.pending != connection) {
+                return 0L;
+            }
+            call.active = true;
+            return 1L;
+        }
+        try {
+            HttpURLConnection http = (HttpURLConnection) connection;
+            start(state, site, Client.UNREADABLE, http.getRequestMethod(), String.valueOf(http.getURL()));
+            http.setRequestProperty(TRACEPARENT, call.traceparent);
+            String tracestate = state.open.tracestate;
+            if (tracestate != null) {
+                http.setRequestProperty(TRACESTATE, tracestate);
+            }
+            return 1L;
+        } catch (Throwable unusable) {
+            call.active = false;
+            return 0L;
+        }
+    }
+
+    /**
+     * Exit of an HttpURLConnection method that entered with a call: `ends`
+     * when it is getInputStream (it has the response, `responseCode`);
+     * connect and getOutputStream leave the call waiting for it unless
+     * they threw. The connection throws for a status from 400 up; the
+     * status says what failed.
+     */
+    public static void exitConnection(long token, Object connection, int responseCode, boolean ends, Throwable error) {
+        if (token == 0L) {
+            return;
+        }
+        State state = STATE.get();
+        Call call = state.call;
+        call.active = false;
+        if (!ends && error == null) {
+            call.pending = connection;
+            return;
+        }
+        call.pending = null;
+        finish(state, responseCode > 0 ? responseCode : -1, responseCode >= 400 ? null : error);
+    }
+
+    /** Opens the thread's call: its names, its span id and traceparent, its start. */
+    private static void start(State state, int site, Client client, String method, String url) {
+        Transaction open = state.open;
+        Call call = state.call;
+        call.active = true;
+        call.pending = null;
+        call.client = client;
+        call.site = site;
+        call.method = method;
+        call.url = url;
+        long span = 0L;
+        while (open.detailed && span == 0L) {
+            span = ThreadLocalRandom.current().nextLong();
+        }
+        call.span = span;
+        call.traceparent = traceparent(state, span != 0L ? span : open.span);
+        call.start = System.nanoTime();
+    }
+
+    /** Ends the thread's call, a child of its open transaction. */
+    private static void finish(State state, int status, Throwable error) {
+        Transaction open = state.open;
+        Call call = state.call;
+        end(open.token, open.traceHigh, open.traceLow, open.span, call.span, call.site, call.start, status,
+                call.method, call.url, error);
+    }
+
+    private static void end(long token, long traceHigh, long traceLow, long parent, long span, int site, long start,
+            int status, String method, String url, Throwable error) {
+        endCall(token, traceHigh, traceLow, parent, span, site, start, status, id(method), id(errorType(error)),
+                span == 0L ? null : url);
+    }
+
+    /** The response's status; -1 when there is none or it cannot be read. */
+    private static int status(Client client, Object response) {
+        try {
+            return response == null ? -1 : client.status(response);
+        } catch (Throwable unreadable) {
+            return -1;
+        }
+    }
+
+    /** What failed a future: the exception a CompletionException wraps. */
+    private static Throwable cause(Throwable failure) {
+        while ((failure instanceof CompletionException || failure instanceof ExecutionException)
+                && failure.getCause() != null) {
+            failure = failure.getCause();
+        }
+        return failure;
+    }
+
+    /** The W3C traceparent of the thread's transaction's trace, with `span` as the parent its callee names. */
+    private static String traceparent(State state, long span) {
+        Transaction open = state.open;
+        char[] text = state.traceparent;
+        text[0] = '0';
+        text[1] = '0';
+        text[2] = '-';
+        hex(text, 3, open.traceHigh);
+        hex(text, 19, open.traceLow);
+        text[35] = '-';
+        hex(text, 36, span);
+        text[52] = '-';
+        text[53] = '0';
+        text[54] = '1';
+        return new String(text);
+    }
+
+    private static void hex(char[] into, int at, long value) {
+        for (int i = 15; i >= 0; i--) {
+            into[at + i] = HEX[(int) value & 0xf];
+            value >>>= 4;
+        }
     }
 
     /**
@@ -334,6 +628,26 @@ public final class Hooks {
         return error == null ? null : error.getClass().getName();
     }
 
+    /** The class `name` as `type`'s loader sees it (the platform loader's for a boot class). */
+    private static Class<?> named(Class<?> type, String name) throws ClassNotFoundException {
+        ClassLoader loader = type.getClassLoader();
+        return Class.forName(name, false, loader == null ? ClassLoader.getPlatformClassLoader() : loader);
+    }
+
+    /** The API `name` that `type` implements, as `type`'s loader sees it. */
+    private static Class<?> api(Class<?> type, String name) throws ClassNotFoundException {
+        Class<?> api = named(type, name);
+        if (!api.isAssignableFrom(type)) {
+            throw new ClassNotFoundException(name);
+        }
+        return api;
+    }
+
+    private static MethodHandle find(Class<?> api, String name, Class<?> returns, Class<?>... params)
+            throws ReflectiveOperationException {
+        return MethodHandles.publicLookup().findVirtual(api, name, MethodType.methodType(returns, params));
+    }
+
     /** How to read one kind of HTTP request: a servlet's or a JDK HttpExchange. */
     private abstract static class Http {
         static final MethodType STRING = MethodType.methodType(String.class, Object.class);
@@ -365,19 +679,6 @@ public final class Hooks {
 
         static Http of(Object request) {
             return request == null ? NONE : BY_CLASS.get(request.getClass());
-        }
-
-        static Class<?> api(Class<?> type, String name) throws ClassNotFoundException {
-            Class<?> api = Class.forName(name, false, type.getClassLoader());
-            if (!api.isAssignableFrom(type)) {
-                throw new ClassNotFoundException(name);
-            }
-            return api;
-        }
-
-        static MethodHandle find(Class<?> api, String name, Class<?> returns, Class<?>... params)
-                throws ReflectiveOperationException {
-            return MethodHandles.publicLookup().findVirtual(api, name, MethodType.methodType(returns, params));
         }
 
         /** Whether this is a container's further dispatch of a request already measured. */
@@ -432,7 +733,7 @@ public final class Hooks {
         Servlet(Class<?> type, String pkg) throws ReflectiveOperationException {
             Class<?> request = api(type, pkg + ".http.HttpServletRequest");
             ClassLoader loader = type.getClassLoader();
-            Class<?> response = Class.forName(pkg + ".http.HttpServletResponse", false, loader);
+            Class<?> response = named(type, pkg + ".http.HttpServletResponse");
             method = find(request, "getMethod", String.class).asType(STRING);
             requestUri = find(request, "getRequestURI", String.class).asType(STRING);
             contextPath = find(request, "getContextPath", String.class).asType(STRING);
@@ -577,13 +878,218 @@ public final class Hooks {
         }
     }
 
-    private static native long begin(int site, long threadId, String traceparent);
+    /**
+     * How to read the requests and responses of one HTTP client library
+     * and give its requests a header, through method handles looked up once
+     * per request class (a library is loaded by the application's loaders).
+     * The agent's probes name the library by its number (probe::Client in
+     * the agent): 0 java.net.http, 1 Apache HttpClient 4, 2 Apache
+     * HttpClient 5, 3 OkHttp 3. {@link #UNREADABLE} reads nothing.
+     */
+    private static class Client {
+        static final Client UNREADABLE = new Client(null, null);
+
+        private static final Readers[] BY_LIBRARY = {new Readers(0), new Readers(1), new Readers(2), new Readers(3)};
+
+        static Client of(int library, Object request) {
+            return library < 0 || library >= BY_LIBRARY.length ? UNREADABLE
+                    : BY_LIBRARY[library].get(request.getClass());
+        }
+
+        /** The readers of one library's request classes. */
+        private static final class Readers extends ClassValue<Client> {
+            private final int library;
+
+            Readers(int library) {
+                this.library = library;
+            }
+
+            @Override
+            protected Client computeValue(Class<?> type) {
+                try {
+                    return switch (library) {
+                        case 0 -> Copying.jdk(type);
+                        case 1 -> new Apache(type, "org.apache.http.", false);
+                        case 2 -> new Apache(type, "org.apache.hc.core5.http.", true);
+                        default -> Copying.okHttp(type);
+                    };
+                } catch (ReflectiveOperationException | RuntimeException | LinkageError notThisLibrary) {
+                    return UNREADABLE;
+                }
+            }
+        }
+
+        static final MethodType PUT = MethodType.methodType(void.class, Object.class, String.class, String.class);
+        static final MethodType REMOVE = MethodType.methodType(void.class, Object.class, String.class);
+        static final MethodType WITH = MethodType.methodType(Object.class, Object.class, String.class, String.class);
+
+        /** The request's method, the response's status; null in {@link #UNREADABLE}. */
+        private final MethodHandle method;
+        private final MethodHandle status;
+
+        Client(MethodHandle method, MethodHandle status) {
+            this.method = method == null ? null : method.asType(Http.STRING);
+            this.status = status == null ? null : status.asType(Http.INT);
+        }
+
+        String method(Object request) throws Throwable {
+            return method == null ? null : (String) method.invokeExact(request);
+        }
+
+        int status(Object response) throws Throwable {
+            return status == null ? -1 : (int) status.invokeExact(response);
+        }
+
+        /** The URL the request goes to; `target` is the host, when the call took it apart. */
+        String url(Object target, Object request) throws Throwable {
+            return null;
+        }
+
+        /** Puts the headers on a request that can take another; does nothing to one that cannot. */
+        void put(Object request, String traceparent, String tracestate) throws Throwable {
+        }
+
+        /** Takes the traceparent and tracestate {@link #put} put off the request, once the call is over. */
+        void take(Object request) throws Throwable {
+        }
+
+        /** A copy of a request that cannot take another header, with the headers; else the request. */
+        Object withHeaders(Object request, String traceparent, String tracestate) throws Throwable {
+            return request;
+        }
+    }
+
+    /**
+     * A library whose requests are immutable (java.net.http, OkHttp 3): the
+     * call sends a copy made by the request's builder with the headers set.
+     */
+    private static final class Copying extends Client {
+        /** Copies every header of a java.net.http request. */
+        static final BiPredicate<String, String> ALL = (name, value) -> true;
+
+        private final MethodHandle url;
+        private final MethodHandle copy;
+        private final MethodHandle header;
+        private final MethodHandle build;
+
+        private Copying(MethodHandle method, MethodHandle url, MethodHandle copy, MethodHandle header,
+                MethodHandle build, MethodHandle status) {
+            super(method, status);
+            this.url = url.asType(Http.STRING);
+            this.copy = copy.asType(Http.OBJECT);
+            this.header = header.asType(WITH);
+            this.build = build.asType(Http.OBJECT);
+        }
+
+        static Copying jdk(Class<?> type) throws ReflectiveOperationException {
+            Class<?> request = api(type, "java.net.http.HttpRequest");
+            Class<?> builder = named(type, "java.net.http.HttpRequest$Builder");
+            MethodHandle newBuilder = MethodHandles.publicLookup()
+                    .findStatic(request, "newBuilder", MethodType.methodType(builder, request, BiPredicate.class));
+            return new Copying(find(request, "method", String.class),
+                    MethodHandles.filterReturnValue(find(request, "uri", URI.class), find(URI.class, "toString", String.class)),
+                    MethodHandles.insertArguments(newBuilder, 1, ALL),
+                    find(builder, "setHeader", builder, String.class, String.class),
+                    find(builder, "build", request),
+                    find(named(type, "java.net.http.HttpResponse"), "statusCode", int.class));
+        }
+
+        static Copying okHttp(Class<?> type) throws ReflectiveOperationException {
+            Class<?> request = api(type, "okhttp3.Request");
+            Class<?> builder = named(type, "okhttp3.Request$Builder");
+            Class<?> httpUrl = named(type, "okhttp3.HttpUrl");
+            return new Copying(find(request, "method", String.class),
+                    MethodHandles.filterReturnValue(find(request, "url", httpUrl), find(httpUrl, "toString", String.class)),
+                    find(request, "newBuilder", builder),
+                    find(builder, "header", builder, String.class, String.class),
+                    find(builder, "build", request),
+                    find(named(type, "okhttp3.Response"), "code", int.class));
+        }
+
+        @Override
+        String url(Object target, Object request) throws Throwable {
+            return (String) url.invokeExact(request);
+        }
+
+        @Override
+        Object withHeaders(Object request, String traceparent, String tracestate) throws Throwable {
+            Object builder = (Object) copy.invokeExact(request);
+            builder = (Object) header.invokeExact(builder, TRACEPARENT, traceparent);
+            if (tracestate != null) {
+                builder = (Object) header.invokeExact(builder, TRACESTATE, tracestate);
+            }
+            return (Object) build.invokeExact(builder);
+        }
+    }
+
+    /**
+     * Apache HttpClient 4 (`org.apache.http.`) and 5 (`org.apache.hc.core5.http.`):
+     * requests take headers (taken off again after the call, so a request
+     * sent again outside a transaction carries none); doExecute takes the
+     * host apart from a request whose target is a path.
+     */
+    private static final class Apache extends Client {
+        private final MethodHandle target;
+        private final MethodHandle host;
+        private final MethodHandle put;
+        private final MethodHandle remove;
+
+        Apache(Class<?> type, String core, boolean five) throws ReflectiveOperationException {
+            this(type, core, five, api(type, core + "HttpRequest"), named(type, core + "HttpMessage"),
+                    named(type, core + "HttpResponse"));
+        }
+
+        private Apache(Class<?> type, String core, boolean five, Class<?> request, Class<?> message,
+                Class<?> response) throws ReflectiveOperationException {
+            super(five ? find(request, "getMethod", String.class) : line(type, core, request, "getMethod"),
+                    five ? find(response, "getCode", int.class) : MethodHandles.filterReturnValue(
+                            find(response, "getStatusLine", named(type, core + "StatusLine")),
+                            find(named(type, core + "StatusLine"), "getStatusCode", int.class)));
+            target = (five ? find(request, "getRequestUri", String.class) : line(type, core, request, "getUri"))
+                    .asType(Http.STRING);
+            host = find(named(type, core + "HttpHost"), "toURI", String.class).asType(Http.STRING);
+            put = find(message, "setHeader", void.class, String.class, five ? Object.class : String.class).asType(PUT);
+            remove = find(message, "removeHeaders", five ? boolean.class : void.class, String.class).asType(REMOVE);
+        }
+
+        /** A String getter of HttpClient 4's request line. */
+        private static MethodHandle line(Class<?> type, String core, Class<?> request, String getter)
+                throws ReflectiveOperationException {
+            Class<?> line = named(type, core + "RequestLine");
+            return MethodHandles.filterReturnValue(find(request, "getRequestLine", line), find(line, getter, String.class));
+        }
+
+        @Override
+        String url(Object host, Object request) throws Throwable {
+            String path = (String) target.invokeExact(request);
+            return host != null && path.startsWith("/") ? (String) this.host.invokeExact(host) + path : path;
+        }
+
+        @Override
+        void put(Object request, String traceparent, String tracestate) throws Throwable {
+            put.invokeExact(request, TRACEPARENT, traceparent);
+            if (tracestate != null) {
+                put.invokeExact(request, TRACESTATE, tracestate);
+            }
+        }
+
+        @Override
+        void take(Object request) throws Throwable {
+            remove.invokeExact(request, TRACEPARENT);
+            remove.invokeExact(request, TRACESTATE);
+        }
+    }
+
+    private static native long begin(int site, long threadId, String traceparent, long[] ids);
 
     private static native void collection(String collector, String action, long startMillis, long endMillis);
 
     private static native void endSql(long transaction, int site, String sql, long startNanos, int error);
 
     private static native void endStep(long transaction, int site, long startNanos, int error);
+
+    private static native void endCall(long transaction, long traceHigh, long traceLow, long parentSpan, long span,
+            int site, long startNanos, int status, int method, int error, String url);
 
     private static native void end(long token, int status, int method, int route, int error, int stepsTruncated,
             boolean pathIsRoute, String path);
