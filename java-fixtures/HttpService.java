@@ -33,7 +33,10 @@ import java.util.concurrent.atomic.AtomicInteger;
  * `ENDPOINT=/compute bench/agent-http.py`), and /echo (runs one JDBC
  * statement when H2 is there, and answers "TRACEPARENT TRACESTATE": the
  * headers it received, "-" for one it did not: the back service of the
- * outgoing-call tests). Every other response
+ * outgoing-call tests), and /checkout (calls /sql?n=2 of the service at the
+ * URL in the system property jvmapm.demo.stock over HttpURLConnection, for
+ * `jvmapm demo`'s trace across two services; 502 when that call fails, 503
+ * without the property). Every other response
  * body says how long the handler took in microseconds ("took N"), so tests
  * can compare it with what the agent measured. With the argument "virtual" (JDK 21+)
  * each exchange runs on a virtual thread. With "backlog" (for `jvmapm demo`) a
@@ -180,6 +183,24 @@ public class HttpService {
         Thread.sleep(ms);
     }
 
+    /** The status of a GET of url, 599 when it could not be made. */
+    static int call(String url) {
+        try {
+            var connection = (java.net.HttpURLConnection) java.net.URI.create(url).toURL().openConnection();
+            connection.setConnectTimeout(2_000);
+            connection.setReadTimeout(10_000);
+            int status = connection.getResponseCode();
+            var body = status < 400 ? connection.getInputStream() : connection.getErrorStream();
+            if (body != null) {
+                body.readAllBytes();
+                body.close();
+            }
+            return status;
+        } catch (IOException | IllegalArgumentException failed) {
+            return 599;
+        }
+    }
+
     /** Millions of dependent multiply-adds, ten rounds deep in calls. */
     static long compute(long millions) {
         long x = 1;
@@ -258,6 +279,11 @@ public class HttpService {
             long start = System.nanoTime();
             long x = compute(parameter(exchange.getRequestURI().getQuery(), "n", 200));
             answer(exchange, x == 42 ? 500 : 200, start);
+        });
+        server.createContext("/checkout", exchange -> {
+            long start = System.nanoTime();
+            String stock = System.getProperty("jvmapm.demo.stock");
+            answer(exchange, stock == null ? 503 : call(stock + "/sql?n=2") < 400 ? 200 : 502, start);
         });
         server.createContext("/fail", exchange -> answer(exchange, 500, System.nanoTime()));
         server.createContext("/echo", exchange -> {

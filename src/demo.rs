@@ -1,8 +1,11 @@
 //! `jvmapm demo`: the whole product in front of a new user with one command.
 //! It starts an analyzer on a temporary data directory, launches the bundled
-//! HTTP service fixture in a JVM with the agent (fast, slow, failing and SQL
-//! endpoints, and a slowly growing Finalizer backlog), drives a mix of load
-//! against it, and opens the XLog viewer on it. Quitting the viewer stops
+//! HTTP service fixture in two JVMs with the agent: `demo-shop` (fast, slow,
+//! failing, SQL and CPU-bound endpoints, a slowly growing Finalizer backlog,
+//! and a checkout that calls the other over HTTP) and `demo-stock` (which
+//! answers those calls with SQL), drives a mix of load against the shop,
+//! and opens the XLog viewer on it: traces across both services, the
+//! service map, profiles of the slow requests. Quitting the viewer stops
 //! everything it started and removes the directory.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -78,11 +81,22 @@ fn run_in(dir: &Path, agent: &Path) -> Result<(), String> {
         "jvmapm demo: analyzer on {} (OTLP/gRPC) and http://{} (query API)",
         analyzer.grpc, analyzer.http
     );
-    let service = Service::start(dir, &classes, agent, analyzer.grpc)?;
+    let stock = Service::start(dir, &classes, agent, analyzer.grpc, "demo-stock", &[])?;
+    let stock_url = format!("-Djvmapm.demo.stock=http://127.0.0.1:{}", stock.port);
+    let service = Service::start(
+        dir,
+        &classes,
+        agent,
+        analyzer.grpc,
+        "demo-shop",
+        &[&stock_url, "HttpService", "backlog"],
+    )?;
     eprintln!(
-        "jvmapm demo: service on http://127.0.0.1:{}, its log in {}",
+        "jvmapm demo: demo-shop on http://127.0.0.1:{} calling demo-stock on http://127.0.0.1:{}, \
+         their logs in {}",
         service.port,
-        dir.join("jvm.log").display()
+        stock.port,
+        dir.display()
     );
     let load = Load::start(service.port);
     let config = jvmapm_tui::app::Config {
@@ -99,6 +113,7 @@ fn run_in(dir: &Path, agent: &Path) -> Result<(), String> {
     let viewed = jvmapm_tui::run(origin, config);
     load.stop();
     service.stop();
+    stock.stop();
     analyzer.stop();
     viewed
 }
@@ -207,11 +222,17 @@ struct Service {
 }
 
 impl Service {
+    /// The fixture as the service `name` (its log in `dir/NAME.log`),
+    /// `arguments` the JVM's after the class path (the main class and its
+    /// arguments, with system properties before them); `HttpService` alone
+    /// when empty.
     fn start(
         dir: &Path,
         classes: &Path,
         agent: &Path,
         grpc: SocketAddr,
+        name: &str,
+        arguments: &[&str],
     ) -> Result<Service, String> {
         let mut class_path = classes.display().to_string();
         if Path::new(H2_JAR).is_file() {
@@ -219,15 +240,22 @@ impl Service {
         } else {
             eprintln!("jvmapm demo: no {H2_JAR} (apt-get install libh2-java): /sql answers 503");
         }
-        let log = std::fs::File::create(dir.join("jvm.log"))
-            .map_err(|e| format!("cannot create the JVM log: {e}"))?;
+        let log_path = dir.join(format!("{name}.log"));
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+        let arguments = if arguments.is_empty() {
+            &["HttpService"][..]
+        } else {
+            arguments
+        };
         let mut command = Command::new(jdk_tool("java"));
         command
             .arg(format!(
-                "-agentpath:{}=service=demo-shop,endpoint=http://{grpc},interval=1s,export_interval=1s,stuck=5s",
+                "-agentpath:{}=service={name},endpoint=http://{grpc},interval=1s,export_interval=1s,stuck=5s",
                 agent.display()
             ))
-            .args(["-Xmx256m", "-cp", &class_path, "HttpService", "backlog"])
+            .args(["-Xmx256m", "-cp", &class_path])
+            .args(arguments)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log);
@@ -255,8 +283,8 @@ impl Service {
                 let _ = child.kill();
                 let _ = child.wait();
                 Err(format!(
-                    "the service did not start; see {}",
-                    dir.join("jvm.log").display()
+                    "the service {name} did not start; see {}",
+                    log_path.display()
                 ))
             }
         }
@@ -311,15 +339,18 @@ impl Load {
 }
 
 /// A request of the mix: mostly fast, some slow, a few very slow, failing,
-/// throwing, with SQL, or behind filters.
+/// throwing, with SQL, CPU-bound (profiled past 100 ms), a checkout that
+/// calls the stock service, or behind filters.
 fn pick(random: &mut Rng) -> String {
     match random.below(100) {
-        0..=54 => "/fast".into(),
-        55..=69 => format!("/slow?ms={}", 20 + random.below(300)),
-        70..=71 => format!("/slow?ms={}", 3_000 + random.below(3_000)),
-        72..=77 => "/fail".into(),
-        78..=79 => "/throw".into(),
-        80..=94 => format!("/sql?n={}", 1 + random.below(6)),
+        0..=44 => "/fast".into(),
+        45..=59 => format!("/slow?ms={}", 20 + random.below(300)),
+        60..=61 => format!("/slow?ms={}", 3_000 + random.below(3_000)),
+        62..=67 => "/fail".into(),
+        68..=69 => "/throw".into(),
+        70..=81 => format!("/sql?n={}", 1 + random.below(6)),
+        82..=84 => format!("/compute?n={}", 20 + random.below(200)),
+        85..=94 => "/checkout".into(),
         _ => "/filtered".into(),
     }
 }

@@ -312,16 +312,19 @@ fn an_unreachable_server_is_reported_and_retried_and_sigterm_restores_the_termin
 }
 
 #[test]
-fn the_demo_shows_a_loaded_jvm_and_quitting_stops_everything() {
+fn the_demo_shows_two_loaded_jvms_their_service_map_and_quitting_stops_everything() {
     let _jvms = JvmTurn::shared();
     let agent = common::agent_library();
-    let viewer = Viewer::start(&["demo", "--agent", agent.to_str().unwrap()]);
+    let mut viewer = Viewer::start(&["demo", "--agent", agent.to_str().unwrap()]);
     let pid = viewer.child.id();
     let work = std::env::temp_dir().join(format!("jvmapm-demo-{pid}"));
     let screen = viewer.wait_for("the load's points", |s| points_shown(s) >= 30);
     assert!(screen.contains("LIVE"), "{screen}");
     viewer.wait_for("endpoints with errors and SQL", |s| {
         s.contains("/fail") && s.contains("/sql") && s.contains("demo-shop")
+    });
+    viewer.wait_for("the checkout and the stock service it calls", |s| {
+        s.contains("/checkout") && s.contains("demo-stock")
     });
     viewer.wait_for("a Finalizer backlog", |s| {
         s.split("Finalizer pending ")
@@ -330,11 +333,23 @@ fn the_demo_shows_a_loaded_jvm_and_quitting_stops_everything() {
             .and_then(|n| n.parse::<u64>().ok())
             .is_some_and(|n| n > 0)
     });
+    let map = viewer.press("g", "the service map", |s| {
+        s.contains("service map")
+            && s.lines()
+                .any(|l| l.contains("demo-shop") && l.contains("demo-stock"))
+    });
+    assert!(
+        !map.contains("(addr)"),
+        "the stock service's own spans name it: {map}"
+    );
     assert!(work.is_dir(), "the demo works in {}", work.display());
     let jvms_before = demo_jvms(&work);
-    assert_eq!(jvms_before, 1, "one JVM runs the service");
+    assert_eq!(
+        jvms_before, 2,
+        "two JVMs run the shop and the stock service"
+    );
     viewer.quit();
-    assert_eq!(demo_jvms(&work), 0, "the JVM stopped with the demo");
+    assert_eq!(demo_jvms(&work), 0, "the JVMs stopped with the demo");
     assert!(!work.exists(), "the demo removed {}", work.display());
 }
 
