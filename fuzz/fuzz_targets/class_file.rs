@@ -4,7 +4,7 @@
 
 #![no_main]
 
-use jvmapm_agent::classfile::{wrap, ClassFile, Probe};
+use jvmapm_agent::classfile::{rewrite, ClassFile, Probe};
 use jvmapm_agent::probe::MethodProbe;
 use libfuzzer_sys::fuzz_target;
 
@@ -17,7 +17,7 @@ fuzz_target!(|bytes: &[u8]| {
         .filter(|&i| class.wrappable(&class.methods[i]).is_ok())
         .map(|i| (i, &probe as &dyn Probe))
         .collect();
-    if let Ok(wrapped) = wrap(&class, &targets) {
+    if let Ok(wrapped) = rewrite(&class, &targets, None) {
         ClassFile::parse(&wrapped).expect("a wrapped class parses again");
     }
 });
