@@ -24,6 +24,12 @@ responder in the same JVM, 100 a batch: without the agent, with it and the
 calls outside any transaction, and with `hook=OutgoingLoop#batch` (each a
 CLIENT span with its traceparent, exported to a real `jvmapm serve`), 5 runs
 interleaved, medians of each run's best round.
+Last, the HandOffLoop fixture hands tiny tasks to a one-thread
+ThreadPoolExecutor, 100 a batch, by execute (a lambda) and by submit (a
+FutureTask): without the agent, with it and the batch outside any
+transaction, and with `hook=HandOffLoop#batch` (each task carries the
+transaction to the pool's thread), 5 runs interleaved, medians of each
+run's best round.
 
 Usage: bench/agent-overhead.py   (knobs: RUNS=11 SETTLE=2 JAVA=java NO_BUILD=1)
 """
@@ -129,6 +135,23 @@ def outgoing_calls():
     )
 
 
+def hand_offs():
+    """Prints what handing a task to an executor costs with the agent."""
+    options = f"service=bench-handoff,endpoint=http://127.0.0.1:{free_port()}"
+    modes = {"without": None, "outside": options, "inside": f"{options},hook=HandOffLoop#batch"}
+    for how in ("execute", "submit"):
+        runs = {mode: [] for mode in modes}
+        for _ in range(5):
+            for mode, agent_options in modes.items():
+                runs[mode].append(fixture_ns(agent_options, "HandOffLoop", "200000", "100", how))
+        without, outside, inside = (statistics.median(runs[mode]) for mode in modes)
+        print(
+            f"executor hand-off ({how}): without {without:.0f} ns   agent, outside a transaction {outside:.0f} ns "
+            f"({outside - without:+.0f})   inside one {inside:.0f} ns ({inside - without:+.0f}) a task "
+            "(HandOffLoop: a one-thread ThreadPoolExecutor, 100 tasks a batch; medians of 5, interleaved)"
+        )
+
+
 def main():
     build("jvmapm-agent", "jvmapm")
     options = f"service=bench,endpoint=http://127.0.0.1:{free_port()}"
@@ -186,6 +209,7 @@ def main():
         "(ExchangeLoop: the JDK filter chain in-process, best round; medians of 3, interleaved)"
     )
     outgoing_calls()
+    hand_offs()
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 //! agent (JDK 17 and every newer JDK found, under `-Xverify:all`) export to
 //! a real `jvmapm serve`. A front service on Debian's embedded Tomcat 10
 //! calls a back service (the JDK HTTP server, which runs its own SQL) once
-//! through each client library, once from an executor's thread, once to the
+//! through each client library, once from an executor's thread (the
+//! transaction's call too), once to the
 //! back's failing endpoint and once to a closed port. The tests compare the
 //! spans the analyzer received with the headers the back service answered
 //! it received.
@@ -10,64 +11,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command};
 
+use common::fixture::{self, exporting_to, Fixture};
 use common::{
-    java_launchers, java_with_agent, launcher_version, outgoing_fixtures, spawn_piped, Analyzer,
-    JvmTurn,
+    java_launchers, java_with_agent, launcher_version, outgoing_fixtures, Analyzer, JvmTurn,
 };
 use serde_json::Value;
-
-/// A fixture JVM that prints lines, then "port N" once it listens.
-struct Fixture {
-    child: Child,
-    stdout: BufReader<std::process::ChildStdout>,
-    port: u16,
-    /// What it printed before the port.
-    said: Vec<String>,
-}
-
-impl Fixture {
-    fn start(mut command: Command) -> Fixture {
-        let (child, mut stdout) = spawn_piped(&mut command);
-        let (port, said) = until_port(&mut stdout);
-        Fixture {
-            child,
-            stdout,
-            port,
-            said,
-        }
-    }
-
-    /// Closes its input, waits for it to exit and returns its standard error.
-    fn stop(mut self) -> String {
-        drop(self.child.stdin.take());
-        let mut rest = String::new();
-        self.stdout.read_to_string(&mut rest).unwrap();
-        let out = self.child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{rest}{stderr}");
-        stderr
-    }
-}
-
-/// Reads lines up to "port N": the port, and the lines before it.
-fn until_port(stdout: &mut impl BufRead) -> (u16, Vec<String>) {
-    let mut said = Vec::new();
-    loop {
-        let mut line = String::new();
-        assert_ne!(
-            stdout.read_line(&mut line).unwrap(),
-            0,
-            "ended before it listened: {said:?}"
-        );
-        if let Some(port) = line.strip_prefix("port ") {
-            return (port.trim().parse().unwrap(), said);
-        }
-        said.push(line.trim_end().to_string());
-    }
-}
 
 /// What the back service received on one call, as the front reported it.
 #[derive(Debug)]
@@ -124,17 +73,8 @@ fn calls_through_every_client_are_children_that_the_callee_continues() {
     for launcher in java_launchers() {
         let version = launcher_version(&launcher);
         let (front_service, back_service) = (format!("front-{version}"), format!("back-{version}"));
-        let options = |service: &str| {
-            format!(
-                "service={service},endpoint=http://{},export_interval=200ms",
-                analyzer.grpc
-            )
-        };
-        let back = Fixture::start(java_with_agent(
-            &launcher,
-            &options(&back_service),
-            &["-cp", &classpath, "HttpService"],
-        ));
+        let options = |service: &str| exporting_to(&analyzer, service);
+        let back = fixture::back_service(&launcher, &options(&back_service));
         let back_port = back.port;
         let closed = closed_port();
         let front = Fixture::start(java_with_agent(
@@ -181,18 +121,19 @@ fn calls_through_every_client_are_children_that_the_callee_continues() {
         }
 
         // The front's transaction continues the caller's trace and counts
-        // the calls made on its thread: every library, /fail, the closed port.
+        // the calls made in it: every library, the executor's, /fail, the
+        // closed port.
         let points = analyzer.points_of(&front_service, 1);
         assert_eq!(points.len(), 1, "{points:#?}\n{front_stderr}");
         let point = &points[0];
         assert_eq!(point["trace_id"], TRACE);
         let transaction = analyzer.detail(point);
         assert_eq!(transaction["parent_span_id"], CALLER_SPAN);
-        let on_its_thread = LIBRARIES.len() as u64 + 2;
+        let made_in_it = LIBRARIES.len() as u64 + 3;
         let attributes = &transaction["attributes"];
         assert_eq!(
             attributes["jvmapm.http.count"].as_u64(),
-            Some(on_its_thread),
+            Some(made_in_it),
             "{version}: {transaction:#}"
         );
         let http_us = attributes["jvmapm.http.time"].as_u64().unwrap();
@@ -216,7 +157,7 @@ fn calls_through_every_client_are_children_that_the_callee_continues() {
             .collect();
         assert_eq!(
             clients.len() as u64,
-            on_its_thread,
+            made_in_it,
             "{version}: {transaction:#}"
         );
 
@@ -314,9 +255,15 @@ fn calls_through_every_client_are_children_that_the_callee_continues() {
         assert!(refused[0]["attributes"]["http.response.status_code"].is_null());
         assert_eq!(calls["closed"].status, "refused");
 
-        // A call from an executor's thread does not know the transaction
-        // yet: it carries no header (context across threads comes next).
-        assert_eq!(calls["executor"].status, "200");
-        assert_eq!(calls["executor"].traceparent, "-");
+        // A call from an executor's thread is the transaction's too: its
+        // task carried the transaction there.
+        let executor = &calls["executor"];
+        assert_eq!(executor.status, "200");
+        let parts: Vec<&str> = executor.traceparent.split('-').collect();
+        assert_eq!(parts.get(1), Some(&TRACE), "{executor:?}");
+        assert!(
+            parts.get(2).is_some_and(|span| clients.contains_key(*span)),
+            "{executor:?}: {clients:#?}"
+        );
     }
 }

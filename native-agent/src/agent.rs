@@ -191,7 +191,7 @@ fn start_on_attach(jni: Result<Jni, JInt>) {
             install_hooks(&jni);
             line(
                 LogLevel::Info,
-                "attached to a running JVM: classes it has already loaded (a running server's among them) are left as they were, and transactions are measured in classes loaded from now on; load the agent with -agentpath at start-up to measure everything",
+                "attached to a running JVM: classes it has already loaded (a running server's among them, and the JDK's executors and tasks once used) are left as they were, and transactions are measured in classes loaded from now on (work they hand to such an executor's threads is not theirs); load the agent with -agentpath at start-up to measure everything",
             );
         }
         Err(code) => line(

@@ -502,6 +502,7 @@ mod op {
     pub const LSTORE: u8 = 0x37;
     pub const FSTORE: u8 = 0x38;
     pub const DSTORE: u8 = 0x39;
+    pub const POP: u8 = 0x57;
     pub const ALOAD_0: u8 = 0x2a;
     pub const ALOAD_1: u8 = 0x2b;
     pub const ASTORE: u8 = 0x3a;
@@ -571,6 +572,12 @@ impl Code {
     pub fn null(&mut self) {
         self.bytes.push(op::ACONST_NULL);
         self.effect(1);
+    }
+
+    /// Drops the reference on top of the stack.
+    pub fn pop(&mut self) {
+        self.bytes.push(op::POP);
+        self.effect(-1);
     }
 
     /// Pushes the long 0 (a token that stands for nothing).
@@ -1092,12 +1099,15 @@ mod tests {
     }
 
     /// Real javac output: the agent's own helper classes.
-    const REAL_CLASSES: [&[u8]; 15] = [
+    const REAL_CLASSES: [&[u8]; 18] = [
         include_bytes!("../java/classes/Hooks.class"),
         include_bytes!("../java/classes/Hooks$1.class"),
         include_bytes!("../java/classes/Hooks$State.class"),
         include_bytes!("../java/classes/Hooks$Transaction.class"),
+        include_bytes!("../java/classes/Hooks$Snapshot.class"),
         include_bytes!("../java/classes/Hooks$Call.class"),
+        include_bytes!("../java/classes/Hooks$Carrier.class"),
+        include_bytes!("../java/classes/Hooks$Task.class"),
         include_bytes!("../java/classes/Hooks$SqlText.class"),
         include_bytes!("../java/classes/Hooks$Http.class"),
         include_bytes!("../java/classes/Hooks$Http$1.class"),

@@ -1,5 +1,6 @@
 //! Instrumentation at class load: which classes and methods make
-//! transactions (and the calls inside them: JDBC, outgoing HTTP), the
+//! transactions (and the calls inside them: JDBC, outgoing HTTP; the JDK
+//! executors that carry them to other threads are `executors`), the
 //! ClassFileLoadHook that wraps them, and the helper class
 //! (`jvmapm.agent.Hooks`) the wrappers call, defined in the boot loader with
 //! its natives bound. The hook returns at once for every class not named
@@ -11,6 +12,7 @@ use std::ffi::{c_char, CStr};
 use std::sync::OnceLock;
 
 use crate::classfile::{self, ClassFile, Method, Probe, Refusal};
+use crate::executors;
 use crate::guard;
 use crate::jni::{Global, JInt, JObject, Jni, JniResult};
 use crate::jvmti::{JniEnvPtr, Jvmti, RawEnv};
@@ -208,6 +210,7 @@ impl Targets {
         classes.extend(HTTP_ENTRIES.iter().map(|e| e.class.as_bytes().to_vec()));
         classes.extend(OUTGOING.iter().map(|e| e.class.as_bytes().to_vec()));
         classes.insert(URL_CONNECTION.as_bytes().to_vec());
+        classes.extend(executors::classes().map(String::into_bytes));
         Targets {
             classes,
             hooks: hooks.to_vec(),
@@ -222,6 +225,10 @@ impl Targets {
 
     /// The methods of `class` to wrap, each with its probe.
     fn select(&self, class: &ClassFile) -> Vec<(usize, Box<dyn Probe>)> {
+        let handing_over = executors::select(class);
+        if !handing_over.is_empty() {
+            return handing_over;
+        }
         let dotted = class.name.replace('/', ".");
         let mut chosen: Vec<(usize, Box<dyn Probe>)> = Vec::new();
         for (index, method) in class.methods.iter().enumerate() {
@@ -341,7 +348,7 @@ static READY: OnceLock<Ready> = OnceLock::new();
 
 /// The helper's classes (compiled by `native-agent/java/build.sh`), the
 /// class with the natives first, and each superclass before its subclasses.
-const HELPER_CLASSES: [(&CStr, &[u8]); 15] = [
+const HELPER_CLASSES: [(&CStr, &[u8]); 18] = [
     (
         c"jvmapm/agent/Hooks",
         include_bytes!("../java/classes/Hooks.class"),
@@ -359,8 +366,20 @@ const HELPER_CLASSES: [(&CStr, &[u8]); 15] = [
         include_bytes!("../java/classes/Hooks$Transaction.class"),
     ),
     (
+        c"jvmapm/agent/Hooks$Snapshot",
+        include_bytes!("../java/classes/Hooks$Snapshot.class"),
+    ),
+    (
         c"jvmapm/agent/Hooks$Call",
         include_bytes!("../java/classes/Hooks$Call.class"),
+    ),
+    (
+        c"jvmapm/agent/Hooks$Carrier",
+        include_bytes!("../java/classes/Hooks$Carrier.class"),
+    ),
+    (
+        c"jvmapm/agent/Hooks$Task",
+        include_bytes!("../java/classes/Hooks$Task.class"),
     ),
     (
         c"jvmapm/agent/Hooks$SqlText",
@@ -407,7 +426,7 @@ const HELPER_CLASSES: [(&CStr, &[u8]); 15] = [
 /// Defines the helper in the boot loader and binds its natives; from then
 /// on the hook rewrites target classes. Called at VMInit (or on attach).
 pub fn install(jni: &Jni, jvmti: Jvmti, targets: Targets) -> JniResult<()> {
-    jni.with_local_frame(16, |jni| {
+    jni.with_local_frame(32, |jni| {
         let mut defined = Vec::new();
         for (name, bytes) in HELPER_CLASSES {
             defined.push(jni.define_boot_class(name, bytes)?);
@@ -511,7 +530,9 @@ fn rewrite(
 ) -> Result<Option<Vec<u8>>, Refusal> {
     let class = ClassFile::parse(original)?;
     let chosen = ready.targets.select(&class);
-    let field = is_statement(&class).then_some(&STATEMENT_SQL);
+    let field = is_statement(&class)
+        .then_some(&STATEMENT_SQL)
+        .or_else(|| executors::field(&class));
     if chosen.is_empty() && field.is_none() {
         return Ok(None);
     }

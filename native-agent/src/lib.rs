@@ -22,7 +22,8 @@
 //!   `stacks` (folding stack samples into a profile's text),
 //!   `profile_budget` (the profiler's samples and CPU a second);
 //! - middle, the work: `transaction` and `ended` (what application threads
-//!   record), `instrument`, `gc`, `management`, `heapdump`, `metrics`,
+//!   record), `instrument` (with `executors`, the JDK's hand-overs of
+//!   tasks to other threads), `gc`, `management`, `heapdump`, `metrics`,
 //!   `sampler`, `threads` and `methods` (a transaction's thread and the
 //!   names of its frames, for) `profiler`, `record`, `profile_join`,
 //!   `trace_client`, `exporter`; `agct`, only with the feature
@@ -49,6 +50,7 @@ pub mod classfile;
 mod clock;
 mod ended;
 mod entry;
+mod executors;
 mod exporter;
 #[cfg(feature = "bench")]
 pub mod exporter_bench;

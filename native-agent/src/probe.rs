@@ -5,7 +5,9 @@
 //! reads the request itself, so the wrappers have no branches and need no
 //! frames beyond the exception handler's. The one thing a wrapper may change
 //! is an outgoing call's request, for a client whose requests cannot take
-//! another header: the helper hands back a copy carrying it.
+//! another header: the helper hands back a copy carrying it, and a task
+//! handed to an executor inside a transaction: the helper hands back what
+//! carries the transaction to the thread that runs it.
 
 use crate::classfile::{Code, FieldAccess, Frame, Kind, Pool, Probe, Refusal};
 
@@ -229,6 +231,56 @@ impl Probe for ConnectionProbe {
     }
 }
 
+/// A method that hands a task to an executor: `task` is the position of
+/// the task parameter, `None` when the task is `this` (a `ForkJoinTask`'s
+/// `fork`). The wrapper passes on what `Hooks.submit` hands back: the task
+/// itself, or (for a plain `Runnable` or `Callable` inside a transaction)
+/// a helper's task that carries the transaction.
+pub struct SubmitProbe {
+    pub task: Option<usize>,
+}
+
+impl Probe for SubmitProbe {
+    fn enter(&self, pool: &mut Pool, code: &mut Code, frame: &Frame) -> Result<(), Refusal> {
+        match self.task {
+            Some(n) => frame.load_param(code, n)?,
+            None => frame.load_receiver(code)?,
+        }
+        call(
+            pool,
+            code,
+            "submit",
+            "(Ljava/lang/Object;)Ljava/lang/Object;",
+        )?;
+        match self.task {
+            Some(n) => frame.store_param(pool, code, n)?,
+            None => code.pop(),
+        }
+        code.long_zero();
+        Ok(())
+    }
+
+    fn exit(&self, _pool: &mut Pool, _code: &mut Code, _frame: &Frame) -> Result<(), Refusal> {
+        Ok(())
+    }
+}
+
+/// A task's run (`this` is the task): the transaction the task carries is
+/// open on the running thread from entry to exit (see [`TASK_CONTEXT`]).
+pub struct RestoreProbe;
+
+impl Probe for RestoreProbe {
+    fn enter(&self, pool: &mut Pool, code: &mut Code, frame: &Frame) -> Result<(), Refusal> {
+        frame.load_receiver(code)?;
+        call(pool, code, "restore", "(Ljava/lang/Object;)J")
+    }
+
+    fn exit(&self, pool: &mut Pool, code: &mut Code, frame: &Frame) -> Result<(), Refusal> {
+        code.load(Kind::Long, frame.token);
+        call(pool, code, "leave", "(J)V")
+    }
+}
+
 /// A `Connection`'s `prepareStatement` or `prepareCall`: hands the statement
 /// it returns and the SQL text it was given to the helper, which keeps the
 /// text in the statement (see [`STATEMENT_SQL`]). Runs inside or outside a
@@ -264,4 +316,15 @@ pub const STATEMENT_SQL: FieldAccess = FieldAccess {
     descriptor: "Ljava/lang/String;",
     getter: "jvmapm$sql",
     setter: "jvmapm$setSql",
+};
+
+/// The field `FutureTask` and `ForkJoinTask` get for the context of the
+/// transaction their task was submitted in (set by `Hooks.submit`, read by
+/// `Hooks.restore`).
+pub const TASK_CONTEXT: FieldAccess = FieldAccess {
+    interface: "jvmapm/agent/Hooks$Carrier",
+    field: "jvmapm$context",
+    descriptor: "Ljava/lang/Object;",
+    getter: "jvmapm$context",
+    setter: "jvmapm$setContext",
 };

@@ -9,10 +9,12 @@ import java.lang.management.GarbageCollectorMXBean;
 import java.lang.management.ManagementFactory;
 import java.net.HttpURLConnection;
 import java.net.URI;
+import java.util.concurrent.Callable;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Future;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.function.BiPredicate;
 import javax.management.NotificationEmitter;
@@ -38,7 +40,10 @@ import javax.management.openmbean.CompositeData;
  *
  * What a call inside a transaction needs to be its child is in one place,
  * the thread's {@link Transaction}, so that it can be handed to another
- * thread.
+ * thread: a task given to a JDK executor inside a transaction carries a
+ * {@link Snapshot} of it ({@link #submit}), which the thread that runs the
+ * task opens there for as long as the task runs ({@link #restore},
+ * {@link #leave}).
  *
  * Compiled into Hooks.class by build.sh next to this file; the agent embeds
  * that class file.
@@ -63,6 +68,38 @@ public final class Hooks {
         boolean detailed;
         /** The tracestate that came with its traceparent, passed on as it came; null when none. */
         String tracestate;
+
+        /** Takes the token and ids of another (a task's copy, or the copy a task brings). */
+        void copy(Transaction from) {
+            token = from.token;
+            traceHigh = from.traceHigh;
+            traceLow = from.traceLow;
+            span = from.span;
+            detailed = from.detailed;
+            tracestate = from.tracestate;
+        }
+    }
+
+    /**
+     * A transaction as a task submitted inside it carries it to the thread
+     * that runs the task: a copy of its token and ids (never changed after)
+     * and the submitting thread's transaction,
+     * so that a task run after the transaction ended (a periodic task's
+     * later runs, a task that waited in a queue) can tell and opens nothing.
+     */
+    static final class Snapshot {
+        /** The submitting thread's transaction: it ended once its token is no longer the copy's. */
+        final Transaction origin;
+        final Transaction copy = new Transaction();
+
+        Snapshot(Transaction open) {
+            origin = open;
+            copy.copy(open);
+        }
+
+        boolean ended() {
+            return origin.token != copy.token;
+        }
     }
 
     /** What the helper keeps per thread. */
@@ -70,6 +107,13 @@ public final class Hooks {
         final Transaction open = new Transaction();
         /** True while a JDBC statement runs inside it (a driver's statements that call each other make one SQL call). */
         boolean inSql;
+        /**
+         * The transaction a task brought, while it runs here ({@link #restore});
+         * null when nothing is open or the open transaction is this thread's own.
+         */
+        Snapshot restored;
+        /** The snapshot of this thread's own transaction that its tasks carry, made at its first submit. */
+        Snapshot submitted;
         /** The thread name the agent has, so it is sent once (and again after a rename). */
         String nameSent;
         /** Steps entered in the open transaction, counted on past {@link #MAX_STEPS}. */
@@ -323,6 +367,140 @@ public final class Hooks {
         String jvmapm$sql();
 
         void jvmapm$setSql(String sql);
+    }
+
+    /**
+     * What the agent adds to java.util.concurrent's FutureTask and
+     * ForkJoinTask when they load: a field for the {@link Snapshot} of the
+     * transaction the task was submitted in (null: none).
+     */
+    public interface Carrier {
+        Object jvmapm$context();
+
+        void jvmapm$setContext(Object context);
+    }
+
+    /**
+     * A task handed to a JDK executor (ThreadPoolExecutor's execute,
+     * ScheduledThreadPoolExecutor's scheduling, ForkJoinPool's execute,
+     * submit and invoke, a ForkJoinTask's fork): what the executor is to
+     * take instead. Outside a transaction the task itself (a task that
+     * carried a context before carries none now). Inside one, a FutureTask
+     * or ForkJoinTask the agent gave its field keeps the transaction's
+     * snapshot there and is itself; a plain Runnable or Callable becomes a
+     * {@link Task} that carries it; any other Future (a task class loaded
+     * before the agent) is left as it is: an executor's own tasks must stay
+     * what they are.
+     */
+    public static Object submit(Object task) {
+        State state = STATE.get();
+        Snapshot context = state.restored;
+        if (context == null) {
+            Transaction open = state.open;
+            if (open.token == 0L) {
+                if (task instanceof Carrier carrier && carrier.jvmapm$context() != null) {
+                    carrier.jvmapm$setContext(null);
+                }
+                return task;
+            }
+            context = state.submitted;
+            if (context == null || context.copy.token != open.token) {
+                context = new Snapshot(open);
+                state.submitted = context;
+            }
+        }
+        if (task instanceof Carrier carrier) {
+            carrier.jvmapm$setContext(context);
+            return task;
+        }
+        if (task instanceof Future || task instanceof Task || !(task instanceof Runnable || task instanceof Callable)) {
+            return task;
+        }
+        return new Task(task, context);
+    }
+
+    /**
+     * Entry of a task's run (FutureTask's run and runAndReset, ForkJoinTask's
+     * doExec, CompletableFuture's tasks' run): opens the transaction the
+     * task carries on this thread, when nothing is open here yet (a task run
+     * by the thread that submitted it, or inside another task, keeps what is
+     * open) and that transaction has not ended. Returns 1 when it opened it
+     * (the exit, {@link #leave}, closes it again), else 0.
+     */
+    public static long restore(Object task) {
+        return task instanceof Carrier carrier && carrier.jvmapm$context() instanceof Snapshot context
+                ? restore(context) : 0L;
+    }
+
+    private static long restore(Snapshot context) {
+        State state = STATE.get();
+        Transaction open = state.open;
+        if (open.token != 0L || context.ended()) {
+            return 0L;
+        }
+        open.copy(context.copy);
+        state.restored = context;
+        state.steps = 0;
+        return 1L;
+    }
+
+    /**
+     * Exit of a task's run: when its entry opened a transaction here, this
+     * thread is as it was before, with nothing open, so a pool thread never
+     * keeps a task's transaction.
+     */
+    public static void leave(long opened) {
+        if (opened == 0L) {
+            return;
+        }
+        State state = STATE.get();
+        state.open.token = 0L;
+        state.open.tracestate = null;
+        state.restored = null;
+        state.inSql = false;
+        state.steps = 0;
+        state.call.active = false;
+        state.call.pending = null;
+    }
+
+    /**
+     * A plain Runnable or Callable handed to an executor inside a
+     * transaction, with that transaction's snapshot: it runs the task with
+     * the transaction open, as {@link #restore} and {@link #leave} do.
+     */
+    static final class Task implements Runnable, Callable<Object> {
+        private final Object task;
+        private final Snapshot context;
+
+        Task(Object task, Snapshot context) {
+            this.task = task;
+            this.context = context;
+        }
+
+        @Override
+        public void run() {
+            long opened = restore(context);
+            try {
+                ((Runnable) task).run();
+            } finally {
+                leave(opened);
+            }
+        }
+
+        @Override
+        public Object call() throws Exception {
+            long opened = restore(context);
+            try {
+                return ((Callable<?>) task).call();
+            } finally {
+                leave(opened);
+            }
+        }
+
+        @Override
+        public String toString() {
+            return String.valueOf(task);
+        }
     }
 
     /**
