@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test file uses its own part of the harness
 
+pub mod clickhouse;
 pub mod postgres;
 pub mod tomcat;
 pub mod two_services;
