@@ -276,7 +276,12 @@ impl Points for ClickHouse {
         false
     }
 
-    fn accumulate(&self, from_ms: u64, to_ms: u64, _cancel: &Cancel) -> io::Result<Accumulator> {
+    fn accumulate(
+        &self,
+        (from_ms, to_ms): (u64, u64),
+        stored_since_ms: u64,
+        _cancel: &Cancel,
+    ) -> io::Result<Accumulator> {
         #[derive(Row, Deserialize)]
         struct Bucket {
             service: String,
@@ -295,9 +300,11 @@ impl Points for ClickHouse {
                SELECT service, endpoint, error, end_ms, \
                  greatest(toUInt64(1), least(elapsed_us, toUInt64({}))) AS v, \
                  toUInt64(greatest(0, toInt64(floor(log2(v))) - 10)) AS s \
-               FROM points WHERE end_ms >= {from_ms} AND end_ms <= {to_ms}) \
+               FROM points WHERE end_ms >= {from_ms} AND end_ms <= {to_ms} \
+                 AND seq >= {}) \
              GROUP BY service, endpoint, bucket",
-            crate::meter::HIGHEST_US
+            crate::meter::HIGHEST_US,
+            seq::first_of(stored_since_ms)
         );
         let mut acc = Accumulator::default();
         for b in self.rows::<Bucket>(&sql)? {

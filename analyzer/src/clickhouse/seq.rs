@@ -26,7 +26,7 @@ pub const PER_MS: u64 = 1 << INDEX_BITS;
 pub const SETTLE_MS: u64 = 2_000;
 
 /// The first seq of millisecond `ms`.
-fn first_of(ms: u64) -> u64 {
+pub fn first_of(ms: u64) -> u64 {
     ms.saturating_sub(EPOCH_MS) << (ANALYZER_BITS + INDEX_BITS)
 }
 

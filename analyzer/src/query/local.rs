@@ -90,7 +90,12 @@ impl Points for Store {
         true
     }
 
-    fn accumulate(&self, from_ms: u64, to_ms: u64, cancel: &Cancel) -> io::Result<Accumulator> {
+    fn accumulate(
+        &self,
+        (from_ms, to_ms): (u64, u64),
+        _stored_since_ms: u64,
+        cancel: &Cancel,
+    ) -> io::Result<Accumulator> {
         let mut acc = Accumulator::default();
         let filter = XlogFilter {
             cancel: cancel.clone(),

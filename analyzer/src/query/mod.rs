@@ -216,7 +216,7 @@ pub fn stats(
     });
     let acc = match from_meter.flatten() {
         Some(acc) => acc,
-        None => store.accumulate(from_ms, to_ms, cancel)?,
+        None => store.accumulate((from_ms, to_ms), 0, cancel)?,
     };
     Ok(acc.finish(store.strings()))
 }

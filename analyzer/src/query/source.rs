@@ -68,8 +68,15 @@ pub trait Points: Send + Sync {
     /// meters may answer statistics (not so when other analyzers write too).
     fn metered_here(&self) -> bool;
 
-    /// The per-endpoint statistics of the points ending in `[from_ms, to_ms]`.
-    fn accumulate(&self, from_ms: u64, to_ms: u64, cancel: &Cancel) -> io::Result<Accumulator>;
+    /// The per-endpoint statistics of the points whose end lies in `ends`
+    /// (both included; and, on a store other analyzers share, stored since
+    /// `stored_since_ms`: a local store's are all stored by this process).
+    fn accumulate(
+        &self,
+        ends: (u64, u64),
+        stored_since_ms: u64,
+        cancel: &Cancel,
+    ) -> io::Result<Accumulator>;
 
     /// Transactions per second by end second, when the store counts them
     /// (else the live meters do).
