@@ -29,10 +29,7 @@ use crate::query::profile::{self, Area};
 use crate::query::reply::{ReplyBudget, REPLY_BUDGET_MB};
 use crate::query::source::Points;
 use crate::query::{self, Cancel};
-use crate::query::{
-    jvm::{self as jvm_series, JvmView},
-    service_map, trace, transaction,
-};
+use crate::query::{jvm::JvmView, service_map, trace, transaction};
 use crate::store::instances::Instances;
 
 /// Default and largest page of `/api/v1/xlog`.
@@ -373,12 +370,7 @@ async fn jvm(State(s): State<ApiState>, Query(p): Params) -> Result<Json<JvmView
             )
         })?;
     let _turn = scan_turn(&s.scans).await?;
-    blocking(move || {
-        Ok(Json(jvm_series::read(
-            &*s.store, &instance, from_ms, to_ms,
-        )?))
-    })
-    .await
+    blocking(move || Ok(Json(s.store.jvm(&instance, from_ms, to_ms)?))).await
 }
 
 async fn transaction(

@@ -9,7 +9,6 @@ use serde_json::Value;
 
 use jvmapm_contract::names;
 
-use crate::query::source::Points;
 use crate::store::Store;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -28,12 +27,8 @@ pub struct GcPause {
     pub action: String,
 }
 
-/// The JVM data of `instance` in `[from_ms, to_ms]`.
-pub fn read(store: &dyn Points, instance: &str, from_ms: u64, to_ms: u64) -> io::Result<JvmView> {
-    store.jvm(instance, from_ms, to_ms)
-}
-
-/// [`read`] from a local data directory.
+/// The JVM data of `instance` in `[from_ms, to_ms]` in a local data
+/// directory (what `Points::jvm` answers for it).
 pub(crate) fn read_local(
     store: &Store,
     instance: &str,
