@@ -6,7 +6,8 @@
 # embedded Tomcat 10 and H2 (the servlet and JDBC tests), the HTTP client
 # libraries the outgoing-call tests call through, and Debian's
 # standalone Tomcat 10, PostgreSQL 15 and pgjdbc (the tests on real servers
-# and drivers), and rustfmt and clippy; checks the formatting and the lints,
+# and drivers), Debian's ClickHouse server (the ClickHouse store's tests),
+# and rustfmt and clippy; checks the formatting and the lints,
 # then runs the Rust unit and end-to-end tests of the whole workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,6 +67,13 @@ ensure_real_servers() {
     fi
 }
 
+# The ClickHouse store's tests start Debian's clickhouse-server (18.16).
+ensure_clickhouse() {
+    if [ ! -x /usr/sbin/clickhouse-server ]; then
+        apt_install test.sh "the ClickHouse store's tests (clickhouse-server)" clickhouse-server
+    fi
+}
+
 # rustfmt and clippy, which the checks before the tests run.
 ensure_rust_components() {
     local missing=()
@@ -89,6 +97,7 @@ ensure_tomcat
 ensure_http_clients
 ensure_real_servers
 ensure_h2 test.sh
+ensure_clickhouse
 echo "test.sh: $(javac -version 2>&1), $(rustc --version)"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings

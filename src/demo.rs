@@ -164,6 +164,7 @@ impl Analyzer {
             token: None,
             retention: Duration::from_secs(86_400),
             max_body: DEFAULT_MAX_BODY,
+            clickhouse: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready) = std::sync::mpsc::channel();

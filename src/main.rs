@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use jvmapm_analyzer::clickhouse::Config as ClickHouseConfig;
 use jvmapm_analyzer::query::export::{self, ExportFormat};
 use jvmapm_analyzer::receiver::DEFAULT_MAX_BODY;
 use jvmapm_analyzer::server::{ServeConfig, Server};
@@ -71,6 +72,12 @@ enum Command {
         /// Largest request accepted, in bytes, measured after decompression.
         #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY)]
         max_body: usize,
+        /// Keep everything in ClickHouse instead of --data, e.g.
+        /// http://127.0.0.1:8123/?database=jvmapm (user and password in the URL
+        /// or JVMAPM_CLICKHOUSE_USER and JVMAPM_CLICKHOUSE_PASSWORD); any number
+        /// of analyzers may share one.
+        #[arg(long, value_name = "URL")]
+        clickhouse: Option<String>,
     },
     /// Print stored XLog points offline (works beside a running server).
     #[command(
@@ -286,15 +293,22 @@ fn run(command: Command, log_level: tracing::Level) -> Result<ExitCode, String> 
             token,
             retention,
             max_body,
-        } => serve(ServeConfig {
-            data_dir: data,
-            grpc,
-            http,
-            token,
-            retention,
-            max_body,
-        })
-        .map(done),
+            clickhouse,
+        } => {
+            let clickhouse = clickhouse
+                .map(|url| ClickHouseConfig::parse(&url, |name| std::env::var(name).ok()))
+                .transpose()?;
+            serve(ServeConfig {
+                data_dir: data,
+                grpc,
+                http,
+                token,
+                retention,
+                max_body,
+                clickhouse,
+            })
+            .map(done)
+        }
         Command::Export {
             data,
             from,
@@ -453,7 +467,10 @@ fn serve(config: ServeConfig) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
-        let data = config.data_dir.clone();
+        let data = match &config.clickhouse {
+            Some(ch) => format!("ClickHouse {}", ch.shown()),
+            None => config.data_dir.display().to_string(),
+        };
         let retention = config.retention;
         let server = Server::bind(config).await.map_err(|e| e.to_string())?;
         println!("jvmapm serve: OTLP/gRPC on {}", server.grpc_addr());
@@ -463,7 +480,7 @@ fn serve(config: ServeConfig) -> Result<(), String> {
         );
         println!(
             "jvmapm serve: data in {} (retention {})",
-            data.display(),
+            data,
             duration::format(retention)
         );
         server.run(stop_signal()).await.map_err(|e| e.to_string())

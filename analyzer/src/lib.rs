@@ -10,12 +10,15 @@
 //! - `store` (the writer thread's durable group commit into hourly segment
 //!   files, the string table, the instance registry), which after each
 //!   commit feeds `meter` (live TPS and HDR histograms);
+//! - or, with `--clickhouse`, `clickhouse` (the same batches inserted in
+//!   groups into ClickHouse tables, which many analyzers share);
 //! - `query` reads all of it back for the HTTP query API (`query::api`),
 //!   `jvmapm export` and the viewer's offline source.
 //!
 //! `server` wires them together for `jvmapm serve`; `point` (the fixed-size
 //! XLog record), `glob` and `printable` are shared by all stages.
 
+pub mod clickhouse;
 pub mod glob;
 mod http_listener;
 pub mod ingest;

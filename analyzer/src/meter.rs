@@ -21,7 +21,7 @@ pub const MINUTE_HORIZON: u64 = 15;
 /// Seconds of TPS kept in memory.
 pub const TPS_HORIZON: u64 = 3600;
 /// Largest elapsed time told apart, in microseconds (one day); longer ones count as this.
-const HIGHEST_US: u64 = 86_400_000_000;
+pub const HIGHEST_US: u64 = 86_400_000_000;
 
 /// (service id, endpoint id) in the store's string table.
 pub type EndpointKey = (u32, u32);
@@ -227,6 +227,25 @@ impl Accumulator {
         let (counts, hist) = self.entry(key);
         counts.add(error);
         hist.saturating_record(elapsed_us.clamp(1, HIGHEST_US));
+    }
+
+    /// Adds `count` points of one endpoint whose elapsed times all fall in
+    /// the histogram bucket of `elapsed_us`, `errors` of them failed, ending
+    /// from `first_ms` to `last_ms` (statistics a store counted in groups).
+    pub fn record_bucket(
+        &mut self,
+        key: EndpointKey,
+        elapsed_us: u64,
+        count: u64,
+        errors: u64,
+        first_ms: u64,
+        last_ms: u64,
+    ) {
+        self.ends.merge(EndTimes { first_ms, last_ms });
+        let (counts, hist) = self.entry(key);
+        counts.count += count;
+        counts.errors += errors;
+        hist.saturating_record_n(elapsed_us.clamp(1, HIGHEST_US), count);
     }
 
     fn merge<C: hdrhistogram::Counter>(

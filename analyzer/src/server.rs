@@ -1,5 +1,6 @@
-//! `jvmapm serve`: opens the store, binds the OTLP/gRPC and OTLP/HTTP + query
-//! API listeners, runs until told to stop, then stops accepting, lets requests
+//! `jvmapm serve`: opens the store (a data directory, or ClickHouse with
+//! `--clickhouse`), binds the OTLP/gRPC and OTLP/HTTP + query API
+//! listeners, runs until told to stop, then stops accepting, lets requests
 //! in flight finish and waits for the store writer to flush.
 
 use std::future::Future;
@@ -18,9 +19,11 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::clickhouse::{self, ClickHouse};
 use crate::http_listener;
 use crate::meter::Meter;
 use crate::query::api::{self, ApiState};
+use crate::query::Points;
 use crate::receiver::{grpc, http, Receiver};
 use crate::store::instances::Instances;
 use crate::store::{writer, Mode, Store, StoreError};
@@ -40,11 +43,39 @@ pub struct ServeConfig {
     pub token: Option<String>,
     pub retention: Duration,
     pub max_body: usize,
+    /// Store in ClickHouse instead of `data_dir`.
+    pub clickhouse: Option<clickhouse::Config>,
+}
+
+/// Where the server keeps what it receives.
+#[derive(Clone)]
+enum Backend {
+    Local(Arc<Store>),
+    ClickHouse(Arc<ClickHouse>),
+}
+
+impl Backend {
+    fn points(&self) -> Arc<dyn Points> {
+        match self {
+            Backend::Local(store) => store.clone(),
+            Backend::ClickHouse(ch) => ch.clone(),
+        }
+    }
+
+    /// Where the data is, for the log.
+    fn shown(&self) -> String {
+        match self {
+            Backend::Local(store) => store.dir().display().to_string(),
+            Backend::ClickHouse(ch) => ch.config.shown(),
+        }
+    }
 }
 
 #[derive(Debug)]
 pub enum ServeError {
     Store(StoreError),
+    /// ClickHouse cannot be used: where and why.
+    ClickHouse(String),
     /// A listener could not be bound: which flag, which address, why.
     Bind {
         flag: &'static str,
@@ -58,6 +89,7 @@ impl std::fmt::Display for ServeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ServeError::Store(e) => write!(f, "{e}"),
+            ServeError::ClickHouse(e) => write!(f, "{e}"),
             ServeError::Bind { flag, addr, source } => {
                 write!(f, "cannot listen on {addr} ({flag}): {source}")
             }
@@ -71,7 +103,7 @@ impl std::error::Error for ServeError {}
 /// A bound server, ready to run.
 pub struct Server {
     config: ServeConfig,
-    store: Arc<Store>,
+    backend: Backend,
     meter: Arc<Mutex<Meter>>,
     instances: Arc<Instances>,
     grpc_listener: TcpListener,
@@ -81,8 +113,16 @@ pub struct Server {
 impl Server {
     /// Opens the store (recovering it after a crash) and binds both listeners.
     pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
-        let store =
-            Arc::new(Store::open(&config.data_dir, Mode::Write).map_err(ServeError::Store)?);
+        let backend = match &config.clickhouse {
+            Some(ch) => Backend::ClickHouse(Arc::new(
+                ClickHouse::connect(ch.clone())
+                    .await
+                    .map_err(ServeError::ClickHouse)?,
+            )),
+            None => Backend::Local(Arc::new(
+                Store::open(&config.data_dir, Mode::Write).map_err(ServeError::Store)?,
+            )),
+        };
         let instances = Arc::new(Instances::load(config.data_dir.join("instances.json")));
         let meter = Arc::new(Mutex::new(Meter::new(unix_ms())));
         let bind = |flag, addr| async move {
@@ -103,7 +143,7 @@ impl Server {
         }
         Ok(Server {
             config,
-            store,
+            backend,
             meter,
             instances,
             grpc_listener,
@@ -130,21 +170,30 @@ impl Server {
     ) -> Result<(), ServeError> {
         let Server {
             config,
-            store,
+            backend,
             meter,
             instances,
             grpc_listener,
             http_listener,
         } = self;
-        let (writer, writer_thread) = writer::spawn(
-            writer::Shared {
-                store: store.clone(),
-                meter: meter.clone(),
-                instances: instances.clone(),
-            },
-            QUEUE_CAPACITY,
-        )
-        .map_err(ServeError::Io)?;
+        let (writer, writer_done) = match &backend {
+            Backend::Local(store) => {
+                let (handle, thread) = writer::spawn(
+                    writer::Shared {
+                        store: store.clone(),
+                        meter: meter.clone(),
+                        instances: instances.clone(),
+                    },
+                    QUEUE_CAPACITY,
+                )
+                .map_err(ServeError::Io)?;
+                (handle, WriterDone::Thread(thread))
+            }
+            Backend::ClickHouse(ch) => {
+                let (handle, task) = clickhouse::writer::spawn(ch.clone(), QUEUE_CAPACITY);
+                (handle, WriterDone::Task(task))
+            }
+        };
         // Counters that started after the meters did were never seen before.
         let started_ns = crate::lock(&meter).started_ms() * 1_000_000;
         let receiver = Arc::new(Receiver::new(
@@ -160,9 +209,9 @@ impl Server {
         };
 
         // At start, before anything is received: what is past retention goes.
-        expire(&store, &instances, config.retention).await;
+        expire(&backend, &instances, config.retention).await;
         let retention = tokio::spawn(expire_loop(
-            store.clone(),
+            backend.clone(),
             instances.clone(),
             config.retention,
             stop_rx.clone(),
@@ -175,7 +224,7 @@ impl Server {
                 tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
                 stopped(stop_rx.clone()),
             );
-        let app = api::routes(ApiState::new(store.clone(), meter, instances))
+        let app = api::routes(ApiState::new(backend.points(), meter, instances))
             .merge(http::routes(receiver.clone()))
             .fallback(not_found)
             .layer(middleware::from_fn_with_state(
@@ -206,22 +255,38 @@ impl Server {
                     tracing::warn!(error = %e, "the HTTP listener failed");
                 }
                 // Every receiver is gone: the writer drains its queue and stops.
-                tokio::task::spawn_blocking(move || writer_thread.join())
-                    .await
-                    .map_err(|e| ServeError::Io(std::io::Error::other(e)))?
-                    .map_err(|_| ServeError::Io(std::io::Error::other("the store writer panicked")))?;
+                writer_done.wait().await?;
             }
             Err(_) => tracing::warn!(
-                "requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway (everything acknowledged is already on disk)"
+                "requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway (everything acknowledged is already stored)"
             ),
         }
-        tracing::info!(dir = %store.dir().display(), "stopped");
+        tracing::info!(store = %backend.shown(), "stopped");
         Ok(())
     }
 }
 
+/// The store writer running, to wait for when it drains.
+enum WriterDone {
+    Thread(std::thread::JoinHandle<()>),
+    Task(tokio::task::JoinHandle<()>),
+}
+
+impl WriterDone {
+    async fn wait(self) -> Result<(), ServeError> {
+        let panicked = || ServeError::Io(std::io::Error::other("the store writer panicked"));
+        match self {
+            WriterDone::Thread(thread) => tokio::task::spawn_blocking(move || thread.join())
+                .await
+                .map_err(|e| ServeError::Io(std::io::Error::other(e)))?
+                .map_err(|_| panicked()),
+            WriterDone::Task(task) => task.await.map_err(|_| panicked()),
+        }
+    }
+}
+
 async fn expire_loop(
-    store: Arc<Store>,
+    backend: Backend,
     instances: Arc<Instances>,
     retention: Duration,
     mut stop: watch::Receiver<bool>,
@@ -231,15 +296,25 @@ async fn expire_loop(
             _ = tokio::time::sleep(RETENTION_EVERY) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        expire(&store, &instances, retention).await;
+        expire(&backend, &instances, retention).await;
     }
 }
 
-/// Removes the segments and instances older than `retention`.
-async fn expire(store: &Arc<Store>, instances: &Instances, retention: Duration) {
+/// Removes the segments (or ClickHouse partitions) and instances older
+/// than `retention`.
+async fn expire(backend: &Backend, instances: &Instances, retention: Duration) {
     let cutoff = unix_ms().saturating_sub(retention.as_millis() as u64);
-    let store_for_expiry = store.clone();
-    let _ = tokio::task::spawn_blocking(move || store_for_expiry.expire(cutoff)).await;
+    match backend {
+        Backend::Local(store) => {
+            let store = store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.expire(cutoff)).await;
+        }
+        Backend::ClickHouse(ch) => {
+            if let Err(e) = ch.expire(cutoff).await {
+                tracing::warn!(error = %e, "could not drop ClickHouse partitions past retention");
+            }
+        }
+    }
     instances.expire(cutoff);
 }
 

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test file uses its own part of the harness
 
+pub mod clickhouse;
 pub mod fixture;
 pub mod postgres;
 pub mod tomcat;

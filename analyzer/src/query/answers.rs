@@ -23,8 +23,8 @@ use crate::meter::EndpointStats;
 use crate::point::{Point, SpanId, TraceId};
 use crate::printable::printable;
 use crate::query::call_tree::CallTree;
+use crate::query::source::Points;
 use crate::store::instances::InstanceInfo;
-use crate::store::Store;
 
 /// A point as the query API and `jvmapm export` print it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -51,13 +51,14 @@ pub struct PointRow {
 }
 
 impl PointRow {
-    pub fn new(p: &Point, store: &Store) -> Self {
+    pub fn new(p: &Point, store: &dyn Points) -> Self {
+        let strings = store.strings();
         PointRow {
             end_ms: p.end_ms,
             elapsed_us: p.elapsed_us,
-            service: store.strings.get(p.service),
-            instance: store.strings.get(p.instance),
-            endpoint: store.strings.get(p.endpoint),
+            service: strings.get(p.service),
+            instance: strings.get(p.instance),
+            endpoint: strings.get(p.endpoint),
             status_code: (p.status_code != 0).then_some(p.status_code),
             error: p.error,
             trace_id: p.trace_id.into(),
@@ -467,7 +468,7 @@ mod optional_id {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Mode;
+    use crate::store::{Mode, Store};
     use opentelemetry_proto::tonic::common::v1::{any_value::Value as Any, AnyValue};
 
     #[test]

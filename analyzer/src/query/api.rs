@@ -27,13 +27,10 @@ use crate::query::answers::{
 };
 use crate::query::profile::{self, Area};
 use crate::query::reply::{ReplyBudget, REPLY_BUDGET_MB};
+use crate::query::source::Points;
 use crate::query::{self, Cancel};
-use crate::query::{
-    jvm::{self as jvm_series, JvmView},
-    service_map, trace, transaction,
-};
+use crate::query::{jvm::JvmView, service_map, trace, transaction};
 use crate::store::instances::Instances;
-use crate::store::Store;
 
 /// Default and largest page of `/api/v1/xlog`.
 const DEFAULT_LIMIT: usize = 10_000;
@@ -54,7 +51,7 @@ const SCAN_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct ApiState {
-    pub store: Arc<Store>,
+    pub store: Arc<dyn Points>,
     pub meter: Arc<Mutex<Meter>>,
     pub instances: Arc<Instances>,
     /// Turns for store reads (see [`SCANS_AT_ONCE`]).
@@ -64,7 +61,11 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    pub fn new(store: Arc<Store>, meter: Arc<Mutex<Meter>>, instances: Arc<Instances>) -> Self {
+    pub fn new(
+        store: Arc<dyn Points>,
+        meter: Arc<Mutex<Meter>>,
+        instances: Arc<Instances>,
+    ) -> Self {
         ApiState {
             store,
             meter,
@@ -238,7 +239,7 @@ async fn xlog(State(s): State<ApiState>, Query(p): Params) -> Result<Response, A
             .map_err(|_| bad("after", v, "pass back the cursor of the previous answer"))?,
         None => 0,
     };
-    if after > s.store.committed_seq() {
+    if after > s.store.newest_seq() {
         return Err(bad(
             "after",
             &after.to_string(),
@@ -251,7 +252,7 @@ async fn xlog(State(s): State<ApiState>, Query(p): Params) -> Result<Response, A
     let turn = scan_turn(&s.scans).await?;
     let replies = s.replies.clone();
     let json = blocking(move || {
-        let page = query::page(&s.store, &filter, after, limit)?;
+        let page = query::page(&*s.store, &filter, after, limit)?;
         let page = XlogPage {
             points: Rows {
                 points: page.points,
@@ -281,24 +282,40 @@ async fn xlog(State(s): State<ApiState>, Query(p): Params) -> Result<Response, A
 /// memory of the points).
 struct Rows {
     points: Vec<Point>,
-    store: Arc<Store>,
+    store: Arc<dyn Points>,
 }
 
 impl Serialize for Rows {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.points.iter().map(|p| PointRow::new(p, &self.store)))
+        serializer.collect_seq(self.points.iter().map(|p| PointRow::new(p, &*self.store)))
     }
 }
 
 async fn stats(State(s): State<ApiState>, Query(p): Params) -> Result<Json<Stats>, ApiError> {
     let now = unix_ms();
-    if number(&p, "from")?.is_none() && number(&p, "to")?.is_none() {
+    if number(&p, "from")?.is_none() && number(&p, "to")?.is_none() && s.store.metered_here() {
         let meter = crate::lock(&s.meter);
         return Ok(Json(Stats {
-            endpoints: meter.since_start().finish(&s.store.strings),
+            endpoints: meter.since_start().finish(s.store.strings()),
             since_ms: Some(meter.started_ms()),
             ..Stats::default()
         }));
+    }
+    if number(&p, "from")?.is_none() && number(&p, "to")?.is_none() {
+        // What every analyzer stored since this one started.
+        let since = crate::lock(&s.meter).started_ms();
+        let cancel = Cancel::default();
+        let _cancel_on_drop = cancel.on_drop();
+        let _turn = scan_turn(&s.scans).await?;
+        return blocking(move || {
+            let acc = s.store.accumulate((0, u64::MAX / 2), since, &cancel)?;
+            Ok(Json(Stats {
+                endpoints: acc.finish(s.store.strings()),
+                since_ms: Some(since),
+                ..Stats::default()
+            }))
+        })
+        .await;
     }
     let (from_ms, to_ms) = range(&p, now)?;
     let cancel = Cancel::default();
@@ -306,7 +323,7 @@ async fn stats(State(s): State<ApiState>, Query(p): Params) -> Result<Json<Stats
     let _turn = scan_turn(&s.scans).await?;
     blocking(move || {
         Ok(Json(Stats {
-            endpoints: query::stats(&s.store, &s.meter, from_ms, to_ms, now, &cancel)?,
+            endpoints: query::stats(&*s.store, &s.meter, from_ms, to_ms, now, &cancel)?,
             from_ms: Some(from_ms),
             to_ms: Some(to_ms.min(now)),
             ..Stats::default()
@@ -317,7 +334,9 @@ async fn stats(State(s): State<ApiState>, Query(p): Params) -> Result<Json<Stats
 
 async fn tps(State(s): State<ApiState>, Query(p): Params) -> Result<Json<Tps>, ApiError> {
     let (from_ms, to_ms) = range(&p, unix_ms())?;
-    let seconds = crate::lock(&s.meter).tps(from_ms, to_ms);
+    let store = s.store.clone();
+    let counted = blocking(move || Ok(store.tps(from_ms, to_ms)?)).await?;
+    let seconds = counted.unwrap_or_else(|| crate::lock(&s.meter).tps(from_ms, to_ms));
     let seconds = seconds
         .iter()
         .map(|(sec, c)| TpsSecond {
@@ -329,10 +348,13 @@ async fn tps(State(s): State<ApiState>, Query(p): Params) -> Result<Json<Tps>, A
     Ok(Json(Tps { seconds }))
 }
 
-async fn instances(State(s): State<ApiState>) -> Json<InstanceList> {
-    Json(InstanceList {
-        instances: s.instances.list(),
+async fn instances(State(s): State<ApiState>) -> Result<Json<InstanceList>, ApiError> {
+    blocking(move || {
+        Ok(Json(InstanceList {
+            instances: s.store.instances(&s.instances)?,
+        }))
     })
+    .await
 }
 
 async fn jvm(State(s): State<ApiState>, Query(p): Params) -> Result<Json<JvmView>, ApiError> {
@@ -348,7 +370,7 @@ async fn jvm(State(s): State<ApiState>, Query(p): Params) -> Result<Json<JvmView
             )
         })?;
     let _turn = scan_turn(&s.scans).await?;
-    blocking(move || Ok(Json(jvm_series::read(&s.store, &instance, from_ms, to_ms)?))).await
+    blocking(move || Ok(Json(s.store.jvm(&instance, from_ms, to_ms)?))).await
 }
 
 async fn transaction(
@@ -362,7 +384,7 @@ async fn transaction(
     let near = number(&p, "end_ms")?;
     let _turn = scan_turn(&s.scans).await?;
     blocking(move || {
-        transaction::find(&s.store, trace_id, span_id, near)?
+        transaction::find(&*s.store, trace_id, span_id, near)?
             .map(Json)
             .ok_or_else(|| {
                 ApiError(
@@ -384,7 +406,7 @@ async fn area_profile(
     let _cancel_on_drop = filter.cancel.on_drop();
     let limit = limit(&p, profile::DEFAULT_LIMIT, profile::MAX_LIMIT)?;
     let _turn = scan_turn(&s.scans).await?;
-    blocking(move || Ok(Json(profile::area(&s.store, &filter, limit)?))).await
+    blocking(move || Ok(Json(profile::area(&*s.store, &filter, limit)?))).await
 }
 
 /// One distributed trace: the transactions ending within `within` ms
@@ -411,7 +433,7 @@ async fn distributed_trace(
     let _turn = scan_turn(&s.scans).await?;
     blocking(move || {
         Ok(Json(trace::find(
-            &s.store, trace_id, around, within, &cancel,
+            &*s.store, trace_id, around, within, &cancel,
         )?))
     })
     .await
@@ -426,7 +448,12 @@ async fn servicemap(
     let cancel = Cancel::default();
     let _cancel_on_drop = cancel.on_drop();
     let _turn = scan_turn(&s.scans).await?;
-    blocking(move || Ok(Json(service_map::edges(&s.store, from_ms, to_ms, &cancel)?))).await
+    blocking(move || {
+        Ok(Json(service_map::edges(
+            &*s.store, from_ms, to_ms, &cancel,
+        )?))
+    })
+    .await
 }
 
 /// The transactions of a range that made the calls of one edge of the
@@ -454,7 +481,7 @@ async fn servicemap_calls(
     let _turn = scan_turn(&s.scans).await?;
     blocking(move || {
         let calls =
-            service_map::edge_points(&s.store, from_ms, to_ms, &caller, &callee, limit, &cancel)?;
+            service_map::edge_points(&*s.store, from_ms, to_ms, &caller, &callee, limit, &cancel)?;
         Ok(Json(calls))
     })
     .await

@@ -27,8 +27,14 @@ pub struct GcPause {
     pub action: String,
 }
 
-/// The JVM data of `instance` in `[from_ms, to_ms]`.
-pub fn read(store: &Store, instance: &str, from_ms: u64, to_ms: u64) -> io::Result<JvmView> {
+/// The JVM data of `instance` in `[from_ms, to_ms]` in a local data
+/// directory (what `Points::jvm` answers for it).
+pub(crate) fn read_local(
+    store: &Store,
+    instance: &str,
+    from_ms: u64,
+    to_ms: u64,
+) -> io::Result<JvmView> {
     let mut view = JvmView::default();
     let instance_id = store.strings.id_of(instance);
     let in_range = |t: u64| (from_ms..=to_ms).contains(&t);
@@ -44,29 +50,42 @@ pub fn read(store: &Store, instance: &str, from_ms: u64, to_ms: u64) -> io::Resu
             }
         }
         for payload in seg.read_events()? {
-            let Ok(event) = serde_json::from_slice::<Value>(&payload) else {
-                continue;
-            };
-            let start = event["start_ms"].as_u64().unwrap_or(0);
-            if event["instance"] != instance || !in_range(start) {
-                continue;
-            }
-            if event["kind"] == names::event::GC_PAUSE {
-                let attr = |k: &str| event["attributes"][k].as_str().unwrap_or("").to_string();
-                view.gc_pauses.push(GcPause {
-                    start_ms: start,
-                    duration_ms: event["duration_ms"].as_f64().unwrap_or(0.0),
-                    gc_name: attr(names::metric::GC_NAME),
-                    action: attr(names::metric::GC_ACTION),
-                });
-            } else {
-                view.events.push(event);
-            }
+            view.add_event(&payload, instance, from_ms, to_ms);
         }
     }
-    for points in view.series.values_mut() {
-        points.sort_by_key(|&(t, _)| t);
-    }
-    view.gc_pauses.sort_by_key(|p| p.start_ms);
+    view.sort();
     Ok(view)
+}
+
+impl JvmView {
+    /// Adds a stored event (JSON) if it is of `instance` and starts in
+    /// `[from_ms, to_ms]`: a GC pause to the pauses, others to the events.
+    pub(crate) fn add_event(&mut self, payload: &[u8], instance: &str, from_ms: u64, to_ms: u64) {
+        let Ok(event) = serde_json::from_slice::<Value>(payload) else {
+            return;
+        };
+        let start = event["start_ms"].as_u64().unwrap_or(0);
+        if event["instance"] != instance || !(from_ms..=to_ms).contains(&start) {
+            return;
+        }
+        if event["kind"] == names::event::GC_PAUSE {
+            let attr = |k: &str| event["attributes"][k].as_str().unwrap_or("").to_string();
+            self.gc_pauses.push(GcPause {
+                start_ms: start,
+                duration_ms: event["duration_ms"].as_f64().unwrap_or(0.0),
+                gc_name: attr(names::metric::GC_NAME),
+                action: attr(names::metric::GC_ACTION),
+            });
+        } else {
+            self.events.push(event);
+        }
+    }
+
+    /// Puts series, pauses and events in time order.
+    pub(crate) fn sort(&mut self) {
+        for points in self.series.values_mut() {
+            points.sort_by_key(|&(t, _)| t);
+        }
+        self.gc_pauses.sort_by_key(|p| p.start_ms);
+    }
 }

@@ -9,16 +9,20 @@
 //! [`service_map`] measures the calls between services,
 //! [`answers`] are the shapes of what is read back, [`api`] answers all of
 //! it as JSON over HTTP (within the memory budget of `reply`), and
-//! [`export`] prints points offline for `jvmapm export`.
+//! [`export`] prints points offline for `jvmapm export`. All of them read
+//! through [`source::Points`], which the local store (`local`) and
+//! ClickHouse implement.
 
 pub mod answers;
 pub mod api;
 pub mod call_tree;
 pub mod export;
 pub mod jvm;
+pub(crate) mod local;
 pub mod profile;
 mod reply;
 pub mod service_map;
+pub mod source;
 pub mod trace;
 pub mod transaction;
 
@@ -28,12 +32,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::glob::Glob;
-use crate::meter::{Accumulator, EndpointStats, Meter};
+use crate::meter::{EndpointStats, Meter};
 use crate::point::Point;
-use crate::store::{Segment, Store};
+use crate::store::{Segment, Strings};
+
+pub use source::{Kept, Points, Want};
 
 /// Points read from a segment at a time.
 const CHUNK: u64 = 8192;
+/// Points whose spans a query reads at a time (so it holds a bounded
+/// number of decoded spans, profiles included).
+pub const SPANS_AT_ONCE: usize = 256;
 
 /// Stops a scan once set: the query API sets it when its client goes away,
 /// so a costly query does not run on for nobody.
@@ -70,6 +79,8 @@ pub struct XlogFilter {
     pub errors_only: bool,
     pub min_us: Option<u64>,
     pub max_us: Option<u64>,
+    /// Only the points of this trace.
+    pub trace_id: Option<[u8; 16]>,
     /// The scan stops (with an `Interrupted` error) once this is set.
     pub cancel: Cancel,
 }
@@ -85,32 +96,36 @@ impl XlogFilter {
             errors_only: false,
             min_us: None,
             max_us: None,
+            trace_id: None,
             cancel: Cancel::default(),
         }
     }
 }
 
 /// Applies a filter, caching glob results per string id.
-struct Matcher<'a> {
+pub(crate) struct Matcher<'a> {
     filter: &'a XlogFilter,
-    store: &'a Store,
+    strings: &'a Strings,
     services: HashMap<u32, bool>,
     endpoints: HashMap<u32, bool>,
 }
 
 impl<'a> Matcher<'a> {
-    fn new(filter: &'a XlogFilter, store: &'a Store) -> Self {
+    pub(crate) fn new(filter: &'a XlogFilter, strings: &'a Strings) -> Self {
         Matcher {
             filter,
-            store,
+            strings,
             services: HashMap::new(),
             endpoints: HashMap::new(),
         }
     }
 
-    fn matches(&mut self, p: &Point) -> bool {
+    pub(crate) fn matches(&mut self, p: &Point) -> bool {
         let f = self.filter;
         if p.end_ms < f.from_ms || p.end_ms > f.to_ms || (f.errors_only && !p.error) {
+            return false;
+        }
+        if f.trace_id.is_some_and(|t| t != p.trace_id) {
             return false;
         }
         if f.min_us.is_some_and(|min| p.elapsed_us < min)
@@ -118,12 +133,12 @@ impl<'a> Matcher<'a> {
         {
             return false;
         }
-        let store = self.store;
+        let strings = self.strings;
         let glob_ok = |cache: &mut HashMap<u32, bool>, glob: &Option<Glob>, id: u32| match glob {
             None => true,
             Some(g) => *cache
                 .entry(id)
-                .or_insert_with(|| g.matches(&store.strings.get(id))),
+                .or_insert_with(|| g.matches(&strings.get(id))),
         };
         glob_ok(&mut self.services, &f.service, p.service)
             && glob_ok(&mut self.endpoints, &f.endpoint, p.endpoint)
@@ -132,7 +147,7 @@ impl<'a> Matcher<'a> {
 
 /// Calls `each` for the committed points of `seg` from index `start` on, in
 /// seq order, until it returns false.
-fn walk(
+pub(crate) fn walk(
     seg: &Segment,
     start: u64,
     committed_seq: u64,
@@ -166,97 +181,42 @@ pub struct Page {
     pub cursor: u64,
 }
 
-/// The first `limit` matching points stored after `after`, in the order they
-/// were stored.
-pub fn page(store: &Store, filter: &XlogFilter, after: u64, limit: usize) -> io::Result<Page> {
-    let committed = store.committed_seq();
-    let mut matcher = Matcher::new(filter, store);
-    let mut points = Vec::new();
-    for seg in store.segments_in(filter.from_ms, filter.to_ms) {
-        let mut found = 0;
-        walk(
-            &seg,
-            seg.first_after(after)?,
-            committed,
-            &filter.cancel,
-            |p| {
-                if matcher.matches(&p) {
-                    points.push(p);
-                    found += 1;
-                }
-                found < limit
-            },
-        )?;
-    }
-    points.sort_unstable_by_key(|p| p.seq);
-    let cursor = if points.len() >= limit {
-        points.truncate(limit);
-        points.last().map_or(after, |p| p.seq)
-    } else {
-        committed.max(after)
-    };
-    Ok(Page { points, cursor })
+/// The first `limit` matching points stored after `after`, in the order
+/// they were stored.
+pub fn page(store: &dyn Points, filter: &XlogFilter, after: u64, limit: usize) -> io::Result<Page> {
+    store.page(filter, after, limit)
 }
 
-/// Calls `each` for every committed point matching `filter`, hour by hour.
+/// Calls `each` for every point matching `filter`.
 pub fn for_each(
-    store: &Store,
+    store: &dyn Points,
     filter: &XlogFilter,
     mut each: impl FnMut(&Point),
 ) -> io::Result<()> {
-    for_each_with_segment(store, filter, |_, p| each(p))
-}
-
-/// [`for_each`] with the segment each point is in, whose details hold its
-/// span.
-pub fn for_each_with_segment(
-    store: &Store,
-    filter: &XlogFilter,
-    mut each: impl FnMut(&Segment, &Point),
-) -> io::Result<()> {
-    let committed = store.committed_seq();
-    let mut matcher = Matcher::new(filter, store);
-    for seg in store.segments_in(filter.from_ms, filter.to_ms) {
-        walk(&seg, 0, committed, &filter.cancel, |p| {
-            if matcher.matches(&p) {
-                each(&seg, &p);
-            }
-            true
-        })?;
-    }
-    Ok(())
+    store.scan(filter, &mut each)
 }
 
 /// Per-endpoint statistics of `[from_ms, to_ms]`: from the live meters when
-/// they hold the whole range, else computed from the stored points. TPS is
-/// over the part of the range the points cover (see [`Accumulator::finish`]).
+/// they hold the whole range (and saw every point), else computed by the
+/// store. TPS is over the part of the range the points cover (see
+/// [`Accumulator::finish`]).
 pub fn stats(
-    store: &Store,
+    store: &dyn Points,
     meter: &std::sync::Mutex<Meter>,
     from_ms: u64,
     to_ms: u64,
     now_ms: u64,
     cancel: &Cancel,
 ) -> io::Result<Vec<EndpointStats>> {
-    let from_meter = {
+    let from_meter = store.metered_here().then(|| {
         let meter = crate::lock(meter);
         meter
             .covers(from_ms, now_ms)
             .then(|| meter.window(from_ms, to_ms))
-    };
-    let acc = match from_meter {
+    });
+    let acc = match from_meter.flatten() {
         Some(acc) => acc,
-        None => {
-            let mut acc = Accumulator::default();
-            let filter = XlogFilter {
-                cancel: cancel.clone(),
-                ..XlogFilter::range(from_ms, to_ms)
-            };
-            for_each(store, &filter, |p| {
-                acc.record((p.service, p.endpoint), p.end_ms, p.elapsed_us, p.error)
-            })?;
-            acc
-        }
+        None => store.accumulate((from_ms, to_ms), 0, cancel)?,
     };
-    Ok(acc.finish(&store.strings))
+    Ok(acc.finish(store.strings()))
 }

@@ -9,9 +9,7 @@ use std::io;
 
 use crate::glob::Glob;
 use crate::query::answers::{AreaProfile, Profile};
-use crate::query::transaction::stored_span;
-use crate::query::{self, Cancel, XlogFilter};
-use crate::store::Store;
+use crate::query::{self, Cancel, Points, Want, XlogFilter};
 
 /// Transactions whose spans an area profile reads, unless asked otherwise.
 pub const DEFAULT_LIMIT: usize = 1_000;
@@ -46,6 +44,7 @@ impl Area {
             errors_only: self.errors,
             min_us: us(self.min_ms),
             max_us: us(self.max_ms),
+            trace_id: None,
             cancel: Cancel::default(),
         }
     }
@@ -74,31 +73,34 @@ impl Area {
 /// The merged profile of the transactions `filter` matches: the spans of
 /// the first `limit` of them, in the order they were stored, are read, and
 /// all of them are counted.
-pub fn area(store: &Store, filter: &XlogFilter, limit: usize) -> io::Result<AreaProfile> {
+pub fn area(store: &dyn Points, filter: &XlogFilter, limit: usize) -> io::Result<AreaProfile> {
     let mut answer = AreaProfile::default();
     let mut intervals = Intervals::default();
-    query::for_each_with_segment(store, filter, |seg, point| {
+    let mut points = Vec::new();
+    query::for_each(store, filter, |point| {
         answer.transactions += 1;
-        if answer.read as usize >= limit {
-            return;
+        if points.len() < limit {
+            points.push(point.clone());
         }
-        answer.read += 1;
-        // A span that cannot be read has no profile to add; the transaction
-        // API says why when it is opened.
-        let Some(profile) = stored_span(seg, point.detail)
-            .ok()
-            .and_then(|span| Profile::of_span(&span.attributes))
-        else {
-            return;
-        };
-        answer.with_profile += 1;
-        let sum = &mut answer.profile;
-        sum.tree.merge(&profile.tree);
-        sum.samples = sum.samples.saturating_add(profile.samples);
-        sum.dropped = sum.dropped.saturating_add(profile.dropped);
-        sum.truncated = sum.truncated.saturating_add(profile.truncated);
-        intervals.see(profile.interval_us);
     })?;
+    answer.read = points.len() as u64;
+    // A span that cannot be read has no profile to add; the transaction
+    // API says why when it is opened.
+    for chunk in points.chunks(query::SPANS_AT_ONCE) {
+        let profiles = store
+            .spans(chunk, Want::Own)?
+            .into_iter()
+            .filter_map(|kept| Profile::of_span(&kept.ok()?.span.attributes));
+        for profile in profiles {
+            answer.with_profile += 1;
+            let sum = &mut answer.profile;
+            sum.tree.merge(&profile.tree);
+            sum.samples = sum.samples.saturating_add(profile.samples);
+            sum.dropped = sum.dropped.saturating_add(profile.dropped);
+            sum.truncated = sum.truncated.saturating_add(profile.truncated);
+            intervals.see(profile.interval_us);
+        }
+    }
     answer.profile.interval_us = intervals.common();
     Ok(answer)
 }

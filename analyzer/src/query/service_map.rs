@@ -23,9 +23,7 @@ use crate::ingest::otlp_values::{find_i64, find_str};
 use crate::point::Point;
 use crate::query::answers::{Edge, EdgeCalls, PointRow, ServiceMap};
 use crate::query::trace::failed;
-use crate::query::transaction::{spans_of, stored_span};
-use crate::query::{self, Cancel, XlogFilter};
-use crate::store::Store;
+use crate::query::{self, Cancel, Points, Want, XlogFilter};
 
 /// Transactions whose spans one answer reads.
 pub const MAX_READ: usize = 20_000;
@@ -66,7 +64,12 @@ struct Calls {
 }
 
 /// The edges of the calls made by the transactions ending in `[from_ms, to_ms]`.
-pub fn edges(store: &Store, from_ms: u64, to_ms: u64, cancel: &Cancel) -> io::Result<ServiceMap> {
+pub fn edges(
+    store: &dyn Points,
+    from_ms: u64,
+    to_ms: u64,
+    cancel: &Cancel,
+) -> io::Result<ServiceMap> {
     let found = calls(store, from_ms, to_ms, cancel)?;
     // (caller, callee, callee is a service) and the edge's calls.
     type EdgeKey = (Arc<str>, Arc<str>, bool);
@@ -75,7 +78,7 @@ pub fn edges(store: &Store, from_ms: u64, to_ms: u64, cancel: &Cancel) -> io::Re
     for call in &found.calls {
         match callee(store, call) {
             Some((callee, is_service)) => {
-                let caller = store.strings.get(found.callers[call.caller].service);
+                let caller = store.strings().get(found.callers[call.caller].service);
                 by_edge
                     .entry((caller, callee, is_service))
                     .or_default()
@@ -119,7 +122,7 @@ pub fn edges(store: &Store, from_ms: u64, to_ms: u64, cancel: &Cancel) -> io::Re
 /// The transactions ending in `[from_ms, to_ms]` that called `callee` from
 /// `caller` (names as [`edges`] gives them), at most `limit`.
 pub fn edge_points(
-    store: &Store,
+    store: &dyn Points,
     from_ms: u64,
     to_ms: u64,
     caller: &str,
@@ -132,7 +135,7 @@ pub fn edge_points(
         .calls
         .iter()
         .filter(|call| {
-            &*store.strings.get(found.callers[call.caller].service) == caller
+            &*store.strings().get(found.callers[call.caller].service) == caller
                 && self::callee(store, call).is_some_and(|(name, _)| &*name == callee)
         })
         .map(|call| call.caller)
@@ -149,9 +152,9 @@ pub fn edge_points(
 }
 
 /// The callee of a call and whether it is a service (else an address).
-fn callee(store: &Store, call: &Call) -> Option<(Arc<str>, bool)> {
+fn callee(store: &dyn Points, call: &Call) -> Option<(Arc<str>, bool)> {
     match (call.callee, &call.address) {
-        (Some((service, _)), _) => Some((store.strings.get(service), true)),
+        (Some((service, _)), _) => Some((store.strings().get(service), true)),
         (None, Some(address)) => Some((Arc::from(address.as_str()), false)),
         (None, None) => None,
     }
@@ -159,40 +162,45 @@ fn callee(store: &Store, call: &Call) -> Option<(Arc<str>, bool)> {
 
 /// The CLIENT spans of the window's transactions, with the callees that
 /// answered them.
-fn calls(store: &Store, from_ms: u64, to_ms: u64, cancel: &Cancel) -> io::Result<Calls> {
+fn calls(store: &dyn Points, from_ms: u64, to_ms: u64, cancel: &Cancel) -> io::Result<Calls> {
     let mut found = Calls::default();
     let filter = XlogFilter {
         cancel: cancel.clone(),
         ..XlogFilter::range(from_ms, to_ms)
     };
-    let mut reads = 0;
-    query::for_each_with_segment(store, &filter, |seg, point| {
+    let mut to_read = Vec::new();
+    query::for_each(store, &filter, |point| {
         found.transactions += 1;
         if point.lineage.is_some_and(|l| !l.has_children) {
             found.read += 1;
-            return;
-        }
-        if reads == MAX_READ || found.calls.len() >= MAX_CALLS {
-            return;
-        }
-        reads += 1;
-        found.read += 1;
-        let Ok((_, children)) = spans_of(store, seg, point) else {
-            return;
-        };
-        let caller = found.callers.len();
-        let before = found.calls.len();
-        let clients = children
-            .iter()
-            .filter_map(|child| child.as_ref().ok())
-            .filter(|child| child.kind == SpanKind::Client as i32);
-        for client in clients.take(MAX_CALLS - before) {
-            found.calls.push(call_of(caller, client));
-        }
-        if found.calls.len() > before {
-            found.callers.push(point.clone());
+        } else if to_read.len() < MAX_READ {
+            found.read += 1;
+            to_read.push(point.clone());
         }
     })?;
+    for chunk in to_read.chunks(query::SPANS_AT_ONCE) {
+        for (point, kept) in chunk.iter().zip(store.spans(chunk, Want::Inside)?) {
+            if found.calls.len() >= MAX_CALLS {
+                break;
+            }
+            let Ok(kept) = kept else {
+                continue;
+            };
+            let caller = found.callers.len();
+            let before = found.calls.len();
+            let clients = kept
+                .children
+                .iter()
+                .filter_map(|(_, child)| child.as_ref().ok())
+                .filter(|child| child.kind == SpanKind::Client as i32);
+            for client in clients.take(MAX_CALLS - before) {
+                found.calls.push(call_of(caller, client));
+            }
+            if found.calls.len() > before {
+                found.callers.push(point.clone());
+            }
+        }
+    }
     answered(store, &mut found.calls, cancel)?;
     Ok(found)
 }
@@ -222,7 +230,7 @@ fn call_of(caller: usize, span: &Span) -> Call {
 
 /// Finds the SERVER spans that answered `calls`: the points of their
 /// traces, ending around their times, whose parent is the call.
-fn answered(store: &Store, calls: &mut [Call], cancel: &Cancel) -> io::Result<()> {
+fn answered(store: &dyn Points, calls: &mut [Call], cancel: &Cancel) -> io::Result<()> {
     let (Some(first), Some(last)) = (
         calls.iter().map(|c| c.start_ms).min(),
         calls.iter().map(|c| c.end_ms).max(),
@@ -239,21 +247,33 @@ fn answered(store: &Store, calls: &mut [Call], cancel: &Cancel) -> io::Result<()
         cancel: cancel.clone(),
         ..XlogFilter::range(first.saturating_sub(SKEW_MS), last.saturating_add(SKEW_MS))
     };
-    query::for_each_with_segment(store, &filter, |seg, point| {
+    // A record of the first format does not hold the parent: its span does.
+    let mut unknown_parent = Vec::new();
+    let answer = |calls: &mut [Call], point: &Point, parent: [u8; 8]| {
+        if let Some(&i) = by_id.get(&(point.trace_id, parent)) {
+            calls[i].callee = Some((point.service, point.elapsed_us));
+        }
+    };
+    query::for_each(store, &filter, |point| {
         if !traces.contains(&point.trace_id) {
             return;
         }
-        // A record of the first format does not hold the parent: its span does.
-        let parent = match point.lineage {
-            Some(lineage) => Some(lineage.parent_span_id),
-            None => stored_span(seg, point.detail)
-                .ok()
-                .and_then(|s| s.parent_span_id.as_slice().try_into().ok()),
-        };
-        if let Some(&i) = parent.and_then(|p| by_id.get(&(point.trace_id, p))) {
-            calls[i].callee = Some((point.service, point.elapsed_us));
+        match point.lineage {
+            Some(lineage) => answer(calls, point, lineage.parent_span_id),
+            None => unknown_parent.push(point.clone()),
         }
-    })
+    })?;
+    for chunk in unknown_parent.chunks(query::SPANS_AT_ONCE) {
+        for (point, kept) in chunk.iter().zip(store.spans(chunk, Want::Own)?) {
+            let parent = kept
+                .ok()
+                .and_then(|k| k.span.parent_span_id.as_slice().try_into().ok());
+            if let Some(parent) = parent {
+                answer(calls, point, parent);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The nearest-rank `q` quantile of `values`; `None` when there are none.

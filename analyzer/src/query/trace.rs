@@ -20,9 +20,9 @@ use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, Span};
 use crate::ingest::otlp_values::{self, attrs_to_json};
 use crate::point::{Point, SpanId, TraceId};
 use crate::query::answers::{Trace, TraceSpan};
-use crate::query::transaction::{kind_name, spans_of};
-use crate::query::{self, Cancel, XlogFilter};
-use crate::store::Store;
+use crate::query::transaction::kind_name;
+use crate::query::{self, Cancel, Points, Want, XlogFilter};
+use crate::store::Strings;
 
 /// How far before and after its time a trace's transactions are looked
 /// for, unless asked otherwise.
@@ -54,7 +54,7 @@ const KEY_ATTRIBUTES: [&str; 15] = [
 /// The spans of `trace_id` whose transactions end within `within_ms` of
 /// `around_ms`, as a tree.
 pub fn find(
-    store: &Store,
+    store: &dyn Points,
     trace_id: TraceId,
     around_ms: u64,
     within_ms: u64,
@@ -66,31 +66,37 @@ pub fn find(
         cancel: cancel.clone(),
         ..XlogFilter::range(from_ms, to_ms)
     };
-    let mut spans = Vec::new();
+    let filter = XlogFilter {
+        trace_id: Some(trace_id.0),
+        ..filter
+    };
     let (mut truncated, mut unreadable) = (0, 0);
-    query::for_each_with_segment(store, &filter, |seg, point| {
-        if point.trace_id != trace_id.0 {
-            return;
-        }
-        if spans.len() >= MAX_SPANS {
+    let mut points = Vec::new();
+    query::for_each(store, &filter, |point| {
+        if points.len() >= MAX_SPANS {
             truncated += 1;
-            return;
+        } else {
+            points.push(point.clone());
         }
-        let service = store.strings.get(point.service);
-        let instance = store.strings.get(point.instance);
+    })?;
+    let strings = store.strings();
+    let mut spans = Vec::new();
+    for (point, kept) in points.iter().zip(store.spans(&points, Want::Inside)?) {
+        let service = strings.get(point.service);
+        let instance = strings.get(point.instance);
         let node = |span: &Span| TraceSpan {
             service: service.clone(),
             instance: instance.clone(),
             ..node_of(span)
         };
-        match spans_of(store, seg, point) {
-            Ok((own, children)) => {
+        match kept {
+            Ok(kept) => {
                 spans.push(TraceSpan {
                     error: point.error,
-                    endpoint: Some(store.strings.get(point.endpoint)),
-                    ..node(&own)
+                    endpoint: Some(strings.get(point.endpoint)),
+                    ..node(&kept.span)
                 });
-                for child in children {
+                for (_, child) in kept.children {
                     match child {
                         Ok(_) if spans.len() >= MAX_SPANS => truncated += 1,
                         Ok(child) => spans.push(node(&child)),
@@ -100,10 +106,10 @@ pub fn find(
             }
             Err(_) => {
                 unreadable += 1;
-                spans.push(unread_point(point, store, service, instance));
+                spans.push(unread_point(point, strings, service, instance));
             }
         }
-    })?;
+    }
     Ok(Trace {
         trace_id,
         from_ms,
@@ -158,9 +164,14 @@ fn parent_of(id: &[u8]) -> Option<SpanId> {
 }
 
 /// A transaction whose span could not be read, from its point alone.
-fn unread_point(point: &Point, store: &Store, service: Arc<str>, instance: Arc<str>) -> TraceSpan {
+fn unread_point(
+    point: &Point,
+    strings: &Strings,
+    service: Arc<str>,
+    instance: Arc<str>,
+) -> TraceSpan {
     let end = point.end_ms.saturating_mul(1_000_000);
-    let endpoint = store.strings.get(point.endpoint);
+    let endpoint = strings.get(point.endpoint);
     TraceSpan {
         span_id: SpanId::from(point.span_id),
         parent_span_id: point.lineage.and_then(|l| parent_of(&l.parent_span_id)),

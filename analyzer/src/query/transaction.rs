@@ -4,46 +4,35 @@
 
 use std::io;
 
-use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, Span};
-use prost::Message;
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, Span};
 
 use crate::ingest::otlp_values::attrs_to_json;
-use crate::point::{DetailRef, Point, SpanId, TraceId};
+use crate::point::{SpanId, TraceId};
 use crate::query::answers::{
     ChildSpan, PointRow, Profile, Scope, SpanBody, SpanEvent, SpanInFull, SpanRecord, SpanStatus,
     Transaction,
 };
-use crate::store::children::ChildRef;
-use crate::store::detail;
-use crate::store::{Segment, Store};
+use crate::query::source::{Kept, Points, Want};
 
 /// The transaction with these ids, or `None` if no point has them.
 /// `near_ms` (its end time) speeds up the lookup when known. When the stored
 /// span cannot be decoded (a sender's invalid UTF-8 in an attribute, which
 /// ingest does not check), the point is still returned, with why.
 pub fn find(
-    store: &Store,
+    store: &dyn Points,
     trace_id: TraceId,
     span_id: SpanId,
     near_ms: Option<u64>,
 ) -> io::Result<Option<Transaction>> {
-    let Some((seg, point)) = store.find_point(&trace_id.0, &span_id.0, near_ms)? else {
+    let Some(point) = store.find_point(&trace_id.0, &span_id.0, near_ms)? else {
         return Ok(None);
     };
-    let payload = seg
-        .details
-        .read_frame(point.detail.offset, point.detail.len)?;
-    let read = detail::split_span(&payload)
-        .ok_or_else(|| "damaged span record".to_string())
-        .and_then(|record| Ok((decode(record.span)?, record)));
-    let (span, profile) = match read {
-        Ok((span, record)) => match span_in_full(store, &seg, &record, &span) {
-            Ok(full) => (
-                SpanRecord::Read(Box::new(full)),
-                Profile::of_span(&span.attributes).map(Box::new),
-            ),
-            Err(why) => (SpanRecord::Unreadable { detail_error: why }, None),
-        },
+    let kept = store
+        .spans(std::slice::from_ref(&point), Want::Full)?
+        .pop()
+        .unwrap_or_else(|| Err("nothing kept".into()));
+    let (span, profile) = match kept.and_then(span_in_full) {
+        Ok((full, profile)) => (SpanRecord::Read(Box::new(full)), profile.map(Box::new)),
         Err(why) => (SpanRecord::Unreadable { detail_error: why }, None),
     };
     Ok(Some(Transaction {
@@ -54,40 +43,35 @@ pub fn find(
 }
 
 /// The span's own fields and attributes, with its resource and scope and
-/// its children in the order they started.
-fn span_in_full(
-    store: &Store,
-    seg: &Segment,
-    record: &detail::SpanRecord,
-    span: &Span,
-) -> Result<SpanInFull, String> {
-    let DetailRef { offset, len } = record.resource;
-    let resource_payload = seg
-        .details
-        .read_frame(offset, len)
-        .map_err(|e| e.to_string())?;
-    let header = detail::resource_bytes(&resource_payload)
-        .and_then(|b| ResourceSpans::decode(b).ok())
-        .ok_or("the stored resource cannot be decoded")?;
+/// its children in the order they started, and its profile.
+fn span_in_full(kept: Kept) -> Result<(SpanInFull, Option<Profile>), String> {
+    let header = kept
+        .resource
+        .unwrap_or_else(|| Err("the stored resource was not read".into()))?;
     let scope = header.scope_spans.first().and_then(|s| s.scope.as_ref());
-    let mut children: Vec<(u64, ChildSpan)> = record
+    let mut children: Vec<(u64, ChildSpan)> = kept
         .children
-        .iter()
-        .map(|child| {
-            let (start, span) = match read_child(store, child) {
+        .into_iter()
+        .map(|(span_id, child)| {
+            let (start, span) = match child {
                 Ok(span) => (
                     span.start_time_unix_nano,
                     SpanRecord::Read(span_body(&span)),
                 ),
                 Err(why) => (0, SpanRecord::Unreadable { detail_error: why }),
             };
-            let span_id = child.span_id.into();
-            (start, ChildSpan { span_id, span })
+            (
+                start,
+                ChildSpan {
+                    span_id: span_id.into(),
+                    span,
+                },
+            )
         })
         .collect();
     children.sort_by_key(|(start, _)| *start);
-    Ok(SpanInFull {
-        span: span_body(span),
+    let full = SpanInFull {
+        span: span_body(&kept.span),
         resource: header
             .resource
             .as_ref()
@@ -98,53 +82,8 @@ fn span_in_full(
             version: s.version.clone(),
         }),
         children: children.into_iter().map(|(_, c)| c).collect(),
-    })
-}
-
-fn decode(bytes: &[u8]) -> Result<Span, String> {
-    Span::decode(bytes).map_err(|e| format!("the stored span cannot be decoded: {e}"))
-}
-
-/// A point's own span and the spans kept inside it, each read or why not:
-/// what a trace and the service map read of a transaction.
-pub(crate) fn spans_of(
-    store: &Store,
-    seg: &Segment,
-    point: &Point,
-) -> Result<(Span, Vec<Result<Span, String>>), String> {
-    let payload = seg
-        .details
-        .read_frame(point.detail.offset, point.detail.len)
-        .map_err(|e| e.to_string())?;
-    let record = detail::split_span(&payload).ok_or("damaged span record")?;
-    let span = decode(record.span)?;
-    let children = record
-        .children
-        .iter()
-        .map(|child| read_child(store, child))
-        .collect();
-    Ok((span, children))
-}
-
-/// A child span from the details file of its own segment.
-fn read_child(store: &Store, child: &ChildRef) -> Result<Span, String> {
-    let seg = store
-        .segment(child.hour)
-        .ok_or("its segment is past retention")?;
-    stored_span(&seg, child.detail)
-}
-
-/// The span stored at `detail` in the details of `seg`.
-pub(crate) fn stored_span(seg: &Segment, detail: DetailRef) -> Result<Span, String> {
-    let payload = seg
-        .details
-        .read_frame(detail.offset, detail.len)
-        .map_err(|e| e.to_string())?;
-    decode(
-        detail::split_span(&payload)
-            .ok_or("damaged span record")?
-            .span,
-    )
+    };
+    Ok((full, Profile::of_span(&kept.span.attributes)))
 }
 
 /// The OTLP name of a span kind, as `SPAN_KIND_SERVER`.

@@ -67,6 +67,15 @@ impl Strings {
         }
     }
 
+    /// Adds `name` under the next id, in memory only (for names read from
+    /// ClickHouse, whose ids live only as long as the process).
+    pub(crate) fn add(&self, name: Arc<str>) -> u32 {
+        let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+        let id = table.next_id;
+        table.set(id, name);
+        id
+    }
+
     /// The id of `name`, if the table has it (a scan: for rare lookups by name).
     pub fn id_of(&self, name: &str) -> Option<u32> {
         let table = self.table.read().unwrap_or_else(|e| e.into_inner());

@@ -41,9 +41,10 @@ pub enum Work {
     Metrics(MetricsBatch),
 }
 
-struct Job {
-    work: Work,
-    done: oneshot::Sender<Result<(), String>>,
+/// A batch and where to say whether it was stored.
+pub struct Job {
+    pub work: Work,
+    pub done: oneshot::Sender<Result<(), String>>,
 }
 
 /// Why a submission was not stored.
@@ -77,6 +78,12 @@ impl WriterHandle {
     }
 }
 
+/// A bounded queue of jobs: the receivers' handle and a writer's end.
+pub fn channel(capacity: usize) -> (WriterHandle, mpsc::Receiver<Job>) {
+    let (tx, rx) = mpsc::channel(capacity);
+    (WriterHandle { tx }, rx)
+}
+
 /// What the writer updates besides the files.
 pub struct Shared {
     pub store: Arc<Store>,
@@ -92,7 +99,7 @@ pub fn spawn(
 ) -> std::io::Result<(WriterHandle, thread::JoinHandle<()>)> {
     let strings_path = shared.store.dir().join("strings.log");
     let interner = Interner::open(&strings_path, &shared.store.strings)?;
-    let (tx, rx) = mpsc::channel(queue_capacity);
+    let (handle, rx) = channel(queue_capacity);
     let writer = Writer {
         next_seq: shared.store.committed_seq() + 1,
         shared,
@@ -112,7 +119,7 @@ pub fn spawn(
                 std::process::exit(70);
             }
         })?;
-    Ok((WriterHandle { tx }, thread))
+    Ok((handle, thread))
 }
 
 struct Writer {
@@ -466,7 +473,8 @@ impl Writer {
     }
 }
 
-fn work_identities(work: &Work) -> Vec<&crate::ingest::xlog::Identity> {
+/// Who sent a batch: the services and instances it is from.
+pub(crate) fn work_identities(work: &Work) -> Vec<&crate::ingest::xlog::Identity> {
     match work {
         Work::Traces(b) => {
             let groups = b.groups.iter().map(|g| &g.identity);

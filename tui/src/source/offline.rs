@@ -10,7 +10,7 @@ use jvmapm_analyzer::point::{SpanId, TraceId};
 use jvmapm_analyzer::query::answers::{
     AreaProfile, EdgeCalls, InstanceList, PointRow, ServiceMap, Stats, Trace, Transaction, XlogPage,
 };
-use jvmapm_analyzer::query::jvm::{self, JvmView};
+use jvmapm_analyzer::query::jvm::JvmView;
 use jvmapm_analyzer::query::profile::{self, Area};
 use jvmapm_analyzer::query::{self, service_map, trace, transaction, Cancel, XlogFilter};
 use jvmapm_analyzer::store::instances::Instances;
@@ -99,7 +99,7 @@ impl Source for Offline {
     }
 
     fn jvm(&mut self, instance: &str, from_ms: u64, to_ms: u64) -> Result<JvmView, SourceError> {
-        jvm::read(&self.store, instance, from_ms, to_ms).map_err(|e| self.unreadable(e))
+        query::Points::jvm(&self.store, instance, from_ms, to_ms).map_err(|e| self.unreadable(e))
     }
 
     fn transaction(
