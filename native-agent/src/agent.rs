@@ -25,6 +25,8 @@ use crate::transaction;
 
 /// How long VMDeath waits for the last export.
 const FLUSH_LIMIT: Duration = Duration::from_secs(2);
+/// How long the JVM's end waits for the profiler's last profiles.
+const PROFILER_FINISH_LIMIT: Duration = Duration::from_millis(500);
 
 struct Agent {
     vm: SharedVm,
@@ -43,6 +45,8 @@ struct Agent {
 }
 
 static AGENT: OnceLock<Agent> = OnceLock::new();
+/// The profiler thread, when it runs.
+static PROFILER: OnceLock<profiler::Handle> = OnceLock::new();
 
 /// Whether an agent already runs in this JVM (a second load is ignored).
 pub fn running() -> bool {
@@ -233,17 +237,20 @@ fn start_sampler() {
     // Beside the sampler, not under its lock: a heap dump or a round slowed
     // by a GC must not hold profiles up.
     if let Some((settings, queue)) = &agent.profile {
-        if let Err(e) = profiler::start(
+        match profiler::start(
             agent.vm,
             agent.jvmti,
             *settings,
             queue.clone(),
             agent.stop.clone(),
         ) {
-            line(
+            Ok(handle) => {
+                let _ = PROFILER.set(handle);
+            }
+            Err(e) => line(
                 LogLevel::Error,
                 &format!("cannot start the profiler thread: {e}; no profiles"),
-            );
+            ),
         }
     }
 }
@@ -260,6 +267,10 @@ unsafe extern "system" fn on_vm_death(_jvmti: *mut RawEnv, jni: JniEnvPtr) {
     guard::guarded("VMDeath", || {
         let Some(agent) = AGENT.get() else { return };
         agent.stop.store(true, Ordering::Release);
+        // The profiles of the last transactions, before the last flush.
+        if let Some(profiler) = PROFILER.get() {
+            profiler.finish_within(PROFILER_FINISH_LIMIT);
+        }
         // A last round, so the pauses and numbers since the last one are not
         // lost; skipped if the sampler is busy (a heap dump in progress).
         if let Ok(mut sampler) = agent.sampler.try_lock() {

@@ -11,8 +11,9 @@
 //! thread runs the GC callbacks (atomics only). `sampler` reads the JVM on
 //! one attached daemon thread; `profiler` samples the stacks of slow
 //! transactions on another; `exporter` talks to the backend on one native
-//! thread. At VMDeath the dying thread runs a last sampling round and waits
-//! at most 2 s for the flush.
+//! thread. At VMDeath the dying thread waits at most 0.5 s for the
+//! profiler's last profiles, runs a last sampling round and waits at most
+//! 2 s for the flush.
 //!
 //! Modules import downwards only, never in a cycle:
 //! - bottom, holding no agent state: the FFI (`jni`, and `jvmti` on it),

@@ -303,16 +303,43 @@ pub fn start(
     settings: ProfileSettings,
     queue: Queue,
     stop: Arc<AtomicBool>,
-) -> std::io::Result<()> {
-    std::thread::Builder::new()
+) -> std::io::Result<Handle> {
+    let finished = Arc::new(AtomicBool::new(false));
+    let done = finished.clone();
+    let thread = std::thread::Builder::new()
         .name("jvmapm-profiler".into())
         .spawn(move || {
             let set_up = guard::caught(|| set_up(vm, jvmti, settings, queue)).flatten();
             if let Some((jni, mut profiler)) = set_up {
                 run(&jni, &mut profiler, &stop);
             }
+            done.store(true, Ordering::Release);
         })?;
-    Ok(())
+    Ok(Handle {
+        thread: thread.thread().clone(),
+        finished,
+    })
+}
+
+/// The profiler thread as the agent's end sees it.
+pub struct Handle {
+    thread: std::thread::Thread,
+    /// Set when the thread has handed over its last profiles and ended.
+    finished: Arc<AtomicBool>,
+}
+
+impl Handle {
+    /// Wakes the profiler (its `stop` is set) and waits at most `limit`
+    /// until it has handed over the profiles of the transactions that
+    /// ended, so that the exporter's last flush sends them with their
+    /// spans (the JVM often exits right after its last transaction).
+    pub fn finish_within(&self, limit: Duration) {
+        self.thread.unpark();
+        let deadline = Instant::now() + limit;
+        while !self.finished.load(Ordering::Acquire) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }
 
 /// Attaches the thread to the JVM and makes the profiler; `None`, said
@@ -369,13 +396,23 @@ fn set_up(
     Some((jni, profiler))
 }
 
-/// Ticks against absolute deadlines (a slow tick is not made up for).
+/// Ticks against absolute deadlines (a slow tick is not made up for),
+/// until `stop`: then it finishes the profiles of the transactions that
+/// ended and returns.
 fn run(jni: &Jni, profiler: &mut Profiler, stop: &AtomicBool) {
     let mut next = Instant::now() + profiler.settings.interval;
     loop {
-        std::thread::sleep(next.saturating_duration_since(Instant::now()));
-        if stop.load(Ordering::Acquire) {
-            return;
+        // Parked, not asleep: `Handle::finish_within` wakes it at the end.
+        loop {
+            if stop.load(Ordering::Acquire) {
+                let _ = guard::caught(|| profiler.finish_ended(jni));
+                return;
+            }
+            let now = Instant::now();
+            if now >= next {
+                break;
+            }
+            std::thread::park_timeout(next - now);
         }
         let Some(wait) = guard::caught(|| profiler.tick(jni)) else {
             line(LogLevel::Error, "the profiler failed; no more profiles");
