@@ -105,6 +105,7 @@ fn run_in(dir: &Path, agent: &Path) -> Result<(), String> {
         live: true,
         slow_ms: 3_000,
         y_max_ms: 2_000,
+        panels_service: Some("demo-shop".into()),
     };
     let origin = jvmapm_tui::Origin::Server {
         url: format!("http://{}", analyzer.http),

@@ -359,6 +359,7 @@ fn run(command: Command, log_level: tracing::Level) -> Result<ExitCode, String> 
                 live: true,
                 slow_ms: slow,
                 y_max_ms: y_max,
+                panels_service: None,
             };
             jvmapm_tui::run(origin, config).map(done)
         }

@@ -98,6 +98,7 @@ fn main() {
             live: false,
             slow_ms: 3_000,
             y_max_ms: 2_000,
+            panels_service: None,
         };
         let mut app = App::new(&config, END_MS);
         // Fed in pages, as the fetcher does, so the rows do not stay around.

@@ -48,6 +48,10 @@ pub struct Config {
     pub slow_ms: u64,
     /// Y maximum to start with.
     pub y_max_ms: u64,
+    /// The service whose JVM the panels show first, when it has an
+    /// instance (`jvmapm demo`: the shop, not the service it calls); else
+    /// the instance seen most recently.
+    pub panels_service: Option<String>,
 }
 
 /// What fills the screen besides the panels.
@@ -132,6 +136,10 @@ pub struct App {
     pub instances: Vec<InstanceInfo>,
     /// The instance whose JVM the panels show, by name.
     pub instance: Option<String>,
+    /// The service whose instance the panels show first (see [`Config`]).
+    panels_service: Option<String>,
+    /// Whether the user picked the instance (`i`): then it stays.
+    instance_picked: bool,
     pub jvm: JvmView,
     /// Transactions per second of everything loaded, by second.
     pub per_second: BTreeMap<u64, u32>,
@@ -163,6 +171,8 @@ impl App {
             log_y: false,
             measure: Measure::Elapsed,
             slow_us: config.slow_ms * 1000,
+            panels_service: config.panels_service.clone(),
+            instance_picked: false,
             grid: None,
             plot: Rect::default(),
             drag: None,
@@ -320,8 +330,10 @@ impl App {
         self.choose_instance(false);
     }
 
-    /// Keeps the chosen instance if it still passes the service filter, else
-    /// takes the most recently seen one that does (`next`: the one after).
+    /// Keeps the chosen instance if it still passes the service filter,
+    /// else takes the most recently seen one that does (`next`: the one
+    /// after); until the user picks one with `i`, an instance of the
+    /// preferred service wins as soon as it shows.
     fn choose_instance(&mut self, next: bool) {
         let glob = self
             .filter
@@ -341,8 +353,14 @@ impl App {
         let current = candidates
             .iter()
             .position(|i| Some(&i.instance) == self.instance.as_ref());
+        let preferred = candidates
+            .iter()
+            .find(|i| Some(&*i.service) == self.panels_service.as_deref());
+        self.instance_picked |= next;
         let chosen = match (current, next) {
             (Some(i), true) => candidates.get((i + 1) % candidates.len()),
+            // The preferred service may show up after another one.
+            (_, false) if preferred.is_some() && !self.instance_picked => preferred,
             (Some(i), false) => candidates.get(i),
             (None, _) => candidates.first(),
         };
@@ -842,15 +860,65 @@ mod tests {
             .collect()
     }
 
-    fn app() -> App {
-        let config = Config {
+    #[test]
+    fn the_panels_show_the_preferred_service_first_then_the_latest_seen() {
+        let instance = |service: &str, id: &str, last_seen_ms| InstanceInfo {
+            service: service.into(),
+            instance: id.into(),
+            first_seen_ms: 0,
+            last_seen_ms,
+            attributes: Default::default(),
+        };
+        let instances = vec![
+            instance("demo-stock", "stock-1", 9_000),
+            instance("demo-shop", "shop-1", 5_000),
+        ];
+        let mut plain = app();
+        plain.update(Update::Instances(instances.clone()));
+        assert_eq!(plain.instance.as_deref(), Some("stock-1"), "latest seen");
+
+        let mut preferring = App::new(
+            &Config {
+                panels_service: Some("demo-shop".into()),
+                ..config()
+            },
+            40_000,
+        );
+        preferring.update(Update::Instances(instances[..1].to_vec()));
+        assert_eq!(
+            preferring.instance.as_deref(),
+            Some("stock-1"),
+            "the only one"
+        );
+        preferring.update(Update::Instances(instances.clone()));
+        assert_eq!(
+            preferring.instance.as_deref(),
+            Some("shop-1"),
+            "once it shows"
+        );
+        preferring.handle(&key(KeyCode::Char('i')));
+        assert_eq!(preferring.instance.as_deref(), Some("stock-1"), "i cycles");
+        preferring.update(Update::Instances(instances));
+        assert_eq!(
+            preferring.instance.as_deref(),
+            Some("stock-1"),
+            "what i picks stays"
+        );
+    }
+
+    fn config() -> Config {
+        Config {
             window_ms: 40_000,
             to_ms: Some(40_000),
             live: false,
             slow_ms: 800,
             y_max_ms: 1_000,
-        };
-        let mut app = App::new(&config, 40_000);
+            panels_service: None,
+        }
+    }
+
+    fn app() -> App {
+        let mut app = App::new(&config(), 40_000);
         app.add_points(&[
             row(10_000, 100, "/a", false),
             row(10_500, 240, "/b", true),
@@ -1064,6 +1132,7 @@ mod tests {
             live: true,
             slow_ms: 800,
             y_max_ms: 1_000,
+            panels_service: None,
         };
         let mut app = App::new(&config, 40_000);
         app.tick(40_000, Rect::new(8, 0, 20, 10));

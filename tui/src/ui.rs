@@ -1413,6 +1413,7 @@ mod tests {
             live: false,
             slow_ms: 800,
             y_max_ms: 1_000,
+            panels_service: None,
         };
         App::new(&config, 60_000)
     }
