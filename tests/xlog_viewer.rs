@@ -26,6 +26,29 @@ struct Viewer {
     output: Arc<Mutex<Vec<u8>>>,
 }
 
+/// A viewer a failed test left running is stopped, so that nothing it
+/// started (the demo's JVMs) outlives the test: SIGTERM first, as its own
+/// stop path cleans up, then SIGKILL after 5 s.
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        // SAFETY: a plain kill(2) of our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        for _ in 0..50 {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Viewer {
     fn start(args: &[&str]) -> Viewer {
         let (mut master, mut slave) = (0, 0);
