@@ -3,7 +3,9 @@
 //! SDK and by OTLP/HTTP), answer the same points, statistics,
 //! transactions, JVM data and live tail, each point exactly once; and a
 //! ClickHouse killed with SIGKILL during a load loses no acknowledged span
-//! while the analyzer answers 503 and recovers by itself.
+//! while the analyzer answers 503 and recovers by itself; and two
+//! ClickHouse servers as two shards behind `Distributed` tables answer
+//! what one server answers, with the rows spread over both.
 
 mod common;
 
@@ -14,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use common::clickhouse::{ClickHouse, SETTLE};
 use common::{kv, now_ns, run_python, server_span, trace_request, Analyzer};
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, Span, Status};
 use prost::Message;
 use serde_json::Value;
 
@@ -264,4 +268,167 @@ fn clickhouse_killed_during_a_load_loses_no_acknowledged_span() {
         export("crash", 1_000_000),
     );
     assert_eq!(status, 200);
+}
+
+/// A span of trace `trace`, ids from numbers, ending `end_ns`.
+fn span(trace: u64, id: u64, parent: u64, kind: SpanKind, name: &str, end_ns: u64) -> Span {
+    Span {
+        trace_id: [&[0x7a; 8][..], &trace.to_be_bytes()].concat(),
+        span_id: id.to_be_bytes().to_vec(),
+        parent_span_id: if parent == 0 {
+            Vec::new()
+        } else {
+            parent.to_be_bytes().to_vec()
+        },
+        name: name.into(),
+        kind: kind as i32,
+        start_time_unix_nano: end_ns - (1 + id % 7) * 3_000_000,
+        end_time_unix_nano: end_ns,
+        ..Default::default()
+    }
+}
+
+/// The same exports for every store: `TRACES` traces in which `front`
+/// serves a request, calls `back` (a CLIENT span inside its transaction)
+/// and `back` serves it with a SQL call inside; one in five fails.
+fn sharded_exports(base_ns: u64) -> Vec<Vec<u8>> {
+    let (mut front, mut back) = (Vec::new(), Vec::new());
+    for t in 0..TRACES {
+        let end = base_ns + t * 10_000_000;
+        let id = |k: u64| t * 10 + k;
+        let mut root = span(t, id(1), 0, SpanKind::Server, "GET /orders", end);
+        root.attributes = vec![kv("http.route", "/orders/{id}")];
+        if t % 5 == 0 {
+            root.status = Some(Status {
+                code: StatusCode::Error as i32,
+                ..Default::default()
+            });
+        }
+        front.push(root);
+        front.push(span(
+            t,
+            id(2),
+            id(1),
+            SpanKind::Client,
+            "GET",
+            end - 1_000_000,
+        ));
+        let mut served = span(
+            t,
+            id(3),
+            id(2),
+            SpanKind::Server,
+            "GET /stock",
+            end - 2_000_000,
+        );
+        served.attributes = vec![kv("http.route", "/stock")];
+        back.push(served);
+        back.push(span(
+            t,
+            id(4),
+            id(3),
+            SpanKind::Client,
+            "SELECT",
+            end - 3_000_000,
+        ));
+    }
+    [("front", front), ("back", back)]
+        .into_iter()
+        .map(|(service, spans)| {
+            let resource = vec![
+                kv("service.name", service),
+                kv("service.instance.id", &format!("{service}-1")),
+            ];
+            trace_request(resource, spans).encode_to_vec()
+        })
+        .collect()
+}
+
+const TRACES: u64 = 40;
+
+/// What the viewer asks of `analyzer` about these traces: the XLog, the
+/// statistics and transactions per second, each transaction with its
+/// children, and each trace across services.
+fn answers(analyzer: &Analyzer, base_ms: u64) -> Vec<Value> {
+    let points = all_points(analyzer);
+    let range = format!("from={}&to={}", base_ms - 60_000, base_ms + 10_000);
+    let mut out = vec![
+        Value::from(points.clone()),
+        analyzer.get(&format!("/api/v1/stats?{range}")),
+        analyzer.get(&format!("/api/v1/tps?{range}")),
+    ];
+    for p in &points {
+        out.push(analyzer.detail(p));
+        out.push(analyzer.get(&format!(
+            "/api/v1/traces/{}?around={base_ms}",
+            p["trace_id"].as_str().unwrap()
+        )));
+    }
+    out
+}
+
+#[test]
+fn two_shards_behind_distributed_tables_answer_as_one_server() {
+    let one = ClickHouse::start();
+    let shards = ClickHouse::two_shards("two");
+    // Each shard's own tables, as 001_tables.sql has them: an analyzer
+    // pointed at the shard's database `local` creates them.
+    for shard in &shards {
+        let dir = tempfile::tempdir().unwrap();
+        Analyzer::start(dir.path(), &["--clickhouse", &shard.url("local")]).kill();
+    }
+    // On the first, the analyzers' database: Distributed tables of the
+    // same names over both shards, traces kept whole on one.
+    let entry = &shards[0];
+    entry.query("CREATE DATABASE jvmapm");
+    for (table, key) in [
+        ("points", "cityHash64(trace_id)"),
+        ("spans", "cityHash64(trace_id)"),
+        ("jvm_metrics", "cityHash64(instance)"),
+        ("jvm_events", "cityHash64(instance)"),
+        ("instances", "cityHash64(instance)"),
+    ] {
+        entry.query(&format!(
+            "CREATE TABLE jvmapm.{table} AS local.{table} \
+             ENGINE = Distributed(two, local, {table}, {key})"
+        ));
+    }
+    let (dir_one, dir_two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let single = Analyzer::start(dir_one.path(), &["--clickhouse", &one.url("jvmapm")]);
+    let sharded = Analyzer::start(dir_two.path(), &["--clickhouse", &entry.url("jvmapm")]);
+
+    let base_ns = now_ns() - 30_000_000_000;
+    for body in sharded_exports(base_ns) {
+        for analyzer in [&single, &sharded] {
+            assert_eq!(post(&analyzer.url("/v1/traces"), body.clone()), 200);
+        }
+    }
+    // Acknowledged means on the shards already (inserts are synchronous),
+    // and the rows are spread over both.
+    for (table, rows) in [("points", 2 * TRACES), ("spans", 4 * TRACES)] {
+        let counts: Vec<u64> = shards
+            .iter()
+            .map(|s| {
+                let sql = format!("SELECT count() FROM local.{table}");
+                s.query(&sql).trim().parse().unwrap()
+            })
+            .collect();
+        assert_eq!(counts.iter().sum::<u64>(), rows, "{table}: {counts:?}");
+        assert!(counts.iter().all(|&c| c > 0), "{table}: {counts:?}");
+    }
+    std::thread::sleep(SETTLE);
+
+    let base_ms = base_ns / 1_000_000;
+    let expected = answers(&single, base_ms);
+    assert_eq!(expected[0].as_array().unwrap().len() as u64, 2 * TRACES);
+    let trace = &expected[4];
+    assert_eq!(trace["spans"].as_array().map(Vec::len), Some(4), "{trace}");
+    let got = answers(&sharded, base_ms);
+    assert_eq!(got.len(), expected.len());
+    for (i, (got, expected)) in got.iter().zip(&expected).enumerate() {
+        assert!(
+            got == expected,
+            "answer {i}: {got}\n  one server: {expected}"
+        );
+    }
 }

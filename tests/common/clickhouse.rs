@@ -2,7 +2,8 @@
 //! (scripts/test.sh installs it), a configuration and data directory in a
 //! temporary folder, HTTP and native TCP on free loopback ports, the user
 //! `default` without a password. Killed when dropped. Also the two stores
-//! the query-API tests run against ([`TestStore`]).
+//! the query-API tests run against ([`TestStore`]), and two servers that
+//! form a cluster of two shards ([`ClickHouse::two_shards`]).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -33,19 +34,24 @@ fn free_port() -> u16 {
 }
 
 impl ClickHouse {
-    /// Starts a server with `remote_servers` (a cluster definition, XML) in its configuration.
-    pub fn start_with(remote_servers: &str) -> ClickHouse {
+    /// A server not yet started: its folder and ports.
+    fn unstarted() -> ClickHouse {
         assert!(
             Path::new(SERVER).is_file(),
             "{SERVER} is missing: install clickhouse-server (scripts/test.sh does)"
         );
-        let mut server = ClickHouse {
+        ClickHouse {
             dir: tempfile::tempdir().unwrap(),
             child: None,
             http_port: free_port(),
             tcp_port: free_port(),
-        };
-        let d = server.dir.path().display().to_string();
+        }
+    }
+
+    /// Writes the configuration, with `remote_servers` (cluster
+    /// definitions, XML), and starts the server.
+    fn started(mut self, remote_servers: &str) -> ClickHouse {
+        let d = self.dir.path().display().to_string();
         let config = format!(
             r#"<?xml version="1.0"?>
 <yandex>
@@ -66,17 +72,34 @@ impl ClickHouse {
     <quotas><default></default></quotas>
 </yandex>
 "#,
-            http = server.http_port,
-            tcp = server.tcp_port,
+            http = self.http_port,
+            tcp = self.tcp_port,
         );
-        std::fs::write(server.config(), config).unwrap();
-        server.restart();
-        server
+        std::fs::write(self.config(), config).unwrap();
+        self.restart();
+        self
     }
 
     /// Starts a server of its own.
     pub fn start() -> ClickHouse {
-        ClickHouse::start_with("")
+        ClickHouse::unstarted().started("")
+    }
+
+    /// Starts two servers that both know the cluster `cluster`: one shard
+    /// on each, reached over native TCP on loopback.
+    pub fn two_shards(cluster: &str) -> [ClickHouse; 2] {
+        let servers = [ClickHouse::unstarted(), ClickHouse::unstarted()];
+        let shards: String = servers
+            .iter()
+            .map(|s| {
+                format!(
+                    "<shard><replica><host>127.0.0.1</host><port>{}</port></replica></shard>",
+                    s.tcp_port
+                )
+            })
+            .collect();
+        let remote_servers = format!("<{cluster}>{shards}</{cluster}>");
+        servers.map(|s| s.started(&remote_servers))
     }
 
     fn config(&self) -> PathBuf {

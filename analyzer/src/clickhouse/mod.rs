@@ -10,6 +10,10 @@
 //! - [`read`] answers the query API from ClickHouse, with the live-tail
 //!   order of [`seq`] that holds across analyzers.
 //!
+//! On a cluster the analyzers' database holds `Distributed` tables of the
+//! same names over each shard's tables; they are read and written as they
+//! are, inserts synchronously.
+//!
 //! The client is the `clickhouse` crate over HTTP in RowBinary, without the
 //! schema validation of its default format (RowBinaryWithNamesAndTypes,
 //! which ClickHouse 18.16 lacks).
@@ -48,9 +52,14 @@ pub struct ClickHouse {
 impl ClickHouse {
     /// Reaches the server, creates the database and the tables it lacks.
     pub async fn connect(config: Config) -> Result<ClickHouse, String> {
+        // Inserts through a `Distributed` table (a cluster's layout) are
+        // answered once every shard has its rows, not when they are queued
+        // for sending: acknowledged means stored there too. A plain table
+        // ignores the setting.
         let mut server = Client::default()
             .with_url(&config.base)
-            .with_validation(false);
+            .with_validation(false)
+            .with_option("insert_distributed_sync", "1");
         if let Some(user) = &config.user {
             server = server.with_user(user);
         }
